@@ -1,0 +1,80 @@
+"""Write files so that nothing half-written is ever left at the final path.
+
+Outputs go to hidden temporary files in the target folder (same filesystem, so the final
+rename is atomic) and are renamed only when the whole job succeeded. Ctrl-C, SIGTERM or an
+exception removes the temporaries; a kill -9 can leave one, but never a file at the final
+path, and the next run for the same output removes temporaries whose writer is dead.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Iterator
+
+
+def temp_path_for(final: Path) -> Path:
+    final = Path(final)
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(final: Path) -> None:
+    """Remove temporaries of earlier writers of `final` that were killed (-9) mid-write."""
+    final = Path(final)
+    for tmp in final.parent.glob(f".{final.name}.*.tmp"):
+        pid = tmp.name[len(final.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that cleanup code runs."""
+
+
+@contextlib.contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    def handler(signum, frame):
+        raise _Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def atomic_outputs(*finals: str | Path) -> Iterator[list[Path]]:
+    """Yield temporary paths for `finals`; rename them all into place on success.
+
+    On any failure (exception, Ctrl-C, SIGTERM) the temporaries are deleted, worker
+    processes started inside the block are stopped, and the exception propagates.
+    Renames happen in the given order: put the file readers look for first *last*.
+    """
+    finals = [Path(f) for f in finals]
+    for f in finals:
+        remove_stale_temps(f)
+    temps = [temp_path_for(f) for f in finals]
+    try:
+        with sigterm_as_exception():
+            yield temps
+            for tmp, final in zip(temps, finals):
+                os.replace(tmp, final)
+    except BaseException:
+        for p in multiprocessing.active_children():
+            p.terminate()
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise

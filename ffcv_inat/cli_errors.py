@@ -1,0 +1,23 @@
+"""How every command reports bad input: one line, nonzero exit, no traceback."""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from . import UserError
+from .atomic import _Terminated
+
+
+def report_user_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+        except _Terminated:
+            click.echo("terminated; partial outputs removed", err=True)
+            raise SystemExit(143) from None
+
+    return wrapper

@@ -1,0 +1,118 @@
+"""FFCV loaders for training and evaluation, the way ffcv-imagenet builds them.
+
+Images leave the pipeline as uint8 NCHW (channels-last) tensors. On a GPU they are
+normalised inside the pipeline, after ToDevice, as ffcv-imagenet does. On the CPU they are
+normalised in torch by `to_model_input`: ffcv's NormalizeImage is a JIT op, and a JIT op
+after the non-JIT ToTensor/ToTorchImage makes the Loader hang (ffcv issue #396).
+
+ffcv reuses its output buffers: a batch is valid only until the loader yields batches_ahead
+more. Use it (or `.clone()` it) before moving on; never keep a list of raw batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import UserError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
+IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
+# Evaluation crops the centre 224/256 of the image, the standard ImageNet protocol.
+DEFAULT_CROP_RATIO = 224 / 256
+
+
+@dataclass
+class BetonLoader:
+    loader: object  # ffcv.loader.Loader
+    decoder: object  # the image decoder; set decoder.output_size to change resolution
+    normalized: bool  # True when the pipeline already normalised (GPU)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_resolution(self, res: int) -> None:
+        self.decoder.output_size = (res, res)
+
+
+def make_loader(
+    beton: str | Path,
+    *,
+    batch_size: int,
+    res: int,
+    train: bool,
+    device: torch.device,
+    workers: int,
+    augment: bool = True,
+    distributed: bool = False,
+    seed: int = 0,
+    drop_last: bool | None = None,
+    os_cache: bool = True,
+    crop_ratio: float = DEFAULT_CROP_RATIO,
+    batches_ahead: int = 3,
+) -> BetonLoader:
+    """A Loader over `beton` yielding (images, labels) on `device`.
+
+    train=True: shuffled, RandomResizedCrop + horizontal flip (augment=False: centre crop,
+    no flip, for deterministic tests); train=False: sequential, centre crop.
+    """
+    from ffcv.fields.basics import IntDecoder
+    from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
+
+    beton = Path(beton)
+    if not beton.is_file():
+        raise UserError(f"beton not found: {beton}")
+    if train and augment:
+        decoder = RandomResizedCropRGBImageDecoder((res, res))
+        image_ops = [decoder, RandomHorizontalFlip()]
+    else:
+        decoder = CenterCropRGBImageDecoder((res, res), ratio=crop_ratio)
+        image_ops = [decoder]
+    on_gpu = device.type == "cuda"
+    image_ops += [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
+    if on_gpu:
+        image_ops.append(NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float16))
+    label_ops = [IntDecoder(), ToTensor(), Squeeze(), ToDevice(device, non_blocking=True)]
+    if train:
+        # QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv supports it
+        # only without os_cache and without distributed loading.
+        order = OrderOption.RANDOM if (os_cache or distributed) else OrderOption.QUASI_RANDOM
+    else:
+        order = OrderOption.SEQUENTIAL
+    loader = Loader(
+        str(beton),
+        batch_size=batch_size,
+        num_workers=workers,
+        order=order,
+        os_cache=os_cache,
+        drop_last=train if drop_last is None else drop_last,
+        pipelines={"image": image_ops, "label": label_ops},
+        distributed=distributed,
+        seed=seed,
+        batches_ahead=batches_ahead,
+    )
+    return BetonLoader(loader, decoder, normalized=on_gpu)
+
+
+_stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def to_model_input(images: torch.Tensor, normalized: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Normalise uint8 NCHW images in torch (CPU path); pass through already-normalised ones."""
+    if normalized:
+        return images
+    key = (images.device, dtype)
+    if key not in _stats:
+        _stats[key] = (
+            torch.tensor(IMAGENET_MEAN, dtype=dtype, device=images.device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, dtype=dtype, device=images.device).view(1, 3, 1, 1),
+        )
+    mean, std = _stats[key]
+    return ((images.to(dtype) - mean) / std).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,74 @@
+"""The manifest beside every beton (`NAME.json` next to `NAME.beton`).
+
+It is the one source of truth for labels, class names and supercategories: the trainer, the
+evaluator and the analysis read classes from here and never re-derive them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import UserError
+
+
+@dataclass
+class ClassEntry:
+    label: int
+    id: str  # ImageNet wnid or iNat category id (as a string)
+    name: str
+    supercategory: str | None
+    num_images: int
+
+
+@dataclass
+class Manifest:
+    dataset: str  # "imagenet" or "inat-mini-a"
+    split: str
+    subset: str | None
+    k: int | None
+    seed: int | None
+    num_images: int
+    classes: list[ClassEntry]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    write_options: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "manifest") -> "Manifest":
+        try:
+            d = dict(d)
+            d["classes"] = [ClassEntry(**c) for c in d["classes"]]
+            m = cls(**d)
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{source}: not a valid ffcv-inat manifest ({e})") from None
+        if [c.label for c in m.classes] != list(range(len(m.classes))):
+            raise UserError(f"{source}: class labels are not 0..n-1 in order")
+        return m
+
+
+def manifest_path(beton: str | Path) -> Path:
+    """NAME.beton -> NAME.json"""
+    return Path(beton).with_suffix(".json")
+
+
+def read_manifest(beton_or_json: str | Path) -> Manifest:
+    path = Path(beton_or_json)
+    if path.suffix != ".json":
+        path = manifest_path(path)
+    if not path.is_file():
+        raise UserError(f"manifest not found: {path} (write-beton writes it beside the beton)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: invalid JSON ({e})") from None
+    return Manifest.from_dict(data, source=str(path))

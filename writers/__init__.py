@@ -1,0 +1,1 @@
+"""Converters to FFCV .beton files (installed as ffcv_inat.writers)."""

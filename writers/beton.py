@@ -1,0 +1,191 @@
+"""The one mechanism both converters use: checked images -> .beton + manifest, atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ffcv_inat import UserError, __version__
+from ffcv_inat.atomic import atomic_outputs
+from ffcv_inat.manifest import ClassEntry, Manifest, manifest_path
+
+from .images import BadImage, decode_rgb, find_bad_images
+
+WRITE_MODES = ("jpg", "raw", "proportion")
+ON_ERROR = ("skip", "fail")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    max_res: int = 512
+    write_mode: str = "jpg"
+    jpeg_quality: int = 90
+    compress_prob: float = 0.5  # only used by write_mode="proportion"
+    workers: int = 0  # 0 = all cores
+    on_error: str = "skip"
+    chunksize: int = 100
+
+    def num_workers(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    def validate(self) -> None:
+        if self.write_mode not in WRITE_MODES:
+            raise UserError(f"--write-mode must be one of {', '.join(WRITE_MODES)}, got {self.write_mode!r}")
+        if self.on_error not in ON_ERROR:
+            raise UserError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
+        if self.max_res < 8:
+            raise UserError(f"--max-res must be at least 8, got {self.max_res}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise UserError(f"--jpeg-quality must be in 1..100, got {self.jpeg_quality}")
+        if not 0.0 <= self.compress_prob <= 1.0:
+            raise UserError(f"--compress-prob must be in 0..1, got {self.compress_prob}")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: str
+    name: str
+    supercategory: str | None
+
+
+class LabelledImages:
+    """Indexable (image, label) samples for ffcv's DatasetWriter, decoded in its workers.
+
+    Files were checked before, so a failure here means the file changed under us; it must
+    not kill the worker (the writer would wait forever), so it is recorded in `failure_dir`
+    and a black pixel written instead, and the caller fails the whole write.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int], max_res: int, failure_dir: str):
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.max_res = max_res
+        self.failure_dir = failure_dir
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            image = decode_rgb(self.paths[i], min_side=self.max_res)
+        except (BadImage, OSError) as e:
+            Path(self.failure_dir, str(i)).write_text(f"{self.paths[i]}\t{e}")
+            image = np.zeros((1, 1, 3), dtype=np.uint8)
+        return image, int(self.labels[i])
+
+
+def _ffcv_fields(opts: WriteOptions) -> dict:
+    from ffcv.fields import IntField, RGBImageField
+
+    return {
+        "image": RGBImageField(
+            write_mode=opts.write_mode,
+            max_resolution=opts.max_res,
+            jpeg_quality=opts.jpeg_quality,
+            compress_probability=opts.compress_prob,
+        ),
+        "label": IntField(),
+    }
+
+
+def check_out_path(out: str | Path, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.suffix != ".beton":
+        raise UserError(f"--out must end in .beton, got {out}")
+    if not out.parent.is_dir():
+        raise UserError(f"output folder does not exist: {out.parent}")
+    if not overwrite:
+        for p in (out, manifest_path(out)):
+            if p.exists():
+                raise UserError(f"{p} exists: pass --overwrite to replace it")
+    return out
+
+
+def write_beton(
+    out: str | Path,
+    samples: Sequence[tuple[str, int]],
+    classes: Sequence[ClassInfo],
+    *,
+    dataset: str,
+    split: str,
+    subset: str | None,
+    k: int | None,
+    seed: int | None,
+    opts: WriteOptions,
+    overwrite: bool = False,
+    notes: dict | None = None,
+    root: str | Path | None = None,
+) -> Manifest:
+    """Write samples (absolute path, label) to `out` and its manifest; return the manifest.
+
+    Paths in the manifest's `skipped` list are relative to `root` when given.
+    """
+    opts.validate()
+    out = check_out_path(out, overwrite)
+    if not samples:
+        raise UserError(f"no images to write for {dataset} {split}")
+    paths = [p for p, _ in samples]
+    rel = (lambda p: os.path.relpath(p, root)) if root is not None else (lambda p: p)
+
+    bad = find_bad_images(paths, opts.num_workers())
+    if bad and opts.on_error == "fail":
+        path, reason = next(iter(bad.items()))
+        raise UserError(f"cannot read {path}: {reason} (use --on-error skip to leave such files out)")
+    kept = [(p, y) for p, y in samples if p not in bad]
+    if not kept:
+        raise UserError(f"every image of {dataset} {split} failed to decode; first: {next(iter(bad.items()))}")
+    counts = Counter(y for _, y in kept)
+    manifest = Manifest(
+        dataset=dataset,
+        split=split,
+        subset=subset,
+        k=k,
+        seed=seed,
+        num_images=len(kept),
+        classes=[
+            ClassEntry(label=i, id=c.id, name=c.name, supercategory=c.supercategory, num_images=counts.get(i, 0))
+            for i, c in enumerate(classes)
+        ],
+        skipped=[{"path": rel(p), "reason": r} for p, r in bad.items()],
+        write_options={k_: v for k_, v in asdict(opts).items() if k_ not in ("workers", "chunksize")},
+        notes=dict(notes or {}),
+        version=__version__,
+    )
+
+    from ffcv.writer import DatasetWriter
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ffcv-inat-failures-") as failure_dir, atomic_outputs(
+        manifest_path(out), out
+    ) as (tmp_json, tmp_beton):
+        data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir)
+        writer = DatasetWriter(str(tmp_beton), _ffcv_fields(opts), num_workers=opts.num_workers())
+        try:
+            writer.from_indexed_dataset(data, chunksize=opts.chunksize)
+        finally:
+            _release_shared_memory(writer)
+        failures = sorted(Path(failure_dir).iterdir(), key=lambda f: int(f.name))
+        if failures:
+            path, reason = failures[0].read_text().split("\t", 1)
+            raise UserError(f"{path} could not be read while writing ({reason}); nothing was written")
+        manifest.notes["write_seconds"] = round(time.perf_counter() - start, 3)
+        tmp_json.write_text(manifest.to_json())
+    return manifest
+
+
+def _release_shared_memory(writer) -> None:
+    """ffcv leaves its metadata segment in /dev/shm if the write is interrupted."""
+    sm = getattr(writer, "metadata_sm", None)
+    if sm is None or isinstance(sm, int):
+        return
+    try:
+        sm.close()
+        sm.unlink()
+    except (FileNotFoundError, OSError):
+        pass

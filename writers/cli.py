@@ -1,0 +1,78 @@
+"""`write-beton`: ImageNet subsets and iNat-Mini-A to .beton + manifest."""
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from ffcv_inat import UserError
+from ffcv_inat.classes import SUBSETS, subset_label
+from ffcv_inat.cli_errors import report_user_errors
+
+from .beton import ON_ERROR, WRITE_MODES, WriteOptions
+
+DATASETS = ("imagenet", "inat-mini-a")
+ALL_SPLITS = ("train", "val", "eval")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--dataset", type=click.Choice(DATASETS), default="imagenet", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Dataset root. Default: $IMAGENET_DIR or $INAT_DIR.")
+@click.option("--split", type=click.Choice(ALL_SPLITS), default="train", show_default=True,
+              help="imagenet: train|val. inat-mini-a: train (train_mini) | eval (from train, never train_mini) | val.")
+@click.option("--subset", default="all", show_default=True,
+              help=f"ImageNet classes: {', '.join(SUBSETS)} (A = 398 animals, NA = 602 others, R = random).")
+@click.option("--k", type=int, default=None, help="Draw k classes at random (seeded) from the subset; R needs it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the class draw / eval sampling.")
+@click.option("--per-class", type=int, default=50, show_default=True, help="inat-mini-a eval: images per species.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PATH/NAME.beton (NAME.json is written beside it).")
+@click.option("--max-res", type=int, default=512, show_default=True, help="Longest side of stored images.")
+@click.option("--write-mode", type=click.Choice(WRITE_MODES), default="jpg", show_default=True)
+@click.option("--jpeg-quality", type=int, default=90, show_default=True)
+@click.option("--compress-prob", type=float, default=0.5, show_default=True, help="write-mode proportion: share stored as JPEG.")
+@click.option("--workers", type=int, default=0, help="Worker processes. Default: all cores.")
+@click.option("--on-error", type=click.Choice(ON_ERROR), default="skip", show_default=True,
+              help="Undecodable files: skip (listed in the manifest) or fail naming the file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@report_user_errors
+def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, write_mode, jpeg_quality,
+         compress_prob, workers, on_error, overwrite):
+    """Write an FFCV .beton and its manifest.
+
+    \b
+    write-beton --subset NA --k 300 --split train --out betons/NA-300_train.beton
+    write-beton --dataset inat-mini-a --split eval --out betons/inat_eval.beton
+    """
+    opts = WriteOptions(max_res=max_res, write_mode=write_mode, jpeg_quality=jpeg_quality,
+                        compress_prob=compress_prob, workers=workers, on_error=on_error)
+    env = "IMAGENET_DIR" if dataset == "imagenet" else "INAT_DIR"
+    data_dir = data_dir or os.environ.get(env)
+    if not data_dir:
+        raise UserError(f"no data dir: pass --data-dir or set ${env}")
+    start = time.perf_counter()
+    if dataset == "imagenet":
+        from .imagenet import write_imagenet
+
+        if split == "eval":
+            raise UserError("split eval exists only for --dataset inat-mini-a; ImageNet has train and val")
+        m = write_imagenet(data_dir, split, subset, k, seed, out, opts, overwrite=overwrite)
+        what = f"ImageNet {subset_label(subset, k)} {split}"
+    else:
+        from .inat import write_inat_mini_a
+
+        if subset != "all" or k is not None:
+            raise UserError("--subset/--k apply to ImageNet only; iNat-Mini-A is all animal species")
+        if per_class < 1:
+            raise UserError(f"--per-class must be at least 1, got {per_class}")
+        m = write_inat_mini_a(data_dir, split, out, opts, per_class=per_class, seed=seed, overwrite=overwrite)
+        what = f"iNat-Mini-A {split}"
+    seconds = time.perf_counter() - start
+    size_mb = os.path.getsize(out) / 1e6
+    click.echo(f"wrote {out}: {what}, {m.num_classes} classes, {m.num_images} images, "
+               f"{size_mb:.1f} MB, {m.num_images / seconds:.0f} images/s; skipped {len(m.skipped)}")
+
+
+if __name__ == "__main__":
+    main()

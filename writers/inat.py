@@ -1,0 +1,32 @@
+"""iNat-Mini-A (the animal species of iNaturalist-2021 mini) -> .beton."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ffcv_inat.inat import split_samples
+from ffcv_inat.manifest import Manifest
+
+from .beton import ClassInfo, WriteOptions, write_beton
+
+
+def write_inat_mini_a(
+    data_dir: str | Path,
+    split: str,
+    out: str | Path,
+    opts: WriteOptions,
+    per_class: int = 50,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Manifest:
+    data_dir = Path(data_dir)
+    categories, groups, notes = split_samples(data_dir, split, per_class=per_class, seed=seed)
+    samples = [
+        (str(data_dir / s.path), label)
+        for label, cat in enumerate(categories)
+        for s in groups.get(cat.id, [])
+    ]
+    classes = [ClassInfo(str(c.id), c.name, c.supercategory) for c in categories]
+    return write_beton(
+        out, samples, classes, dataset="inat-mini-a", split=split, subset="A", k=None,
+        seed=seed if split == "eval" else None, opts=opts, overwrite=overwrite, notes=notes, root=data_dir,
+    )
