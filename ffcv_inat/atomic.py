@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -44,15 +45,33 @@ class _Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
+def interrupts_as_exceptions() -> Iterator[list[int]]:
+    """Raise on SIGINT (KeyboardInterrupt) and SIGTERM (_Terminated), and remember them.
+
+    An exception raised by a signal handler can be swallowed when it lands inside a
+    destructor or a library's cleanup ("Exception ignored in ..."); the list of received
+    signals lets the caller refuse to commit anyway.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
     def handler(signum, frame):
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise _Terminated(f"terminated by signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    watched = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        watched.append(signal.SIGINT)
+    previous = {s: signal.signal(s, handler) for s in watched}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -68,8 +87,10 @@ def atomic_outputs(*finals: str | Path) -> Iterator[list[Path]]:
         remove_stale_temps(f)
     temps = [temp_path_for(f) for f in finals]
     try:
-        with sigterm_as_exception():
+        with interrupts_as_exceptions() as received:
             yield temps
+            if received:
+                raise KeyboardInterrupt if received[0] == signal.SIGINT else _Terminated("terminated")
             for tmp, final in zip(temps, finals):
                 os.replace(tmp, final)
     except BaseException:

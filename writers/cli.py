@@ -10,7 +10,7 @@ from ffcv_inat import UserError
 from ffcv_inat.classes import SUBSETS, subset_label
 from ffcv_inat.cli_errors import report_user_errors
 
-from .beton import ON_ERROR, WRITE_MODES, WriteOptions
+from .beton import ON_ERROR, WRITE_MODES, WriteOptions, check_out_path
 
 DATASETS = ("imagenet", "inat-mini-a")
 ALL_SPLITS = ("train", "val", "eval")
@@ -47,6 +47,8 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
     """
     opts = WriteOptions(max_res=max_res, write_mode=write_mode, jpeg_quality=jpeg_quality,
                         compress_prob=compress_prob, workers=workers, on_error=on_error)
+    check_out_path(out, overwrite)  # before any slow work
+    opts.validate()
     env = "IMAGENET_DIR" if dataset == "imagenet" else "INAT_DIR"
     data_dir = data_dir or os.environ.get(env)
     if not data_dir:
