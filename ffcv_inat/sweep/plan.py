@@ -1,0 +1,398 @@
+"""The study as a list of runs with dependencies: a pure function of the plan arguments.
+
+The paper's grid, per seed:
+    betons      ImageNet all, A, NA and A-k, NA-k, R-k (train + val); iNat-Mini-A train + eval
+    pretrain    ResNet-50 on each ImageNet subset (pretrain_90ep)
+    finetune    each pretrained model on iNat-Mini-A (finetune_inat_60ep)
+    linear      each pretrained model, linear probe on ImageNet-A (linear_imagenet_a_15ep)
+    scratch     iNat-Mini-A from random init (scratch_inat_60ep), the no-pretraining baseline,
+                and the ImageNet-A probe of a random-init network (its counterpart for the probe)
+
+Nothing here touches the filesystem except reading bundled recipe YAML (to scale schedules),
+so the same arguments give the same plan, row for row, on every machine.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .. import UserError
+from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
+
+# Family -> (the full subset that ends its curve, its number of classes). R-k draws from all
+# 1,000 classes, so R's full end point is "all" (R-1000 would be the same class set).
+FAMILIES = {"A": ("A", NUM_ANIMAL_CLASSES), "NA": ("NA", NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES),
+            "R": ("all", NUM_IMAGENET_CLASSES)}
+FULL_SUBSET_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES,
+                    "all": NUM_IMAGENET_CLASSES}
+# 50..300 trace the curve where the paper sees it change; 398 = |A|, so A, NA and R are also
+# compared at exactly the animal subset's size.
+DEFAULT_KS = (50, 100, 200, 300, 398)
+SMOKE_KS = (8,)
+KINDS = ("data", "beton", "pretrain", "finetune", "linear", "scratch")
+TRAIN_KINDS = ("pretrain", "finetune", "linear", "scratch")
+
+RECIPES = {
+    "pretrain": "pretrain_90ep.yaml",
+    "finetune": "finetune_inat_60ep.yaml",
+    "linear": "linear_imagenet_a_15ep.yaml",
+    "scratch": "scratch_inat_60ep.yaml",
+}
+INAT = "inat-mini-a"
+IMAGENET_A = "imagenet-a"
+
+# The smoke grid: synthetic data the sweep makes itself, 32 px, one tiny epoch per run.
+SMOKE_DATA = dict(imagenet_train=2, imagenet_val=1, inat_species=24, size=32)
+SMOKE_BETON_OPTIONS = {"max-res": 32, "workers": 1, "per-class": 2}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    run_id: str
+    kind: str  # one of KINDS
+    family: str = ""  # A | NA | R | "" (scratch, data, iNat betons)
+    subset: str = ""  # pretraining ImageNet subset: all | A | NA | R ("" when none)
+    k: int | None = None  # classes drawn from the subset; None = the whole subset
+    seed: int | None = None  # class draw and training seed
+    target: str = ""  # what the run is evaluated on: an ImageNet subset label, inat-mini-a, imagenet-a
+    split: str = ""  # beton rows: train | val | eval
+    recipe: str = ""
+    overrides: tuple[str, ...] = ()  # ffcv-train --set items
+    options: dict = field(default_factory=dict)  # write-beton / synthetic-data options
+    inputs: dict = field(default_factory=dict)  # role -> path (train, val, init, data_dir)
+    outputs: str = ""  # the beton, run dir or data dir this row makes
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def num_pretrain_classes(self) -> int | None:
+        """x of the paper's curves: classes seen in pretraining (None: no pretraining)."""
+        if not self.subset:
+            return None
+        return self.k if self.k is not None else FULL_SUBSET_SIZE[self.subset]
+
+
+# ---------------------------------------------------------------------------- naming
+
+def subset_name(subset: str, k: int | None, seed: int | None) -> str:
+    """A, NA, all, A-50-s0, R-100-s1: the class set (full subsets do not depend on the seed)."""
+    return subset if k is None else f"{subset}-{k}-s{seed}"
+
+
+def model_name(subset: str, k: int | None, seed: int) -> str:
+    """A pretrained model: its class set plus the training seed (A-s0, R-100-s0)."""
+    return f"{subset}-s{seed}" if k is None else subset_name(subset, k, seed)
+
+
+# ---------------------------------------------------------------------------- recipes
+
+@lru_cache(maxsize=None)
+def _resolved_recipe(name: str):
+    from ..config import load_config  # the trainer's own loader: defaults + recipe, typed
+
+    return load_config(name)
+
+
+def schedule_overrides(recipe: str, scale: float) -> list[str]:
+    """--set items that shrink every epoch count of the recipe by `scale`.
+
+    Epochs and the LR-step interval (and milestones, warmup, progressive-resizing epochs and
+    the eval interval where the recipe uses them) scale together, so a cheaper slice keeps the
+    shape of the paper's schedule: 90 epochs /10 every 30 -> 9 epochs /10 every 3 at 0.1.
+    Never below one epoch.
+    """
+    if scale == 1.0:
+        return []
+    cfg = _resolved_recipe(recipe)
+
+    def sc(v: int) -> int:
+        return max(1, round(v * scale))
+
+    s = cfg.schedule
+    out = [f"schedule.epochs={sc(s.epochs)}", f"schedule.step_every={sc(s.step_every)}"]
+    if s.milestones:
+        out.append(f"schedule.milestones=[{','.join(str(sc(m)) for m in s.milestones)}]")
+    if s.warmup_epochs:
+        out.append(f"schedule.warmup_epochs={sc(s.warmup_epochs)}")
+    if cfg.progressive.enabled:
+        out += [f"progressive.start_epoch={round(cfg.progressive.start_epoch * scale)}",
+                f"progressive.end_epoch={sc(cfg.progressive.end_epoch)}"]
+    if cfg.eval.every:
+        out.append(f"eval.every={sc(cfg.eval.every)}")
+    return out
+
+
+# ---------------------------------------------------------------------------- the grid
+
+@dataclass(frozen=True)
+class GridSpec:
+    grid: str  # paper | smoke
+    ks: tuple[int, ...]
+    seeds: tuple[int, ...]
+    epochs_scale: float
+    work_dir: str
+    imagenet_dir: str = ""  # "" -> write-beton reads $IMAGENET_DIR when the beton is written
+    inat_dir: str = ""  # "" -> $INAT_DIR
+    families: tuple[str, ...] = ("A", "NA", "R")
+
+
+def pretrain_subsets(ks: Sequence[int], families: Sequence[str]) -> list[tuple[str, str, int | None]]:
+    """(family, subset, k) of every pretraining class set; k >= a family's size is its full subset.
+
+    A k larger than a family is dropped for that family (A has 398 classes); k equal to it is
+    the full subset itself, which is always in the grid as the curve's end point.
+    """
+    out = []
+    for fam in families:
+        if fam not in FAMILIES:
+            raise UserError(f"unknown family {fam!r}: choose from {', '.join(FAMILIES)}")
+        full, size = FAMILIES[fam]
+        draw_from = "R" if fam == "R" else fam
+        out += [(fam, draw_from, k) for k in sorted(set(ks)) if k < size]
+        out.append((fam, full, None))
+    return out
+
+
+def build_plan(spec: GridSpec) -> list[PlanRow]:
+    if spec.grid not in ("paper", "smoke"):
+        raise UserError(f"unknown grid {spec.grid!r}: choose paper or smoke")
+    if not spec.seeds:
+        raise UserError("--seeds: give at least one seed")
+    if any(k < 1 for k in spec.ks):
+        raise UserError(f"--k values must be at least 1, got {','.join(map(str, spec.ks))}")
+    if spec.epochs_scale <= 0:
+        raise UserError(f"--epochs-scale must be positive, got {spec.epochs_scale}")
+    work = Path(spec.work_dir)
+    betons, runs = work / "betons", work / "runs"
+    smoke = spec.grid == "smoke"
+    rows: list[PlanRow] = []
+
+    imagenet_dir, inat_dir, data_deps = spec.imagenet_dir, spec.inat_dir, ()
+    if smoke:
+        data_dir = work / "data"
+        rows.append(PlanRow("data_synthetic", "data", options=dict(SMOKE_DATA), outputs=str(data_dir)))
+        imagenet_dir, inat_dir, data_deps = str(data_dir / "imagenet"), str(data_dir / "inat2021"), ("data_synthetic",)
+    beton_opts = dict(SMOKE_BETON_OPTIONS) if smoke else {}
+
+    def beton_row(dataset: str, split: str, subset: str = "", k: int | None = None, seed: int | None = None):
+        name = f"imagenet_{subset_name(subset, k, seed)}" if dataset == "imagenet" else dataset
+        opts = {"dataset": dataset, "split": split, **beton_opts}
+        if dataset == "imagenet":
+            opts.pop("per-class", None)
+            opts.update({"subset": subset} | ({"k": k, "seed": seed} if k is not None else {}))
+        elif split != "eval":
+            opts.pop("per-class", None)
+        root = imagenet_dir if dataset == "imagenet" else inat_dir
+        return PlanRow(f"beton_{name}_{split}", "beton", subset=subset if dataset == "imagenet" else "",
+                       k=k, seed=seed if k is not None else None, split=split, options=opts,
+                       inputs={"data_dir": root}, outputs=str(betons / f"{name}_{split}.beton"),
+                       depends_on=data_deps)
+
+    # Betons. Full subsets are the same for every seed, so they are written once.
+    class_sets = sorted({(s, k, seed if k is not None else None)
+                         for seed in spec.seeds for _, s, k in pretrain_subsets(spec.ks, spec.families)},
+                        key=lambda t: (t[0], t[1] or 0, -1 if t[2] is None else t[2]))
+    if ("A", None, None) not in class_sets:  # the linear probe's ImageNet-A betons
+        class_sets.insert(0, ("A", None, None))
+    beton_rows = {}
+    for subset, k, seed in class_sets:
+        for split in ("train", "val"):
+            r = beton_row("imagenet", split, subset, k, seed)
+            beton_rows[(subset, k, seed, split)] = r
+    inat_train, inat_eval = beton_row(INAT, "train"), beton_row(INAT, "eval")
+    rows += list(beton_rows.values()) + [inat_train, inat_eval]
+    a_train, a_val = beton_rows[("A", None, None, "train")], beton_rows[("A", None, None, "val")]
+
+    def train_row(kind: str, run_id: str, train: PlanRow, val: PlanRow, init: PlanRow | None, **meta):
+        recipe = RECIPES[kind]
+        overrides = list(schedule_overrides(recipe, spec.epochs_scale))
+        overrides += smoke_overrides() if smoke else []
+        overrides.append(f"{SEED_KEY}={meta['seed']}")
+        if kind == "linear" and init is None:
+            overrides.append("model.init=null")  # the probe recipe expects a checkpoint
+        inputs = {"train": train.outputs, "val": val.outputs}
+        deps = [train.run_id, val.run_id]
+        if init is not None:
+            inputs["init"] = str(Path(init.outputs) / "checkpoints" / "last.pt")
+            deps.append(init.run_id)
+        return PlanRow(run_id, kind, recipe=recipe, overrides=tuple(overrides), inputs=inputs,
+                       outputs=str(runs / run_id), depends_on=tuple(deps), **meta)
+
+    pretrains, finetunes, linears, scratches = [], [], [], []
+    for seed in spec.seeds:
+        for fam, subset, k in pretrain_subsets(spec.ks, spec.families):
+            bseed = seed if k is not None else None
+            model = model_name(subset, k, seed)
+            meta = dict(family=fam, subset=subset, k=k, seed=seed)
+            pre = train_row("pretrain", f"pretrain_{model}", beton_rows[(subset, k, bseed, "train")],
+                            beton_rows[(subset, k, bseed, "val")], None,
+                            target=subset_name(subset, k, bseed), **meta)
+            pretrains.append(pre)
+            finetunes.append(train_row("finetune", f"finetune_{model}", inat_train, inat_eval, pre,
+                                       target=INAT, **meta))
+            linears.append(train_row("linear", f"linear_{model}", a_train, a_val, pre, target=IMAGENET_A, **meta))
+        scratches.append(train_row("scratch", f"scratch_s{seed}", inat_train, inat_eval, None, target=INAT, seed=seed))
+        # Figure 4's no-pretraining reference: the same probe on random-init features.
+        linears.append(train_row("linear", f"linear_random-s{seed}", a_train, a_val, None, target=IMAGENET_A,
+                                 seed=seed))
+    # Pretrained models appear in more than one family (all = R's end point): keep the first.
+    rows += _unique(pretrains) + _unique(finetunes) + _unique(linears) + scratches
+    check_plan(rows)
+    return rows
+
+
+def _unique(rows: Iterable[PlanRow]) -> list[PlanRow]:
+    seen, out = set(), []
+    for r in rows:
+        if r.run_id not in seen:
+            seen.add(r.run_id)
+            out.append(r)
+    return out
+
+
+# The trainer's seed (ffcv_inat/config.py): weights init and data order of a run.
+SEED_KEY = "seed"
+# Tiny CPU runs whatever the recipe: one epoch of two 32-px batches, then a full evaluation.
+SMOKE_TRAIN_OVERRIDES = (
+    "device=cpu",
+    "schedule.epochs=1",
+    "schedule.step_every=1",
+    "schedule.max_steps_per_epoch=2",
+    "data.batch_size=16",
+    "data.res=32",
+    "data.val_res=32",
+    "data.workers=1",
+    "log_every=1",
+)
+
+
+def smoke_overrides() -> list[str]:
+    return list(SMOKE_TRAIN_OVERRIDES)
+
+
+# ---------------------------------------------------------------------------- checks
+
+def check_plan(rows: Sequence[PlanRow]) -> None:
+    """Unique ids, every dependency exists and comes earlier (so the plan is acyclic and in a
+    valid run order), and every input path is made by one of the row's dependencies."""
+    by_id: dict[str, PlanRow] = {}
+    producer = {r.outputs: r.run_id for r in rows}
+    for r in rows:
+        if r.run_id in by_id:
+            raise UserError(f"plan: duplicate run id {r.run_id}")
+        if r.kind not in KINDS:
+            raise UserError(f"plan: {r.run_id}: unknown kind {r.kind!r}")
+        for d in r.depends_on:
+            if d not in by_id:
+                raise UserError(f"plan: {r.run_id} depends on {d}, which is not an earlier row")
+        for role, path in r.inputs.items():
+            made_by = producer.get(path) or producer.get(str(Path(path).parent.parent))  # init: RUN/checkpoints/last.pt
+            if made_by is not None and made_by not in r.depends_on:
+                raise UserError(f"plan: {r.run_id} reads {role}={path} from {made_by} without depending on it")
+        by_id[r.run_id] = r
+
+
+def topological_order(rows: Sequence[PlanRow]) -> list[PlanRow]:
+    """Rows in an order where every dependency comes first (stable for an already valid plan)."""
+    by_id = {r.run_id: r for r in rows}
+    done: set[str] = set()
+    order: list[PlanRow] = []
+    visiting: set[str] = set()
+
+    def visit(r: PlanRow):
+        if r.run_id in done:
+            return
+        if r.run_id in visiting:
+            raise UserError(f"plan: dependency cycle through {r.run_id}")
+        visiting.add(r.run_id)
+        for d in r.depends_on:
+            if d not in by_id:
+                raise UserError(f"plan: {r.run_id} depends on unknown run {d}")
+            visit(by_id[d])
+        visiting.discard(r.run_id)
+        done.add(r.run_id)
+        order.append(r)
+
+    for r in rows:
+        visit(r)
+    return order
+
+
+def with_dependencies(rows: Sequence[PlanRow], selected: Iterable[str]) -> list[PlanRow]:
+    """The selected rows and everything they need, in plan order."""
+    by_id = {r.run_id: r for r in rows}
+    need: set[str] = set()
+    stack = list(selected)
+    while stack:
+        rid = stack.pop()
+        if rid not in by_id:
+            raise UserError(f"no run {rid!r} in the plan")
+        if rid not in need:
+            need.add(rid)
+            stack.extend(by_id[rid].depends_on)
+    return [r for r in rows if r.run_id in need]
+
+
+# ---------------------------------------------------------------------------- CSV
+
+COLUMNS = [f.name for f in fields(PlanRow)]
+_JSON_COLUMNS = ("overrides", "options", "inputs")
+
+
+def plan_to_csv(rows: Sequence[PlanRow]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        d = asdict(r)
+        for c in _JSON_COLUMNS:
+            d[c] = json.dumps(d[c], sort_keys=True) if d[c] else ""
+        d["depends_on"] = ";".join(r.depends_on)
+        d["k"] = "" if r.k is None else r.k
+        d["seed"] = "" if r.seed is None else r.seed
+        w.writerow(d)
+    return buf.getvalue()
+
+
+def write_plan(rows: Sequence[PlanRow], path: str | Path) -> None:
+    from ..atomic import atomic_outputs
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_outputs(path) as (tmp,):
+        tmp.write_text(plan_to_csv(rows))
+
+
+def read_plan(path: str | Path) -> list[PlanRow]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"plan not found: {path} (make one with ffcv-sweep plan)")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != COLUMNS:
+            raise UserError(f"{path}: not an ffcv-sweep plan (expected columns {','.join(COLUMNS)})")
+        rows = []
+        for n, d in enumerate(reader, start=2):
+            try:
+                for c in _JSON_COLUMNS:
+                    d[c] = json.loads(d[c]) if d[c] else ([] if c == "overrides" else {})
+                rows.append(PlanRow(
+                    **{**d, "k": int(d["k"]) if d["k"] else None,
+                       "seed": int(d["seed"]) if d["seed"] else None,
+                       "overrides": tuple(d["overrides"]),
+                       "depends_on": tuple(x for x in d["depends_on"].split(";") if x)}))
+            except (ValueError, TypeError) as e:
+                raise UserError(f"{path}:{n}: bad plan row ({e})") from None
+    check_plan(rows)
+    return rows
+
+
+def plan_summary(rows: Sequence[PlanRow]) -> dict[str, int]:
+    counts = {k: 0 for k in KINDS}
+    for r in rows:
+        counts[r.kind] += 1
+    return {k: v for k, v in counts.items() if v}

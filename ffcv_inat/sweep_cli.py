@@ -1,0 +1,146 @@
+"""`ffcv-sweep`: plan, run and follow the paper's grid of betons and training runs.
+
+    ffcv-sweep plan --grid paper --k 50,100,200,300,398 --seeds 0 --out sweep/plan.csv
+    ffcv-sweep run sweep/plan.csv [--executor local|slurm|submitit-local] [--gpus-per-run N]
+    ffcv-sweep status sweep/plan.csv
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from . import UserError
+from .cli_errors import report_user_errors
+from .sweep.executors import DEFAULT_ATTEMPTS, SlurmOptions, run_local, run_submitit
+from .sweep.plan import DEFAULT_KS, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
+from .sweep.state import STATUSES, count_statuses, log_dir, plan_status
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _int_list(value: str | None, what: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        items = tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"{what}: expected comma-separated integers, got {value!r}") from None
+    return items
+
+
+@click.group(context_settings=CONTEXT)
+def main():
+    """Plan, run and follow the study's grid: betons -> pretraining -> finetuning / linear probe."""
+
+
+@main.command()
+@click.option("--grid", type=click.Choice(["paper", "smoke"]), default="paper", show_default=True,
+              help="paper: the study on real data; smoke: a tiny CPU grid on synthetic data it makes itself.")
+@click.option("--k", "ks", default=None,
+              help=f"Class counts of the A-k, NA-k, R-k subsets [paper: {','.join(map(str, DEFAULT_KS))}; "
+                   f"smoke: {','.join(map(str, SMOKE_KS))}]. k >= a family's size is dropped for it.")
+@click.option("--seeds", default="0", show_default=True, help="Class-draw and training seeds (one replicate each).")
+@click.option("--families", default="A,NA,R", show_default=True, help="Subset families to include.")
+@click.option("--epochs-scale", type=float, default=1.0, show_default=True,
+              help="Multiply every schedule's epochs and LR-step interval (0.1: 90 -> 9 epochs).")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Where betons (betons/), runs (runs/) and logs go. Default: the folder of --out.")
+@click.option("--imagenet-dir", default=None, help="ImageNet root (train/, val/). Default: $IMAGENET_DIR.")
+@click.option("--inat-dir", default=None, help="iNat-2021 root (train.json, ...). Default: $INAT_DIR.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PLAN.csv to write.")
+@report_user_errors
+def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, out):
+    """Write the grid's runs, with their dependencies, to PLAN.csv."""
+    ks = _int_list(ks, "--k") or (DEFAULT_KS if grid == "paper" else SMOKE_KS)
+    seed_list = _int_list(seeds, "--seeds")
+    work = Path(work_dir or Path(out).parent).resolve()
+    imagenet_dir = imagenet_dir or os.environ.get("IMAGENET_DIR", "")
+    inat_dir = inat_dir or os.environ.get("INAT_DIR", "")
+    spec = GridSpec(grid=grid, ks=tuple(ks), seeds=seed_list, epochs_scale=epochs_scale, work_dir=str(work),
+                    imagenet_dir=str(Path(imagenet_dir).resolve()) if imagenet_dir else "",
+                    inat_dir=str(Path(inat_dir).resolve()) if inat_dir else "",
+                    families=tuple(f.strip() for f in families.split(",") if f.strip()))
+    rows = build_plan(spec)
+    write_plan(rows, out)
+    counts = ", ".join(f"{n} {kind}" for kind, n in plan_summary(rows).items())
+    click.echo(f"wrote {out}: {len(rows)} runs ({counts}); work dir {work}")
+    if grid == "paper":
+        for name, value, env in (("ImageNet", spec.imagenet_dir, "IMAGENET_DIR"), ("iNat", spec.inat_dir, "INAT_DIR")):
+            if not value:
+                click.echo(f"note: no {name} dir given; write-beton will read ${env} when the betons are written")
+
+
+@main.command()
+@click.argument("plan_csv", type=click.Path(dir_okay=False))
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
+              help="local: one run at a time here; slurm: one submitit job per run with SLURM dependencies; "
+                   "submitit-local: the slurm code path through submitit's local executor (no SLURM needed).")
+@click.option("--gpus-per-run", type=int, default=1, show_default=True,
+              help="GPUs per training run; more than 1 runs ffcv-train through torchrun.")
+@click.option("--attempts", type=int, default=DEFAULT_ATTEMPTS, show_default=True,
+              help="Tries per run before it is reported failed (retries resume from the last checkpoint).")
+@click.option("--only", "only", multiple=True,
+              help="Run only this run id (repeatable), with whatever it depends on.")
+@click.option("--slurm-partition", default=None, help="SLURM partition.")
+@click.option("--slurm-account", default=None)
+@click.option("--slurm-qos", default=None)
+@click.option("--slurm-constraint", default=None, help="e.g. a GPU type.")
+@click.option("--cpus-per-task", type=int, default=10, show_default=True, help="CPUs per job (loader workers).")
+@click.option("--mem-gb", type=int, default=None, help="Memory per job.")
+@click.option("--timeout-min", type=int, default=72 * 60, show_default=True, help="Time limit of a training job.")
+@click.option("--max-parallel", type=int, default=1, show_default=True,
+              help="submitit-local: jobs at a time.")
+@click.option("--no-wait", is_flag=True, help="slurm: submit and return; follow with `ffcv-sweep status`.")
+@report_user_errors
+def run(plan_csv, executor, gpus_per_run, attempts, only, slurm_partition, slurm_account, slurm_qos,
+        slurm_constraint, cpus_per_task, mem_gb, timeout_min, max_parallel, no_wait):
+    """Run PLAN_CSV in dependency order, skipping runs that are already complete."""
+    if gpus_per_run < 1:
+        raise UserError(f"--gpus-per-run must be at least 1, got {gpus_per_run}")
+    if attempts < 1:
+        raise UserError(f"--attempts must be at least 1, got {attempts}")
+    rows = read_plan(plan_csv)
+    if only:
+        rows = with_dependencies(rows, only)
+    if executor == "local":
+        res = run_local(rows, attempts=attempts, gpus_per_run=gpus_per_run)
+    else:
+        opts = SlurmOptions(partition=slurm_partition, account=slurm_account, qos=slurm_qos,
+                            gpus_per_run=gpus_per_run, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+                            timeout_min=timeout_min, constraint=slurm_constraint)
+        res = run_submitit(rows, cluster="slurm" if executor == "slurm" else "local", opts=opts,
+                           attempts=attempts, wait=not no_wait, max_parallel=max_parallel)
+    click.echo(f"sweep: {len(res.ran) - len(res.failed)} ran, {len(res.skipped)} already done, "
+               f"{len(res.failed)} failed, {len(res.blocked)} blocked by a failed dependency")
+    if not res.ok:
+        for rid in res.failed:
+            click.echo(f"  failed: {rid}")
+        raise click.ClickException(f"{len(res.failed)} runs failed; see `ffcv-sweep status {plan_csv}`")
+
+
+@main.command()
+@click.argument("plan_csv", type=click.Path(dir_okay=False))
+@click.option("--all", "show_all", is_flag=True, help="List every run, not only the failed and running ones.")
+@report_user_errors
+def status(plan_csv, show_all):
+    """Show done / running / queued / failed / pending per kind of run."""
+    statuses = plan_status(read_plan(plan_csv))
+    counts = count_statuses(statuses)
+    header = f"{'kind':<10}" + "".join(f"{s:>9}" for s in STATUSES) + f"{'total':>9}"
+    click.echo(header)
+    for kind, c in counts.items():
+        click.echo(f"{kind:<10}" + "".join(f"{c[s]:>9}" for s in STATUSES) + f"{sum(c.values()):>9}")
+    totals = {s: sum(c[s] for c in counts.values()) for s in STATUSES}
+    click.echo(f"{'all':<10}" + "".join(f"{totals[s]:>9}" for s in STATUSES) + f"{len(statuses):>9}")
+    for s in statuses:
+        if show_all or s.status in ("failed", "running", "queued"):
+            extra = f" ({s.detail})" if s.detail else ""
+            tries = f", {s.attempts} attempts" if s.status == "failed" else ""
+            click.echo(f"{s.status:<8} {s.row.run_id}{tries}{extra}" +
+                       (f"\n         logs: {log_dir(s.row)}" if s.status == "failed" else ""))
+
+
+if __name__ == "__main__":
+    main()

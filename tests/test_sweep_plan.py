@@ -1,0 +1,146 @@
+"""ffcv-sweep plan: exact contents of the paper grid, dependencies, determinism, CSV round trip."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ffcv_inat import UserError
+from ffcv_inat.sweep.plan import (GridSpec, build_plan, check_plan, plan_to_csv, pretrain_subsets, read_plan,
+                                  topological_order, with_dependencies, write_plan)
+from ffcv_inat.sweep_cli import main as sweep_main
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def paper(tmp_path, ks=(50, 100, 200, 300, 398), seeds=(0,), scale=1.0, **kw):
+    return build_plan(GridSpec("paper", ks, seeds, scale, str(tmp_path / "w"), "/data/imagenet", "/data/inat", **kw))
+
+
+def test_paper_grid_counts_default_k(tmp_path):
+    rows = paper(tmp_path)
+    counts = Counter(r.kind for r in rows)
+    # Class sets: A-{50,100,200,300} + A, NA-{50..398} + NA, R-{50..398} + all = 17
+    # (A-398 is A itself; every NA-k and R-k is below its family's size).
+    assert counts == {"beton": 17 * 2 + 2, "pretrain": 17, "finetune": 17, "linear": 17 + 1, "scratch": 1}
+    pretrains = sorted(r.run_id for r in rows if r.kind == "pretrain")
+    assert pretrains == sorted(
+        [f"pretrain_A-{k}-s0" for k in (50, 100, 200, 300)] + ["pretrain_A-s0"]
+        + [f"pretrain_NA-{k}-s0" for k in (50, 100, 200, 300, 398)] + ["pretrain_NA-s0"]
+        + [f"pretrain_R-{k}-s0" for k in (50, 100, 200, 300, 398)] + ["pretrain_all-s0"])
+    betons = {r.run_id for r in rows if r.kind == "beton"}
+    assert {"beton_inat-mini-a_train", "beton_inat-mini-a_eval", "beton_imagenet_A_val",
+            "beton_imagenet_all_train", "beton_imagenet_R-398-s0_val"} <= betons
+    assert not any(b.startswith("beton_imagenet_A-398") for b in betons)
+
+
+def test_paper_grid_two_seeds_and_drops_too_large_k(tmp_path):
+    rows = paper(tmp_path, ks=(100, 500, 800), seeds=(0, 1))
+    counts = Counter(r.kind for r in rows)
+    # A: 500 and 800 > 398 dropped -> A-100 + A; NA: 100, 500 + NA (800 > 602); R: 100, 500, 800 + all.
+    k_sets_per_seed = 1 + 2 + 3
+    class_sets = 2 * k_sets_per_seed + 3  # full subsets are seed-free betons
+    pretrain = 2 * (k_sets_per_seed + 3)  # ... but trained once per seed
+    assert counts == {"beton": 2 * class_sets + 2, "pretrain": pretrain, "finetune": pretrain,
+                      "linear": pretrain + 2, "scratch": 2}
+    ids = {r.run_id for r in rows}
+    assert "pretrain_A-500-s0" not in ids and "pretrain_NA-800-s1" not in ids and "pretrain_R-800-s1" in ids
+    assert {"beton_imagenet_A_train", "pretrain_A-s0", "pretrain_A-s1"} <= ids
+    assert pretrain_subsets([398, 602, 1000], ["A", "NA", "R"]) == [
+        ("A", "A", None), ("NA", "NA", 398), ("NA", "NA", None), ("R", "R", 398), ("R", "R", 602), ("R", "all", None)]
+
+
+def test_dependencies_acyclic_complete_and_inputs_made_by_them(tmp_path):
+    rows = paper(tmp_path, seeds=(0, 1))
+    check_plan(rows)  # every dependency is an earlier row and every input comes from a dependency
+    by_id = {r.run_id: r for r in rows}
+    assert [r.run_id for r in topological_order(rows)] == [r.run_id for r in rows]
+    for r in rows:
+        for d in r.depends_on:
+            assert d in by_id
+    for r in rows:
+        if r.kind == "pretrain":
+            assert sorted(r.depends_on) == sorted([f"beton_imagenet_{r.target}_train", f"beton_imagenet_{r.target}_val"])
+            assert r.inputs["train"].endswith(f"{r.target}_train.beton") and "init" not in r.inputs
+        if r.kind == "finetune":
+            pre = r.run_id.replace("finetune_", "pretrain_")
+            assert set(r.depends_on) == {pre, "beton_inat-mini-a_train", "beton_inat-mini-a_eval"}
+            assert r.inputs["init"] == str(Path(by_id[pre].outputs) / "checkpoints" / "last.pt")
+            assert r.inputs["val"].endswith("inat-mini-a_eval.beton")
+        if r.kind == "linear" and r.subset:
+            assert set(r.depends_on) == {r.run_id.replace("linear_", "pretrain_"), "beton_imagenet_A_train",
+                                         "beton_imagenet_A_val"}
+        if r.kind == "scratch" or (r.kind == "linear" and not r.subset):
+            assert "init" not in r.inputs and not any(d.startswith("pretrain_") for d in r.depends_on)
+        if r.kind == "beton":
+            assert r.depends_on == ()  # real data: nothing to make first
+    # Every pretraining feeds exactly one finetune and one probe.
+    for p in (r for r in rows if r.kind == "pretrain"):
+        users = Counter(by_id[x].kind for x in by_id if p.run_id in by_id[x].depends_on)
+        assert users == {"finetune": 1, "linear": 1}
+
+
+def test_cycles_and_missing_dependencies_are_refused(tmp_path):
+    rows = paper(tmp_path, ks=(50,))
+    bad = list(rows)
+    bad[-1] = type(bad[-1])(**{**bad[-1].__dict__, "depends_on": ("nope",)})
+    with pytest.raises(UserError, match="nope"):
+        check_plan(bad)
+    first, second = rows[0], rows[1]
+    loop = [type(first)(**{**first.__dict__, "depends_on": (second.run_id,)}),
+            type(second)(**{**second.__dict__, "depends_on": (first.run_id,)})]
+    with pytest.raises(UserError, match="cycle"):
+        topological_order(loop)
+
+
+def test_same_arguments_same_plan_and_seed_changes_it(tmp_path):
+    a = plan_to_csv(paper(tmp_path, seeds=(0,)))
+    assert a == plan_to_csv(paper(tmp_path, seeds=(0,)))
+    b = plan_to_csv(paper(tmp_path, seeds=(1,)))
+    assert a != b and "pretrain_R-50-s1" in b
+
+
+def test_csv_round_trip(tmp_path):
+    rows = paper(tmp_path, seeds=(0, 2))
+    write_plan(rows, tmp_path / "plan.csv")
+    assert read_plan(tmp_path / "plan.csv") == rows
+
+
+def test_epochs_scale_shrinks_epochs_and_step_interval(tmp_path):
+    rows = {r.run_id: r for r in paper(tmp_path, ks=(50,), scale=0.1)}
+    pre, ft, lin = rows["pretrain_A-50-s0"], rows["finetune_A-50-s0"], rows["linear_A-50-s0"]
+    # pretrain 90 epochs /10 every 30; finetune 60 / every 20; probe 15 / every 5
+    assert {"schedule.epochs=9", "schedule.step_every=3", "seed=0"} <= set(pre.overrides)
+    assert {"schedule.epochs=6", "schedule.step_every=2"} <= set(ft.overrides)
+    assert {"schedule.epochs=2", "schedule.step_every=1"} <= set(lin.overrides)  # round(1.5)=2, max(1, 0.5)
+    assert not any(o.startswith("schedule.") for o in paper(tmp_path, ks=(50,))[-2].overrides)
+
+
+def test_smoke_grid_makes_its_own_data(tmp_path):
+    rows = build_plan(GridSpec("smoke", (8,), (0,), 1.0, str(tmp_path)))
+    counts = Counter(r.kind for r in rows)
+    assert counts == {"data": 1, "beton": 14, "pretrain": 6, "finetune": 6, "linear": 7, "scratch": 1}
+    assert all(r.depends_on == ("data_synthetic",) for r in rows if r.kind == "beton")
+    assert all("device=cpu" in r.overrides for r in rows if r.recipe)
+    only = with_dependencies(rows, ["finetune_A-8-s0"])
+    assert [r.run_id for r in only] == ["data_synthetic", "beton_imagenet_A-8-s0_train", "beton_imagenet_A-8-s0_val",
+                                        "beton_inat-mini-a_train", "beton_inat-mini-a_eval", "pretrain_A-8-s0",
+                                        "finetune_A-8-s0"]
+
+
+def test_plan_cli(tmp_path):
+    out = tmp_path / "p" / "plan.csv"
+    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "paper", "--k", "50,100", "--imagenet-dir", "/x",
+                                        "--inat-dir", "/y", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and "pretrain" in r.output
+    rows = read_plan(out)
+    assert Path(rows[0].outputs).is_relative_to(tmp_path / "p")  # work dir defaults to the plan's folder
+    for args, msg in ((["--k", "5,x"], "--k"), (["--k", "0"], "at least 1"), (["--families", "B"], "unknown family"),
+                      (["--epochs-scale", "0"], "positive")):
+        r = CliRunner().invoke(sweep_main, ["plan", *args, "--out", str(out)])
+        assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(sweep_main, ["run", str(tmp_path / "missing.csv")])
+    assert r.exit_code != 0 and "plan not found" in r.output
