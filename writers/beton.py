@@ -165,7 +165,8 @@ def write_beton(
         manifest_path(out), out
     ) as (tmp_json, tmp_beton):
         data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir)
-        writer = DatasetWriter(str(tmp_beton), _ffcv_fields(opts), num_workers=opts.num_workers())
+        writer = DatasetWriter(str(tmp_beton), _ffcv_fields(opts), num_workers=opts.num_workers(),
+                               page_size=page_size_for(len(kept), opts.max_res))
         try:
             writer.from_indexed_dataset(data, chunksize=opts.chunksize)
         finally:
@@ -177,6 +178,17 @@ def write_beton(
         manifest.notes["write_seconds"] = round(time.perf_counter() - start, 3)
         tmp_json.write_text(manifest.to_json())
     return manifest
+
+
+def page_size_for(num_images: int, max_res: int) -> int:
+    """ffcv's default 8 MiB pages (as ffcv-imagenet) for real datasets; for small ones the
+    2 MiB minimum, since every worker fills whole pages and a tiny beton would be mostly
+    padding. A sample must fit in one page, hence the raw-size bound."""
+    from ffcv.writer import MIN_PAGE_SIZE
+
+    if num_images < 20_000 and max_res * max_res * 3 < MIN_PAGE_SIZE // 2:
+        return MIN_PAGE_SIZE
+    return 4 * MIN_PAGE_SIZE
 
 
 def _release_shared_memory(writer) -> None:

@@ -1,0 +1,45 @@
+# `make demo` and `make test` each set everything up on a fresh machine first:
+# the apt libraries ffcv compiles against, a .venv, and the package with its dependencies.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := libturbojpeg0-dev libopencv-dev pkg-config
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup apt clean
+
+demo: setup
+	$(BIN)/python -m ffcv_inat.demo --out demo_out
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+setup: $(STAMP)
+
+# ffcv 1.0.2 builds from source and links libturbojpeg and OpenCV found via pkg-config.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $$missing (needed to build ffcv)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "error: ffcv needs these system packages; install them first:"; \
+	    echo "  sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the package's metadata changes.
+$(STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
+	@$(MAKE) --no-print-directory apt
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -c "import ffcv, torch, torchvision; print('ffcv', ffcv.__version__, 'torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) demo_out *.egg-info
