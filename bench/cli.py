@@ -1,0 +1,302 @@
+"""`ffcv-bench`: loader, model and end-to-end throughput, cost predictions, and the results table.
+
+Every measurement appends rows to bench/results/results.csv (or --results PATH) with the
+machine and versions it ran on; `ffcv-bench report` prints them and draws the plots.
+"""
+from __future__ import annotations
+
+import shlex
+import tempfile
+from pathlib import Path
+
+import click
+
+from ffcv_inat import UserError
+from ffcv_inat.cli_errors import report_user_errors
+
+from .results import DEFAULT_RESULTS, append_rows, make_row
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _echo_err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def parse_int_list(value: str, option: str) -> list[int]:
+    """'160,192,224' -> [160, 192, 224]"""
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated whole numbers, got {value!r}") from None
+    if not items:
+        raise UserError(f"{option} is empty")
+    return items
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as it could be retyped, from the parsed options (recorded in every row)."""
+    parts = ["ffcv-bench", ctx.info_name]
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or p.name in ("results",):
+            continue
+        v = ctx.params.get(p.name)
+        if v is None or v is False and not p.secondary_opts:
+            continue
+        if p.is_flag:
+            if p.secondary_opts:
+                parts.append(p.opts[0] if v else p.secondary_opts[0])
+            else:
+                parts.append(p.opts[0])
+        elif p.multiple:
+            for item in v:
+                parts += [p.opts[0], str(item)]
+        else:
+            parts += [p.opts[0], str(v)]
+    return shlex.join(parts)
+
+
+def results_option(fn):
+    return click.option("--results", "results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
+                        show_default="bench/results/results.csv", help="CSV to append the rows to.")(fn)
+
+
+def _write_rows(results: str, rows: list[dict]) -> None:
+    path = append_rows(results, rows)
+    _echo_err(f"appended {len(rows)} row{'s' if len(rows) != 1 else ''} to {path}")
+
+
+@click.group(context_settings=CONTEXT)
+def main():
+    """Benchmarks of the toolkit: loader, model, end-to-end epoch, and cost predictions.
+
+    \b
+    ffcv-bench loader --images IMAGENET/train --res 160,192,224 --workers 16
+    ffcv-bench model --res 224 --batch 256 --precision bf16 --compile
+    ffcv-bench epoch --recipe pretrain_90ep.yaml --train A.beton --max-steps 100
+    ffcv-bench cost --recipe pretrain_90ep.yaml --train A.beton
+    ffcv-bench report
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--images", "images_dir", required=True, type=click.Path(),
+              help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train).")
+@click.option("--beton", type=click.Path(dir_okay=False), default=None,
+              help="The same images as a beton; written here from --images if missing. "
+                   "Default: written to a temporary folder and removed afterwards.")
+@click.option("--res", "res_list", default="160,192,224", show_default=True, help="Output resolutions, comma-separated.")
+@click.option("--workers", type=int, default=8, show_default=True, help="Workers of both pipelines (ffcv threads, DataLoader processes).")
+@click.option("--batch", type=int, default=256, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True, help="Measured epochs per pipeline and resolution.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Warm-up epochs before them, not counted.")
+@click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "pytorch"]), multiple=True,
+              help="Run only this pipeline (repeatable). Default: both.")
+@results_option
+@click.pass_context
+@report_user_errors
+def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, results):
+    """Images/s of the toolkit's FFCV pipeline vs the standard PyTorch one, on the same images."""
+    from .loader_bench import list_image_folder, matched_to_beton, run_loader_bench, write_source_beton
+    from .report import loader_table
+
+    resolutions = parse_int_list(res_list, "--res")
+    _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
+                    *(("--res", r, 16) for r in resolutions))
+    pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
+    source = list_image_folder(images_dir)
+    with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
+        if beton is None or not Path(beton).exists():
+            beton_path = Path(beton) if beton else Path(tmp) / "bench.beton"
+            _echo_err(f"writing {len(source.samples)} images from {source.root} to {beton_path}")
+            manifest = write_source_beton(source, beton_path)
+        else:
+            from ffcv_inat.manifest import read_manifest
+
+            beton_path = Path(beton)
+            manifest = read_manifest(beton_path)
+        source = matched_to_beton(source, manifest)
+        _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
+                  f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
+        measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
+                                    echo=_echo_err)
+    settings = {"images": str(source.root), "num_images": len(source.samples), "num_classes": len(source.classes),
+                "beton": beton, "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
+    rows = _loader_rows(measured, command_line(ctx), settings)
+    _write_rows(results, rows)
+    click.echo(loader_table(rows))
+
+
+def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
+    from .results import environment
+    from .stats import ratio
+
+    env = environment()
+    by_res = {}
+    for m in measured:
+        by_res.setdefault(m.res, {})[m.pipeline] = m
+    rows = []
+    for m in measured:
+        pair = by_res[m.res]
+        r = ratio(pair["ffcv"].measured.median, pair["pytorch"].measured.median) if len(pair) == 2 else None
+        rows.append(make_row(
+            "loader", m.pipeline, command, dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape)),
+            env=env, res=m.res, batch=m.batch, workers=m.workers,
+            images_per_second=m.measured.median, images_per_second_min=m.measured.min,
+            images_per_second_max=m.measured.max, runs=m.measured.n,
+            ratio=r if m.pipeline == "ffcv" else None))
+    return rows
+
+
+def _check_at_least(*checks) -> None:
+    for name, value, least in checks:
+        if value < least:
+            raise UserError(f"{name} must be at least {least}, got {value}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--res", "res_list", default="224", show_default=True, help="Input resolutions, comma-separated.")
+@click.option("--batch", type=int, default=256, show_default=True)
+@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
+              help="Autocast dtype. Default: bf16 on a GPU (fp16 where bf16 is missing), fp32 on CPU.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (warm-up steps absorb compilation).")
+@click.option("--steps", type=int, default=50, show_default=True, help="Measured steps.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed steps before them.")
+@click.option("--device", default=None, help="cpu or cuda. Default: cuda if present.")
+@results_option
+@click.pass_context
+@report_user_errors
+def model(ctx, res_list, batch, precision, channels_last, compile_, steps, warmup, device, results):
+    """ResNet-50 training-step throughput on synthetic tensors already on the device."""
+    from .model_bench import prepare_model, resolve_device, resolve_precision, run_model_bench
+    from .report import model_table
+
+    resolutions = parse_int_list(res_list, "--res")
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
+    _check_at_least(("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0),
+                    *(("--res", r, 32) for r in resolutions))
+    if compile_ and warmup < 1:
+        raise UserError("--compile needs --warmup of at least 1: the first step compiles")
+    net = prepare_model(dev, channels_last, compile_)  # one model for all resolutions, compiled once per shape
+    command = command_line(ctx)
+    rows = []
+    for res in resolutions:
+        m = run_model_bench(res, batch, precision, channels_last, compile_, steps, warmup, str(dev), model=net,
+                            echo=_echo_err)
+        rows.append(model_row(m, command))
+    _write_rows(results, rows)
+    click.echo(model_table(rows))
+
+
+def model_row(m, command: str, env: dict | None = None) -> dict:
+    return make_row(
+        "model", "model", command, {"device": m.device, "warmup_steps": m.warmup, "measured_steps": m.steps}, env=env,
+        res=m.res, batch=m.batch, precision=m.precision, channels_last=m.channels_last, compile=m.compile,
+        images_per_second=m.images_per_second, images_per_second_min=m.images_per_second_min,
+        images_per_second_max=m.images_per_second_max, runs=m.steps, ms_per_step=m.step_ms.median,
+        peak_memory_mb=m.peak_memory_mb, memory_kind=m.memory_kind)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
+@click.option("--train", "train", required=True, type=click.Path(dir_okay=False), help="Train beton (with its manifest).")
+@click.option("--max-steps", type=int, default=None,
+              help="Steps per epoch; a whole epoch's seconds are then extrapolated from them. Default: whole epochs.")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Measured epochs.")
+@click.option("--warmup", type=int, default=1, show_default=True,
+              help="Epochs before them, not counted (loader compilation, cudnn autotuning, torch.compile).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Passed to ffcv-train, e.g. compile=true.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the trainer's run dir here. Default: a temporary one, removed afterwards.")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also time the loader alone and the model alone, for the bottleneck verdict.")
+@results_option
+@click.pass_context
+@report_user_errors
+def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare, results):
+    """The real trainer end to end: seconds per epoch, images/s, and what limits them."""
+    from .epoch_bench import run_epoch_bench
+
+    _check_at_least(("--epochs", epochs, 1), ("--warmup", warmup, 0))
+    if max_steps is not None:
+        _check_at_least(("--max-steps", max_steps, 1))
+    r = run_epoch_bench(recipe, train, list(sets), warmup, epochs, max_steps, run_dir, compare,
+                        echo=_echo_err, echo_raw=lambda text: click.echo(text, err=True, nl=False))
+    _write_rows(results, [epoch_row(r, command_line(ctx), train)])
+    click.echo(r.describe())
+
+
+def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
+    s = r.settings
+    settings = {
+        "recipe": s.recipe, "train": train, "device": s.device, "num_images": s.num_images,
+        "steps_per_epoch": s.steps_per_epoch, "steps_measured": r.steps_measured, "max_steps": r.max_steps,
+        "warmup_epochs": r.warmup, "measured_epoch_seconds": r.measured_epoch_seconds.median,
+        "num_classes": s.num_classes, "loader_only_images_per_second": r.loader_only,
+        "model_only_images_per_second": r.model_only,
+        "limit": r.verdict.limit if r.verdict else None,
+        "percent_lost": round(r.verdict.percent, 2) if r.verdict else None,
+    }
+    return make_row(
+        "epoch", "trainer", command, settings, env=env, res=r.res, batch=s.batch, workers=s.workers,
+        precision=s.precision, channels_last=s.channels_last, compile=s.compile,
+        images_per_second=r.images_per_second.median, images_per_second_min=r.images_per_second.min,
+        images_per_second_max=r.images_per_second.max, runs=r.images_per_second.n,
+        ms_per_step=1000 * s.batch / r.images_per_second.median, epoch_seconds=r.epoch_seconds,
+        extrapolated=r.extrapolated, verdict=r.verdict.text if r.verdict else None)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
+@click.option("--images-per-epoch", type=int, default=None, help="Training images per epoch.")
+@click.option("--train", "train", type=click.Path(dir_okay=False), default=None,
+              help="Or: the train beton, whose manifest gives images per epoch.")
+@click.option("--images-per-second", type=float, default=None,
+              help="Throughput to assume. Default: the newest `ffcv-bench epoch` row of this recipe.")
+@click.option("--machine", default=None, help="Use only results whose GPU name or host contains this (e.g. H100).")
+@click.option("--gpus", type=int, default=None,
+              help="GPUs that produced the throughput (for GPU-hours). Default: the row's GPU count, else 1.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Recipe overrides, e.g. schedule.epochs=60.")
+@results_option
+@report_user_errors
+def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets, results):
+    """Predicted wall time and GPU-hours of a whole recipe, from measured throughput."""
+    from .cost import Measured, describe, images_per_epoch as count_images, latest_epoch_throughput, predict, recipe_facts
+    from .results import read_results
+
+    facts = recipe_facts(recipe, list(sets))
+    n = count_images(images_per_epoch, train)
+    if gpus is not None:
+        _check_at_least(("--gpus", gpus, 1))
+    if images_per_second is not None:
+        if images_per_second <= 0:
+            raise UserError(f"--images-per-second must be positive, got {images_per_second}")
+        measured = Measured(images_per_second, "given by --images-per-second", 1)
+    else:
+        measured = latest_epoch_throughput(read_results(results), facts, machine)
+    click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--results", "results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
+              show_default="bench/results/results.csv", help="CSV to read.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the PNG plots. Default: beside the results CSV.")
+@click.option("--no-plots", is_flag=True, help="Only print the table.")
+@report_user_errors
+def report(results, out_dir, no_plots):
+    """Print every results row as a table and draw the throughput plots."""
+    from .report import draw_plots, results_table
+    from .results import read_results
+
+    df = read_results(results)
+    click.echo(results_table(df))
+    if not no_plots:
+        for path in draw_plots(df, out_dir or Path(results).parent):
+            _echo_err(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

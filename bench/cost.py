@@ -1,0 +1,80 @@
+"""What a whole recipe will cost: epochs x images per epoch / measured images per second."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ffcv_inat import UserError
+
+from .stats import CostPrediction, predict_cost
+
+
+@dataclass(frozen=True)
+class RecipeFacts:
+    recipe: str
+    epochs: int
+    batch: int
+    res: int
+
+
+def recipe_facts(recipe: str, sets: list[str]) -> RecipeFacts:
+    from ffcv_inat.config import load_config
+
+    cfg = load_config(recipe, list(sets))
+    return RecipeFacts(cfg.recipe, cfg.schedule.epochs, cfg.data.batch_size, cfg.data.res)
+
+
+def images_per_epoch(images: int | None, beton: str | None) -> int:
+    if (images is None) == (beton is None):
+        raise UserError("give exactly one of --images-per-epoch N and --train B.beton")
+    if beton is not None:
+        from ffcv_inat.manifest import read_manifest
+
+        return read_manifest(beton).num_images
+    if images < 1:
+        raise UserError(f"--images-per-epoch must be at least 1, got {images}")
+    return images
+
+
+@dataclass(frozen=True)
+class Measured:
+    images_per_second: float
+    source: str  # where the figure came from, printed with the prediction
+    gpus: int
+
+
+def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) -> Measured:
+    """The newest `ffcv-bench epoch` row of this recipe at its batch and resolution.
+
+    `machine` keeps rows whose GPU name or host contains it (e.g. "H100").
+    """
+    rows = df[(df["bench"] == "epoch") & (df["batch"] == facts.batch) & (df["res"] == facts.res)]
+    if machine:
+        m = machine.lower()
+        rows = rows[rows["gpu"].astype(str).str.lower().str.contains(m, regex=False)
+                    | rows["host"].astype(str).str.lower().str.contains(m, regex=False)]
+    name = Path(facts.recipe).name
+    rows = rows[[Path(json.loads(s).get("recipe", "")).name == name for s in rows["settings"]]]
+    if rows.empty:
+        where = f" on a machine matching {machine!r}" if machine else ""
+        raise UserError(f"no epoch results for {name} at batch {facts.batch}, res {facts.res}{where}: run "
+                        f"`ffcv-bench epoch --recipe {name} --train B.beton --max-steps 100` first, "
+                        "or pass --images-per-second")
+    r = rows.iloc[-1]
+    machine_name = r["gpu"] if r["gpu"] != "none" else f"{r['host']} (CPU x{r['cpu_count']}, no GPU)"
+    return Measured(float(r["images_per_second"]), f"ffcv-bench epoch of {str(r['timestamp'])[:16]} on {machine_name}",
+                    max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1))
+
+
+def describe(facts: RecipeFacts, p: CostPrediction, source: str) -> str:
+    return (f"{Path(facts.recipe).name}: {p.epochs} epochs x {p.images_per_epoch:,} images / "
+            f"{p.images_per_second:,.1f} img/s ({source})\n"
+            f"= {p.seconds:,.0f} s = {p.hours:,.2f} hours wall, {p.gpu_hours:,.2f} GPU-hours on {p.gpus} GPU(s)")
+
+
+def predict(facts: RecipeFacts, n_images: int, measured: Measured, gpus: int | None) -> CostPrediction:
+    try:
+        return predict_cost(facts.epochs, n_images, measured.images_per_second, gpus or measured.gpus)
+    except ValueError as e:
+        raise UserError(str(e)) from None

@@ -1,0 +1,193 @@
+"""End-to-end throughput: the real `ffcv-train` on a beton, and where its time goes.
+
+The trainer runs as a subprocess, exactly as a user runs it, for warm-up + measured epochs
+(capped at --max-steps steps each when given); its log.jsonl gives each epoch's seconds and
+images/s. Then the loader alone and the model alone are timed here at the trainer's
+resolved settings (same batch, resolution, workers, device, precision, channels-last,
+compile, head size), and the three throughputs give the bottleneck verdict.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ffcv_inat import UserError
+
+from .stats import Spread, Verdict, bottleneck_verdict, extrapolate_epoch_seconds, spread, steps_per_epoch
+
+# Runs ffcv-train's click group from this interpreter: the same environment as the bench,
+# with no dependence on where the console script was installed.
+TRAINER = "from ffcv_inat.train_cli import main; main()"
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The trainer's resolved config, the part that sets throughput."""
+    recipe: str
+    device: str
+    batch: int
+    res: int
+    workers: int
+    precision: str  # what actually runs: fp32 on CPU whatever the recipe says
+    channels_last: bool
+    compile: bool
+    num_classes: int
+    num_images: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.num_images, self.batch)
+
+
+def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, TrainerSettings]:
+    """Load the config the way ffcv-train will, and fail here (one line) on what it would refuse."""
+    import torch
+
+    from ffcv_inat.config import load_config, validate
+    from ffcv_inat.manifest import read_manifest
+    from ffcv_inat.trainer import amp_dtype
+
+    cfg = load_config(recipe, list(sets), {"data.train": train})
+    validate(cfg)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("the recipe asks for device cuda, but no CUDA GPU is visible")
+    dev = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    amp = amp_dtype(cfg.precision, dev)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    manifest = read_manifest(cfg.data.train)
+    workers = cfg.data.workers
+    if workers == 0:  # the config's "0 = all cores"
+        import os
+
+        workers = os.cpu_count() or 1
+    return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res, workers, precision,
+                                cfg.channels_last, cfg.compile, cfg.model.num_classes or manifest.num_classes,
+                                manifest.num_images)
+
+
+def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
+                    max_steps: int | None) -> list[str]:
+    cmd = [sys.executable, "-c", TRAINER, "--recipe", recipe, "--train", train, "--out", str(run_dir)]
+    for s in sets:
+        cmd += ["--set", s]
+    # Training throughput only: evaluation would add wall time that no epoch figure counts.
+    cmd += ["--set", f"schedule.epochs={epochs}", "--set", "data.val=null"]
+    if max_steps is not None:
+        cmd += ["--set", f"schedule.max_steps_per_epoch={max_steps}"]
+    return cmd
+
+
+def run_trainer(cmd: list[str], echo_raw: Callable[[str], None]) -> None:
+    """Run the trainer, streaming its output (progress bars included) as it comes."""
+    tail = ""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for chunk in iter(lambda: proc.stdout.read1(4096), b""):
+            text = chunk.decode(errors="replace")
+            echo_raw(text)
+            tail = (tail + text)[-4000:]
+        code = proc.wait()
+    if code != 0:
+        lines = [ln.strip() for ln in tail.replace("\r", "\n").splitlines() if ln.strip()]
+        raise UserError(f"ffcv-train failed (exit {code}): {lines[-1] if lines else 'no output'}")
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = run_dir / "log.jsonl"
+    if not path.is_file():
+        raise UserError(f"ffcv-train wrote no {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    settings: TrainerSettings
+    warmup: int
+    max_steps: int | None
+    steps_measured: int  # per epoch
+    images_per_second: Spread  # end to end, over measured epochs
+    measured_epoch_seconds: Spread
+    epoch_seconds: float  # of a whole epoch: measured, or extrapolated from the measured steps
+    extrapolated: bool
+    res: int
+    loader_only: float | None = None
+    model_only: float | None = None
+    verdict: Verdict | None = None
+
+    def describe(self) -> str:
+        s = self.settings
+        how = (f"extrapolated from {self.steps_measured} of {s.steps_per_epoch} steps per epoch"
+               if self.extrapolated else "measured over whole epochs")
+        lines = [
+            f"{Path(s.recipe).name} on {s.device}: batch {s.batch}, res {self.res}, {s.precision}, "
+            f"channels_last={s.channels_last}, compile={s.compile}, {s.workers} workers",
+            f"end to end: {self.images_per_second.median:,.1f} img/s (min {self.images_per_second.min:,.1f}, "
+            f"max {self.images_per_second.max:,.1f}, {self.images_per_second.n} measured epochs)",
+            f"seconds per epoch of {s.steps_per_epoch * s.batch:,} images: {self.epoch_seconds:,.1f} ({how})",
+        ]
+        if self.verdict is not None:
+            lines.append(f"verdict: {self.verdict.text}")
+        return "\n".join(lines)
+
+
+def summarize_log(log: list[dict], settings: TrainerSettings, warmup: int, max_steps: int | None) -> EpochResult:
+    """Figures of the epochs after the warm-up ones; a whole epoch's seconds from their rate."""
+    measured = log[warmup:]
+    if not measured:
+        raise UserError(f"the trainer logged {len(log)} epochs, none after the {warmup} warm-up ones")
+    rates = spread([float(r["train_images_per_second"]) for r in measured])
+    seconds = spread([float(r["epoch_seconds"]) for r in measured])
+    steps = int(measured[-1].get("steps", settings.steps_per_epoch))
+    extrapolated = steps < settings.steps_per_epoch
+    full = (extrapolate_epoch_seconds(rates.median, settings.steps_per_epoch * settings.batch)
+            if extrapolated else seconds.median)
+    return EpochResult(settings, warmup, max_steps, steps, rates, seconds, full, extrapolated,
+                       int(measured[-1].get("res", settings.res)))
+
+
+def compare_parts(result: EpochResult, beton: str, echo: Callable[[str], None]) -> EpochResult:
+    """Loader alone and model alone at the trainer's settings, and the verdict."""
+    import dataclasses
+
+    import torch
+
+    from .loader_bench import ffcv_loader, time_pipeline
+    from .model_bench import run_model_bench
+
+    s = result.settings
+    steps = result.steps_measured
+    echo(f"loader alone: the trainer's ffcv pipeline, {result.warmup} warm-up + 1 measured epoch of {steps} batches")
+    loader = ffcv_loader(Path(beton), result.res, s.batch, s.workers, device=torch.device(s.device))
+    lo = time_pipeline("ffcv", loader, result.res, s.batch, s.workers, max(1, result.warmup), 1, max_batches=steps,
+                       echo=echo)
+    echo(f"model alone: {steps} steps on synthetic tensors")
+    mo = run_model_bench(result.res, s.batch, s.precision, s.channels_last, s.compile, steps,
+                         warmup=max(1, min(10, steps)), device=s.device, num_classes=s.num_classes, echo=echo)
+    verdict = bottleneck_verdict(result.images_per_second.median, lo.measured.median, mo.images_per_second,
+                                 device="GPU" if s.device == "cuda" else "CPU")
+    return dataclasses.replace(result, loader_only=lo.measured.median, model_only=mo.images_per_second,
+                               verdict=verdict)
+
+
+def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epochs: int, max_steps: int | None,
+                    run_dir: str | None, compare: bool, echo: Callable[[str], None],
+                    echo_raw: Callable[[str], None]) -> EpochResult:
+    _, settings = resolve_settings(recipe, train, sets + ["data.val=null"])
+    if settings.steps_per_epoch == 0:
+        raise UserError(f"{train}: {settings.num_images} images make no full batch of {settings.batch}")
+    with tempfile.TemporaryDirectory(prefix="ffcv-bench-epoch-") as tmp:
+        out = Path(run_dir) if run_dir else Path(tmp) / "run"
+        if out.exists():
+            raise UserError(f"--out {out} exists: the trainer refuses to reuse a run dir")
+        cmd = trainer_command(recipe, train, out, sets, warmup + epochs, max_steps)
+        echo(f"running ffcv-train: {warmup} warm-up + {epochs} measured epochs"
+             + (f" of at most {max_steps} steps" if max_steps else ""))
+        run_trainer(cmd, echo_raw)
+        result = summarize_log(read_log(out), settings, warmup, max_steps)
+    if compare:
+        result = compare_parts(result, train, echo)
+    return result

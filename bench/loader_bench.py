@@ -1,0 +1,198 @@
+"""Loader throughput: the toolkit's FFCV training pipeline against the standard PyTorch one.
+
+Both read the same source images and produce the same thing, a uint8 NCHW batch of
+RandomResizedCrop + horizontal flip at `res`, with the same batch size and worker count:
+
+  ffcv     the beton through `ffcv_inat.loaders.make_loader` (what `ffcv-train` trains on)
+  pytorch  torchvision ImageFolder + RandomResizedCrop + RandomHorizontalFlip + PILToTensor in
+           a DataLoader (shuffled, persistent workers, drop_last), what a user writes instead
+
+Each pipeline runs warm-up epochs (numba compilation, worker start, page cache) that are
+not counted, then measured epochs; a figure is the median over measured epochs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from ffcv_inat import UserError
+
+from .stats import Spread, spread, throughput
+
+PIPELINES = ("ffcv", "pytorch")
+
+
+@dataclass(frozen=True)
+class SourceImages:
+    """The images both pipelines read: ImageFolder's own listing, minus files the beton skipped."""
+    root: Path
+    classes: list[str]
+    samples: list[tuple[str, int]]
+
+
+def list_image_folder(images_dir: str | Path) -> SourceImages:
+    """DIR/<class>/<image> as ImageFolder sees it: class folders sorted, label = position."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise UserError(f"--images: not a folder: {root}")
+    try:
+        classes, class_to_idx = find_classes(str(root))
+        samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
+    except (FileNotFoundError, RuntimeError) as e:  # torchvision's words for "no classes"/"no images"
+        raise UserError(f"--images {root}: not an ImageFolder tree DIR/<class>/<image> ({e})") from None
+    return SourceImages(root, classes, samples)
+
+
+def _class_infos(classes: list[str]):
+    """Real names when the folders are ImageNet wnids (e.g. <imagenet>/train), else the folder name."""
+    from ffcv_inat.classes import class_by_wnid
+    from ffcv_inat.writers.beton import ClassInfo
+
+    table = class_by_wnid()
+    if all(c in table for c in classes):
+        return "imagenet", [ClassInfo(c, table[c].name, table[c].group) for c in classes]
+    return "imagefolder", [ClassInfo(c, c, None) for c in classes]
+
+
+def write_source_beton(source: SourceImages, out: Path, workers: int = 0):
+    """Write `source` to `out` (+ manifest) with the writer's default options."""
+    from ffcv_inat.writers.beton import WriteOptions, write_beton
+
+    dataset, infos = _class_infos(source.classes)
+    return write_beton(out, source.samples, infos, dataset=dataset, split=source.root.name, subset=None, k=None,
+                       seed=None, opts=WriteOptions(workers=workers), root=source.root)
+
+
+def matched_to_beton(source: SourceImages, manifest) -> SourceImages:
+    """Drop the files the beton writer skipped, and refuse a beton of other images."""
+    skipped = {s["path"] for s in manifest.skipped}
+
+    def was_skipped(path: str) -> bool:
+        # Skipped paths are relative to the writer's root, which may be DIR or a parent of it.
+        return any(path == s or path.endswith("/" + s) for s in skipped)
+
+    kept = [(p, y) for p, y in source.samples if not was_skipped(p)] if skipped else source.samples
+    if len(kept) != manifest.num_images:
+        raise UserError(f"the beton holds {manifest.num_images} images but {source.root} has {len(kept)} readable "
+                        "ones: both pipelines must read the same images (drop --beton to write it from DIR)")
+    return SourceImages(source.root, source.classes, kept)
+
+
+def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
+    """The standard torchvision pipeline over the same files."""
+    import torch
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([
+        transforms.RandomResizedCrop(res),
+        transforms.RandomHorizontalFlip(),
+        transforms.PILToTensor(),
+    ])
+    ds = datasets.ImageFolder(str(source.root), transform=tf)
+    ds.samples = ds.imgs = list(source.samples)
+    ds.targets = [y for _, y in source.samples]
+    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
+                                       persistent_workers=workers > 0, drop_last=True)
+
+
+def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None):
+    """The trainer's loader. On CPU (the default) batches stay uint8 like the PyTorch pipeline's;
+    on a GPU they arrive normalised on the device, as the trainer receives them."""
+    import torch
+
+    from ffcv_inat.loaders import make_loader
+
+    return make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
+                       workers=workers)
+
+
+def _stop_ffcv_epoch(it) -> None:
+    """End an ffcv epoch early: let its thread see the stop flag and exit before its memory is released
+    (ffcv's own close() releases first, which can race with a batch in flight)."""
+    it.terminate_event.set()
+    it.join(timeout=60)
+    it.close()
+
+
+def epoch_iterator(pipeline: str, loader) -> tuple[Iterator, Callable[[Iterator], None]]:
+    if pipeline == "ffcv":
+        return iter(loader.loader), _stop_ffcv_epoch
+    return iter(loader), lambda it: None
+
+
+@dataclass(frozen=True)
+class LoaderResult:
+    pipeline: str
+    res: int
+    batch: int
+    workers: int
+    warmup: int
+    measured: Spread  # images/s over measured epochs
+    images_per_epoch: int
+    shape: tuple[int, ...]  # of the first batch, to show both pipelines give the same thing
+
+
+def time_pipeline(pipeline: str, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
+                  max_batches: int | None = None, echo: Callable[[str], None] = print) -> LoaderResult:
+    """Run warmup + epochs epochs over `loader`; images/s of the measured ones."""
+    rates: list[float] = []
+    shape: tuple[int, ...] = ()
+    images = 0
+    for e in range(warmup + epochs):
+        it, stop = epoch_iterator(pipeline, loader)
+        images, batches = 0, 0
+        start = time.perf_counter()
+        for x, _ in it:
+            images += int(x.shape[0])
+            batches += 1
+            if not shape:
+                shape = tuple(x.shape)
+                _check_batch(pipeline, x, res)
+            if max_batches is not None and batches >= max_batches:
+                stop(it)
+                break
+        seconds = time.perf_counter() - start
+        if images == 0:
+            raise UserError(f"{pipeline} gave no full batch of {batch}: use a smaller --batch")
+        rate = throughput(images, seconds)
+        kind = "warm-up" if e < warmup else "measured"
+        echo(f"  {pipeline:7s} res {res:4d}  epoch {e + 1}/{warmup + epochs} ({kind}): "
+             f"{images} images in {seconds:.2f} s = {rate:,.0f} img/s")
+        if e >= warmup:
+            rates.append(rate)
+    return LoaderResult(pipeline, res, batch, workers, warmup, spread(rates), images, shape)
+
+
+def _check_batch(pipeline: str, x, res: int) -> None:
+    import torch
+
+    on_cpu = x.device.type == "cpu"
+    if (on_cpu and x.dtype != torch.uint8) or x.ndim != 4 or tuple(x.shape[1:]) != (3, res, res):
+        raise RuntimeError(f"{pipeline} pipeline gave {x.dtype} {tuple(x.shape)}, not uint8 Nx3x{res}x{res}")
+
+
+def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
+                     warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
+                     max_batches: int | None = None, echo: Callable[[str], None] = print) -> list[LoaderResult]:
+    pipelines = list(pipelines)
+    if len(source.samples) < batch:
+        raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
+    # All PyTorch runs first: its DataLoader forks workers, and forking after ffcv has started
+    # numba's thread pool is unsafe (numba warns it cannot join those threads).
+    order = sorted(pipelines, key=lambda p: p != "pytorch")
+    results, keep_alive = [], []
+    for pipeline in order:
+        for res in resolutions:
+            if pipeline == "ffcv":
+                loader = ffcv_loader(beton, res, batch, workers)
+                # Freeing an ffcv Loader mid-process makes numba print a KeyError from its finalizer.
+                keep_alive.append(loader)
+            else:
+                loader = pytorch_loader(source, res, batch, workers)
+            results.append(time_pipeline(pipeline, loader, res, batch, workers, warmup, epochs, max_batches, echo))
+            del loader  # stops the DataLoader's persistent workers before the next run
+    return sorted(results, key=lambda r: (r.res, PIPELINES.index(r.pipeline)))
