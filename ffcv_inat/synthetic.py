@@ -91,6 +91,11 @@ def write_odd_file(path: Path, kind: str, array: np.ndarray) -> None:
         raise ValueError(f"unknown odd file kind {kind!r}")
 
 
+def _write_class_image(job: tuple[Path, str, int, int]) -> None:
+    path, wnid, idx, size = job
+    _save_jpeg(path, class_image(wnid, idx, size))
+
+
 def make_imagenet(
     root: str | Path,
     train_per_class: int = 3,
@@ -98,19 +103,29 @@ def make_imagenet(
     size: int = 48,
     wnids: list[str] | None = None,
     odd_files: bool = False,
+    workers: int = 1,
 ) -> Path:
     """ImageNet layout with the real wnids (all 1,000 unless `wnids` is given).
 
     With odd_files, the first class's train folder also gets one file of each ODD_KINDS,
-    named `odd_<kind>.JPEG`.
+    named `odd_<kind>.JPEG`. workers > 1 makes the images in parallel (large sizes).
     """
     root = Path(root)
     wnids = wnids or [c.wnid for c in imagenet_classes()]
+    jobs = []
     for split, n in (("train", train_per_class), ("val", val_per_class)):
         for wnid in wnids:
             for j in range(n):
                 idx = j if split == "train" else 10_000 + j
-                _save_jpeg(root / split / wnid / f"{wnid}_{idx}.JPEG", class_image(wnid, idx, size))
+                jobs.append((root / split / wnid / f"{wnid}_{idx}.JPEG", wnid, idx, size))
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool.map(_write_class_image, jobs, chunksize=16)
+    else:
+        for job in jobs:
+            _write_class_image(job)
     if odd_files:
         first = wnids[0]
         for n, kind in enumerate(ODD_KINDS):
