@@ -105,6 +105,8 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
                     *(("--res", r, 16) for r in resolutions))
     pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
     source = list_image_folder(images_dir)
+    if len(source.samples) < batch:  # checked before the beton is written, to fail fast
+        raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
     with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
         if beton is None or not Path(beton).exists():
             beton_path = Path(beton) if beton else Path(tmp) / "bench.beton"

@@ -59,15 +59,26 @@ REPORT_COLUMNS = ["timestamp", "host", "cpu_count", "gpu", "bench", "pipeline", 
                   "ratio"]
 
 
+def _cell(fmt: str):
+    def f(v) -> str:
+        if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        try:
+            return format(float(v), fmt)
+        except (TypeError, ValueError):
+            return str(v)
+    return f
+
+
 def results_table(df) -> str:
     """Every row, the columns a reader compares (command, settings and verdicts stay in the CSV)."""
-    import pandas as pd
-
     view = df[REPORT_COLUMNS].copy()
     view["timestamp"] = view["timestamp"].astype(str).str.slice(0, 16)
-    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250,
-                           "display.float_format", lambda v: f"{v:,.1f}"):
-        text = view.fillna("").to_string(index=False)
+    whole = {c: _cell(".0f") for c in ("cpu_count", "res", "batch", "workers", "runs", "peak_memory_mb")}
+    figures = {c: _cell(",.1f") for c in ("images_per_second", "images_per_second_min", "images_per_second_max",
+                                           "ms_per_step", "epoch_seconds")}
+    text = view.astype(object).where(view.notna(), "").to_string(
+        index=False, formatters={**whole, **figures, "ratio": _cell(".2f")})
     verdicts = df[df["verdict"].notna() & (df["verdict"].astype(str) != "")]
     for _, r in verdicts.iterrows():
         text += f"\n{str(r['timestamp'])[:16]} {r['host']} ({r['gpu']}): {r['verdict']}"

@@ -1,0 +1,261 @@
+"""ffcv-bench on CPU with tiny synthetic data: real ffcv, torchvision and trainer, no mocks.
+
+Speed is never asserted (this machine is shared); the tests check that each subcommand runs,
+writes well-formed rows to the --results file it is given, and refuses bad arguments with
+one clear line.
+"""
+import csv
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from ffcv_inat.bench.cli import main
+from ffcv_inat.bench.loader_bench import list_image_folder, write_source_beton
+from ffcv_inat.bench.results import COLUMNS, DEFAULT_RESULTS, environment, make_row
+from ffcv_inat.classes import imagenet_classes
+from ffcv_inat.synthetic import make_imagenet
+
+WNIDS = [c.wnid for c in imagenet_classes()[:4]]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """16 images of 4 ImageNet classes (DIR/train/<wnid>/*.JPEG) and their beton."""
+    root = tmp_path_factory.mktemp("bench")
+    make_imagenet(root / "imagenet", train_per_class=4, val_per_class=0, size=40, wnids=WNIDS)
+    images = root / "imagenet" / "train"
+    beton = root / "train.beton"
+    write_source_beton(list_image_folder(images), beton, workers=1)
+    return images, beton
+
+
+@pytest.fixture(autouse=True)
+def repo_results_untouched():
+    """No test may write the repository's own results file."""
+    before = DEFAULT_RESULTS.stat().st_mtime_ns if DEFAULT_RESULTS.exists() else None
+    yield
+    after = DEFAULT_RESULTS.stat().st_mtime_ns if DEFAULT_RESULTS.exists() else None
+    assert before == after
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        return list(reader)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def assert_environment(row):
+    assert row["host"] and row["timestamp"] and int(row["cpu_count"]) == os.cpu_count()
+    assert row["gpu"] == "none" and row["ffcv"] == "1.0.2" and row["torch"] and row["torchvision"]
+
+
+@pytest.mark.timeout(240)
+def test_loader_compares_both_pipelines_on_the_same_images(data, tmp_path):
+    images, _ = data
+    out = tmp_path / "r.csv"
+    r = invoke("loader", "--images", images, "--res", 32, "--batch", 4, "--workers", 1, "--epochs", 1,
+               "--warmup", 1, "--results", out)
+    assert r.exit_code == 0, r.output
+    rows = read_rows(out)
+    assert [row["pipeline"] for row in rows] == ["ffcv", "pytorch"]
+    ffcv, torch_ = rows
+    for row in rows:
+        assert_environment(row)
+        assert row["bench"] == "loader" and row["res"] == "32" and row["batch"] == "4" and row["workers"] == "1"
+        assert row["runs"] == "1" and row["command"].startswith("ffcv-bench loader --images ")
+        assert float(row["images_per_second_min"]) <= float(row["images_per_second"]) <= float(row["images_per_second_max"])
+        s = json.loads(row["settings"])
+        # drop_last: 16 images at batch 4 = 4 full batches per epoch; both give uint8 Nx3x32x32
+        assert s["num_images"] == 16 and s["images_per_epoch"] == 16 and s["batch_shape"] == [4, 3, 32, 32]
+    assert float(ffcv["ratio"]) == pytest.approx(float(ffcv["images_per_second"]) / float(torch_["images_per_second"]),
+                                                 rel=1e-3)
+    assert torch_["ratio"] == ""
+    assert "ffcv / pytorch" in r.output and f"{float(ffcv['ratio']):.2f}x" in r.output
+
+
+@pytest.mark.timeout(60)
+def test_loader_refuses_a_beton_of_other_images(data, tmp_path):
+    images, beton = data
+    other = tmp_path / "other"
+    make_imagenet(other, train_per_class=2, val_per_class=0, size=40, wnids=WNIDS[:2])
+    r = invoke("loader", "--images", other / "train", "--beton", beton, "--batch", 2, "--results", tmp_path / "r.csv")
+    assert_one_line_error(r, "the beton holds 16 images", "has 4 readable")
+    assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, fragments", [
+    (["--res", "abc"], ["--res takes comma-separated whole numbers"]),
+    (["--workers", "0"], ["--workers must be at least 1"]),
+    (["--res", "160,8"], ["--res must be at least 16, got 8"]),
+    (["--batch", "100"], ["--batch 100 is larger than the 16 images"]),
+])
+def test_loader_bad_arguments(data, tmp_path, args, fragments):
+    images, beton = data
+    r = invoke("loader", "--images", images, "--beton", beton, *args, "--results", tmp_path / "r.csv")
+    assert_one_line_error(r, *fragments)
+
+
+@pytest.mark.timeout(60)
+def test_loader_needs_an_image_folder(tmp_path):
+    assert_one_line_error(invoke("loader", "--images", tmp_path / "nope"), "--images: not a folder")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("loader", "--images", tmp_path / "empty"), "not an ImageFolder tree")
+
+
+@pytest.mark.timeout(120)
+def test_model_runs_on_cpu_and_writes_a_row(tmp_path):
+    out = tmp_path / "r.csv"
+    r = invoke("model", "--res", 64, "--batch", 2, "--steps", 2, "--warmup", 1, "--no-channels-last",
+               "--results", out)
+    assert r.exit_code == 0, r.output
+    (row,) = read_rows(out)
+    assert_environment(row)
+    assert (row["bench"], row["pipeline"], row["res"], row["batch"]) == ("model", "model", "64", "2")
+    assert (row["precision"], row["channels_last"], row["compile"]) == ("fp32", "False", "False")
+    assert row["memory_kind"] == "peak RSS of the process" and float(row["peak_memory_mb"]) > 0
+    assert float(row["ms_per_step"]) > 0 and row["runs"] == "2"
+    assert float(row["images_per_second_min"]) <= float(row["images_per_second_max"])
+    assert json.loads(row["settings"]) == {"device": "cpu", "measured_steps": 2, "warmup_steps": 1}
+    assert row["command"] == ("ffcv-bench model --res 64 --batch 2 --no-channels-last --steps 2 --warmup 1")
+    assert "img/s" in r.output
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, fragments", [
+    (["--precision", "fp16"], ["fp16 needs a CUDA GPU"]),
+    (["--device", "cuda"], ["no CUDA GPU is visible"]),
+    (["--device", "tpu"], ["--device"]),
+    (["--res", "8"], ["--res must be at least 32"]),
+    (["--steps", "0"], ["--steps must be at least 1"]),
+    (["--compile", "--warmup", "0"], ["--compile needs --warmup of at least 1"]),
+])
+def test_model_bad_arguments(tmp_path, args, fragments):
+    assert_one_line_error(invoke("model", *args, "--results", tmp_path / "r.csv"), *fragments)
+
+
+def _fake_results(path):
+    """Rows as the benches write them, with given figures (the report only reads them)."""
+    env = environment()
+    rows = []
+    for res, ours, theirs in ((160, 3000.0, 800.0), (192, 2400.0, 700.0)):
+        rows.append(make_row("loader", "ffcv", "c", {}, env=env, res=res, batch=256, workers=16,
+                             images_per_second=ours, images_per_second_min=ours - 10, images_per_second_max=ours + 10,
+                             runs=3, ratio=ours / theirs))
+        rows.append(make_row("loader", "pytorch", "c", {}, env=env, res=res, batch=256, workers=16,
+                             images_per_second=theirs, images_per_second_min=theirs - 5,
+                             images_per_second_max=theirs + 5, runs=3))
+        rows.append(make_row("model", "model", "c", {}, env=env, res=res, batch=256, precision="bf16",
+                             channels_last=True, compile=False, images_per_second=2500.0, ms_per_step=102.4))
+    gpu = dict(env, gpu="NVIDIA H100 80GB HBM3", gpu_count=1, host="gpuhost")
+    rows.append(make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml"}, env=gpu, res=224, batch=256,
+                         images_per_second=2000.0, epoch_seconds=640.5, extrapolated=True,
+                         verdict="the GPU is the limit: end to end runs at 97% of model-only speed"))
+    from ffcv_inat.bench.results import append_rows
+
+    append_rows(path, rows)
+
+
+@pytest.mark.timeout(120)
+def test_report_prints_the_table_and_draws_plots(tmp_path):
+    _fake_results(tmp_path / "r.csv")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    r = invoke("report", "--results", tmp_path / "r.csv", "--out", plots)
+    assert r.exit_code == 0, r.output
+    assert "images_per_second" in r.output and "pytorch" in r.output and "3.75" in r.output  # 3000 / 800
+    assert "the GPU is the limit" in r.output and "NVIDIA H100" in r.output
+    for name in ("loader_throughput.png", "model_throughput.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(invoke("report", "--results", tmp_path / "none.csv"), "no results file")
+
+
+@pytest.mark.timeout(60)
+def test_cost_from_given_throughput_and_from_a_beton(data, tmp_path):
+    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1281167, "--images-per-second", 3000)
+    assert r.exit_code == 0, r.output
+    # 90 x 1,281,167 / 3,000 = 38,435.01 s = 10.68 h
+    assert "90 epochs x 1,281,167 images / 3,000.0 img/s" in r.output
+    assert "= 38,435 s = 10.68 hours wall, 10.68 GPU-hours on 1 GPU(s)" in r.output
+    _, beton = data
+    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--train", beton, "--images-per-second", 1,
+               "--set", "schedule.epochs=60")
+    assert r.exit_code == 0, r.output
+    assert "60 epochs x 16 images / 1.0 img/s" in r.output and "= 960 s = 0.27 hours" in r.output
+
+
+@pytest.mark.timeout(60)
+def test_cost_uses_the_newest_matching_epoch_row(tmp_path):
+    _fake_results(tmp_path / "r.csv")
+    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1_000_000, "--machine", "H100",
+               "--results", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.output
+    # 90 x 1,000,000 / 2,000 = 45,000 s = 12.5 h on the H100 row
+    assert "on NVIDIA H100 80GB HBM3" in r.output and "= 45,000 s = 12.50 hours wall, 12.50 GPU-hours" in r.output
+    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 10, "--machine", "A100",
+               "--results", tmp_path / "r.csv")
+    assert_one_line_error(r, "no epoch results for pretrain_90ep.yaml at batch 256, res 224", "ffcv-bench epoch")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, fragments", [
+    (["--recipe", "pretrain_90ep.yaml"], ["exactly one of --images-per-epoch"]),
+    (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "5", "--train", "x.beton"], ["exactly one of"]),
+    (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "0"], ["--images-per-epoch must be at least 1"]),
+    (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "5", "--images-per-second", "-1"], ["must be positive"]),
+    (["--recipe", "no_such_recipe.yaml", "--images-per-epoch", "5"], ["recipe not found"]),
+    (["--recipe", "pretrain_90ep.yaml", "--train", "missing.beton"], ["manifest not found"]),
+])
+def test_cost_bad_arguments(args, fragments):
+    assert_one_line_error(invoke("cost", *args), *fragments)
+
+
+@pytest.mark.timeout(300)
+def test_epoch_runs_the_real_trainer_and_gives_a_verdict(data, tmp_path):
+    _, beton = data
+    out = tmp_path / "r.csv"
+    r = invoke("epoch", "--recipe", "smoke_cpu.yaml", "--train", beton, "--max-steps", 1, "--warmup", 0,
+               "--set", "data.batch_size=2", "--set", "data.workers=1", "--results", out)
+    assert r.exit_code == 0, r.output
+    (row,) = read_rows(out)
+    assert_environment(row)
+    assert (row["bench"], row["pipeline"], row["res"], row["batch"], row["workers"]) == ("epoch", "trainer", "32", "2", "1")
+    assert row["precision"] == "fp32" and row["extrapolated"] == "True" and row["runs"] == "1"
+    s = json.loads(row["settings"])
+    assert s["recipe"] == "smoke_cpu.yaml" and s["steps_per_epoch"] == 8 and s["steps_measured"] == 1
+    assert s["num_images"] == 16 and s["max_steps"] == 1
+    # a whole epoch (8 steps x 2 images) at the measured rate
+    assert float(row["epoch_seconds"]) == pytest.approx(16 / float(row["images_per_second"]), rel=1e-3)
+    assert float(row["ms_per_step"]) == pytest.approx(2000 / float(row["images_per_second"]), rel=1e-3)
+    assert s["loader_only_images_per_second"] > 0 and s["model_only_images_per_second"] > 0
+    assert s["limit"] in ("data", "compute", "overhead") and row["verdict"]
+    assert "extrapolated from 1 of 8 steps per epoch" in r.output and "verdict: " in r.output
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, fragments", [
+    (["--recipe", "smoke_cpu.yaml", "--train", "missing.beton"], ["data.train: file not found: missing.beton"]),
+    (["--recipe", "nope.yaml", "--train", "BETON"], ["recipe not found: nope.yaml"]),
+    (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--max-steps", "0"], ["--max-steps must be at least 1"]),
+    (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--set", "data.batch_size=64"], ["make no full batch of 64"]),
+    (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--set", "optim.nope=1"], ["unknown key optim.nope"]),
+])
+def test_epoch_bad_arguments(data, tmp_path, args, fragments):
+    _, beton = data
+    args = [str(beton) if a == "BETON" else a for a in args]
+    assert_one_line_error(invoke("epoch", *args, "--results", tmp_path / "r.csv"), *fragments)

@@ -1,0 +1,102 @@
+"""The bench suite's arithmetic and results rows, pinned on given numbers (no timing involved)."""
+import csv
+import json
+
+import pytest
+
+from ffcv_inat import UserError
+from ffcv_inat.bench.results import COLUMNS, append_rows, environment, make_row
+from ffcv_inat.bench.stats import (bottleneck_verdict, extrapolate_epoch_seconds, predict_cost, ratio, spread,
+                                   steps_per_epoch, throughput)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_spread_is_median_min_max():
+    s = spread([30.0, 10.0, 20.0, 1000.0])
+    assert (s.median, s.min, s.max, s.n) == (25.0, 10.0, 1000.0, 4)
+    assert spread([7.0]).median == 7.0
+    with pytest.raises(ValueError):
+        spread([])
+
+
+def test_ratio_and_throughput():
+    assert ratio(3000.0, 750.0) == 4.0
+    assert throughput(512, 0.25) == 2048.0
+    with pytest.raises(ValueError):
+        ratio(1.0, 0.0)
+    with pytest.raises(ValueError):
+        throughput(10, 0.0)
+
+
+def test_epoch_extrapolation_and_steps():
+    # 1,281,167 ImageNet images at batch 256 drop the last partial batch: 5,004 steps.
+    assert steps_per_epoch(1_281_167, 256) == 5004
+    assert steps_per_epoch(1_281_167, 256, drop_last=False) == 5005
+    assert extrapolate_epoch_seconds(2000.0, 5004 * 256) == pytest.approx(640.512)
+
+
+def test_verdict_data_loading_limits():
+    v = bottleneck_verdict(end_to_end=600.0, loader_only=650.0, model_only=1000.0)
+    assert v.limit == "data"
+    assert v.percent == pytest.approx(40.0)
+    assert v.text.startswith("data loading limits you by 40%")
+
+
+def test_verdict_gpu_is_the_limit_within_tolerance():
+    v = bottleneck_verdict(end_to_end=970.0, loader_only=5000.0, model_only=1000.0)
+    assert v.limit == "compute"
+    assert v.percent == pytest.approx(3.0)
+    assert v.text.startswith("the GPU is the limit: end to end runs at 97% of model-only speed")
+    assert bottleneck_verdict(1000.0, 800.0, 1000.0, device="CPU").text.startswith("the CPU is the limit")
+    # end to end faster than the model alone (noise) counts as 0% lost, not negative
+    assert bottleneck_verdict(1010.0, 5000.0, 1000.0).percent == 0.0
+
+
+def test_verdict_overhead_when_both_parts_are_faster():
+    v = bottleneck_verdict(end_to_end=500.0, loader_only=4000.0, model_only=1000.0)
+    assert v.limit == "overhead"
+    assert v.percent == pytest.approx(50.0)
+    assert "lose 50%" in v.text
+    with pytest.raises(ValueError):
+        bottleneck_verdict(0.0, 1.0, 1.0)
+
+
+def test_predict_cost_of_the_paper_pretraining():
+    p = predict_cost(epochs=90, images_per_epoch=1_281_167, images_per_second=3000.0)
+    assert p.seconds == pytest.approx(38_435.01)
+    assert p.hours == pytest.approx(10.676391667)
+    assert p.gpu_hours == p.hours
+    p8 = predict_cost(90, 1_281_167, 24_000.0, gpus=8)
+    assert p8.hours == pytest.approx(1.334548958)
+    assert p8.gpu_hours == pytest.approx(8 * 1.334548958)
+    for bad in ((0, 10, 1.0, 1), (1, 10, 0.0, 1), (1, 10, 1.0, 0)):
+        with pytest.raises(ValueError):
+            predict_cost(*bad)
+
+
+def test_rows_have_environment_and_fixed_columns(tmp_path):
+    env = environment()
+    assert env["gpu"] == "none" and env["gpu_count"] == 0  # this test suite runs without a GPU
+    assert env["ffcv"] == "1.0.2" and env["torch"] and env["torchvision"] and env["cpu_count"] >= 1
+    row = make_row("loader", "ffcv", "ffcv-bench loader --images X", {"a": 1}, env=env, res=160,
+                   images_per_second=1234.56789)
+    assert list(row) == COLUMNS
+    assert row["images_per_second"] == 1234.5679 and row["precision"] == "" and json.loads(row["settings"]) == {"a": 1}
+    with pytest.raises(ValueError):
+        make_row("loader", "ffcv", "cmd", env=env, not_a_column=1)
+
+    path = tmp_path / "r.csv"
+    append_rows(path, [row])
+    append_rows(path, [row, row])
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and rows[0]["res"] == "160" and rows[2]["bench"] == "loader"
+    assert path.read_text().count("timestamp,host") == 1  # one header
+
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(UserError, match="other columns"):
+        append_rows(other, [row])
+    with pytest.raises(UserError, match="does not exist"):
+        append_rows(tmp_path / "missing" / "r.csv", [row])
