@@ -65,8 +65,10 @@ def row_command(row: PlanRow, gpus_per_run: int = 1) -> list[str]:
             args += [f"--{role}", row.inputs[role]]
     for item in row.overrides:
         args += ["--set", item]
-    if (Path(row.outputs) / "checkpoints" / "last.pt").is_file():
-        args.append("--resume")  # an earlier attempt got at least one epoch done: keep it
+    # Always --resume: the run dir already holds this sweep's logs (ffcv-train refuses a
+    # non-empty dir without it), and a retry continues from the last checkpoint if an
+    # earlier attempt wrote one (with no checkpoint the run starts from scratch).
+    args.append("--resume")
     if gpus_per_run > 1:
         return [executable("torchrun"), "--standalone", f"--nproc_per_node={gpus_per_run}", "--no-python",
                 executable("ffcv-train"), *args]
@@ -98,6 +100,7 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, gpus_per_run: int = 
     """Run one row until its outputs are complete, at most `attempts` times; True when done."""
     logs = log_dir(row)
     logs.mkdir(parents=True, exist_ok=True)
+    Path(row.outputs).parent.mkdir(parents=True, exist_ok=True)  # write-beton wants its folder to exist
     first = int(_previous_attempts(row)) + 1
     for attempt in range(first, first + attempts):
         cmd = row_command(row, gpus_per_run)

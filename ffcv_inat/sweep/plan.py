@@ -138,6 +138,7 @@ class GridSpec:
     imagenet_dir: str = ""  # "" -> write-beton reads $IMAGENET_DIR when the beton is written
     inat_dir: str = ""  # "" -> $INAT_DIR
     families: tuple[str, ...] = ("A", "NA", "R")
+    extra_overrides: tuple[str, ...] = ()  # --set items for every training run (e.g. device=cuda)
 
 
 def pretrain_subsets(ks: Sequence[int], families: Sequence[str]) -> list[tuple[str, str, int | None]]:
@@ -212,6 +213,7 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
         overrides = list(schedule_overrides(recipe, spec.epochs_scale))
         overrides += smoke_overrides() if smoke else []
         overrides.append(f"{SEED_KEY}={meta['seed']}")
+        overrides += spec.extra_overrides
         if kind == "linear" and init is None:
             overrides.append("model.init=null")  # the probe recipe expects a checkpoint
         inputs = {"train": train.outputs, "val": val.outputs}
@@ -266,6 +268,8 @@ SMOKE_TRAIN_OVERRIDES = (
     "data.res=32",
     "data.val_res=32",
     "data.workers=1",
+    "eval.batch_size=128",  # evaluation is most of a smoke run: fewer, larger batches
+    "optim.lr=0.02",  # batch 16 diverges at the recipes' 0.1 (as smoke_cpu.yaml)
     "log_every=1",
 )
 
