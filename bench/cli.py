@@ -188,7 +188,7 @@ def model(ctx, res_list, batch, precision, channels_last, compile_, steps, warmu
         m = run_model_bench(res, batch, precision, channels_last, compile_, steps, warmup, str(dev), model=net,
                             echo=_echo_err)
         rows.append(model_row(m, command))
-    _write_rows(results, rows)
+        _write_rows(results, rows[-1:])  # each as it comes: a run cut short (timeout) keeps what it measured
     click.echo(model_table(rows))
 
 
