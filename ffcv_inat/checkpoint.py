@@ -1,0 +1,110 @@
+"""Checkpoints: written atomically, read with `weights_only=True` (no code runs on load).
+
+An ffcv-train checkpoint is a dict with FORMAT under "format", the model's state_dict under
+"model" and the training state (optimizer, scaler, epoch, RNG states, log history, config
+as YAML text) beside it. Plain torchvision state_dicts are accepted wherever weights are read.
+"""
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import UserError
+from .atomic import atomic_outputs
+
+FORMAT = "ffcv-train-checkpoint-v1"
+# Prefixes added by DistributedDataParallel and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_outputs(path) as (tmp,):
+        torch.save({"format": FORMAT, **state}, tmp)
+
+
+def load_file(path: str | Path) -> Any:
+    """torch.load with weights_only=True; a file that needs arbitrary objects is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        blocked = [l.strip() for l in str(e).splitlines() if "GLOBAL" in l]
+        if blocked:
+            raise UserError(
+                f"{path}: refused to load: it holds objects other than tensors and plain data, "
+                f"which could run code ({blocked[0][:200]})"
+            ) from None
+        raise UserError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[-1][:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0][:200]})") from None
+
+
+def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in _WRAPPER_PREFIXES:
+                if k.startswith(p):
+                    k, changed = k[len(p):], True
+        out[k] = v
+    return out
+
+
+def model_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The model weights of an ffcv-train checkpoint or of a plain state_dict."""
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        obj = obj["model"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # a common wrapping of plain weights
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{source}: neither an ffcv-train checkpoint nor a state_dict of tensors")
+    return strip_prefixes(obj)
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a complete ResNet-50 state into `model` (sized like it); a misfit is a UserError."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]
+        raise UserError(f"{source}: weights do not fit a torchvision ResNet-50 ({detail})") from None
+
+
+def checkpoint_num_classes(state: dict[str, torch.Tensor], source: str) -> int:
+    if "fc.weight" not in state:
+        raise UserError(f"{source}: no fc.weight: not a ResNet-50 classifier")
+    return int(state["fc.weight"].shape[0])
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy and torch as plain data (loadable with weights_only)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
