@@ -1,0 +1,163 @@
+"""End-to-end `ffcv-train` runs on tiny synthetic betons with the real ffcv, torch, torchvision.
+
+One short from-scratch run (module fixture) is the reference for: learning, the run dir
+contract, `ffcv-train eval`, resume-after-kill, and the init of a linear probe.
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from _train_data import imagenet_a_betons, inat_betons
+from ffcv_inat.config import config_from_dict
+from ffcv_inat.train_cli import main
+
+# The smoke recipe: 32 px, batch 16, no augmentation, zero-init residuals; 2 epochs with the
+# LR / 10 at epoch 2, so resume also crosses an LR step.
+SETS = ["schedule.epochs=2", "schedule.step_every=1"]
+LOG_KEYS = {"epoch", "lr", "train_loss", "top1", "top5", "epoch_seconds", "train_images_per_second"}
+SUMMARY_KEYS = {"recipe", "top1", "top5", "loss", "per_supercategory", "train_images_per_second", "wall_seconds",
+                "epochs", "device", "versions", "train_beton", "val_beton", "init", "num_classes"}
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def train_args(betons, out, *extra):
+    train, val = betons
+    args = ["--recipe", "smoke_cpu.yaml", "--train", train, "--val", val, "--out", out]
+    for s in SETS:
+        args += ["--set", s]
+    return [str(a) for a in (*args, *extra)]
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    return {"A": imagenet_a_betons(root), "inat": inat_betons(root)}
+
+
+@pytest.fixture(scope="module")
+def reference_run(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "ref"
+    cli(*train_args(data["A"], run))
+    return run
+
+
+@pytest.mark.timeout(240)
+def test_learns_and_writes_the_run_dir_contract(reference_run, data):
+    run = reference_run
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints", "config.yaml", "log.jsonl", "per_class.csv", "summary.json"]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.pt"]
+    log = read_log(run)
+    assert [h["epoch"] for h in log] == [1, 2] and all(LOG_KEYS <= set(h) for h in log)
+    assert [h["lr"] for h in log] == pytest.approx([0.02, 0.002])
+    assert log[1]["train_loss"] < log[0]["train_loss"]  # loss falls
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["top1"] >= 0.5  # 4 classes: chance is 0.25
+    assert summary["num_classes"] == 4 and summary["epochs"] == 2 and summary["eval_images"] == 24
+    assert summary["per_supercategory"] == {"animal": summary["top1"]}
+    assert summary["top1"] == log[-1]["top1"] and summary["init"] is None
+    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()), "config.yaml")
+    assert cfg.recipe == "smoke_cpu.yaml" and cfg.schedule.epochs == 2 and cfg.data.train == str(data["A"][0])
+    with open(run / "per_class.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["label", "id", "name", "supercategory", "images", "correct", "accuracy"]
+    assert [int(r["label"]) for r in rows] == [0, 1, 2, 3] and all(r["images"] == "6" for r in rows)
+    assert sum(int(r["correct"]) for r in rows) / 24 == pytest.approx(summary["top1"])
+
+
+@pytest.mark.timeout(60)
+def test_existing_run_dir_is_refused_without_resume(reference_run, data):
+    result = CliRunner().invoke(main, train_args(data["A"], reference_run))
+    assert result.exit_code == 1 and "exists: pass --resume" in result.output
+    result = CliRunner().invoke(main, train_args(data["A"], reference_run, "--resume", "--set", "optim.lr=0.5"))
+    assert result.exit_code == 1 and "config differs" in result.output and "optim.lr" in result.output
+    # A completed run resumed is a no-op that returns its summary.
+    result = CliRunner().invoke(main, ["--resume", "--out", str(reference_run)])
+    assert result.exit_code == 0 and "top1" in result.output
+
+
+@pytest.mark.timeout(120)
+def test_eval_command_reproduces_the_run_metrics(reference_run, data, tmp_path):
+    out = tmp_path / "eval"
+    cli("eval", "--checkpoint", reference_run / "checkpoints" / "last.pt", "--val", data["A"][1], "--out", out,
+        "--batch-size", 16, "--workers", 2)
+    run_summary = json.loads((reference_run / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["top1"] == run_summary["top1"] and summary["top5"] == run_summary["top5"]
+    assert summary["loss"] == pytest.approx(run_summary["loss"], rel=1e-5)
+    assert (out / "per_class.csv").read_text() == (reference_run / "per_class.csv").read_text()
+    # Wrong class count for the beton: a clear error.
+    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(reference_run / "checkpoints" / "last.pt"),
+                                       "--val", str(data["inat"][1])])
+    assert result.exit_code == 1 and "classes but" in result.output
+
+
+@pytest.mark.timeout(240)
+def test_resume_after_kill_equals_uninterrupted(reference_run, data, tmp_path):
+    """kill -9 during epoch 2, then --resume: the final weights and log equal the reference.
+
+    Exact equality needs a deterministic pipeline: the smoke recipe has augmentation off,
+    because ffcv's RandomResizedCrop and flip draw from numba's unseeded RNG (they cannot be
+    replayed). The shuffle order is a function of (seed, epoch) and is replayed on resume.
+    """
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ffcv_inat.train_cli", *map(str, train_args(data["A"], run))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 180
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (run / "summary.json").exists(), "the run must die in epoch 2"
+    assert [h["epoch"] for h in read_log(run)] == [1]
+    cli(*train_args(data["A"], run, "--resume"))
+    ref = torch.load(reference_run / "checkpoints" / "last.pt", weights_only=True)
+    got = torch.load(ckpt, weights_only=True)
+    assert got["epoch"] == ref["epoch"] == 2
+    for k, v in ref["model"].items():
+        assert torch.equal(v, got["model"][k]), k
+    strip = lambda log: [{k: v for k, v in h.items() if "second" not in k} for h in log]  # noqa: E731
+    assert strip(read_log(run)) == strip(read_log(reference_run))
+    assert (run / "per_class.csv").read_text() == (reference_run / "per_class.csv").read_text()
+
+
+@pytest.mark.timeout(180)
+def test_linear_probe_changes_only_the_new_head(reference_run, data, tmp_path):
+    """Linear probe from the 4-class run onto iNat-Mini-A (14 species): the head is replaced,
+    only fc learns, and BatchNorm running statistics stay equal (the backbone is in eval mode)."""
+    run = tmp_path / "linear"
+    init = reference_run / "checkpoints" / "last.pt"
+    train, val = data["inat"]
+    cli("--recipe", "linear_imagenet_a_15ep.yaml", "--train", train, "--val", val, "--init", init, "--out", run,
+        "--set", "data.res=32", "--set", "data.val_res=32", "--set", "data.batch_size=16", "--set", "data.workers=2",
+        "--set", "schedule.epochs=1", "--set", "schedule.max_steps_per_epoch=2", "--set", "precision=fp32")
+    before = torch.load(init, weights_only=True)["model"]
+    after = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert after["fc.weight"].shape == (14, 2048) and after["fc.bias"].shape == (14,)
+    changed = [k for k in before if not k.startswith("fc.") and not torch.equal(before[k], after[k])]
+    assert changed == []  # includes every running_mean, running_var and num_batches_tracked
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["head_replaced"] is True and summary["num_classes"] == 14 and summary["init"] == str(init)
+    assert summary["max_steps_per_epoch"] == 2 and read_log(run)[0]["steps"] == 2
+    assert set(summary["per_supercategory"]) == {r["supercategory"] for r in csv.DictReader(open(run / "per_class.csv"))}
