@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -56,6 +57,8 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
     cfg = load_config(recipe, list(sets), {"data.train": train_beton, "data.val": val_beton,
                                             "model.init": init, "out": out})
     summary = train(cfg, resume=resume)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     click.echo(f"run dir: {summary['run_dir']}")
     _print_metrics(summary)
 
