@@ -23,6 +23,10 @@ from .stats import Spread, spread, throughput
 
 PIPELINES = ("ffcv", "pytorch")
 
+# ffcv Loaders made here live as long as the process: freeing one earlier makes numba's
+# finalizer of its compiled pipeline raise a (harmless, but loud) KeyError.
+_LIVE_FFCV_LOADERS: list = []
+
 
 @dataclass(frozen=True)
 class SourceImages:
@@ -106,8 +110,10 @@ def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None):
 
     from ffcv_inat.loaders import make_loader
 
-    return make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
-                       workers=workers)
+    loader = make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
+                         workers=workers)
+    _LIVE_FFCV_LOADERS.append(loader)
+    return loader
 
 
 def _stop_ffcv_epoch(it) -> None:
@@ -189,15 +195,13 @@ def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[in
     # All PyTorch runs first: its DataLoader forks workers, and forking after ffcv has started
     # numba's thread pool is unsafe (numba warns it cannot join those threads).
     order = sorted(pipelines, key=lambda p: p != "pytorch")
-    results, keep_alive = [], []
+    results = []
     for pipeline in order:
         for res in resolutions:
             if pipeline == "ffcv":
                 loader = ffcv_loader(beton, res, batch, workers)
-                # Freeing an ffcv Loader mid-process makes numba print a KeyError from its finalizer.
-                keep_alive.append(loader)
             else:
                 loader = pytorch_loader(source, res, batch, workers)
             results.append(time_pipeline(pipeline, loader, res, batch, workers, warmup, epochs, max_batches, echo))
-            del loader  # stops the DataLoader's persistent workers before the next run
+            del loader  # a DataLoader's persistent workers stop before the next run
     return sorted(results, key=lambda r: (r.res, PIPELINES.index(r.pipeline)))
