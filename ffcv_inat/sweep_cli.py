@@ -49,11 +49,14 @@ def main():
               help="Where betons (betons/), runs (runs/) and logs go. Default: the folder of --out.")
 @click.option("--imagenet-dir", default=None, help="ImageNet root (train/, val/). Default: $IMAGENET_DIR.")
 @click.option("--inat-dir", default=None, help="iNat-2021 root (train.json, ...). Default: $INAT_DIR.")
+@click.option("--full-subsets/--no-full-subsets", default=None,
+              help="Also pretrain on all of A and NA (their curves' end points) [paper: yes; smoke: no]. "
+                   "Full ImageNet is always in: it is every figure's reference.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="ffcv-train --set for every training run, after the grid's own (e.g. data.workers=16).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PLAN.csv to write.")
 @report_user_errors
-def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, sets, out):
+def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, full_subsets, sets, out):
     """Write the grid's runs, with their dependencies, to PLAN.csv."""
     ks = _int_list(ks, "--k") or (DEFAULT_KS if grid == "paper" else SMOKE_KS)
     seed_list = _int_list(seeds, "--seeds")
@@ -64,7 +67,8 @@ def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_d
                     imagenet_dir=str(Path(imagenet_dir).resolve()) if imagenet_dir else "",
                     inat_dir=str(Path(inat_dir).resolve()) if inat_dir else "",
                     families=tuple(f.strip() for f in families.split(",") if f.strip()),
-                    extra_overrides=tuple(sets))
+                    extra_overrides=tuple(sets),
+                    full_subsets=(grid == "paper") if full_subsets is None else full_subsets)
     for item in sets:
         if "=" not in item:
             raise UserError(f"--set {item}: expected KEY=VALUE, e.g. data.workers=16")

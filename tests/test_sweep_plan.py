@@ -50,6 +50,7 @@ def test_paper_grid_two_seeds_and_drops_too_large_k(tmp_path):
     assert {"beton_imagenet_A_train", "pretrain_A-s0", "pretrain_A-s1"} <= ids
     assert pretrain_subsets([398, 602, 1000], ["A", "NA", "R"]) == [
         ("A", "A", None), ("NA", "NA", 398), ("NA", "NA", None), ("R", "R", 398), ("R", "R", 602), ("R", "all", None)]
+    assert pretrain_subsets([50], ["A"], full_subsets=False) == [("A", "A", 50), ("R", "all", None)]
 
 
 def test_dependencies_acyclic_complete_and_inputs_made_by_them(tmp_path):
@@ -119,9 +120,12 @@ def test_epochs_scale_shrinks_epochs_and_step_interval(tmp_path):
 
 
 def test_smoke_grid_makes_its_own_data(tmp_path):
-    rows = build_plan(GridSpec("smoke", (8,), (0,), 1.0, str(tmp_path)))
+    rows = build_plan(GridSpec("smoke", (8,), (0,), 1.0, str(tmp_path), full_subsets=False))
     counts = Counter(r.kind for r in rows)
-    assert counts == {"data": 1, "beton": 14, "pretrain": 6, "finetune": 6, "linear": 7, "scratch": 1}
+    # A-8, NA-8, R-8 and all (the reference); A's betons for the probe; no pretraining on all of A / NA.
+    assert counts == {"data": 1, "beton": 12, "pretrain": 4, "finetune": 4, "linear": 5, "scratch": 1}
+    assert {r.run_id for r in rows if r.kind == "pretrain"} == {"pretrain_A-8-s0", "pretrain_NA-8-s0",
+                                                                "pretrain_R-8-s0", "pretrain_all-s0"}
     assert all(r.depends_on == ("data_synthetic",) for r in rows if r.kind == "beton")
     assert all("device=cpu" in r.overrides for r in rows if r.recipe)
     only = with_dependencies(rows, ["finetune_A-8-s0"])

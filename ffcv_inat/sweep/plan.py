@@ -139,13 +139,17 @@ class GridSpec:
     inat_dir: str = ""  # "" -> $INAT_DIR
     families: tuple[str, ...] = ("A", "NA", "R")
     extra_overrides: tuple[str, ...] = ()  # --set items for every training run (e.g. device=cuda)
+    full_subsets: bool = True  # pretrain on the whole of A and NA too (the curves' end points)
 
 
-def pretrain_subsets(ks: Sequence[int], families: Sequence[str]) -> list[tuple[str, str, int | None]]:
-    """(family, subset, k) of every pretraining class set; k >= a family's size is its full subset.
+def pretrain_subsets(ks: Sequence[int], families: Sequence[str], full_subsets: bool = True
+                     ) -> list[tuple[str, str, int | None]]:
+    """(family, subset, k) of every pretraining class set.
 
     A k larger than a family is dropped for that family (A has 398 classes); k equal to it is
-    the full subset itself, which is always in the grid as the curve's end point.
+    the full subset itself, the curve's end point (A, NA, and all for R). Full ImageNet is
+    always in: it is the reference line of every figure. Without full_subsets (the smoke
+    grid, where every run costs seconds of fixed start-up) A and NA are not pretrained.
     """
     out = []
     for fam in families:
@@ -154,7 +158,10 @@ def pretrain_subsets(ks: Sequence[int], families: Sequence[str]) -> list[tuple[s
         full, size = FAMILIES[fam]
         draw_from = "R" if fam == "R" else fam
         out += [(fam, draw_from, k) for k in sorted(set(ks)) if k < size]
-        out.append((fam, full, None))
+        if full_subsets or full == "all":
+            out.append((fam, full, None))
+    if not any(s == "all" for _, s, _ in out):
+        out.append(("R", "all", None))
     return out
 
 
@@ -195,7 +202,7 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
 
     # Betons. Full subsets are the same for every seed, so they are written once.
     class_sets = sorted({(s, k, seed if k is not None else None)
-                         for seed in spec.seeds for _, s, k in pretrain_subsets(spec.ks, spec.families)},
+                         for seed in spec.seeds for _, s, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets)},
                         key=lambda t: (t[0], t[1] or 0, -1 if t[2] is None else t[2]))
     if ("A", None, None) not in class_sets:  # the linear probe's ImageNet-A betons
         class_sets.insert(0, ("A", None, None))
@@ -226,7 +233,7 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
 
     pretrains, finetunes, linears, scratches = [], [], [], []
     for seed in spec.seeds:
-        for fam, subset, k in pretrain_subsets(spec.ks, spec.families):
+        for fam, subset, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets):
             bseed = seed if k is not None else None
             model = model_name(subset, k, seed)
             meta = dict(family=fam, subset=subset, k=k, seed=seed)

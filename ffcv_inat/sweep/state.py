@@ -122,6 +122,8 @@ def row_status(row: PlanRow) -> RowStatus:
         return RowStatus(row, "pending", attempt, "interrupted")
     if status == "failed":
         return RowStatus(row, "failed", attempt, st.get("error", ""))
+    if status == "interrupted":  # stopped with its sweep (Ctrl-C, SIGTERM): runs again next time
+        return RowStatus(row, "pending", attempt, "interrupted")
     return RowStatus(row, "pending", attempt)
 
 
