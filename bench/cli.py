@@ -163,13 +163,14 @@ def _check_at_least(*checks) -> None:
               help="Autocast dtype. Default: bf16 on a GPU (fp16 where bf16 is missing), fp32 on CPU.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (warm-up steps absorb compilation).")
+@click.option("--blurpool", is_flag=True, help="The trainer's BlurPool option (a blur before each strided conv).")
 @click.option("--steps", type=int, default=50, show_default=True, help="Measured steps.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed steps before them.")
 @click.option("--device", default=None, help="cpu or cuda. Default: cuda if present.")
 @results_option
 @click.pass_context
 @report_user_errors
-def model(ctx, res_list, batch, precision, channels_last, compile_, steps, warmup, device, results):
+def model(ctx, res_list, batch, precision, channels_last, compile_, blurpool, steps, warmup, device, results):
     """ResNet-50 training-step throughput on synthetic tensors already on the device."""
     from .model_bench import prepare_model, resolve_device, resolve_precision, run_model_bench
     from .report import model_table
@@ -181,20 +182,24 @@ def model(ctx, res_list, batch, precision, channels_last, compile_, steps, warmu
                     *(("--res", r, 32) for r in resolutions))
     if compile_ and warmup < 1:
         raise UserError("--compile needs --warmup of at least 1: the first step compiles")
-    net = prepare_model(dev, channels_last, compile_)  # one model for all resolutions, compiled once per shape
+    # One model for all resolutions (compiled: one static graph per shape).
+    net = prepare_model(dev, channels_last, compile_, blurpool=blurpool)
     command = command_line(ctx)
     rows = []
     for res in resolutions:
         m = run_model_bench(res, batch, precision, channels_last, compile_, steps, warmup, str(dev), model=net,
                             echo=_echo_err)
-        rows.append(model_row(m, command))
+        rows.append(model_row(m, command, blurpool=blurpool))
         _write_rows(results, rows[-1:])  # each as it comes: a run cut short (timeout) keeps what it measured
     click.echo(model_table(rows))
 
 
-def model_row(m, command: str, env: dict | None = None) -> dict:
+def model_row(m, command: str, env: dict | None = None, blurpool: bool = False) -> dict:
+    settings = {"device": m.device, "warmup_steps": m.warmup, "measured_steps": m.steps}
+    if blurpool:
+        settings["blurpool"] = True
     return make_row(
-        "model", "model", command, {"device": m.device, "warmup_steps": m.warmup, "measured_steps": m.steps}, env=env,
+        "model", "model", command, settings, env=env,
         res=m.res, batch=m.batch, precision=m.precision, channels_last=m.channels_last, compile=m.compile,
         images_per_second=m.images_per_second, images_per_second_min=m.images_per_second_min,
         images_per_second_max=m.images_per_second_max, runs=m.steps, ms_per_step=m.step_ms.median,
@@ -236,7 +241,7 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
         "recipe": s.recipe, "train": train, "device": s.device, "num_images": s.num_images,
         "steps_per_epoch": s.steps_per_epoch, "steps_measured": r.steps_measured, "max_steps": r.max_steps,
         "warmup_epochs": r.warmup, "measured_epoch_seconds": r.measured_epoch_seconds.median,
-        "num_classes": s.num_classes, "loader_only_images_per_second": r.loader_only,
+        "num_classes": s.num_classes, "blurpool": s.blurpool, "loader_only_images_per_second": r.loader_only,
         "model_only_images_per_second": r.model_only,
         "limit": r.verdict.limit if r.verdict else None,
         "percent_lost": round(r.verdict.percent, 2) if r.verdict else None,

@@ -4,7 +4,7 @@ The trainer runs as a subprocess, exactly as a user runs it, for warm-up + measu
 (capped at --max-steps steps each when given); its log.jsonl gives each epoch's seconds and
 images/s. Then the loader alone and the model alone are timed here at the trainer's
 resolved settings (same batch, resolution, workers, device, precision, channels-last,
-compile, head size), and the three throughputs give the bottleneck verdict.
+compile, BlurPool, head size), and the three throughputs give the bottleneck verdict.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class TrainerSettings:
     compile: bool
     num_classes: int
     num_images: int
+    blurpool: bool
 
     @property
     def steps_per_epoch(self) -> int:
@@ -67,7 +68,7 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
         workers = os.cpu_count() or 1
     return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res, workers, precision,
                                 cfg.channels_last, cfg.compile, cfg.model.num_classes or manifest.num_classes,
-                                manifest.num_images)
+                                manifest.num_images, cfg.model.blurpool)
 
 
 def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
@@ -166,7 +167,8 @@ def compare_parts(result: EpochResult, beton: str, echo: Callable[[str], None]) 
                        echo=echo)
     echo(f"model alone: {steps} steps on synthetic tensors")
     mo = run_model_bench(result.res, s.batch, s.precision, s.channels_last, s.compile, steps,
-                         warmup=max(1, min(10, steps)), device=s.device, num_classes=s.num_classes, echo=echo)
+                         warmup=max(1, min(10, steps)), device=s.device, num_classes=s.num_classes,
+                         blurpool=s.blurpool, echo=echo)
     verdict = bottleneck_verdict(result.images_per_second.median, lo.measured.median, mo.images_per_second,
                                  device="GPU" if s.device == "cuda" else "CPU")
     return dataclasses.replace(result, loader_only=lo.measured.median, model_only=mo.images_per_second,

@@ -54,11 +54,11 @@ def resolve_precision(precision: str | None, device) -> str:
     return precision
 
 
-def build_resnet50(num_classes: int = NUM_CLASSES):
-    """The trainer's ResNet-50 (torchvision's, random init)."""
+def build_resnet50(num_classes: int = NUM_CLASSES, blurpool: bool = False):
+    """The trainer's ResNet-50 (torchvision's, random init; BlurPool adds a filter per strided conv)."""
     from ffcv_inat.model import build_model
 
-    return build_model(num_classes)
+    return build_model(num_classes, blurpool=blurpool)
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ def time_steps(step: Callable, x, y, device, warmup: int, steps: int) -> tuple[l
 
 def run_model_bench(res: int, batch: int, precision: str | None, channels_last: bool, compile: bool,
                     steps: int, warmup: int, device: str | None = None, model=None,
-                    num_classes: int = NUM_CLASSES, echo: Callable[[str], None] = print) -> ModelResult:
+                    num_classes: int = NUM_CLASSES, blurpool: bool = False,
+                    echo: Callable[[str], None] = print) -> ModelResult:
     """One configuration. Pass `model` to reuse one (e.g. compiled) across resolutions."""
     import torch
 
@@ -158,7 +159,7 @@ def run_model_bench(res: int, batch: int, precision: str | None, channels_last: 
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(dev)
     if model is None:
-        model = prepare_model(dev, channels_last, compile, num_classes)
+        model = prepare_model(dev, channels_last, compile, num_classes, blurpool)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(batch, 3, res, res, generator=gen).to(dev).contiguous(memory_format=fmt)
@@ -173,10 +174,10 @@ def run_model_bench(res: int, batch: int, precision: str | None, channels_last: 
     return result
 
 
-def prepare_model(device, channels_last: bool, compile: bool, num_classes: int = NUM_CLASSES):
+def prepare_model(device, channels_last: bool, compile: bool, num_classes: int = NUM_CLASSES, blurpool: bool = False):
     import torch
 
-    model = build_resnet50(num_classes).to(device).train()
+    model = build_resnet50(num_classes, blurpool).to(device).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile:
