@@ -8,7 +8,8 @@ RandomResizedCrop + horizontal flip at `res`, with the same batch size and worke
            a DataLoader (shuffled, persistent workers, drop_last), what a user writes instead
 
 Each pipeline runs warm-up epochs (numba compilation, worker start, page cache) that are
-not counted, then measured epochs; a figure is the median over measured epochs.
+not counted, then measured epochs, interleaved between the pipelines; a figure is the median
+over measured epochs.
 """
 from __future__ import annotations
 
@@ -99,8 +100,12 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
     ds = datasets.ImageFolder(str(source.root), transform=tf)
     ds.samples = ds.imgs = list(source.samples)
     ds.targets = [y for _, y in source.samples]
+    # forkserver (Python 3.14's default on Linux): workers start from a clean process, never forked
+    # from this one once ffcv has started numba's threads, which is unsafe (and numba warns). It only
+    # changes how workers start; with persistent workers that is inside the uncounted warm-up.
     return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
-                                       persistent_workers=workers > 0, drop_last=True)
+                                       persistent_workers=workers > 0, drop_last=True,
+                                       multiprocessing_context="forkserver" if workers > 0 else None)
 
 
 def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None):
@@ -142,40 +147,64 @@ class LoaderResult:
     shape: tuple[int, ...]  # of the first batch, to show both pipelines give the same thing
 
 
+def time_epoch(pipeline: str, loader, res: int, max_batches: int | None = None) -> tuple[int, float, tuple]:
+    """(images, seconds, shape of the first batch) of one epoch, or of its first max_batches batches."""
+    it, stop = epoch_iterator(pipeline, loader)
+    images, batches, shape, x = 0, 0, (), None
+    start = time.perf_counter()
+    for x, _ in it:
+        images += int(x.shape[0])
+        batches += 1
+        if not shape:
+            shape = tuple(x.shape)
+            _check_batch(pipeline, x, res)
+        if max_batches is not None and batches >= max_batches:
+            stop(it)
+            break
+    if x is not None and x.is_cuda:  # the last non-blocking copies must land before the clock stops
+        import torch
+
+        torch.cuda.synchronize(x.device)
+    return images, time.perf_counter() - start, shape
+
+
+def time_pipelines(loaders: dict[str, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
+                   max_batches: int | None = None, echo: Callable[[str], None] = print) -> list[LoaderResult]:
+    """Warm-up epochs of each pipeline, then their measured epochs interleaved.
+
+    Interleaving (and alternating which goes first) exposes every pipeline alike to drift in
+    the machine's load, which on a shared machine is larger than the difference measured.
+    """
+    names = list(loaders)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    shapes: dict[str, tuple] = {}
+    images: dict[str, int] = {}
+    total = warmup + epochs
+
+    def one(name: str, e: int) -> float:
+        n, seconds, shape = time_epoch(name, loaders[name], res, max_batches)
+        if n == 0:
+            raise UserError(f"{name} gave no full batch of {batch}: use a smaller --batch")
+        shapes.setdefault(name, shape)
+        images[name] = n
+        rate = throughput(n, seconds)
+        kind = "warm-up" if e < warmup else "measured"
+        echo(f"  {name:7s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {n} images in {seconds:.2f} s = {rate:,.0f} img/s")
+        return rate
+
+    for e in range(warmup):
+        for name in names:
+            one(name, e)
+    for e in range(epochs):
+        for name in (names if e % 2 == 0 else names[::-1]):
+            rates[name].append(one(name, warmup + e))
+    return [LoaderResult(n, res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n]) for n in names]
+
+
 def time_pipeline(pipeline: str, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
                   max_batches: int | None = None, echo: Callable[[str], None] = print) -> LoaderResult:
-    """Run warmup + epochs epochs over `loader`; images/s of the measured ones."""
-    rates: list[float] = []
-    shape: tuple[int, ...] = ()
-    images = 0
-    x = None
-    for e in range(warmup + epochs):
-        it, stop = epoch_iterator(pipeline, loader)
-        images, batches = 0, 0
-        start = time.perf_counter()
-        for x, _ in it:
-            images += int(x.shape[0])
-            batches += 1
-            if not shape:
-                shape = tuple(x.shape)
-                _check_batch(pipeline, x, res)
-            if max_batches is not None and batches >= max_batches:
-                stop(it)
-                break
-        if x is not None and x.is_cuda:  # the last batches' non-blocking copies must have landed before the clock stops
-            import torch
-
-            torch.cuda.synchronize(x.device)
-        seconds = time.perf_counter() - start
-        if images == 0:
-            raise UserError(f"{pipeline} gave no full batch of {batch}: use a smaller --batch")
-        rate = throughput(images, seconds)
-        kind = "warm-up" if e < warmup else "measured"
-        echo(f"  {pipeline:7s} res {res:4d}  epoch {e + 1}/{warmup + epochs} ({kind}): "
-             f"{images} images in {seconds:.2f} s = {rate:,.0f} img/s")
-        if e >= warmup:
-            rates.append(rate)
-    return LoaderResult(pipeline, res, batch, workers, warmup, spread(rates), images, shape)
+    """One pipeline alone: warmup + epochs epochs; images/s of the measured ones."""
+    return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo)[0]
 
 
 def _check_batch(pipeline: str, x, res: int) -> None:
@@ -192,16 +221,13 @@ def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[in
     pipelines = list(pipelines)
     if len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
-    # All PyTorch runs first: its DataLoader forks workers, and forking after ffcv has started
-    # numba's thread pool is unsafe (numba warns it cannot join those threads).
-    order = sorted(pipelines, key=lambda p: p != "pytorch")
     results = []
-    for pipeline in order:
-        for res in resolutions:
-            if pipeline == "ffcv":
-                loader = ffcv_loader(beton, res, batch, workers)
-            else:
-                loader = pytorch_loader(source, res, batch, workers)
-            results.append(time_pipeline(pipeline, loader, res, batch, workers, warmup, epochs, max_batches, echo))
-            del loader  # a DataLoader's persistent workers stop before the next run
-    return sorted(results, key=lambda r: (r.res, PIPELINES.index(r.pipeline)))
+    for res in resolutions:
+        loaders = {}
+        for pipeline in PIPELINES:
+            if pipeline in pipelines:
+                loaders[pipeline] = (ffcv_loader(beton, res, batch, workers) if pipeline == "ffcv"
+                                     else pytorch_loader(source, res, batch, workers))
+        results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo)
+        loaders.clear()  # the DataLoader's persistent workers stop before the next resolution
+    return results
