@@ -25,10 +25,13 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] =
 
 
 def per_class_counts(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(2, num_classes): images and correct top-1 predictions of each class."""
-    images = torch.bincount(labels, minlength=num_classes)
-    correct = torch.bincount(labels[preds == labels], minlength=num_classes)
-    return torch.stack([images, correct])
+    """(2, num_classes): images and correct top-1 predictions of each class.
+
+    scatter_add into a fixed size, unlike bincount or boolean indexing, never waits for the GPU."""
+    counts = torch.zeros(2, num_classes, dtype=torch.long, device=labels.device)
+    counts[0].scatter_add_(0, labels, torch.ones_like(labels))
+    counts[1].scatter_add_(0, labels, (preds == labels).long())
+    return counts
 
 
 def per_class_rows(classes: Sequence[ClassEntry], images: Sequence[int], correct: Sequence[int]) -> list[dict]:

@@ -89,6 +89,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _model_input(images: torch.Tensor, loader: BetonLoader, amp: torch.dtype | None) -> torch.Tensor:
+    x = to_model_input(images, loader.normalized)
+    # The GPU pipeline normalises to fp16: fine under autocast, but an fp32 model needs fp32.
+    return x.float() if amp is None and x.dtype != torch.float32 else x
+
+
 # ---------------------------------------------------------------- evaluation
 
 @dataclass
@@ -123,7 +129,7 @@ def evaluate(model: nn.Module, loader: BetonLoader, num_classes: int, info: Dist
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     seen = 0
     for images, labels in loader:
-        x = to_model_input(images, loader.normalized)
+        x = _model_input(images, loader, amp)
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(x)
             if tta_flip:
@@ -212,7 +218,8 @@ def _prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
     if resume and stored.is_file():
         old = _flat(yaml.safe_load(stored.read_text()) or {})
         new = _flat(to_dict(cfg))
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        # `out` may be spelled differently (./run vs run): it is this directory either way.
+        diff = sorted(k for k in set(old) | set(new) if k != "out" and old.get(k) != new.get(k))
         if diff:
             raise UserError(f"--resume: the config differs from {stored} in {', '.join(diff)}")
     barrier(info)  # every process has checked before rank 0 creates anything
@@ -343,9 +350,7 @@ def _train(cfg: Config, resume: bool, info: DistInfo) -> dict:
                 lr = lr_at(cfg.schedule, cfg.optim.lr, epoch, steps, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = to_model_input(images, train_loader.normalized)
-                if amp is None and x.dtype != torch.float32:
-                    x = x.float()  # the GPU pipeline normalises to fp16
+                x = _model_input(images, train_loader, amp)
                 with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                     loss = criterion(net(x), labels.long())
                 optimizer.zero_grad(set_to_none=True)

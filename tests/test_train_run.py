@@ -145,13 +145,16 @@ def test_resume_after_kill_equals_uninterrupted(reference_run, data, tmp_path):
 @pytest.mark.timeout(180)
 def test_linear_probe_changes_only_the_new_head(reference_run, data, tmp_path):
     """Linear probe from the 4-class run onto iNat-Mini-A (14 species): the head is replaced,
-    only fc learns, and BatchNorm running statistics stay equal (the backbone is in eval mode)."""
+    only fc learns, and BatchNorm running statistics stay equal (the backbone is in eval mode).
+    Two epochs of two steps with progressive resizing 32 -> 64 px also exercise the resize."""
     run = tmp_path / "linear"
     init = reference_run / "checkpoints" / "last.pt"
     train, val = data["inat"]
     cli("--recipe", "linear_imagenet_a_15ep.yaml", "--train", train, "--val", val, "--init", init, "--out", run,
         "--set", "data.res=32", "--set", "data.val_res=32", "--set", "data.batch_size=16", "--set", "data.workers=2",
-        "--set", "schedule.epochs=1", "--set", "schedule.max_steps_per_epoch=2", "--set", "precision=fp32")
+        "--set", "schedule.epochs=2", "--set", "schedule.max_steps_per_epoch=2", "--set", "precision=fp32",
+        "--set", "progressive.enabled=true", "--set", "progressive.start_res=32", "--set", "progressive.end_res=64",
+        "--set", "progressive.end_epoch=1")
     before = torch.load(init, weights_only=True)["model"]
     after = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert after["fc.weight"].shape == (14, 2048) and after["fc.bias"].shape == (14,)
@@ -159,5 +162,6 @@ def test_linear_probe_changes_only_the_new_head(reference_run, data, tmp_path):
     assert changed == []  # includes every running_mean, running_var and num_batches_tracked
     summary = json.loads((run / "summary.json").read_text())
     assert summary["head_replaced"] is True and summary["num_classes"] == 14 and summary["init"] == str(init)
-    assert summary["max_steps_per_epoch"] == 2 and read_log(run)[0]["steps"] == 2
+    assert summary["max_steps_per_epoch"] == 2 and [h["steps"] for h in read_log(run)] == [2, 2]
+    assert [h["res"] for h in read_log(run)] == [32, 64]
     assert set(summary["per_supercategory"]) == {r["supercategory"] for r in csv.DictReader(open(run / "per_class.csv"))}
