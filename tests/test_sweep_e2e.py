@@ -40,7 +40,7 @@ def smoke_grid(tmp_path_factory):
     """The smoke plan of the R family, and a run of SLICE and its dependencies."""
     work = tmp_path_factory.mktemp("sweep")
     plan = work / "plan.csv"
-    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--families", "R", "--k", "8", "--out", str(plan)])
+    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--out", str(plan)])  # R-8 and all
     assert r.exit_code == 0, r.output
     start = time.time()
     r = CliRunner().invoke(sweep_main, ["run", str(plan), *_only()])
@@ -71,8 +71,12 @@ def test_smoke_slice_runs_end_to_end(smoke_grid):
 def test_interrupted_sweep_resumes_only_what_is_missing(smoke_grid):
     plan, work = smoke_grid["plan"], smoke_grid["work"]
     rows = with_dependencies(read_plan(plan), SLICE)
-    for rid in ("scratch_s0", "linear_random-s0"):
-        subprocess.run(["rm", "-rf", str(work / "runs" / rid)], check=True)
+    # Half-finished: the probe never ran; scratch was killed after its last checkpoint.
+    subprocess.run(["rm", "-rf", str(work / "runs" / "linear_random-s0")], check=True)
+    for name in ("summary.json", "per_class.csv"):
+        (work / "runs" / "scratch_s0" / name).unlink()
+    ckpt = work / "runs" / "scratch_s0" / "checkpoints" / "last.pt"
+    ckpt_mtime = ckpt.stat().st_mtime_ns
     before = _summary_mtimes(work)
     # Stop a real sweep with Ctrl-C while the first missing run (the random-init probe) trains.
     proc = subprocess.Popen([*SWEEP, "run", str(plan), *_only()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -100,6 +104,8 @@ def test_interrupted_sweep_resumes_only_what_is_missing(smoke_grid):
     after = _summary_mtimes(work)
     assert {k: v for k, v in after.items() if k in before} == before  # finished work untouched
     assert read_state(probe)["attempt"] == 1  # an interrupted attempt is not counted against the limit
+    assert ckpt.stat().st_mtime_ns == ckpt_mtime  # scratch resumed from its checkpoint: no epoch trained again
+    assert (work / "runs" / "scratch_s0" / "summary.json").is_file()
 
 
 @pytest.mark.timeout(600)

@@ -34,6 +34,7 @@ FULL_SUBSET_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_AN
 # compared at exactly the animal subset's size.
 DEFAULT_KS = (50, 100, 200, 300, 398)
 SMOKE_KS = (8,)
+SMOKE_FAMILIES = "R"
 KINDS = ("data", "beton", "pretrain", "finetune", "linear", "scratch")
 TRAIN_KINDS = ("pretrain", "finetune", "linear", "scratch")
 
