@@ -71,12 +71,17 @@ def device_name(device: torch.device, world_size: int = 1) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    import ffcv
+    from importlib.metadata import PackageNotFoundError, version
+
     import torchvision
 
+    try:
+        ffcv_version = version("ffcv")  # ffcv.__version__ is stale in the 1.0.2 release
+    except PackageNotFoundError:
+        ffcv_version = None
     return {
         "ffcv_inat": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "ffcv": getattr(ffcv, "__version__", "1.0.2"),
+        "torchvision": torchvision.__version__, "ffcv": ffcv_version,
         "numpy": np.__version__, "cuda": torch.version.cuda,
         "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
     }
