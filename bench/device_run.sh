@@ -43,7 +43,8 @@ DEADLINE=$((SECONDS + BUDGET_S))
 mkdir -p "$OUT"
 RESULTS=$OUT/results.csv
 LOG=$OUT/device_run.log
-W=$(mktemp -d "${TMPDIR:-/tmp}/ffcv-bench-device.XXXXXX")
+# KEEP_WORK=DIR keeps the data and beton in DIR for a caller's later steps.
+if [ -n "${KEEP_WORK:-}" ]; then W=$KEEP_WORK; mkdir -p "$W"; else W=$(mktemp -d "${TMPDIR:-/tmp}/ffcv-bench-device.XXXXXX"); fi
 DATA=$W/imagenet
 BETON=$W/train.beton
 FAILED=()
@@ -138,6 +139,6 @@ if [ -s "$RESULTS" ]; then
 else
   say "no results rows were written"
 fi
-rm -rf "$W"
+[ -n "${KEEP_WORK:-}" ] || rm -rf "$W"
 say "== done in ${SECONDS}s; failed: ${FAILED[*]:-none}; skipped: ${SKIPPED[*]:-none}"
 [ ${#FAILED[@]} -eq 0 ] && [ ${#SKIPPED[@]} -eq 0 ]

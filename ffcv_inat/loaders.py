@@ -10,6 +10,7 @@ more. Use it (or `.clone()` it) before moving on; never keep a list of raw batch
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def make_loader(
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
+    # ffcv sizes numba's thread pool to `workers`, which may not exceed the machine's cores.
+    workers = max(1, min(workers, os.cpu_count() or 1))
     beton = Path(beton)
     if not beton.is_file():
         raise UserError(f"beton not found: {beton}")

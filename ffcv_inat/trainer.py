@@ -413,6 +413,8 @@ def _train(cfg: Config, resume: bool, info: DistInfo) -> dict:
         "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
         "freeze": cfg.model.freeze, "head_replaced": head_replaced, "num_classes": num_classes,
         "checkpoint": str(ckpt_path),
+        # This process's high-water mark of allocated GPU memory (None on CPU).
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
     }
     if final is not None:
         summary.update(eval_summary(final, val_manifest))
