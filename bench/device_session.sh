@@ -42,11 +42,11 @@ PY
 done
 cp $W/train_rows.jsonl $OUT/ 2>/dev/null
 
-echo "== 3. ffcv-sweep smoke grid on the GPU"
+echo "== 3. ffcv-sweep smoke grid on the GPU (the slice finetune_R-8-s0 + scratch_s0 and their inputs)"
 S=$SECONDS
 # timeout signals its whole process group, so the sweep's ffcv-train children stop too.
 timeout ${SWEEP_LIMIT_S:-110} bash -c "ffcv-sweep plan --grid smoke --out $W/sweep/plan.csv && \
-  ffcv-sweep run $W/sweep/plan.csv && ffcv-sweep status $W/sweep/plan.csv && \
+  ffcv-sweep run $W/sweep/plan.csv ${SWEEP_ONLY:---only finetune_R-8-s0 --only scratch_s0} && ffcv-sweep status $W/sweep/plan.csv && \
   ffcv-analyze $W/sweep/runs --out $W/sweep/figures" > $OUT/sweep.log 2>&1
 echo "sweep exit $? after $((SECONDS - S)) s"
 tail -n 25 $OUT/sweep.log
