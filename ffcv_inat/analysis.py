@@ -273,7 +273,7 @@ def format_table(df: pd.DataFrame) -> str:
         return "(no completed runs)"
     show = df[["run", "kind", "subset", "k", "seed", "target", "top1", "top5", "wall_seconds", "gpu_hours"]].copy()
     for c in ("k", "seed"):
-        show[c] = show[c].map(lambda v: "" if pd.isna(v) else str(v))
+        show[c] = show[c].map(lambda v: "" if pd.isna(v) else str(int(v)))
     for c in ("top1", "top5"):
         show[c] = show[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}")
     show["wall_seconds"] = show["wall_seconds"].map(lambda v: f"{v:.1f}")

@@ -57,6 +57,13 @@ def _draw_refs(ax, refs: dict[str, float]) -> None:
         ax.axhline(100 * level, label=f"{name} ({100 * level:.1f}%)", linewidth=1.4, **REF_STYLE[name])
 
 
+def _log_x_if_wide(ax, xs) -> None:
+    """Log x when k spans over 20x (a smoke grid's 8 vs 1000), so small-k points stay apart."""
+    xs = [float(x) for x in xs if x and float(x) > 0]
+    if xs and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+
+
 def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} runs yet", ha="center", va="center", transform=ax.transAxes, color="gray")
 
@@ -69,6 +76,7 @@ def accuracy_vs_classes(df: pd.DataFrame, kind: str, out: Path, title: str, ylab
         _no_data(ax, kind)
     _draw_curves(ax, points)
     _draw_refs(ax, reference_levels(df, kind))
+    _log_x_if_wide(ax, points["x"] if not points.empty else [])
     ax.set_xlabel("number of ImageNet classes in pretraining")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

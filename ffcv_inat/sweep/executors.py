@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 import click
 
 from .. import UserError
+from ..atomic import interrupts_as_exceptions
 from .plan import TRAIN_KINDS, PlanRow, topological_order
 from .state import is_complete, log_dir, row_status, work_dir_of, write_state
 
@@ -178,7 +179,9 @@ def run_local(rows: Sequence[PlanRow], attempts: int = DEFAULT_ATTEMPTS, gpus_pe
         return SweepResult([], [], [], [])
     order = topological_order(rows)
     res = SweepResult([], [], [], [])
-    with sweep_lock(order):
+    # SIGTERM (kill, `timeout`, a batch system) stops the current run like Ctrl-C does, rather
+    # than orphaning it: the run's process group is stopped and it is marked interrupted.
+    with sweep_lock(order), interrupts_as_exceptions():
         todo = [r for r in order if not is_complete(r)]
         res.skipped = [r.run_id for r in order if r not in todo]
         echo(f"{len(order)} runs: {len(res.skipped)} already done, {len(todo)} to run")
@@ -277,7 +280,7 @@ def run_submitit(rows: Sequence[PlanRow], cluster: str = "slurm", opts: SlurmOpt
     res = SweepResult([], [], [], [])
     if not order:
         return res
-    with sweep_lock(order):
+    with sweep_lock(order), interrupts_as_exceptions():
         statuses = {r.run_id: row_status(r) for r in order}
         res.skipped = [rid for rid, s in statuses.items() if s.status == "done"]
         in_flight = {rid: s.detail.split()[-1] for rid, s in statuses.items()
@@ -319,7 +322,12 @@ def run_submitit(rows: Sequence[PlanRow], cluster: str = "slurm", opts: SlurmOpt
                     wave[row.run_id] = _submit(cluster, row, opts, attempts, [])
                     echo(f"submitted {row.run_id}: job {wave[row.run_id].job_id}")
                 failed_before = set(res.failed)
-                _wait(wave, res, poll_seconds, echo)
+                try:
+                    _wait(wave, res, poll_seconds, echo)
+                except BaseException:  # Ctrl-C / SIGTERM: local jobs would outlive us otherwise
+                    for job in wave.values():
+                        job.cancel(check=False)
+                    raise
                 bad |= set(res.failed) - failed_before
                 pending = [r for r in pending if r.run_id not in wave]
     return res
