@@ -17,7 +17,7 @@ def report_user_errors(fn):
         except UserError as e:
             raise click.ClickException(str(e)) from None
         except _Terminated:
-            click.echo("terminated; partial outputs removed", err=True)
+            click.echo("terminated by a signal; cleaned up", err=True)
             raise SystemExit(143) from None
 
     return wrapper
