@@ -1,9 +1,20 @@
 """Shared synthetic datasets: made once per test session by the package itself."""
 from __future__ import annotations
 
+import time
+
 import pytest
+from click.testing import CliRunner
 
 from ffcv_inat.synthetic import make_imagenet, make_inat
+
+# One run of each downstream kind of the smoke grid, plus what they need: data, 6 betons,
+# 1 pretraining.
+SMOKE_SLICE = ("finetune_R-8-s0", "linear_R-8-s0", "scratch_s0", "linear_random-s0")
+
+
+def only_args(ids=SMOKE_SLICE) -> list[str]:
+    return [a for i in ids for a in ("--only", i)]
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +28,19 @@ def imagenet_dir(tmp_path_factory):
 def inat_dir(tmp_path_factory):
     return make_inat(tmp_path_factory.mktemp("inat"), num_species=40, train_mini_per_class=3,
                      train_extra_per_class=5, val_per_class=2, size=32, odd_files=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_grid(tmp_path_factory):
+    """The smoke plan (R family) and a real run of SMOKE_SLICE with its dependencies, once
+    per session: test_sweep_e2e.py and test_analyze_smoke.py both use it."""
+    from ffcv_inat.sweep_cli import main as sweep_main
+
+    work = tmp_path_factory.mktemp("sweep")
+    plan = work / "plan.csv"
+    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--out", str(plan)])  # R-8 and all
+    assert r.exit_code == 0, r.output
+    start = time.time()
+    r = CliRunner().invoke(sweep_main, ["run", str(plan), *only_args()])
+    assert r.exit_code == 0, r.output
+    return {"plan": plan, "work": work, "seconds": time.time() - start, "output": r.output}

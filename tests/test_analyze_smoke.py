@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from ffcv_inat.analyze_cli import main as analyze_main
-from test_sweep_e2e import smoke_grid  # noqa: F401  (the session fixture: one smoke slice per session)
 
 
 @pytest.mark.timeout(900)
-def test_table_equals_run_files_and_every_figure_is_drawn(smoke_grid, tmp_path):  # noqa: F811
+def test_table_equals_run_files_and_every_figure_is_drawn(smoke_grid, tmp_path):
     runs, out = smoke_grid["work"] / "runs", tmp_path / "figs"
     species = pd.read_csv(runs / "scratch_s0" / "per_class.csv", dtype={"id": str})
     # A made-up representation table: species id -> ImageNet images, coloured by supercategory.

@@ -22,42 +22,13 @@ from ffcv_inat.sweep.plan import read_plan, with_dependencies
 from ffcv_inat.sweep.state import plan_status, read_state
 from ffcv_inat.sweep_cli import main as sweep_main
 
-# One run of each downstream kind, plus what they need: data, 6 betons, 1 pretraining.
-SLICE = ("finetune_R-8-s0", "linear_R-8-s0", "scratch_s0", "linear_random-s0")
+from conftest import SMOKE_SLICE as SLICE, only_args as _only
+
 SWEEP = [sys.executable, "-m", "ffcv_inat.sweep_cli"]
-
-
-def _only(ids=SLICE) -> list[str]:
-    return [a for i in ids for a in ("--only", i)]
 
 
 def _summary_mtimes(work: Path) -> dict[str, float]:
     return {p.parent.name: p.stat().st_mtime_ns for p in (work / "runs").glob("*/summary.json")}
-
-
-_SESSION: dict = {}
-
-
-@pytest.fixture(scope="session")
-def smoke_grid(tmp_path_factory):
-    """The smoke plan (R family), and a run of SLICE and its dependencies, once per session.
-
-    test_analyze_smoke.py imports this fixture, which registers it a second time there; the
-    module-level cache keeps that from running the slice twice."""
-    if not _SESSION:
-        _SESSION.update(_run_smoke_slice(tmp_path_factory))
-    return _SESSION
-
-
-def _run_smoke_slice(tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("sweep")
-    plan = work / "plan.csv"
-    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--out", str(plan)])  # R-8 and all
-    assert r.exit_code == 0, r.output
-    start = time.time()
-    r = CliRunner().invoke(sweep_main, ["run", str(plan), *_only()])
-    assert r.exit_code == 0, r.output
-    return {"plan": plan, "work": work, "seconds": time.time() - start, "output": r.output}
 
 
 @pytest.mark.timeout(900)

@@ -9,7 +9,6 @@ pending  none of the above, including runs whose sweep was interrupted
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..atomic import pid_alive, write_text_atomic
 from .plan import TRAIN_KINDS, PlanRow
 
 STATUSES = ("done", "running", "queued", "failed", "pending")
@@ -66,21 +66,7 @@ def write_state(row: PlanRow, **state) -> None:
     d.mkdir(parents=True, exist_ok=True)
     state = {"run_id": row.run_id, "host": socket.gethostname(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
              **state}
-    tmp = d / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, d / STATE_FILE)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:  # os.kill(0, ...) would signal our own process group
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    write_text_atomic(d / STATE_FILE, json.dumps(state, indent=1))
 
 
 def slurm_job_alive(job_id: str) -> bool | None:
@@ -117,7 +103,7 @@ def row_status(row: PlanRow) -> RowStatus:
             if status == "queued" or alive is None:
                 return RowStatus(row, status, attempt, f"job {st['job_id']}")
             return RowStatus(row, "running", attempt, f"job {st['job_id']}")
-        if st.get("host") == socket.gethostname() and _pid_alive(int(st.get("pid", 0) or 0)):
+        if st.get("host") == socket.gethostname() and pid_alive(int(st.get("pid", 0) or 0)):
             return RowStatus(row, "running", attempt, f"pid {st['pid']}")
         return RowStatus(row, "pending", attempt, "interrupted")
     if status == "failed":

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import click
 
+from ..atomic import temp_path_for
 from ..synthetic import make_imagenet, make_inat
 
 
 def make_synthetic_data(out: str | Path, imagenet_train: int, imagenet_val: int, inat_species: int, size: int) -> Path:
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = temp_path_for(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         make_imagenet(tmp / "imagenet", imagenet_train, imagenet_val, size=size)
