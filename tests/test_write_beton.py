@@ -188,6 +188,17 @@ def test_cli_errors_are_one_line(small_imagenet, tmp_path, args, message):
     assert not (tmp_path / "x.beton").exists()
 
 
+@pytest.mark.timeout(120)
+def test_subset_and_k_alone_just_work(imagenet_dir, tmp_path, monkeypatch):
+    """`write-beton --subset NA --k 300` with $IMAGENET_DIR set: data dir and --out by default."""
+    monkeypatch.setenv("IMAGENET_DIR", str(imagenet_dir))
+    monkeypatch.chdir(tmp_path)
+    r = run(["--subset", "NA", "--k", "300"])
+    assert r.exit_code == 0, r.output
+    m = read_manifest(tmp_path / "imagenet_NA-300_s0_train.beton")
+    assert [c.id for c in m.classes] == select_classes("NA", 300, 0)
+
+
 @pytest.mark.timeout(60)
 def test_empty_class_folder_and_missing_env(tmp_path, monkeypatch):
     tree = make_imagenet(tmp_path / "d", train_per_class=1, val_per_class=0, size=16, wnids=WNIDS_A3)

@@ -16,6 +16,13 @@ DATASETS = ("imagenet", "inat-mini-a")
 ALL_SPLITS = ("train", "val", "eval")
 
 
+def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed: int) -> str:
+    """A file name that says what the beton holds, so that `write-beton --subset NA --k 300` just works."""
+    if dataset == "imagenet":
+        return f"imagenet_{subset_label(subset, k)}{'' if k is None else f'_s{seed}'}_{split}.beton"
+    return f"inat_mini_a_{split}{f'_s{seed}' if split == 'eval' else ''}.beton"
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--dataset", type=click.Choice(DATASETS), default="imagenet", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -27,7 +34,9 @@ ALL_SPLITS = ("train", "val", "eval")
 @click.option("--k", type=int, default=None, help="Draw k classes at random (seeded) from the subset; R needs it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the class draw / eval sampling.")
 @click.option("--per-class", type=int, default=50, show_default=True, help="inat-mini-a eval: images per species.")
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PATH/NAME.beton (NAME.json is written beside it).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="PATH/NAME.beton (NAME.json is written beside it). Default: ./<dataset>_<subset>_<split>.beton, "
+                   "e.g. imagenet_NA-300_s0_train.beton.")
 @click.option("--max-res", type=int, default=512, show_default=True, help="Longest side of stored images.")
 @click.option("--write-mode", type=click.Choice(WRITE_MODES), default="jpg", show_default=True)
 @click.option("--jpeg-quality", type=int, default=90, show_default=True)
@@ -47,6 +56,7 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
     """
     opts = WriteOptions(max_res=max_res, write_mode=write_mode, jpeg_quality=jpeg_quality,
                         compress_prob=compress_prob, workers=workers, on_error=on_error)
+    out = out or default_out_name(dataset, split, subset, k, seed)
     check_out_path(out, overwrite)  # before any slow work
     opts.validate()
     env = "IMAGENET_DIR" if dataset == "imagenet" else "INAT_DIR"
