@@ -39,6 +39,8 @@ class TrainerSettings:
     num_classes: int
     num_images: int
     blurpool: bool
+    augment: bool = True
+    os_cache: bool = True
 
     @property
     def steps_per_epoch(self) -> int:
@@ -51,7 +53,8 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
 
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.manifest import read_manifest
-    from ffcv_inat.trainer import amp_dtype
+    from ffcv_inat.loaders import resolve_workers
+    from ffcv_inat.trainer import amp_dtype, precision_name
 
     cfg = load_config(recipe, list(sets), {"data.train": train})
     validate(cfg)
@@ -59,16 +62,12 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
         raise UserError("the recipe asks for device cuda, but no CUDA GPU is visible")
     dev = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     amp = amp_dtype(cfg.precision, dev)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    precision = precision_name(amp)
     manifest = read_manifest(cfg.data.train)
-    workers = cfg.data.workers
-    if workers == 0:  # the config's "0 = all cores"
-        import os
-
-        workers = os.cpu_count() or 1
-    return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res, workers, precision,
-                                cfg.channels_last, cfg.compile, cfg.model.num_classes or manifest.num_classes,
-                                manifest.num_images, cfg.model.blurpool)
+    return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res,
+                                resolve_workers(cfg.data.workers), precision, cfg.channels_last, cfg.compile,
+                                cfg.model.num_classes or manifest.num_classes, manifest.num_images,
+                                cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache)
 
 
 def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
@@ -162,7 +161,8 @@ def compare_parts(result: EpochResult, beton: str, echo: Callable[[str], None]) 
     s = result.settings
     steps = result.steps_measured
     echo(f"loader alone: the trainer's ffcv pipeline, {result.warmup} warm-up + 1 measured epoch of {steps} batches")
-    loader = ffcv_loader(Path(beton), result.res, s.batch, s.workers, device=torch.device(s.device))
+    loader = ffcv_loader(Path(beton), result.res, s.batch, s.workers, device=torch.device(s.device),
+                         augment=s.augment, os_cache=s.os_cache)
     lo = time_pipeline("ffcv", loader, result.res, s.batch, s.workers, max(1, result.warmup), 1, max_batches=steps,
                        echo=echo)
     echo(f"model alone: {steps} steps on synthetic tensors")

@@ -108,7 +108,8 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
                                        multiprocessing_context="forkserver" if workers > 0 else None)
 
 
-def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None):
+def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, augment: bool = True,
+                os_cache: bool = True):
     """The trainer's loader. On CPU (the default) batches stay uint8 like the PyTorch pipeline's;
     on a GPU they arrive normalised on the device, as the trainer receives them."""
     import torch
@@ -116,22 +117,16 @@ def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None):
     from ffcv_inat.loaders import make_loader
 
     loader = make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
-                         workers=workers)
+                         workers=workers, augment=augment, os_cache=os_cache)
     _LIVE_FFCV_LOADERS.append(loader)
     return loader
 
 
-def _stop_ffcv_epoch(it) -> None:
-    """End an ffcv epoch early: let its thread see the stop flag and exit before its memory is released
-    (ffcv's own close() releases first, which can race with a batch in flight)."""
-    it.terminate_event.set()
-    it.join(timeout=60)
-    it.close()
-
-
 def epoch_iterator(pipeline: str, loader) -> tuple[Iterator, Callable[[Iterator], None]]:
     if pipeline == "ffcv":
-        return iter(loader.loader), _stop_ffcv_epoch
+        from ffcv_inat.loaders import stop_epoch
+
+        return iter(loader.loader), stop_epoch
     return iter(loader), lambda it: None
 
 

@@ -67,8 +67,7 @@ def make_loader(
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
-    # ffcv sizes numba's thread pool to `workers`, which may not exceed the machine's cores.
-    workers = max(1, min(workers, os.cpu_count() or 1))
+    workers = resolve_workers(workers)
     beton = Path(beton)
     if not beton.is_file():
         raise UserError(f"beton not found: {beton}")
@@ -102,6 +101,22 @@ def make_loader(
         batches_ahead=batches_ahead,
     )
     return BetonLoader(loader, decoder, normalized=on_gpu)
+
+
+def resolve_workers(workers: int) -> int:
+    """The config's rule: 0 = all cores. ffcv sizes numba's thread pool to `workers`, which
+    may not exceed the machine's cores, so larger values are capped."""
+    cores = os.cpu_count() or 1
+    return cores if workers <= 0 else min(workers, cores)
+
+
+def stop_epoch(iterator) -> None:
+    """End an ffcv epoch, early or not: let its loading thread see the stop flag and exit
+    before its memory is released (ffcv's own close() releases first, which can race with
+    a batch in flight)."""
+    iterator.terminate_event.set()
+    iterator.join(timeout=60)
+    iterator.close()
 
 
 _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -35,7 +35,7 @@ from .checkpoint import (
 )
 from .config import Config, config_from_dict, to_dict, to_yaml, validate
 from .distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
-from .loaders import BetonLoader, make_loader, to_model_input
+from .loaders import BetonLoader, make_loader, stop_epoch, to_model_input
 from .manifest import Manifest, read_manifest
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import apply_freeze, build_model, replace_head, set_train_mode
@@ -52,6 +52,11 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def precision_name(amp: torch.dtype | None) -> str:
+    """The config's spelling of what actually runs: bf16, fp16 or fp32."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
 
 
 def device_name(device: torch.device, world_size: int = 1) -> str:
@@ -366,7 +371,7 @@ def _train(cfg: Config, resume: bool, info: DistInfo) -> dict:
                 if cfg.log_every and steps % cfg.log_every == 0 and info.is_main:
                     bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}", res=res)
         finally:
-            iterator.close()  # stop ffcv's loading thread when we leave the epoch early
+            stop_epoch(iterator)  # stop ffcv's loading thread, also when we leave the epoch early
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0
@@ -408,7 +413,7 @@ def _train(cfg: Config, resume: bool, info: DistInfo) -> dict:
         "wall_seconds": wall_before + time.perf_counter() - wall_start,
         "epochs": epochs, "max_steps_per_epoch": cfg.schedule.max_steps_per_epoch,
         "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
-        "device": device_name(dev, info.world_size), "precision": str(amp).replace("torch.", "") if amp else "fp32",
+        "device": device_name(dev, info.world_size), "precision": precision_name(amp),
         "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
         "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
         "freeze": cfg.model.freeze, "head_replaced": head_replaced, "num_classes": num_classes,
@@ -470,7 +475,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
             "tta_flip": tta_flip, "recipe": trained.recipe if trained else None,
             **eval_summary(result, manifest),
             "wall_seconds": time.perf_counter() - wall_start, "device": device_name(info.device, info.world_size),
-            "precision": str(amp).replace("torch.", "") if amp else "fp32", "versions": versions(),
+            "precision": precision_name(amp), "versions": versions(),
         }
         if out_dir is not None and info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)

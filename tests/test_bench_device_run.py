@@ -16,9 +16,10 @@ TINY = {"CLASSES": "2", "PER_CLASS": "4", "SIZE": "48", "WORKERS": "1", "BATCH":
         "MODEL_PRECISION": "fp32"}
 
 
-def run_script(out, **env):
+def run_script(out, limit: float, **env):
+    """Run the script; `limit` (below the test's own timeout) stops it rather than orphaning it."""
     full = dict(os.environ, OUT=str(out), PYTHON=sys.executable, **TINY, **env)
-    return subprocess.run(["bash", str(SCRIPT)], env=full, capture_output=True, text=True, cwd="/")
+    return subprocess.run(["bash", str(SCRIPT)], env=full, capture_output=True, text=True, cwd="/", timeout=limit)
 
 
 @pytest.mark.timeout(240)
@@ -26,7 +27,7 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
     out = tmp_path / "out"
     # "bogus" is no step and the epoch bench gets a recipe that does not exist: both fail,
     # and the loader bench after them still runs and writes its rows.
-    p = run_script(out, STEPS="data bogus epoch loader", EPOCH_RECIPE="no_such_recipe.yaml")
+    p = run_script(out, 220, STEPS="data bogus epoch loader", EPOCH_RECIPE="no_such_recipe.yaml")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "[ok] data" in p.stdout and "[ok] loader" in p.stdout
     assert "[failed] unknown step bogus" in p.stdout and "[failed rc=1] epoch" in p.stdout
@@ -43,7 +44,7 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_no_step_starts_once_the_budget_is_spent(tmp_path):
-    p = run_script(tmp_path / "out", BUDGET_S="0")
+    p = run_script(tmp_path / "out", 50, BUDGET_S="0")
     assert p.returncode == 1
     for step in ("data", "model --channels-last", "loader", "epoch", "model --compile --no-channels-last"):
         assert f"[skipped] {step}:" in p.stdout
@@ -53,5 +54,5 @@ def test_no_step_starts_once_the_budget_is_spent(tmp_path):
 @pytest.mark.timeout(30)
 def test_out_is_required(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OUT"}
-    p = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    p = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=25)
     assert p.returncode != 0 and "set OUT" in p.stderr
