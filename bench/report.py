@@ -141,11 +141,6 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from ffcv_inat.figures import save_png
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)  # a reader never sees half a PNG
-    return path
+    return save_png(fig, path, dpi=120)

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from . import UserError
-from .classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
+from .classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
 
 FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}
 INAT = "inat-mini-a"
@@ -100,7 +100,7 @@ def describe_run(run_dir: str | Path) -> dict:
     n_pre = k if k is not None else FULL_SIZE.get(subset)
     if on_imagenet:
         t_sub, t_k = train_m.get("subset") or "all", train_m.get("k")
-        target = IMAGENET_A if (t_sub, t_k) == ("A", None) and kind == "linear" else (t_sub if t_k is None else f"{t_sub}-{t_k}")
+        target = IMAGENET_A if (t_sub, t_k) == ("A", None) and kind == "linear" else subset_label(t_sub, t_k)
     else:
         target = train_m.get("dataset") or ""
     device = str(summary.get("device", ""))
@@ -215,7 +215,7 @@ def per_class_table(df: pd.DataFrame, kinds: Iterable[str] = ("finetune", "scrat
         pc = pd.read_csv(path, dtype={"id": str})
         pc.insert(0, "run", r["run"])
         pc.insert(1, "kind", r["kind"])
-        pc.insert(2, "subset", r["subset"] if r["k"] is pd.NA or pd.isna(r["k"]) else f"{r['subset']}-{r['k']}")
+        pc.insert(2, "subset", subset_label(r["subset"], None if pd.isna(r["k"]) else int(r["k"])))
         pc.insert(3, "seed", r["seed"])
         parts.append(pc)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

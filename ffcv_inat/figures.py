@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .analysis import ANIMAL_SHARE, curve_points, reference_levels  # noqa: E402
+from .atomic import atomic_outputs  # noqa: E402
 
 FAMILY_STYLE = {
     "A": dict(color="tab:green", marker="o", label="ImageNet-A-k (animal classes)"),
@@ -31,12 +32,16 @@ def np_nanmax(a) -> float:
     return float(np.nanmax(a)) if np.isfinite(a).any() else 0.0
 
 
-def _save(fig, out: Path) -> Path:
+def save_png(fig, out: Path, dpi: int = DPI) -> Path:
+    """Write the figure atomically (a reader never sees half a PNG) and close it."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    try:
+        with atomic_outputs(out) as (tmp,):
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -83,7 +88,7 @@ def accuracy_vs_classes(df: pd.DataFrame, kind: str, out: Path, title: str, ylab
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def figure3(df: pd.DataFrame, out: Path) -> Path:
@@ -112,7 +117,7 @@ def figure6(df: pd.DataFrame, out: Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def figure2(table: pd.DataFrame, out: Path) -> Path:
@@ -137,7 +142,7 @@ def figure2(table: pd.DataFrame, out: Path) -> Path:
     ax.set_ylabel("top-1 accuracy on iNat-Mini-A eval (%)")
     ax.set_title("Figure 2: per-supercategory accuracy, pretrained vs scratch")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def figure1(joined: pd.DataFrame, out: Path, pretrained_label: str) -> Path:
@@ -158,4 +163,4 @@ def figure1(joined: pd.DataFrame, out: Path, pretrained_label: str) -> Path:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, title="family", loc="best")
-    return _save(fig, out)
+    return save_png(fig, out)
