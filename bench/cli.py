@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.cli_errors import parse_int_list, report_user_errors
 
 from .results import DEFAULT_RESULTS, append_rows, make_row
 
@@ -21,17 +21,6 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 def _echo_err(msg: str) -> None:
     click.echo(msg, err=True)
-
-
-def parse_int_list(value: str, option: str) -> list[int]:
-    """'160,192,224' -> [160, 192, 224]"""
-    try:
-        items = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{option} takes comma-separated whole numbers, got {value!r}") from None
-    if not items:
-        raise UserError(f"{option} is empty")
-    return items
 
 
 def command_line(ctx: click.Context) -> str:

@@ -21,3 +21,14 @@ def report_user_errors(fn):
             raise SystemExit(143) from None
 
     return wrapper
+
+
+def parse_int_list(value: str, option: str) -> list[int]:
+    """'160,192,224' -> [160, 192, 224]; anything else is a one-line error naming the option."""
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated whole numbers, got {value!r}") from None
+    if not items:
+        raise UserError(f"{option} is empty")
+    return items

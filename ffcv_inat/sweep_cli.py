@@ -12,22 +12,12 @@ from pathlib import Path
 import click
 
 from . import UserError
-from .cli_errors import report_user_errors
+from .cli_errors import parse_int_list, report_user_errors
 from .sweep.executors import DEFAULT_ATTEMPTS, SlurmOptions, run_local, run_submitit
 from .sweep.plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
 from .sweep.state import STATUSES, count_statuses, log_dir, plan_status
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _int_list(value: str | None, what: str) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        items = tuple(int(x) for x in value.split(",") if x.strip())
-    except ValueError:
-        raise UserError(f"{what}: expected comma-separated integers, got {value!r}") from None
-    return items
 
 
 @click.group(context_settings=CONTEXT)
@@ -59,11 +49,11 @@ def main():
 @report_user_errors
 def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, full_subsets, sets, out):
     """Write the grid's runs, with their dependencies, to PLAN.csv."""
-    ks = _int_list(ks, "--k") or (DEFAULT_KS if grid == "paper" else SMOKE_KS)
+    ks = parse_int_list(ks, "--k") if ks is not None else (DEFAULT_KS if grid == "paper" else SMOKE_KS)
     # Each CPU training run costs ~25 s of ffcv/numba start-up whatever its size, so the smoke
     # grid keeps to one family (8 runs); --families A,NA,R gives all three curves (14 runs).
     families = families or ("A,NA,R" if grid == "paper" else SMOKE_FAMILIES)
-    seed_list = _int_list(seeds, "--seeds")
+    seed_list = tuple(parse_int_list(seeds, "--seeds")) if seeds is not None else None
     work = Path(work_dir or Path(out).parent).resolve()
     imagenet_dir = imagenet_dir or os.environ.get("IMAGENET_DIR", "")
     inat_dir = inat_dir or os.environ.get("INAT_DIR", "")
