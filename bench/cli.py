@@ -13,6 +13,7 @@ import click
 
 from ffcv_inat import UserError
 from ffcv_inat.cli_errors import parse_int_list, report_user_errors
+from ffcv_inat.environment import PRECISIONS
 
 from .results import DEFAULT_RESULTS, append_rows, make_row
 
@@ -86,7 +87,8 @@ def main():
 @report_user_errors
 def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, results):
     """Images/s of the toolkit's FFCV pipeline vs the standard PyTorch one, on the same images."""
-    from .loader_bench import list_image_folder, matched_to_beton, run_loader_bench, write_source_beton
+    from .loader_bench import (list_image_folder, matched_to_beton, recorded_folder, run_loader_bench,
+                               write_source_beton)
     from .report import loader_table
 
     resolutions = parse_int_list(res_list, "--res")
@@ -111,8 +113,8 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
                   f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                     echo=_echo_err)
-    settings = {"images": str(source.root), "num_images": len(source.samples), "num_classes": len(source.classes),
-                "beton": beton, "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
+    settings = {"images": recorded_folder(source.root.resolve()), "num_images": len(source.samples),
+                "num_classes": len(source.classes), "beton": beton, "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
     rows = _loader_rows(measured, command_line(ctx), settings)
     _write_rows(results, rows)
     click.echo(loader_table(rows))
@@ -148,8 +150,8 @@ def _check_at_least(*checks) -> None:
 @main.command(context_settings=CONTEXT)
 @click.option("--res", "res_list", default="224", show_default=True, help="Input resolutions, comma-separated.")
 @click.option("--batch", type=int, default=256, show_default=True)
-@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
-              help="Autocast dtype. Default: bf16 on a GPU (fp16 where bf16 is missing), fp32 on CPU.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Autocast dtype. Default: the trainer's: bf16 on a GPU (fp16 where bf16 is missing), fp32 on CPU.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (warm-up steps absorb compilation).")
 @click.option("--blurpool", is_flag=True, help="The trainer's BlurPool option (a blur before each strided conv).")
@@ -160,24 +162,27 @@ def _check_at_least(*checks) -> None:
 @click.pass_context
 @report_user_errors
 def model(ctx, res_list, batch, precision, channels_last, compile_, blurpool, steps, warmup, device, results):
-    """ResNet-50 training-step throughput on synthetic tensors already on the device."""
-    from .model_bench import prepare_model, resolve_device, resolve_precision, run_model_bench
+    """ResNet-50 training-step throughput on synthetic tensors already on the device: the
+    trainer's own step (default SGD settings) on batches shaped as its loader delivers them."""
+    from ffcv_inat.environment import resolve_device
+
+    from .model_bench import bench_config, prepare_step, resolve_precision, run_model_bench
     from .report import model_table
 
     resolutions = parse_int_list(res_list, "--res")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     precision = resolve_precision(precision, dev)
     _check_at_least(("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0),
                     *(("--res", r, 32) for r in resolutions))
     if compile_ and warmup < 1:
         raise UserError("--compile needs --warmup of at least 1: the first step compiles")
-    # One model for all resolutions (compiled: one static graph per shape).
-    net = prepare_model(dev, channels_last, compile_, blurpool=blurpool)
+    # One model and step for all resolutions, as progressive resizing gets in the trainer.
+    cfgs = [bench_config(res, batch, precision, channels_last, compile_, blurpool) for res in resolutions]
+    step = prepare_step(cfgs[0], dev)
     command = command_line(ctx)
     rows = []
-    for res in resolutions:
-        m = run_model_bench(res, batch, precision, channels_last, compile_, steps, warmup, str(dev), model=net,
-                            echo=_echo_err)
+    for cfg in cfgs:
+        m = run_model_bench(cfg, steps, warmup, dev, step=step, echo=_echo_err)
         rows.append(model_row(m, command, blurpool=blurpool))
         _write_rows(results, rows[-1:])  # each as it comes: a run cut short (timeout) keeps what it measured
     click.echo(model_table(rows))
@@ -251,14 +256,16 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
               help="Or: the train beton, whose manifest gives images per epoch.")
 @click.option("--images-per-second", type=float, default=None,
               help="Throughput to assume. Default: the newest `ffcv-bench epoch` row of this recipe.")
-@click.option("--machine", default=None, help="Use only results whose GPU name or host contains this (e.g. H100).")
+@click.option("--machine", default=None,
+              help="Use only results whose GPU name or host contains this (e.g. H100). With --images-per-second: "
+                   "the device that figure is from (e.g. H100, cpu), which names the hours.")
 @click.option("--gpus", type=int, default=None,
-              help="GPUs that produced the throughput (for GPU-hours). Default: the row's GPU count, else 1.")
+              help="GPUs that produced the throughput (for e.g. H100-hours). Default: the row's GPU count, else 1.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Recipe overrides, e.g. schedule.epochs=60.")
 @results_option
 @report_user_errors
 def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets, results):
-    """Predicted wall time and GPU-hours of a whole recipe, from measured throughput."""
+    """Predicted wall time and device-hours (e.g. H100-hours) of a whole recipe, from measured throughput."""
     from .cost import Measured, describe, images_per_epoch as count_images, latest_epoch_throughput, predict, recipe_facts
     from .results import read_results
 
@@ -269,10 +276,10 @@ def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets
     if images_per_second is not None:
         if images_per_second <= 0:
             raise UserError(f"--images-per-second must be positive, got {images_per_second}")
-        measured = Measured(images_per_second, "given by --images-per-second", 1)
+        measured = Measured(images_per_second, "given by --images-per-second", 1, machine)
     else:
         measured = latest_epoch_throughput(read_results(results), facts, machine)
-    click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source))
+    click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source, measured.gpu))
 
 
 @main.command(context_settings=CONTEXT)

@@ -22,7 +22,7 @@ from .stats import Spread, Verdict, bottleneck_verdict, extrapolate_epoch_second
 
 # Runs ffcv-train's click group from this interpreter: the same environment as the bench,
 # with no dependence on where the console script was installed.
-TRAINER = "from ffcv_inat.train_cli import main; main()"
+TRAINER = "from ffcv_inat.train.cli import main; main()"
 
 
 @dataclass(frozen=True)
@@ -49,20 +49,14 @@ class TrainerSettings:
 
 def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, TrainerSettings]:
     """Load the config the way ffcv-train will, and fail here (one line) on what it would refuse."""
-    import torch
-
     from ffcv_inat.config import load_config, validate
+    from ffcv_inat.environment import resolve_device, resolve_workers, run_precision
     from ffcv_inat.manifest import read_manifest
-    from ffcv_inat.loaders import resolve_workers
-    from ffcv_inat.trainer import amp_dtype, precision_name
 
     cfg = load_config(recipe, list(sets), {"data.train": train})
     validate(cfg)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("the recipe asks for device cuda, but no CUDA GPU is visible")
-    dev = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    amp = amp_dtype(cfg.precision, dev)
-    precision = precision_name(amp)
+    dev = resolve_device(cfg.device, f"{cfg.recipe}: device")
+    precision = run_precision(cfg.precision, dev)
     manifest = read_manifest(cfg.data.train)
     return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res,
                                 resolve_workers(cfg.data.workers), precision, cfg.channels_last, cfg.compile,
@@ -149,14 +143,15 @@ def summarize_log(log: list[dict], settings: TrainerSettings, warmup: int, max_s
                        int(measured[-1].get("res", settings.res)))
 
 
-def compare_parts(result: EpochResult, beton: str, echo: Callable[[str], None]) -> EpochResult:
-    """Loader alone and model alone at the trainer's settings, and the verdict."""
+def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], None]) -> EpochResult:
+    """Loader alone and model alone at the trainer's settings (`cfg`, its resolved config), and
+    the verdict. The model alone runs the trainer's own step with the recipe's optimiser."""
     import dataclasses
 
     import torch
 
     from .loader_bench import ffcv_loader, time_pipeline
-    from .model_bench import run_model_bench
+    from .model_bench import bench_config, run_model_bench
 
     s = result.settings
     steps = result.steps_measured
@@ -166,9 +161,9 @@ def compare_parts(result: EpochResult, beton: str, echo: Callable[[str], None]) 
     lo = time_pipeline("ffcv", loader, result.res, s.batch, s.workers, max(1, result.warmup), 1, max_batches=steps,
                        echo=echo)
     echo(f"model alone: {steps} steps on synthetic tensors")
-    mo = run_model_bench(result.res, s.batch, s.precision, s.channels_last, s.compile, steps,
-                         warmup=max(1, min(10, steps)), device=s.device, num_classes=s.num_classes,
-                         blurpool=s.blurpool, echo=echo)
+    mo = run_model_bench(bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),
+                         steps, warmup=max(1, min(10, steps)), device=torch.device(s.device),
+                         num_classes=s.num_classes, echo=echo)
     verdict = bottleneck_verdict(result.images_per_second.median, lo.measured.median, mo.images_per_second,
                                  device="GPU" if s.device == "cuda" else "CPU")
     return dataclasses.replace(result, loader_only=lo.measured.median, model_only=mo.images_per_second,
@@ -178,7 +173,7 @@ def compare_parts(result: EpochResult, beton: str, echo: Callable[[str], None]) 
 def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epochs: int, max_steps: int | None,
                     run_dir: str | None, compare: bool, echo: Callable[[str], None],
                     echo_raw: Callable[[str], None]) -> EpochResult:
-    _, settings = resolve_settings(recipe, train, sets + ["data.val=null"])
+    cfg, settings = resolve_settings(recipe, train, sets + ["data.val=null"])
     if settings.steps_per_epoch == 0:
         raise UserError(f"{train}: {settings.num_images} images make no full batch of {settings.batch}")
     with tempfile.TemporaryDirectory(prefix="ffcv-bench-epoch-") as tmp:
@@ -191,5 +186,5 @@ def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epoch
         run_trainer(cmd, echo_raw)
         result = summarize_log(read_log(out), settings, warmup, max_steps)
     if compare:
-        result = compare_parts(result, train, echo)
+        result = compare_parts(result, cfg, train, echo)
     return result

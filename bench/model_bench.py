@@ -1,8 +1,10 @@
 """Model throughput: ResNet-50 training steps on synthetic tensors already on the device.
 
 No data loading at all, so this is the ceiling the trainer can reach at these settings. A
-step is what the trainer does: zero_grad(set_to_none), forward under autocast,
-cross-entropy, backward, SGD step (with GradScaler in fp16). On a GPU each step is timed
+step is the trainer's own (ffcv_inat.train.step.TrainStep, built by the trainer's
+build_model_and_optimizer): input conversion of a loader-shaped batch, forward under
+autocast, cross-entropy with the recipe's label smoothing, backward, SGD with the recipe's
+parameter groups (GradScaler in fp16). On a GPU each step is timed
 with CUDA events after the warm-up steps (which absorb cudnn.benchmark's search and
 torch.compile), so the host never syncs inside the measured loop.
 """
@@ -17,48 +19,36 @@ from ffcv_inat import UserError
 
 from .stats import Spread, spread, throughput
 
-PRECISIONS = ("bf16", "fp16", "fp32")
 NUM_CLASSES = 1000  # ImageNet's head: the pretraining model the paper's grid trains most
 
 
-def resolve_device(name: str | None):
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: not a torch device: {name!r} (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {name!r}")
-    return device
-
-
 def resolve_precision(precision: str | None, device) -> str:
-    import torch
+    """--precision as it will run: the trainer's default (bf16) when not given; an explicit
+    choice the trainer would not run as asked (fp16 on CPU, bf16 on a GPU without it) is refused,
+    so that a row never claims a precision that did not run."""
+    from ffcv_inat.environment import run_precision, why_precision_differs
 
-    if precision is None:  # the trainer's default: bf16 autocast on a GPU, plain fp32 on CPU
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
-        # CPU autocast in fp16 is emulated, tens of times slower than fp32: a meaningless figure.
-        raise UserError("--precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bf16; use fp16")
+    if precision is None:
+        return run_precision("bf16", device)
+    why = why_precision_differs(precision, device)
+    if why:
+        raise UserError(f"--precision {why}")
     return precision
 
 
-def build_resnet50(num_classes: int = NUM_CLASSES, blurpool: bool = False):
-    """The trainer's ResNet-50 (torchvision's, random init; BlurPool adds a filter per strided conv)."""
-    from ffcv_inat.model import build_model
+def bench_config(res: int, batch: int, precision: str, channels_last: bool, compile: bool, blurpool: bool = False,
+                 base=None):
+    """The trainer config the model bench runs: `base` (a recipe's, for `ffcv-bench epoch`) or the
+    defaults (SGD, no label smoothing), with the bench's own settings."""
+    import dataclasses
 
-    return build_model(num_classes, blurpool=blurpool)
+    from ffcv_inat.config import Config
+
+    cfg = base if base is not None else Config()
+    return dataclasses.replace(
+        cfg, precision=precision, channels_last=channels_last, compile=compile,
+        model=dataclasses.replace(cfg.model, init=None, blurpool=blurpool if base is None else cfg.model.blurpool),
+        data=dataclasses.replace(cfg.data, res=res, batch_size=batch))
 
 
 @dataclass(frozen=True)
@@ -85,27 +75,27 @@ class ModelResult:
         return self.batch / (self.step_ms.min / 1000)
 
 
-def make_train_step(model, device, precision: str, lr: float = 0.1) -> Callable:
+def prepare_step(cfg, device, num_classes: int = NUM_CLASSES):
+    """The trainer's own model, optimiser and step (ffcv_inat.train), built as it builds them."""
+    from ffcv_inat.distributed import DistInfo
+    from ffcv_inat.train.trainer import build_model_and_optimizer
+
+    return build_model_and_optimizer(cfg, num_classes, DistInfo(0, 1, 0, device)).step
+
+
+def synthetic_batch(step, batch: int, res: int, num_classes: int, device):
+    """A batch as the trainer's loader delivers it: normalised fp16 on a GPU, uint8 on CPU,
+    channels-last NCHW; labels as ffcv gives them."""
     import torch
-    import torch.nn.functional as F
 
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-
-    def step(x, y):
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
-            loss = F.cross_entropy(model(x), y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-
-    return step
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    if step.normalized:
+        x = torch.randn(batch, 3, res, res, generator=gen).to(torch.float16)
+    else:
+        x = torch.randint(0, 256, (batch, 3, res, res), generator=gen, dtype=torch.uint8)
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (batch,), generator=gen, dtype=torch.int32).to(device)
+    return x, y
 
 
 def peak_memory_mb(device) -> tuple[float, str]:
@@ -117,19 +107,19 @@ def peak_memory_mb(device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS of the process"
 
 
-def time_steps(step: Callable, x, y, device, warmup: int, steps: int) -> tuple[list[float], float]:
+def time_steps(step: Callable, x, y, device, warmup: int, steps: int, lr: float = 0.1) -> tuple[list[float], float]:
     """Per-step milliseconds and total measured seconds, after `warmup` untimed steps."""
     import torch
 
     for _ in range(warmup):
-        step(x, y)
+        step(x, y, lr)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(steps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(steps)]
         for i in range(steps):
             starts[i].record()
-            step(x, y)
+            step(x, y, lr)
             ends[i].record()
         torch.cuda.synchronize(device)
         ms = [s.elapsed_time(e) for s, e in zip(starts, ends)]
@@ -138,49 +128,32 @@ def time_steps(step: Callable, x, y, device, warmup: int, steps: int) -> tuple[l
     begin = time.perf_counter()
     for _ in range(steps):
         t = time.perf_counter()
-        step(x, y)
+        step(x, y, lr)
         ms.append((time.perf_counter() - t) * 1000)
     return ms, time.perf_counter() - begin
 
 
-def run_model_bench(res: int, batch: int, precision: str | None, channels_last: bool, compile: bool,
-                    steps: int, warmup: int, device: str | None = None, model=None,
-                    num_classes: int = NUM_CLASSES, blurpool: bool = False,
+def run_model_bench(cfg, steps: int, warmup: int, device, step=None, num_classes: int = NUM_CLASSES,
                     echo: Callable[[str], None] = print) -> ModelResult:
-    """One configuration. Pass `model` to reuse one (e.g. compiled) across resolutions."""
+    """One configuration (`cfg` from bench_config). Pass `step` to reuse one (e.g. compiled)
+    across resolutions."""
     import torch
 
-    dev = resolve_device(device)
-    precision = resolve_precision(precision, dev)
+    res, batch = cfg.data.res, cfg.data.batch_size
     for name, v, least in (("--res", res, 32), ("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0)):
         if v < least:
             raise UserError(f"{name} must be at least {least}, got {v}")
-    if dev.type == "cuda":
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.cuda.reset_peak_memory_stats(dev)
-    if model is None:
-        model = prepare_model(dev, channels_last, compile, num_classes, blurpool)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(batch, 3, res, res, generator=gen).to(dev).contiguous(memory_format=fmt)
-    y = torch.randint(0, num_classes, (batch,), generator=gen).to(dev)
-    echo(f"  model res {res} batch {batch} {precision} channels_last={channels_last} compile={compile} "
-         f"on {dev}: {warmup} warm-up + {steps} measured steps")
-    ms, seconds = time_steps(make_train_step(model, dev, precision), x, y, dev, warmup, steps)
-    mem, kind = peak_memory_mb(dev)
-    result = ModelResult(str(dev), res, batch, precision, channels_last, compile, warmup, steps, spread(ms),
-                         throughput(batch * steps, seconds), mem, kind)
+        torch.cuda.reset_peak_memory_stats(device)
+    if step is None:
+        step = prepare_step(cfg, device, num_classes)
+    x, y = synthetic_batch(step, batch, res, num_classes, device)
+    echo(f"  model res {res} batch {batch} {step.precision} channels_last={cfg.channels_last} compile={cfg.compile} "
+         f"on {device}: {warmup} warm-up + {steps} measured steps")
+    ms, seconds = time_steps(step, x, y, device, warmup, steps, cfg.optim.lr)
+    mem, kind = peak_memory_mb(device)
+    result = ModelResult(str(device), res, batch, step.precision, cfg.channels_last, cfg.compile, warmup, steps,
+                         spread(ms), throughput(batch * steps, seconds), mem, kind)
     echo(f"  -> {result.images_per_second:,.1f} img/s, {result.step_ms.median:.1f} ms/step, peak {mem:,.0f} MB ({kind})")
     return result
-
-
-def prepare_model(device, channels_last: bool, compile: bool, num_classes: int = NUM_CLASSES, blurpool: bool = False):
-    import torch
-
-    model = build_resnet50(num_classes, blurpool).to(device).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if compile:
-        # dynamic=False: one static graph per resolution, as the trainer gets at a fixed res.
-        model = torch.compile(model, dynamic=False)
-    return model

@@ -96,9 +96,8 @@ def _latest(df, keys: list[str]):
 
 def draw_plots(df, out_dir: str | Path) -> list[Path]:
     """loader_throughput.png and model_throughput.png (images/s by resolution) for the benches present."""
-    import matplotlib
+    from ffcv_inat.plots import save_png  # first: it selects matplotlib's headless backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
@@ -122,7 +121,7 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        written.append(_save(fig, out_dir / "loader_throughput.png"))
+        written.append(save_png(fig, out_dir / "loader_throughput.png"))
 
     model = _latest(df[df["bench"] == "model"], ["machine", "res", "batch", "precision", "channels_last", "compile"])
     if len(model):
@@ -136,11 +135,6 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
         ax.set(xlabel="resolution (px)", ylabel="images/s", title="ResNet-50 training step (synthetic tensors)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        written.append(_save(fig, out_dir / "model_throughput.png"))
+        written.append(save_png(fig, out_dir / "model_throughput.png"))
     return written
 
-
-def _save(fig, path: Path) -> Path:
-    from ffcv_inat.figures import save_png
-
-    return save_png(fig, path, dpi=120)

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import socket
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,11 @@ MEASUREMENT_COLUMNS = [
 COLUMNS = ENVIRONMENT_COLUMNS + MEASUREMENT_COLUMNS
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment() -> dict[str, Any]:
     """Facts about this machine that a figure is meaningless without."""
     import torch
+
+    from ffcv_inat.environment import package_version
 
     cuda = torch.cuda.is_available()
     return {
@@ -57,9 +51,8 @@ def environment() -> dict[str, Any]:
         "gpu_count": torch.cuda.device_count() if cuda else 0,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": _version("torchvision"),
-        # ffcv 1.0.2's ffcv.__version__ still says 0.0.3rc1; the distribution knows better.
-        "ffcv": _version("ffcv"),
+        "torchvision": package_version("torchvision") or "not installed",
+        "ffcv": package_version("ffcv") or "not installed",
     }
 
 

@@ -54,13 +54,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class _Terminated(BaseException):
+class Terminated(BaseException):
     """SIGTERM, turned into an exception so that cleanup code runs."""
 
 
 @contextlib.contextmanager
 def interrupts_as_exceptions() -> Iterator[list[int]]:
-    """Raise on SIGINT (KeyboardInterrupt) and SIGTERM (_Terminated), and remember them.
+    """Raise on SIGINT (KeyboardInterrupt) and SIGTERM (Terminated), and remember them.
 
     An exception raised by a signal handler can be swallowed when it lands inside a
     destructor or a library's cleanup ("Exception ignored in ..."); the list of received
@@ -75,7 +75,7 @@ def interrupts_as_exceptions() -> Iterator[list[int]]:
         received.append(signum)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise _Terminated(f"terminated by signal {signum}")
+        raise Terminated(f"terminated by signal {signum}")
 
     watched = [signal.SIGTERM]
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -104,7 +104,7 @@ def atomic_outputs(*finals: str | Path) -> Iterator[list[Path]]:
         with interrupts_as_exceptions() as received:
             yield temps
             if received:
-                raise KeyboardInterrupt if received[0] == signal.SIGINT else _Terminated("terminated")
+                raise KeyboardInterrupt if received[0] == signal.SIGINT else Terminated("terminated")
             for tmp, final in zip(temps, finals):
                 os.replace(tmp, final)
     except BaseException:

@@ -6,7 +6,7 @@ import functools
 import click
 
 from . import UserError
-from .atomic import _Terminated
+from .atomic import Terminated
 
 
 def report_user_errors(fn):
@@ -16,7 +16,7 @@ def report_user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as e:
             raise click.ClickException(str(e)) from None
-        except _Terminated:
+        except Terminated:
             click.echo("terminated by a signal; cleaned up", err=True)
             raise SystemExit(143) from None
 

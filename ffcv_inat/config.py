@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from . import UserError
+from .environment import PRECISIONS
 
 # A recipe value that the user must supply (OmegaConf's convention), e.g. `init: ???`.
 REQUIRED = "???"
-PRECISIONS = ("bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 FREEZE = ("none", "backbone")
 
@@ -47,7 +47,7 @@ class DataConfig:
     batch_size: int = 256  # global: split over the processes of a distributed run
     res: int = 224  # train resolution (end resolution when progressive resizing is on)
     val_res: int = 224
-    workers: int = 8
+    workers: int = 0  # 0 = all usable cores
     augment: bool = True  # RandomResizedCrop + flip; off = centre crop (deterministic)
     os_cache: bool = True
 
@@ -301,7 +301,7 @@ def validate(cfg: Config) -> None:
     if cfg.schedule.max_steps_per_epoch is not None and cfg.schedule.max_steps_per_epoch < 1:
         raise UserError(f"{src}: schedule.max_steps_per_epoch must be at least 1 or null")
     if cfg.data.workers < 0:
-        raise UserError(f"{src}: data.workers must be >= 0 (0 = all cores)")
+        raise UserError(f"{src}: data.workers must be >= 0 (0 = all usable cores)")
     if cfg.data.train is None:
         raise UserError(f"{src}: data.train is required (pass --train B.beton)")
     for key in ("data.train", "data.val", "model.init"):

@@ -13,7 +13,6 @@ separate processes, exactly as a user would.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pandas as pd
 from . import UserError
 from .classes import subset_label
 from .cli_errors import report_user_errors
+from .environment import usable_cores
 from .synthetic import make_imagenet, make_inat
 
 
@@ -72,7 +72,7 @@ def main(out, workers):
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cores()
     t0 = time.perf_counter()
     click.secho("== 1. synthetic data", bold=True)
     make_imagenet(out / "data" / "imagenet", train_per_class=4, val_per_class=2, size=64, odd_files=True)
@@ -85,16 +85,16 @@ def main(out, workers):
 
     py = sys.executable
     click.secho("\n== 3. ffcv-train: pretrain on A -> finetune on iNat-Mini-A vs from scratch", bold=True)
-    _call([py, "-m", "ffcv_inat.train_demo", str(out / "train"), "--workers", str(workers)])
+    _call([py, "-m", "ffcv_inat.train.demo", str(out / "train"), "--workers", str(workers)])
     click.secho("\n== 4. ffcv-bench loader: ffcv vs torchvision ImageFolder + DataLoader", bold=True)
     _call([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
            "--beton", str(out / "betons" / "imagenet_all_train.beton"), "--res", "32,64", "--workers",
            str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--results", str(out / "bench.csv")])
     click.secho("\n== 5. ffcv-sweep smoke grid -> ffcv-analyze", bold=True)
     sweep = out / "sweep"
-    _call([py, "-m", "ffcv_inat.sweep_cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])
-    _call([py, "-m", "ffcv_inat.sweep_cli", "run", str(sweep / "plan.csv")])
-    _call([py, "-m", "ffcv_inat.analyze_cli", str(sweep / "runs"), "--out", str(sweep / "figures")])
+    _call([py, "-m", "ffcv_inat.sweep.cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])
+    _call([py, "-m", "ffcv_inat.sweep.cli", "run", str(sweep / "plan.csv")])
+    _call([py, "-m", "ffcv_inat.analyze.cli", str(sweep / "runs"), "--out", str(sweep / "figures")])
     click.secho(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; outputs in {out}/", bold=True)
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from . import UserError
+from .environment import resolve_device
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,9 @@ class DistInfo:
 
 
 def pick_device(choice: str, local_rank: int) -> torch.device:
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+    """This process's device: the config's choice, and the GPU of its local rank."""
+    if resolve_device(choice).type == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError("device: cuda requested but no CUDA device is available")
     if local_rank >= torch.cuda.device_count():
         raise UserError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices")
     return torch.device("cuda", local_rank)

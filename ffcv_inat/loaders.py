@@ -2,7 +2,7 @@
 
 Images leave the pipeline as uint8 NCHW (channels-last) tensors. On a GPU they are
 normalised inside the pipeline, after ToDevice, as ffcv-imagenet does. On the CPU they are
-normalised in torch by `to_model_input`: ffcv's NormalizeImage is a JIT op, and a JIT op
+normalised in torch by `model_input`: ffcv's NormalizeImage is a JIT op, and a JIT op
 after the non-JIT ToTensor/ToTorchImage makes the Loader hang (ffcv issue #396).
 
 ffcv reuses its output buffers: a batch is valid only until the loader yields batches_ahead
@@ -10,14 +10,14 @@ more. Use it (or `.clone()` it) before moving on; never keep a list of raw batch
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import UserError
+from .beton_integrity import check_beton
+from .environment import resolve_workers
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
@@ -61,16 +61,17 @@ def make_loader(
 
     train=True: shuffled, RandomResizedCrop + horizontal flip (augment=False: centre crop,
     no flip, for deterministic tests); train=False: sequential, centre crop.
+    Checks the beton against its manifest first (`check_beton`): a damaged or mismatched file
+    is a one-line UserError, not one of ffcv's opaque errors.
     """
+    beton = Path(beton)
+    check_beton(beton)
     from ffcv.fields.basics import IntDecoder
     from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
     workers = resolve_workers(workers)
-    beton = Path(beton)
-    if not beton.is_file():
-        raise UserError(f"beton not found: {beton}")
     if train and augment:
         decoder = RandomResizedCropRGBImageDecoder((res, res))
         image_ops = [decoder, RandomHorizontalFlip()]
@@ -103,13 +104,6 @@ def make_loader(
     return BetonLoader(loader, decoder, normalized=on_gpu)
 
 
-def resolve_workers(workers: int) -> int:
-    """The config's rule: 0 = all cores. ffcv sizes numba's thread pool to `workers`, which
-    may not exceed the machine's cores, so larger values are capped."""
-    cores = os.cpu_count() or 1
-    return cores if workers <= 0 else min(workers, cores)
-
-
 def stop_epoch(iterator) -> None:
     """End an ffcv epoch, early or not: let its loading thread see the stop flag and exit
     before its memory is released (ffcv's own close() releases first, which can race with
@@ -119,18 +113,21 @@ def stop_epoch(iterator) -> None:
     iterator.close()
 
 
-_stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def to_model_input(images: torch.Tensor, normalized: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Normalise uint8 NCHW images in torch (CPU path); pass through already-normalised ones."""
+def model_input(images: torch.Tensor, normalized: bool, precision: str = "fp32") -> torch.Tensor:
+    """A loader batch as the model takes it, in training, evaluation and the model bench alike.
+
+    CPU pipeline: uint8 NCHW, normalised here in fp32. GPU pipeline: already normalised to
+    fp16, which autocast takes as it is and an fp32 model needs cast to fp32.
+    """
     if normalized:
-        return images
-    key = (images.device, dtype)
-    if key not in _stats:
-        _stats[key] = (
-            torch.tensor(IMAGENET_MEAN, dtype=dtype, device=images.device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, dtype=dtype, device=images.device).view(1, 3, 1, 1),
+        return images.float() if precision == "fp32" and images.dtype != torch.float32 else images
+    if images.device not in _stats:
+        _stats[images.device] = (
+            torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(1, 3, 1, 1),
         )
-    mean, std = _stats[key]
-    return ((images.to(dtype) - mean) / std).contiguous(memory_format=torch.channels_last)
+    mean, std = _stats[images.device]
+    return ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)

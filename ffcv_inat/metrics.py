@@ -16,21 +16,27 @@ NO_SUPERCATEGORY = "(none)"
 PER_CLASS_COLUMNS = ("label", "id", "name", "supercategory", "images", "correct", "accuracy")
 
 
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> torch.Tensor:
-    """Number of samples whose label is among the top-k logits, for each k (k capped at the class count)."""
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5),
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Number of samples whose label is among the top-k logits, for each k (k capped at the class
+    count). `weight` (0/1 per sample) leaves samples out without changing any tensor's shape."""
     kmax = min(max(ks), logits.shape[1])
     top = logits.topk(kmax, dim=1).indices
-    hit = top == labels[:, None]
-    return torch.stack([hit[:, : min(k, kmax)].any(dim=1).sum() for k in ks])
+    hit = (top == labels[:, None]).long()
+    if weight is not None:
+        hit = hit * weight[:, None]
+    return torch.stack([hit[:, : min(k, kmax)].amax(dim=1).sum() for k in ks])
 
 
-def per_class_counts(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(2, num_classes): images and correct top-1 predictions of each class.
+def per_class_counts(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                     weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(2, num_classes): images and correct top-1 predictions of each class (`weight`: 0/1 per sample).
 
     scatter_add into a fixed size, unlike bincount or boolean indexing, never waits for the GPU."""
     counts = torch.zeros(2, num_classes, dtype=torch.long, device=labels.device)
-    counts[0].scatter_add_(0, labels, torch.ones_like(labels))
-    counts[1].scatter_add_(0, labels, (preds == labels).long())
+    ones = torch.ones_like(labels) if weight is None else weight.long()
+    counts[0].scatter_add_(0, labels, ones)
+    counts[1].scatter_add_(0, labels, (preds == labels).long() * ones)
     return counts
 
 

@@ -34,7 +34,7 @@ def inat_dir(tmp_path_factory):
 def smoke_grid(tmp_path_factory):
     """The smoke plan (R family) and a real run of SMOKE_SLICE with its dependencies, once
     per session: test_sweep_e2e.py and test_analyze_smoke.py both use it."""
-    from ffcv_inat.sweep_cli import main as sweep_main
+    from ffcv_inat.sweep.cli import main as sweep_main
 
     work = tmp_path_factory.mktemp("sweep")
     plan = work / "plan.csv"

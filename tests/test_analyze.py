@@ -10,9 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ffcv_inat.analysis import (curve_points, describe_run, gather, per_class_table, reference_levels,
+from ffcv_inat.analyze.table import (curve_points, describe_run, gather, per_class_table, reference_levels,
                                 species_gain, supercategory_table)
-from ffcv_inat.analyze_cli import main as analyze_main
+from ffcv_inat.analyze.cli import main as analyze_main
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ffcv_inat.analyze_cli import main as analyze_main
+from ffcv_inat.analyze.cli import main as analyze_main
 
 
 @pytest.mark.timeout(900)

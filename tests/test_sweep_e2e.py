@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from ffcv_inat.sweep.executors import run_local
 from ffcv_inat.sweep.plan import read_plan, with_dependencies
 from ffcv_inat.sweep.state import plan_status, read_state
-from ffcv_inat.sweep_cli import main as sweep_main
+from ffcv_inat.sweep.cli import main as sweep_main
 
 from conftest import SMOKE_SLICE as SLICE, only_args as _only
 
-SWEEP = [sys.executable, "-m", "ffcv_inat.sweep_cli"]
+SWEEP = [sys.executable, "-m", "ffcv_inat.sweep.cli"]
 
 
 def _summary_mtimes(work: Path) -> dict[str, float]:

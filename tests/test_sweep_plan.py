@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from ffcv_inat import UserError
 from ffcv_inat.sweep.plan import (GridSpec, build_plan, check_plan, plan_to_csv, pretrain_subsets, read_plan,
                                   topological_order, with_dependencies, write_plan)
-from ffcv_inat.sweep_cli import main as sweep_main
+from ffcv_inat.sweep.cli import main as sweep_main
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from _train_data import imagenet_a_betons
-from ffcv_inat.train_cli import main
+from ffcv_inat.train.cli import main
 
 
 @pytest.mark.timeout(280)

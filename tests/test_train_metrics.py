@@ -29,3 +29,17 @@ def test_per_class_and_supercategory():
     # Image-weighted within a supercategory: Birds 3 of 4 images.
     assert per_supercategory(CLASSES, images, correct) == {"Birds": 0.75, "Insects": pytest.approx(1 / 3),
                                                            "(none)": None}
+
+
+def test_weights_leave_samples_out_like_indexing():
+    """Distributed eval masks padded samples by weight 0 (no boolean indexing, no GPU sync):
+    the counts equal those of the indexed tensors."""
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(50, 7, generator=g), torch.randint(0, 7, (50,), generator=g)
+    keep = (torch.arange(50) < 37).long()
+    kept = keep.bool()
+    assert topk_correct(logits, labels, (1, 5), weight=keep).tolist() == \
+        topk_correct(logits[kept], labels[kept], (1, 5)).tolist()
+    preds = logits.argmax(dim=1)
+    assert per_class_counts(preds, labels, 7, weight=keep).tolist() == \
+        per_class_counts(preds[kept], labels[kept], 7).tolist()

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from _train_data import imagenet_a_betons, inat_betons
 from ffcv_inat.config import config_from_dict
-from ffcv_inat.train_cli import main
+from ffcv_inat.train.cli import main
 
 # The smoke recipe: 32 px, batch 16, no augmentation, zero-init residuals; 2 epochs with the
 # LR / 10 at epoch 2, so resume also crosses an LR step.
@@ -120,7 +120,7 @@ def test_resume_after_kill_equals_uninterrupted(reference_run, data, tmp_path):
     replayed). The shuffle order is a function of (seed, epoch) and is replayed on resume.
     """
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ffcv_inat.train_cli", *map(str, train_args(data["A"], run))]
+    cmd = [sys.executable, "-m", "ffcv_inat.train.cli", *map(str, train_args(data["A"], run))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 180

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from . import UserError
-from .cli_errors import report_user_errors
+from .. import UserError
+from ..cli_errors import report_user_errors
+from ..config import DEVICES
+from ..environment import PRECISIONS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -47,7 +49,7 @@ def _print_metrics(summary: dict) -> None:
 @report_user_errors
 def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
     """Train (pretrain, finetune, linear probe) as a recipe says; writes a run directory."""
-    from .config import load_config
+    from ..config import load_config
     from .trainer import train
 
     if recipe is None:
@@ -70,16 +72,16 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
 @click.option("--out", type=click.Path(file_okay=False), help="Write per_class.csv and summary.json here.")
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--res", type=int, default=None, help="Eval resolution. Default: the checkpoint's data.val_res, else 224.")
-@click.option("--workers", default=8, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="Loader threads; 0 = all usable cores.")
 @click.option("--tta-flip", is_flag=True, help="Average the logits of each image and its mirror image.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True,
-              help="Autocast on GPU; CPU always runs fp32.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
+              help="Autocast on GPU (bf16 runs as fp16 on GPUs without bf16); CPU always runs fp32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @report_user_errors
 def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, as_json):
     """Top-1/top-5, per-class and per-supercategory accuracy of a checkpoint on a val beton."""
-    from .trainer import evaluate_checkpoint
+    from ..evaluation import evaluate_checkpoint
 
     summary = evaluate_checkpoint(checkpoint, val_beton, out, batch_size=batch_size, res=res, workers=workers,
                                   tta_flip=tta_flip, device=device, precision=precision)

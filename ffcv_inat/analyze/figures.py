@@ -1,4 +1,4 @@
-"""The paper's figures as PNGs (matplotlib Agg), drawn from analysis.py's tables.
+"""The paper's figures as PNGs, drawn from table.py's tables.
 
 Each function takes a table, writes one PNG and returns its path; none reads run dirs itself.
 """
@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from ..plots import save_png  # first: it selects matplotlib's headless Agg backend
 
-matplotlib.use("Agg")  # files only: no display on cluster nodes or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analysis import ANIMAL_SHARE, curve_points, reference_levels  # noqa: E402
-from .atomic import atomic_outputs  # noqa: E402
+from .table import ANIMAL_SHARE, curve_points, reference_levels  # noqa: E402
 
 FAMILY_STYLE = {
     "A": dict(color="tab:green", marker="o", label="ImageNet-A-k (animal classes)"),
@@ -25,24 +23,10 @@ REF_STYLE = {
     "full ImageNet": dict(color="black", linestyle="--"),
     "no pretraining": dict(color="tab:red", linestyle=":"),
 }
-DPI = 120
 
 
 def np_nanmax(a) -> float:
     return float(np.nanmax(a)) if np.isfinite(a).any() else 0.0
-
-
-def save_png(fig, out: Path, dpi: int = DPI) -> Path:
-    """Write the figure atomically (a reader never sees half a PNG) and close it."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    try:
-        with atomic_outputs(out) as (tmp,):
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return out
 
 
 def _draw_curves(ax, points: pd.DataFrame, families=("A", "NA", "R"), x_scale: dict | None = None) -> None:

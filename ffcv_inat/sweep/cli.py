@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from . import UserError
-from .cli_errors import parse_int_list, report_user_errors
-from .sweep.executors import DEFAULT_ATTEMPTS, SlurmOptions, run_local, run_submitit
-from .sweep.plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
-from .sweep.state import STATUSES, count_statuses, log_dir, plan_status
+from .. import UserError
+from ..cli_errors import parse_int_list, report_user_errors
+from .executors import DEFAULT_ATTEMPTS, SlurmOptions, run_local, run_submitit
+from .plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
+from .state import STATUSES, count_statuses, log_dir, plan_status
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

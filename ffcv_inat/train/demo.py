@@ -3,7 +3,7 @@
 Pretrain on synthetic ImageNet-A -> finetune on synthetic iNat-Mini-A, and the scratch
 baseline on iNat-Mini-A -> evaluate both checkpoints -> per-supercategory top-1 side by side.
 
-    python -m ffcv_inat.train_demo OUT_DIR
+    python -m ffcv_inat.train.demo OUT_DIR
 """
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ from pathlib import Path
 
 import click
 
-from . import UserError
-from .cli_errors import report_user_errors
-from .classes import select_classes
-from .synthetic import make_imagenet, make_inat
+from .. import UserError
+from ..cli_errors import report_user_errors
+from ..classes import select_classes
+from ..synthetic import make_imagenet, make_inat
 
 SIZE = 40  # stored image side; the smoke recipe trains at 32 px
 
 
 def _betons(root: Path, workers: int) -> dict[str, Path]:
-    from .writers.beton import WriteOptions
-    from .writers.imagenet import write_imagenet
-    from .writers.inat import write_inat_mini_a
+    from ..writers.beton import WriteOptions
+    from ..writers.imagenet import write_imagenet
+    from ..writers.inat import write_inat_mini_a
 
     opts = WriteOptions(max_res=SIZE, workers=workers)
     out = {name: root / f"{name}.beton" for name in ("A_train", "A_val", "inat_train", "inat_val")}
@@ -55,7 +55,7 @@ def main(out_dir, workers):
     root.mkdir(parents=True, exist_ok=False)
     b = _betons(root / "data", workers)
     # Each step runs as its own `ffcv-train` process, exactly as a user would run it.
-    ffcv_train = [sys.executable, "-m", "ffcv_inat.train_cli"]
+    ffcv_train = [sys.executable, "-m", "ffcv_inat.train.cli"]
 
     def run(name: str, train_beton: Path, val_beton: Path, init: Path | None = None) -> Path:
         click.echo(f"== {name}", err=True)

@@ -15,8 +15,9 @@ from typing import Iterable
 import pandas as pd
 import yaml
 
-from . import UserError
-from .classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
+from .. import UserError
+from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
+from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary
 
 FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}
 INAT = "inat-mini-a"
@@ -28,11 +29,13 @@ BASE_COLUMNS = ["run", "kind", "family", "subset", "k", "num_pretrain_classes", 
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
-    """Every completed run under root (a summary.json is written last, so it means "done")."""
+    """Every completed run under root: a complete summary.json (written last, so it means
+    "done"). A corrupt or partial one is reported once on stderr and its run left out, as
+    `ffcv-sweep status` counts it not done (both read it with rundir.read_summary)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"runs dir not found: {root}")
-    return sorted(p.parent for p in root.rglob("summary.json"))
+    return sorted(p.parent for p in root.rglob(SUMMARY) if read_summary(p.parent) is not None)
 
 
 def _read_json(path: Path) -> dict:
@@ -62,7 +65,7 @@ def pretraining_of(init: str | None) -> dict:
     if not init:
         return {"subset": "", "k": None}
     run_dir = Path(init).parent.parent  # RUN/checkpoints/last.pt
-    summary, config = _read_json(run_dir / "summary.json"), _read_yaml(run_dir / "config.yaml")
+    summary, config = read_summary(run_dir) or {}, _read_yaml(run_dir / CONFIG)
     m = _manifest(_train_beton(run_dir, summary, config))
     if not m:
         return {"subset": "external", "k": None}  # e.g. a torchvision state_dict
@@ -77,10 +80,10 @@ def family_of(subset: str) -> str:
 def describe_run(run_dir: str | Path) -> dict:
     """One row of the results table for a completed run dir."""
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json")
-    if "top1" not in summary:
-        raise UserError(f"{run_dir}/summary.json: missing or not an ffcv-train summary")
-    config = _read_yaml(run_dir / "config.yaml")
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise UserError(f"{run_dir / SUMMARY}: missing or not a complete ffcv-train summary")
+    config = _read_yaml(run_dir / CONFIG)
     train_m = _manifest(_train_beton(run_dir, summary, config))
     init = summary.get("init") or (config.get("model") or {}).get("init")
     frozen = (summary.get("freeze") or (config.get("model") or {}).get("freeze")) == "backbone"
@@ -209,7 +212,7 @@ def per_class_table(df: pd.DataFrame, kinds: Iterable[str] = ("finetune", "scrat
     """Long table of every per_class.csv of the given kinds, with the run's subset and seed."""
     parts = []
     for _, r in df[df["kind"].isin(list(kinds))].iterrows():
-        path = Path(r["run_dir"]) / "per_class.csv"
+        path = Path(r["run_dir"]) / PER_CLASS
         if not path.is_file():
             continue
         pc = pd.read_csv(path, dtype={"id": str})

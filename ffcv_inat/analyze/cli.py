@@ -5,11 +5,11 @@ from pathlib import Path
 
 import click
 
-from . import UserError
-from .analysis import (SPECIES_CSV_HELP, format_table, gather, join_species, per_class_table, read_species_csv,
+from .. import UserError
+from .table import (SPECIES_CSV_HELP, format_table, gather, join_species, per_class_table, read_species_csv,
                        species_gain, supercategory_table)
-from .atomic import atomic_outputs
-from .cli_errors import report_user_errors
+from ..atomic import atomic_outputs
+from ..cli_errors import report_user_errors
 
 
 def _write_csv(df, path: Path) -> Path:

@@ -1,0 +1,343 @@
+"""The training loop: `train(cfg) -> summary`, read top to bottom as the recipe.
+
+    train                       set up (torchrun or one process), run, tear down
+      run_training              the recipe, step by step:
+        prepare_run_dir           config.yaml, or the checks of --resume
+        read_data                 manifests, classes, the number of outputs
+        build_model_and_optimizer init / head / freeze / restore from last.pt
+        create_loaders            train (shuffled, augmented) and val (sequential)
+        train_one_epoch           the per-step code: LR, forward, backward, step
+        epoch_record              one line of log.jsonl
+        save_progress             checkpoints/last.pt and log.jsonl
+        run_summary               summary.json's contents
+
+Fast path on a GPU (as ffcv-imagenet): uint8 batches arrive normalised on the device from the
+FFCV pipeline, the model is channels-last under bf16 autocast, the LR is set per iteration
+from a pure function, and nothing in the step waits for the GPU: the loss is summed on the
+device and read back only every `log_every` steps and at the end of the epoch.
+
+Run directory (written by rank 0 only): config.yaml, log.jsonl, checkpoints/last.pt,
+per_class.csv and, last of all, summary.json (its presence means the run completed).
+Evaluation lives in ../evaluation.py.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from .. import UserError
+from ..atomic import atomic_outputs
+from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
+from ..config import Config, to_dict, to_yaml, validate
+from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
+from ..environment import device_name, run_precision, versions
+from ..evaluation import EvalResult, evaluate, write_results
+from ..loaders import BetonLoader, make_loader, stop_epoch
+from ..manifest import Manifest, read_manifest
+from ..model import apply_freeze, build_model, replace_head, set_train_mode
+from ..rundir import CHECKPOINT, CONFIG, LOG, SUMMARY
+from ..schedule import lr_at, res_at
+from .step import TrainStep, make_optimizer
+
+
+def train(cfg: Config, *, resume: bool = False) -> dict:
+    """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json)."""
+    validate(cfg)
+    info = setup(cfg.device)
+    try:
+        return run_training(cfg, resume, info)
+    finally:
+        teardown(info)
+
+
+def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
+    wall_start = time.perf_counter()
+    run_dir = prepare_run_dir(cfg, resume, info)
+    if resume and (run_dir / SUMMARY).is_file():
+        if info.is_main:
+            print(f"{run_dir} is already complete", file=sys.stderr)
+        return json.loads((run_dir / SUMMARY).read_text())
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = read_data(cfg)
+    ckpt_path = run_dir / CHECKPOINT
+    t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
+    if t.history and info.is_main:
+        write_log(run_dir, t.history)  # the log may lag or lead the checkpoint by an epoch
+    train_loader, val_loader = create_loaders(cfg, info, data, t.start_epoch)
+    steps_per_epoch = len(train_loader)
+    if cfg.schedule.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.schedule.max_steps_per_epoch)
+
+    def run_eval() -> EvalResult:
+        return evaluate(t.net, val_loader, data.num_classes, info, total_images=data.val.num_images,
+                        precision=t.step.precision, tta_flip=cfg.eval.tta_flip)
+
+    last_eval: EvalResult | None = None
+    epochs = cfg.schedule.epochs
+    bar = tqdm(range(t.start_epoch, epochs), initial=t.start_epoch, total=epochs, desc="epochs",
+               disable=not info.is_main, dynamic_ncols=True)
+    for epoch in bar:
+        res = res_at(cfg.progressive, cfg.data.res, epoch)
+        train_loader.set_resolution(res)
+        loss, steps, lr, seconds = train_one_epoch(t, train_loader, cfg, info, epoch, steps_per_epoch, bar)
+        last_eval = None
+        if val_loader is not None and ((cfg.eval.every and (epoch + 1) % cfg.eval.every == 0) or epoch + 1 == epochs):
+            last_eval = run_eval()
+        record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res)
+        t.history.append(record)
+        bar.set_postfix(loss=f"{loss:.3f}", top1=record["top1"], res=res)
+        if info.is_main:
+            save_progress(run_dir, t, cfg, epoch + 1, data.num_classes,
+                          t.wall_before + time.perf_counter() - wall_start)
+    bar.close()
+
+    final = last_eval
+    if final is None and val_loader is not None:
+        final = run_eval()  # a run resumed after its last epoch, or one without a final-epoch eval
+    summary = run_summary(cfg, run_dir, t, data, info, steps_per_epoch,
+                          wall_seconds=t.wall_before + time.perf_counter() - wall_start)
+    if final is not None:
+        summary.update(final.summary(data.val))
+    if info.is_main:
+        write_results(run_dir, data.val, final, summary)
+    barrier(info)
+    return summary
+
+
+# ---------------------------------------------------------------- the steps of a run
+
+def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
+    """Create RUN_DIR with config.yaml, or (--resume) check that the config is the stored one."""
+    if cfg.out is None:
+        if info.distributed:
+            raise UserError("a distributed run needs --out RUN_DIR (every process must agree on it)")
+        cfg.out = f"runs/{Path(cfg.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg.out)
+    stored = run_dir / CONFIG
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file")
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"run dir {run_dir} exists: pass --resume to continue it, or choose another --out")
+    if resume and stored.is_file():
+        old = _flat(yaml.safe_load(stored.read_text()) or {})
+        new = _flat(to_dict(cfg))
+        # `out` may be spelled differently (./run vs run): it is this directory either way.
+        diff = sorted(k for k in set(old) | set(new) if k != "out" and old.get(k) != new.get(k))
+        if diff:
+            raise UserError(f"--resume: the config differs from {stored} in {', '.join(diff)}")
+    barrier(info)  # every process has checked before rank 0 creates anything
+    if info.is_main:
+        (run_dir / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+        if not stored.is_file():
+            with atomic_outputs(stored) as (tmp,):
+                tmp.write_text(to_yaml(cfg))
+    barrier(info)
+    return run_dir
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@dataclass(frozen=True)
+class RunData:
+    train: Manifest
+    val: Manifest | None
+    num_classes: int  # outputs of the model's head
+
+
+def read_data(cfg: Config) -> RunData:
+    """The betons' manifests, and a check that train and val labels mean the same classes."""
+    train = read_manifest(cfg.data.train)
+    val = read_manifest(cfg.data.val) if cfg.data.val else None
+    num_classes = cfg.model.num_classes or train.num_classes
+    if cfg.model.num_classes is None and val is not None:
+        if [c.id for c in val.classes] != [c.id for c in train.classes]:
+            raise UserError(f"{cfg.data.val}: its classes differ from the train beton's ({cfg.data.train}); "
+                            "labels would not mean the same thing")
+    if val is not None and val.num_classes > num_classes:
+        raise UserError(f"{cfg.data.val} has {val.num_classes} classes but the model has {num_classes}")
+    return RunData(train, val, num_classes)
+
+
+@dataclass
+class Training:
+    """What the loop updates: the model, its step, and where the run stands."""
+    model: nn.Module  # the plain module: its state_dict is what checkpoints hold
+    net: nn.Module  # what runs: the model, wrapped in DDP and/or compiled
+    step: TrainStep
+    start_epoch: int
+    history: list[dict]  # one record per completed epoch (log.jsonl)
+    wall_before: float  # wall seconds of earlier attempts (resume)
+    head_replaced: bool
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
+                              checkpoint: Path | None = None) -> Training:
+    """ResNet-50 as the recipe says (random init, or model.init with a new head where the class
+    count differs), frozen parts, SGD; restored from `checkpoint` (last.pt) if it exists."""
+    dev = info.device
+    ckpt = load_file(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    seed_everything(cfg.seed)
+    head_replaced = False
+    if cfg.model.init and ckpt is None:
+        state = model_state(load_file(cfg.model.init), cfg.model.init)
+        model = build_model(checkpoint_num_classes(state, cfg.model.init), blurpool=cfg.model.blurpool)
+        load_weights(model, state, cfg.model.init)
+        head_replaced = replace_head(model, num_classes)
+    else:
+        model = build_model(num_classes, blurpool=cfg.model.blurpool, zero_init_residual=cfg.model.zero_init_residual)
+    apply_freeze(model, cfg.model.freeze)
+    model.to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg.optim)
+    start_epoch, history, wall_before = 0, [], 0.0
+    if ckpt is not None:
+        load_weights(model, model_state(ckpt, str(checkpoint)), str(checkpoint))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        wall_before = float(ckpt["wall_seconds"])
+        head_replaced = bool(ckpt.get("head_replaced", False))
+        set_rng_state(ckpt["rng"])
+
+    net: nn.Module = model
+    if info.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    # The GPU pipeline delivers normalised batches; the CPU one uint8 (ffcv issue #396).
+    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev), normalized=dev.type == "cuda")
+    if ckpt is not None:
+        step.scaler.load_state_dict(ckpt["scaler"])
+    return Training(model, net, step, start_epoch, history, wall_before, head_replaced)
+
+
+def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
+                   ) -> tuple[BetonLoader, BetonLoader | None]:
+    batch = per_process_batch(cfg.data.batch_size, info.world_size)
+    train_loader = make_loader(
+        cfg.data.train, batch_size=batch, res=res_at(cfg.progressive, cfg.data.res, start_epoch), train=True,
+        device=info.device, workers=cfg.data.workers, augment=cfg.data.augment, distributed=info.distributed,
+        seed=cfg.seed, os_cache=cfg.data.os_cache,
+    )
+    if len(train_loader) == 0:
+        raise UserError(f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
+                        f"process(es) make no full batch of {batch}; lower data.batch_size")
+    train_loader.loader.next_epoch = start_epoch  # the shuffle order is a function of (seed, epoch)
+    val_loader = None
+    if cfg.data.val:
+        val_loader = make_loader(
+            cfg.data.val, batch_size=cfg.eval.batch_size or batch, res=cfg.data.val_res, train=False,
+            device=info.device, workers=cfg.data.workers, distributed=info.distributed, os_cache=cfg.data.os_cache,
+        )
+    return train_loader, val_loader
+
+
+def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInfo, epoch: int,
+                    steps_per_epoch: int, bar: tqdm) -> tuple[float, int, float, float]:
+    """(mean train loss over all processes, steps, last LR, seconds) of one epoch."""
+    dev = info.device
+    t.net.train()
+    set_train_mode(t.model, cfg.model.freeze)
+    loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    steps, lr = 0, cfg.optim.lr
+    iterator = iter(loader)
+    try:
+        for images, labels in iterator:
+            if steps == steps_per_epoch:
+                break
+            lr = lr_at(cfg.schedule, cfg.optim.lr, epoch, steps, steps_per_epoch)
+            loss = t.step(images, labels, lr)
+            loss_sum += loss.float()
+            steps += 1
+            if cfg.log_every and steps % cfg.log_every == 0 and info.is_main:
+                bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}")
+    finally:
+        stop_epoch(iterator)  # stop ffcv's loading thread, also when we leave the epoch early
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
+    if not math.isfinite(train_loss):
+        raise UserError(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
+    return train_loss, steps, lr, seconds
+
+
+def epoch_record(epoch: int, lr: float, train_loss: float, result: EvalResult | None, seconds: float, steps: int,
+                 global_batch: int, res: int) -> dict:
+    """One line of log.jsonl."""
+    images = steps * global_batch
+    return {
+        "epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+        "top1": result.top1 if result else None, "top5": result.top5 if result else None,
+        "val_loss": result.loss if result else None, "epoch_seconds": seconds,
+        "train_images_per_second": images / seconds if seconds > 0 else None,
+        "steps": steps, "images": images, "res": res,
+    }
+
+
+def write_log(run_dir: Path, history: list[dict]) -> None:
+    with atomic_outputs(run_dir / LOG) as (tmp,):
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+
+
+def save_progress(run_dir: Path, t: Training, cfg: Config, epochs_done: int, num_classes: int,
+                  wall_seconds: float) -> None:
+    """checkpoints/last.pt (everything --resume needs), then log.jsonl."""
+    save_checkpoint(run_dir / CHECKPOINT, {
+        "model": t.model.state_dict(), "optimizer": t.step.optimizer.state_dict(), "scaler": t.step.scaler.state_dict(),
+        "epoch": epochs_done, "history": t.history, "rng": rng_state(), "config": to_yaml(cfg),
+        "num_classes": num_classes, "head_replaced": t.head_replaced, "wall_seconds": wall_seconds,
+    })
+    write_log(run_dir, t.history)
+
+
+def run_summary(cfg: Config, run_dir: Path, t: Training, data: RunData, info: DistInfo, steps_per_epoch: int,
+                wall_seconds: float) -> dict:
+    """summary.json without the evaluation's metrics (EvalResult.summary adds them)."""
+    dev = info.device
+    train_seconds = sum(h["epoch_seconds"] for h in t.history)
+    return {
+        "recipe": cfg.recipe, "run_dir": str(run_dir),
+        "top1": None, "top5": None, "loss": None, "eval_images": None, "per_supercategory": {},
+        "train_loss": t.history[-1]["train_loss"] if t.history else None,
+        "train_images_per_second": sum(h["images"] for h in t.history) / train_seconds if train_seconds else None,
+        "wall_seconds": wall_seconds,
+        "epochs": cfg.schedule.epochs, "max_steps_per_epoch": cfg.schedule.max_steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
+        "seed": cfg.seed, "device": device_name(dev, info.world_size), "precision": t.step.precision,
+        "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
+        "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
+        "freeze": cfg.model.freeze, "head_replaced": t.head_replaced, "num_classes": data.num_classes,
+        "checkpoint": str(run_dir / CHECKPOINT),
+        # This process's high-water mark of allocated GPU memory (None on CPU).
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+    }
