@@ -3,6 +3,12 @@
 Every key is declared here with its type; an unknown key, a value of the wrong type or a
 required value left as `???` is a UserError that names the key and the file it came from.
 Recipes are found by file name in the bundled `ffcv_inat.recipes` package or as a path.
+
+Why not OmegaConf's structured configs (weighed on omegaconf 2.4.0, which takes these
+dataclasses as they are): they would replace only the typing below (~85 lines), while its
+errors are four lines each (message, full_key, reference_type, object_type) that we would
+translate back to one, and it coerces strings ("yes" -> True, "5" -> 5) that we refuse as
+typos; the module would shrink by about a fifth for a new dependency and looser checks.
 """
 from __future__ import annotations
 

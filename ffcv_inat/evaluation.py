@@ -18,12 +18,13 @@ from torch import nn
 
 from . import UserError
 from .atomic import atomic_outputs
+from .beton_integrity import check_beton
 from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights, model_state
 from .config import config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
 from .environment import autocast_dtype, device_name, run_precision, versions
 from .loaders import BetonLoader, make_loader, model_input
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import build_model
 from .rundir import PER_CLASS, SUMMARY
@@ -129,7 +130,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
     trained = None
     if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
         trained = config_from_dict(yaml.safe_load(obj["config"]), f"{checkpoint} (config)")
-    manifest = read_manifest(val)
+    manifest = check_beton(val)
     if manifest.num_classes != num_classes:
         raise UserError(f"{val} has {manifest.num_classes} classes but {checkpoint} predicts {num_classes}")
     out_dir = Path(out) if out is not None else None

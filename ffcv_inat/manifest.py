@@ -23,6 +23,16 @@ class ClassEntry:
 
 
 @dataclass
+class Integrity:
+    """What the manifest describes, recorded at write time: checked before any read
+    (size, count) and on demand (checksum); see `ffcv_inat.beton_integrity`."""
+
+    size_bytes: int  # the beton's size
+    num_samples: int  # as ffcv's header states it
+    sha256: str  # of the whole file, hex
+
+
+@dataclass
 class Manifest:
     dataset: str  # "imagenet" or "inat-mini-a"
     split: str
@@ -35,6 +45,8 @@ class Manifest:
     write_options: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    # None in manifests written before ffcv-inat recorded it (they still load, with a warning).
+    integrity: Integrity | None = None
 
     @property
     def num_classes(self) -> int:
@@ -48,11 +60,19 @@ class Manifest:
         try:
             d = dict(d)
             d["classes"] = [ClassEntry(**c) for c in d["classes"]]
+            if d.get("integrity") is not None:
+                d["integrity"] = Integrity(**d["integrity"])
             m = cls(**d)
         except (KeyError, TypeError) as e:
             raise UserError(f"{source}: not a valid ffcv-inat manifest ({e})") from None
         if [c.label for c in m.classes] != list(range(len(m.classes))):
             raise UserError(f"{source}: class labels are not 0..n-1 in order")
+        i = m.integrity
+        if i is not None and not (isinstance(i.size_bytes, int) and isinstance(i.num_samples, int)
+                                  and isinstance(i.sha256, str) and len(i.sha256) == 64):
+            raise UserError(f"{source}: integrity must hold size_bytes and num_samples (integers) and sha256 (64 hex digits)")
+        if i is not None and i.num_samples != m.num_images:
+            raise UserError(f"{source}: integrity.num_samples {i.num_samples} differs from num_images {m.num_images}")
         return m
 
 

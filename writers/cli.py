@@ -45,15 +45,24 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="skip", show_default=True,
               help="Undecodable files: skip (listed in the manifest) or fail naming the file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--verify", "verify", multiple=True, type=click.Path(dir_okay=False), metavar="PATH.beton",
+              help="Write nothing: check PATH.beton against its manifest and recompute its sha256 (repeatable).")
+@click.option("--record", is_flag=True,
+              help="With --verify: record size, sample count and sha256 into a manifest written before they were.")
 @report_user_errors
 def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, write_mode, jpeg_quality,
-         compress_prob, workers, on_error, overwrite):
-    """Write an FFCV .beton and its manifest.
+         compress_prob, workers, on_error, overwrite, verify, record):
+    """Write an FFCV .beton and its manifest, or --verify one.
 
     \b
     write-beton --subset NA --k 300 --split train --out betons/NA-300_train.beton
     write-beton --dataset inat-mini-a --split eval --out betons/inat_eval.beton
+    write-beton --verify betons/NA-300_train.beton
     """
+    if verify:
+        return verify_main(verify, record)
+    if record:
+        raise UserError("--record goes with --verify PATH.beton")
     opts = WriteOptions(max_res=max_res, write_mode=write_mode, jpeg_quality=jpeg_quality,
                         compress_prob=compress_prob, workers=workers, on_error=on_error)
     out = out or default_out_name(dataset, split, subset, k, seed)
@@ -84,6 +93,31 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
     size_mb = os.path.getsize(out) / 1e6
     click.echo(f"wrote {out}: {what}, {m.num_classes} classes, {m.num_images} images, "
                f"{size_mb:.1f} MB, {m.num_images / seconds:.0f} images/s; skipped {len(m.skipped)}")
+
+
+def verify_main(betons, record: bool) -> None:
+    """`--verify`: one line per beton, OK or what differs; nonzero exit if any differs."""
+    from ffcv_inat.beton_integrity import record_integrity, verify_beton
+
+    failed = 0
+    for beton in betons:
+        try:
+            if record:
+                m, changed = record_integrity(beton)
+            else:
+                m, changed = verify_beton(beton), False
+        except UserError as e:
+            if len(betons) == 1:
+                raise
+            click.echo(f"FAILED {e}", err=True)
+            failed += 1
+            continue
+        i = m.integrity
+        what = "recorded" if changed else "OK"
+        click.echo(f"{what} {beton}: {m.num_images:,} images, {m.num_classes:,} classes, {i.size_bytes:,} bytes, "
+                   f"sha256 {i.sha256}")
+    if failed:
+        raise UserError(f"{failed} of {len(betons)} betons failed verification")
 
 
 if __name__ == "__main__":

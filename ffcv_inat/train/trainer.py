@@ -38,13 +38,14 @@ from tqdm import tqdm
 
 from .. import UserError
 from ..atomic import atomic_outputs
+from ..beton_integrity import check_beton
 from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
 from ..config import Config, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
 from ..loaders import BetonLoader, make_loader, stop_epoch
-from ..manifest import Manifest, read_manifest
+from ..manifest import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, SUMMARY
 from ..schedule import lr_at, res_at
@@ -165,9 +166,10 @@ class RunData:
 
 
 def read_data(cfg: Config) -> RunData:
-    """The betons' manifests, and a check that train and val labels mean the same classes."""
-    train = read_manifest(cfg.data.train)
-    val = read_manifest(cfg.data.val) if cfg.data.val else None
+    """The betons' manifests, each checked against its beton (size, sample count, labels) before
+    anything else touches it, and a check that train and val labels mean the same classes."""
+    train = check_beton(cfg.data.train)
+    val = check_beton(cfg.data.val) if cfg.data.val else None
     num_classes = cfg.model.num_classes or train.num_classes
     if cfg.model.num_classes is None and val is not None:
         if [c.id for c in val.classes] != [c.id for c in train.classes]:
