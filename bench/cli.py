@@ -15,7 +15,7 @@ from ffcv_inat import UserError
 from ffcv_inat.cli_errors import parse_int_list, report_user_errors
 from ffcv_inat.environment import PRECISIONS
 
-from .results import DEFAULT_RESULTS, append_rows, make_row
+from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -25,7 +25,8 @@ def _echo_err(msg: str) -> None:
 
 
 def command_line(ctx: click.Context) -> str:
-    """The command as it could be retyped, from the parsed options (recorded in every row)."""
+    """The command as it could be retyped, from the parsed options (recorded in every row);
+    paths as `recorded_path` names them, never a machine's absolute path."""
     parts = ["ffcv-bench", ctx.info_name]
     for p in ctx.command.params:
         if not isinstance(p, click.Option) or p.name in ("results",):
@@ -33,6 +34,8 @@ def command_line(ctx: click.Context) -> str:
         v = ctx.params.get(p.name)
         if v is None or v is False and not p.secondary_opts:
             continue
+        if isinstance(p.type, click.Path):
+            v = recorded_path(Path(v).resolve())
         if p.is_flag:
             if p.secondary_opts:
                 parts.append(p.opts[0] if v else p.secondary_opts[0])
@@ -87,7 +90,7 @@ def main():
 @report_user_errors
 def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, results):
     """Images/s of the toolkit's FFCV pipeline vs the standard PyTorch one, on the same images."""
-    from .loader_bench import (list_image_folder, matched_to_beton, recorded_folder, run_loader_bench,
+    from .loader_bench import (list_image_folder, matched_to_beton, run_loader_bench,
                                write_source_beton)
     from .report import loader_table
 
@@ -113,8 +116,9 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
                   f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                     echo=_echo_err)
-    settings = {"images": recorded_folder(source.root.resolve()), "num_images": len(source.samples),
-                "num_classes": len(source.classes), "beton": beton, "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
+    settings = {"images": recorded_path(source.root.resolve()), "num_images": len(source.samples),
+                "num_classes": len(source.classes), "beton": beton and recorded_path(Path(beton).resolve()),
+                "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
     rows = _loader_rows(measured, command_line(ctx), settings)
     _write_rows(results, rows)
     click.echo(loader_table(rows))
@@ -232,7 +236,7 @@ def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare,
 def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
     s = r.settings
     settings = {
-        "recipe": s.recipe, "train": train, "device": s.device, "num_images": s.num_images,
+        "recipe": s.recipe, "train": recorded_path(Path(train).resolve()), "device": s.device, "num_images": s.num_images,
         "steps_per_epoch": s.steps_per_epoch, "steps_measured": r.steps_measured, "max_steps": r.max_steps,
         "warmup_epochs": r.warmup, "measured_epoch_seconds": r.measured_epoch_seconds.median,
         "num_classes": s.num_classes, "blurpool": s.blurpool, "loader_only_images_per_second": r.loader_only,

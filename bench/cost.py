@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ffcv_inat import UserError
 
-from .stats import CostPrediction, predict_cost
+from .stats import CostPrediction, card_name, is_cpu_device, predict_cost
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Measured:
     images_per_second: float
     source: str  # where the figure came from, printed with the prediction
     gpus: int
+    gpu: str | None = None  # the device it ran on: a GPU's name, "none" (CPU), or None (not known)
 
 
 def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) -> Measured:
@@ -64,13 +65,25 @@ def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) 
     r = rows.iloc[-1]
     machine_name = r["gpu"] if r["gpu"] != "none" else f"{r['host']} (CPU x{r['cpu_count']}, no GPU)"
     return Measured(float(r["images_per_second"]), f"ffcv-bench epoch of {str(r['timestamp'])[:16]} on {machine_name}",
-                    max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1))
+                    max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1), str(r["gpu"]))
 
 
-def describe(facts: RecipeFacts, p: CostPrediction, source: str) -> str:
+def hours_on_device(p: CostPrediction, gpu: str | None) -> str:
+    """The predicted hours in the unit of the device whose throughput gave them: "hours on this
+    CPU" for a CPU figure, "<card>-hours" (e.g. H100-hours) for a GPU's, device-hours if unknown."""
+    if gpu is not None and is_cpu_device(gpu):
+        return f"{p.hours:,.2f} hours on this CPU"
+    card = card_name(gpu)
+    if card:
+        return f"{p.hours:,.2f} hours wall, {p.device_hours:,.2f} {card}-hours on {p.gpus} x {card}"
+    return (f"{p.hours:,.2f} hours wall, {p.device_hours:,.2f} device-hours on {p.gpus} device(s) "
+            "(--machine names the device)")
+
+
+def describe(facts: RecipeFacts, p: CostPrediction, source: str, gpu: str | None = None) -> str:
     return (f"{Path(facts.recipe).name}: {p.epochs} epochs x {p.images_per_epoch:,} images / "
             f"{p.images_per_second:,.1f} img/s ({source})\n"
-            f"= {p.seconds:,.0f} s = {p.hours:,.2f} hours wall, {p.gpu_hours:,.2f} GPU-hours on {p.gpus} GPU(s)")
+            f"= {p.seconds:,.0f} s = {hours_on_device(p, gpu)}")
 
 
 def predict(facts: RecipeFacts, n_images: int, measured: Measured, gpus: int | None) -> CostPrediction:

@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
-# Issue 4's GPU run of ffcv-bench, within about 8 minutes, rows to $OUT/results.csv:
-#   data           a synthetic ImageNet-like set (100 classes x 40 images of 448 px) and its beton
-#   model          ResNet-50 train step, res 160/192/224, bf16, channels-last on and off
-#   loader         ffcv vs torchvision ImageFolder+DataLoader, 16 workers, batch 256, res 160/192/224
-#   epoch          ffcv-train pretrain_90ep.yaml end to end with --max-steps, and its bottleneck verdict
-#   model_compile  the model bench again with torch.compile (slowest, so last)
-# then `ffcv-bench report` (table on stdout, PNGs in $OUT) and the log in $OUT/device_run.log.
+# The prepared GPU run of the bench suite: the steps named in $STEPS, in order, within $BUDGET_S.
+#   data           synthetic ImageNet-like images (100 classes x 40 of 448 px) and their beton
+#                  (python -m ffcv_inat.bench.synthetic_beton); loader, epoch and train read them
+#   model          ffcv-bench model: ResNet-50 train step, res 160/192/224, bf16, channels-last
+#                  (MODEL_LAYOUTS="--channels-last --no-channels-last" adds the other layout)
+#   loader         ffcv-bench loader: ffcv vs torchvision ImageFolder+DataLoader, 16 workers, batch 256
+#   epoch          ffcv-bench epoch: ffcv-train pretrain_90ep.yaml end to end with --max-steps, and
+#                  its bottleneck verdict
+#   model_compile  the model step again with torch.compile (slowest of the defaults, so last)
+#   train          ffcv-train pretrain_90ep.yaml on the data step's beton without and with
+#                  torch.compile; epoch seconds, images/s and peak GPU memory of each run from its
+#                  log.jsonl and summary.json (python -m ffcv_inat.bench.train_throughput)
+#   smoke_sweep    ffcv-sweep plan --grid smoke, run a slice of it, status, ffcv-analyze
+# The default STEPS is the standing GPU bench (about 8 minutes); train and smoke_sweep are
+# extra, e.g. STEPS="data train smoke_sweep" BUDGET_S=400. Rows go to $OUT/results.csv, then
+# `ffcv-bench report` (table on stdout and $OUT/report.txt, PNGs in $OUT); everything the
+# commands printed goes to $OUT/device_run.log.
 #
 # Run from anywhere, with $OUT set and ffcv importable (the caller prepares PYTHONPATH and
 # LD_LIBRARY_PATH, e.g. `source bench/gpu_env.sh`; see bench/README.md). The code measured
 # is this checkout's: a shim package of symlinks into the repo goes first on PYTHONPATH, so
-# an older installed copy of ffcv_inat cannot stand in for it.
+# an older installed copy of ffcv_inat cannot stand in for it, and every command runs as
+# `$PYTHON -m ffcv_inat...`.
 #
 # A failing or timed-out step is logged and the next one runs; each step gets at most the
-# time left before BUDGET_S, and a step with under 20 s left is skipped. Exit status 0 only
-# if every selected step succeeded. Every size below can be overridden from the environment
-# (the CPU tests run the script with tiny ones).
+# time left before BUDGET_S (train and sweep runs also their own limit), and a step with
+# under 20 s left is skipped. Exit status 0 only if every selected step succeeded. Every size
+# below can be overridden from the environment (the CPU tests run the script with tiny ones).
 set -u
 
 : "${OUT:?set OUT to the folder for the results}"
@@ -35,17 +46,27 @@ MODEL_BATCH=${MODEL_BATCH:-256}
 MODEL_STEPS=${MODEL_STEPS:-30}
 MODEL_WARMUP=${MODEL_WARMUP:-10}
 MODEL_PRECISION=${MODEL_PRECISION:-bf16}
+MODEL_LAYOUTS=${MODEL_LAYOUTS:-"--channels-last"}
 EPOCH_RECIPE=${EPOCH_RECIPE:-pretrain_90ep.yaml}
 EPOCH_STEPS=${EPOCH_STEPS:-12}
 EPOCH_EPOCHS=${EPOCH_EPOCHS:-2}
+TRAIN_RECIPE=${TRAIN_RECIPE:-pretrain_90ep.yaml}
+TRAIN_EPOCHS=${TRAIN_EPOCHS:-12}
+TRAIN_COMPILE=${TRAIN_COMPILE:-"false true"}
+TRAIN_LIMIT_S=${TRAIN_LIMIT_S:-95}   # per training run
+TRAIN_SET=${TRAIN_SET:-}             # more ffcv-train overrides, KEY=VALUE separated by spaces
+SWEEP_PLAN=${SWEEP_PLAN:-"--grid smoke --set device=auto"}
+SWEEP_ONLY=${SWEEP_ONLY:-"--only finetune_R-8-s0 --only scratch_s0"}
+SWEEP_LIMIT_S=${SWEEP_LIMIT_S:-110}  # for `ffcv-sweep run`
+KNOWN_STEPS="data model loader epoch model_compile train smoke_sweep"
 
 DEADLINE=$((SECONDS + BUDGET_S))
 mkdir -p "$OUT"
 RESULTS=$OUT/results.csv
 LOG=$OUT/device_run.log
-# KEEP_WORK=DIR keeps the data and beton in DIR for a caller's later steps.
+# KEEP_WORK=DIR keeps the data and beton in DIR for a later run (whose data step then keeps them).
 if [ -n "${KEEP_WORK:-}" ]; then W=$KEEP_WORK; mkdir -p "$W"; else W=$(mktemp -d "${TMPDIR:-/tmp}/ffcv-bench-device.XXXXXX"); fi
-DATA=$W/imagenet
+DATA=$W/imagenet             # as python -m ffcv_inat.bench.synthetic_beton "$W" lays it out
 BETON=$W/train.beton
 FAILED=()
 SKIPPED=()
@@ -54,22 +75,33 @@ say() { echo "$*" | tee -a "$LOG"; }
 
 # ffcv_inat as this checkout lays it out (bench/, writers/, recipes/ are subpackages).
 SHIM=$W/shim/ffcv_inat
+rm -rf "$W/shim"
 mkdir -p "$SHIM"
 for f in "$REPO"/ffcv_inat/*; do ln -s "$f" "$SHIM/$(basename "$f")"; done
 for sub in bench writers recipes; do [ -e "$SHIM/$sub" ] || ln -s "$REPO/$sub" "$SHIM/$sub"; done
 export PYTHONPATH=$W/shim${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 
-say "== ffcv-bench device run $(date -u +%FT%TZ), work dir $W, budget ${BUDGET_S}s"
+say "== ffcv-bench device run $(date -u +%FT%TZ), steps: $STEPS; work dir $W, budget ${BUDGET_S}s"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
   | tee "$OUT/gpu.txt" | tee -a "$LOG"
-if ! "$PY" -c "import ffcv, torch, ffcv_inat.bench.cli as c; print('ffcv_inat from', c.__file__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"; then
+"$PY" -c "import ffcv, torch, ffcv_inat.bench.cli as c; print('ffcv_inat from', c.__file__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
+if [ "${PIPESTATUS[0]}" -ne 0 ]; then
   say "cannot import ffcv / torch / ffcv_inat.bench: prepare PYTHONPATH and LD_LIBRARY_PATH first (bench/README.md)"
   exit 2
 fi
 
-# run_step NAME CMD...: run CMD with the time that is left; log, never abort the script.
+# run_step [--limit S] [--show] NAME CMD...: run CMD with the time that is left (and at most S
+# seconds); its output goes to the log (--show: to stdout too). Logs, never aborts the script.
 run_step() {
+  local limit="" show=0
+  while :; do
+    case $1 in
+      --limit) limit=$2; shift 2 ;;
+      --show) show=1; shift ;;
+      *) break ;;
+    esac
+  done
   local name=$1; shift
   local left=$((DEADLINE - SECONDS))
   if [ "$left" -lt 20 ]; then
@@ -77,9 +109,16 @@ run_step() {
     SKIPPED+=("$name")
     return 0
   fi
+  [ -n "$limit" ] && [ "$limit" -lt "$left" ] && left=$limit
   echo "[start] $name (limit ${left}s): $*" >>"$LOG"
   local t0=$SECONDS rc=0
-  timeout --kill-after=15 "$left" "$@" >>"$LOG" 2>&1 || rc=$?
+  # timeout signals the command's whole process group: a sweep's ffcv-train children stop too.
+  if [ "$show" -eq 1 ]; then
+    timeout --kill-after=15 "$left" "$@" 2>&1 | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+  else
+    timeout --kill-after=15 "$left" "$@" >>"$LOG" 2>&1 || rc=$?
+  fi
   if [ "$rc" -eq 0 ]; then
     say "[ok] $name in $((SECONDS - t0)) s"
   else
@@ -89,38 +128,25 @@ run_step() {
 }
 
 BENCH=("$PY" -m ffcv_inat.bench.cli)
-
-cat >"$W/make_data.py" <<'PY'
-"""Synthetic ImageNet-like images (real wnids of a seeded random subset) and their beton."""
-import sys, time
-from pathlib import Path
-from ffcv_inat.classes import select_classes
-from ffcv_inat.synthetic import make_imagenet
-from ffcv_inat.bench.loader_bench import list_image_folder, write_source_beton
-
-data, beton, classes, per_class, size, workers = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
-t = time.time()
-make_imagenet(data, train_per_class=per_class, val_per_class=0, size=size,
-              wnids=select_classes("R", classes, 0), workers=workers)
-print(f"made {classes * per_class} images of {size}x{size} px in {time.time() - t:.1f} s", flush=True)
-t = time.time()
-m = write_source_beton(list_image_folder(Path(data) / "train"), Path(beton), workers=workers)
-print(f"wrote {beton}: {m.num_images} images, {m.num_classes} classes in {time.time() - t:.1f} s", flush=True)
-PY
+TRAIN=("$PY" -m ffcv_inat.train.cli)
+SWEEP=("$PY" -m ffcv_inat.sweep.cli)
+ANALYZE=("$PY" -m ffcv_inat.analyze.cli)
 
 for step in $STEPS; do
   case $step in
     data)
-      run_step data "$PY" "$W/make_data.py" "$DATA" "$BETON" "$CLASSES" "$PER_CLASS" "$SIZE" "$WORKERS" ;;
-    model)
-      for cl in --channels-last --no-channels-last; do
-        run_step "model $cl" "${BENCH[@]}" model --res "$MODEL_RES" --batch "$MODEL_BATCH" --precision "$MODEL_PRECISION" $cl \
-          --steps "$MODEL_STEPS" --warmup "$MODEL_WARMUP" --results "$RESULTS"
-      done ;;
-    model_compile)
-      for cl in --channels-last --no-channels-last; do
-        run_step "model --compile $cl" "${BENCH[@]}" model --res "$MODEL_RES" --batch "$MODEL_BATCH" --precision "$MODEL_PRECISION" $cl \
-          --compile --steps "$MODEL_STEPS" --warmup "$MODEL_WARMUP" --results "$RESULTS"
+      if [ -n "${KEEP_WORK:-}" ] && [ -e "$BETON" ]; then
+        say "[ok] data: kept $BETON and $DATA from an earlier run"
+      else
+        run_step data "$PY" -m ffcv_inat.bench.synthetic_beton "$W" --classes "$CLASSES" --per-class "$PER_CLASS" \
+          --size "$SIZE" --workers "$WORKERS"
+      fi ;;
+    model|model_compile)
+      compile=(); [ "$step" = model_compile ] && compile=(--compile)
+      for cl in $MODEL_LAYOUTS; do
+        run_step "model ${compile[*]:+${compile[*]} }$cl" "${BENCH[@]}" model --res "$MODEL_RES" --batch "$MODEL_BATCH" \
+          --precision "$MODEL_PRECISION" $cl ${compile[@]+"${compile[@]}"} --steps "$MODEL_STEPS" --warmup "$MODEL_WARMUP" \
+          --results "$RESULTS"
       done ;;
     loader)
       run_step loader "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" --res "$LOADER_RES" --workers "$WORKERS" \
@@ -128,8 +154,25 @@ for step in $STEPS; do
     epoch)
       run_step epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" --max-steps "$EPOCH_STEPS" \
         --epochs "$EPOCH_EPOCHS" --warmup 1 --set "data.workers=$WORKERS" --results "$RESULTS" ;;
+    train)
+      sets=(); for s in $TRAIN_SET; do sets+=(--set "$s"); done
+      for c in $TRAIN_COMPILE; do
+        rm -rf "$W/train_compile_$c"
+        run_step --limit "$TRAIN_LIMIT_S" "train compile=$c" "${TRAIN[@]}" --recipe "$TRAIN_RECIPE" --train "$BETON" \
+          --set "schedule.epochs=$TRAIN_EPOCHS" --set "data.workers=$WORKERS" --set "compile=$c" --set log_every=5 \
+          ${sets[@]+"${sets[@]}"} --out "$W/train_compile_$c"
+        # also after a timed-out run: the epochs it logged still count
+        run_step --show "train compile=$c figures" "$PY" -m ffcv_inat.bench.train_throughput "$W/train_compile_$c" \
+          --label "compile=$c" --rows "$OUT/train_runs.jsonl"
+      done ;;
+    smoke_sweep)
+      rm -rf "$W/sweep"; mkdir -p "$W/sweep"
+      run_step "smoke_sweep plan" "${SWEEP[@]}" plan $SWEEP_PLAN --out "$W/sweep/plan.csv"
+      run_step --limit "$SWEEP_LIMIT_S" "smoke_sweep run" "${SWEEP[@]}" run "$W/sweep/plan.csv" $SWEEP_ONLY
+      run_step --show "smoke_sweep status" "${SWEEP[@]}" status "$W/sweep/plan.csv"
+      run_step --show "smoke_sweep analyze" "${ANALYZE[@]}" "$W/sweep/runs" --out "$OUT/sweep" ;;
     *)
-      say "[failed] unknown step $step (known: data model loader epoch model_compile)"
+      say "[failed] unknown step $step (known: $KNOWN_STEPS)"
       FAILED+=("$step") ;;
   esac
 done

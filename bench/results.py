@@ -12,12 +12,13 @@ import json
 import os
 import platform
 import socket
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from ffcv_inat import UserError
 
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "results.csv"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = REPO_ROOT / "bench" / "results" / "results.csv"
 
 ENVIRONMENT_COLUMNS = [
     "timestamp", "host", "cpu_count", "gpu", "gpu_count", "python", "torch", "torchvision", "ffcv",
@@ -34,6 +35,19 @@ MEASUREMENT_COLUMNS = [
     "settings",  # JSON: everything else needed to reproduce the measurement
 ]
 COLUMNS = ENVIRONMENT_COLUMNS + MEASUREMENT_COLUMNS
+
+
+def recorded_path(path: str | PurePath, repo_root: str | PurePath = REPO_ROOT) -> str:
+    """How a results row names a file or folder (images, beton) without any machine's absolute
+    path: relative to the repository root when it lies under it, else only its own name.
+
+    Pure: give absolute paths (the caller resolves them); a relative one counts as outside.
+    """
+    path, root = PurePath(path), PurePath(repo_root)
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
 
 
 def environment() -> dict[str, Any]:

@@ -95,7 +95,8 @@ class CostPrediction:
         return self.seconds / 3600
 
     @property
-    def gpu_hours(self) -> float:
+    def device_hours(self) -> float:
+        """Wall hours times the devices (`gpus`) that produced the throughput."""
         return self.hours * self.gpus
 
 
@@ -103,7 +104,7 @@ def predict_cost(epochs: int, images_per_epoch: int, images_per_second: float, g
     """Wall time of a whole run: epochs x images per epoch / images per second.
 
     images_per_second is the whole machine's measured rate (all `gpus` of it together), so
-    GPU-hours are wall hours times the GPUs that produced that rate.
+    device-hours (e.g. H100-hours) are wall hours times the GPUs that produced that rate.
     """
     if epochs < 1 or images_per_epoch < 1:
         raise ValueError("epochs and images per epoch must be at least 1")
@@ -113,3 +114,29 @@ def predict_cost(epochs: int, images_per_epoch: int, images_per_second: float, g
         raise ValueError(f"gpus must be at least 1, got {gpus}")
     return CostPrediction(epochs, images_per_epoch, images_per_second, gpus,
                           epochs * images_per_epoch / images_per_second)
+
+
+# Words of a GPU's name that say who made it or its product line, not which card it is.
+_MAKER_WORDS = {"nvidia", "amd", "intel", "tesla", "geforce", "quadro", "radeon", "instinct"}
+# Series words that only name a card together with the model after them (RTX 4090, RTX A6000).
+_SERIES_WORDS = {"rtx", "gtx", "titan"}
+
+
+def is_cpu_device(gpu: object) -> bool:
+    """The results rows' gpu column says "none" for a CPU-only machine (also accepted: "cpu")."""
+    return str(gpu).strip().lower() in ("none", "cpu")
+
+
+def card_name(gpu: object) -> str | None:
+    """A short name of a GPU card from its full name (torch.cuda.get_device_name, a results row's
+    `gpu`): "NVIDIA H100 80GB HBM3" -> "H100", "NVIDIA A100-SXM4-40GB" -> "A100",
+    "NVIDIA GeForce RTX 4090" -> "RTX 4090". None for no GPU ("none", "cpu") or no name ("", NaN).
+    """
+    text = "" if gpu is None else str(gpu).strip()
+    if not text or text.lower() == "nan" or is_cpu_device(text):
+        return None
+    words = [w for w in text.split() if w.lower() not in _MAKER_WORDS] or text.split()
+    first = words[0].split("-")[0]
+    if first.lower() in _SERIES_WORDS and len(words) > 1:
+        return f"{first} {words[1].split('-')[0]}"
+    return first

@@ -82,6 +82,7 @@ def test_loader_compares_both_pipelines_on_the_same_images(data, tmp_path):
         s = json.loads(row["settings"])
         # drop_last: 16 images at batch 4 = 4 full batches per epoch; both give uint8 Nx3x32x32
         assert s["num_images"] == 16 and s["images_per_epoch"] == 16 and s["batch_shape"] == [4, 3, 32, 32]
+        assert s["images"] == "train"  # a folder outside the repo: its name, never this machine's absolute path
     assert float(ffcv["ratio"]) == pytest.approx(float(ffcv["images_per_second"]) / float(torch_["images_per_second"]),
                                                  rel=1e-3)
     assert torch_["ratio"] == ""
@@ -191,7 +192,12 @@ def test_cost_from_given_throughput_and_from_a_beton(data, tmp_path):
     assert r.exit_code == 0, r.output
     # 90 x 1,281,167 / 3,000 = 38,435.01 s = 10.68 h
     assert "90 epochs x 1,281,167 images / 3,000.0 img/s" in r.output
-    assert "= 38,435 s = 10.68 hours wall, 10.68 GPU-hours on 1 GPU(s)" in r.output
+    # the figure's device is not known: device-hours, never "GPU-hours"
+    assert "= 38,435 s = 10.68 hours wall, 10.68 device-hours on 1 device(s)" in r.output
+    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1281167, "--images-per-second", 3000,
+               "--machine", "H100", "--gpus", 2)
+    assert r.exit_code == 0, r.output
+    assert "= 38,435 s = 10.68 hours wall, 21.35 H100-hours on 2 x H100" in r.output
     _, beton = data
     r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--train", beton, "--images-per-second", 1,
                "--set", "schedule.epochs=60")
@@ -206,10 +212,25 @@ def test_cost_uses_the_newest_matching_epoch_row(tmp_path):
                "--results", tmp_path / "r.csv")
     assert r.exit_code == 0, r.output
     # 90 x 1,000,000 / 2,000 = 45,000 s = 12.5 h on the H100 row
-    assert "on NVIDIA H100 80GB HBM3" in r.output and "= 45,000 s = 12.50 hours wall, 12.50 GPU-hours" in r.output
+    assert "on NVIDIA H100 80GB HBM3" in r.output
+    assert "= 45,000 s = 12.50 hours wall, 12.50 H100-hours on 1 x H100" in r.output
     r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 10, "--machine", "A100",
                "--results", tmp_path / "r.csv")
     assert_one_line_error(r, "no epoch results for pretrain_90ep.yaml at batch 256, res 224", "ffcv-bench epoch")
+
+
+@pytest.mark.timeout(60)
+def test_cost_from_a_cpu_row_names_the_cpu(tmp_path):
+    from ffcv_inat.bench.results import append_rows
+
+    cpu = dict(environment(), gpu="none", gpu_count=0, host="devbox", cpu_count=2)
+    append_rows(tmp_path / "r.csv", [make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml"}, env=cpu,
+                                              res=224, batch=256, images_per_second=4.0)])
+    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1_000, "--results", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.output
+    # 90 x 1,000 / 4 = 22,500 s = 6.25 h, on the CPU that measured it
+    assert "on devbox (CPU x2, no GPU)" in r.output and "= 22,500 s = 6.25 hours on this CPU" in r.output
+    assert "GPU-hours" not in r.output
 
 
 @pytest.mark.timeout(60)

@@ -1,6 +1,7 @@
 """bench/device_run.sh, the prepared GPU run, exercised on CPU with tiny sizes: it makes its
 data, runs the steps asked for, logs a failing step without stopping the rest, and leaves
-the results CSV, report and log in $OUT."""
+the results CSV, report and log in $OUT. (The Python of its steps is tested on its own in
+tests/test_bench_device_steps.py.)"""
 import csv
 import os
 import subprocess
@@ -25,15 +26,23 @@ def run_script(out, limit: float, **env):
 @pytest.mark.timeout(240)
 def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
     out = tmp_path / "out"
-    # "bogus" is no step and the epoch bench gets a recipe that does not exist: both fail,
-    # and the loader bench after them still runs and writes its rows.
-    p = run_script(out, 220, STEPS="data bogus epoch loader", EPOCH_RECIPE="no_such_recipe.yaml")
+    # "bogus" is no step, the training run gets a recipe that does not exist (so its figures
+    # find no epoch) and the sweep a run id that is not in its plan: they fail, and the steps
+    # after them still run; the loader bench writes its rows.
+    p = run_script(out, 220, STEPS="data bogus train loader smoke_sweep", TRAIN_RECIPE="no_such_recipe.yaml",
+                   TRAIN_COMPILE="false", SWEEP_ONLY="--only no_such_run")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "[ok] data" in p.stdout and "[ok] loader" in p.stdout
-    assert "[failed] unknown step bogus" in p.stdout and "[failed rc=1] epoch" in p.stdout
-    assert "failed: bogus epoch; skipped: none" in p.stdout
+    assert "[failed] unknown step bogus" in p.stdout
+    for failed in ("train compile=false", "train compile=false figures", "smoke_sweep run", "smoke_sweep analyze"):
+        assert f"[failed rc=1] {failed} after" in p.stdout
+    assert "[ok] smoke_sweep plan" in p.stdout and "[ok] smoke_sweep status" in p.stdout
+    assert ("failed: bogus train compile=false train compile=false figures smoke_sweep run smoke_sweep analyze; "
+            "skipped: none") in p.stdout
+    assert "no epoch logged in log.jsonl" in p.stdout  # --show: the figures step prints to stdout too
     log = (out / "device_run.log").read_text()
     assert "recipe not found: no_such_recipe.yaml" in log and "made 8 images of 48x48 px" in log
+    assert "no run 'no_such_run' in the plan" in log and "runs dir not found" in log
     with (out / "results.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["bench"], r["pipeline"], r["workers"], r["res"]) for r in rows] == [
@@ -46,8 +55,10 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
 def test_no_step_starts_once_the_budget_is_spent(tmp_path):
     p = run_script(tmp_path / "out", 50, BUDGET_S="0")
     assert p.returncode == 1
-    for step in ("data", "model --channels-last", "loader", "epoch", "model --compile --no-channels-last"):
+    assert "steps: data model loader epoch model_compile;" in p.stdout  # the standing GPU bench
+    for step in ("data", "model --channels-last", "loader", "epoch", "model --compile --channels-last"):
         assert f"[skipped] {step}:" in p.stdout
+    assert "no-channels-last" not in p.stdout  # only with MODEL_LAYOUTS="--channels-last --no-channels-last"
     assert "no results rows were written" in p.stdout
 
 

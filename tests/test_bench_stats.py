@@ -5,9 +5,11 @@ import json
 import pytest
 
 from ffcv_inat import UserError
+from ffcv_inat.bench.cost import hours_on_device
+from ffcv_inat.bench.results import REPO_ROOT, recorded_path
 from ffcv_inat.bench.results import COLUMNS, append_rows, environment, make_row
-from ffcv_inat.bench.stats import (bottleneck_verdict, extrapolate_epoch_seconds, predict_cost, ratio, spread,
-                                   steps_per_epoch, throughput)
+from ffcv_inat.bench.stats import (bottleneck_verdict, card_name, extrapolate_epoch_seconds, predict_cost, ratio,
+                                   spread, steps_per_epoch, throughput)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,13 +68,52 @@ def test_predict_cost_of_the_paper_pretraining():
     p = predict_cost(epochs=90, images_per_epoch=1_281_167, images_per_second=3000.0)
     assert p.seconds == pytest.approx(38_435.01)
     assert p.hours == pytest.approx(10.676391667)
-    assert p.gpu_hours == p.hours
+    assert p.device_hours == p.hours
     p8 = predict_cost(90, 1_281_167, 24_000.0, gpus=8)
     assert p8.hours == pytest.approx(1.334548958)
-    assert p8.gpu_hours == pytest.approx(8 * 1.334548958)
+    assert p8.device_hours == pytest.approx(8 * 1.334548958)
     for bad in ((0, 10, 1.0, 1), (1, 10, 0.0, 1), (1, 10, 1.0, 0)):
         with pytest.raises(ValueError):
             predict_cost(*bad)
+
+
+@pytest.mark.parametrize("gpu, card", [
+    ("NVIDIA H100 80GB HBM3", "H100"),
+    ("NVIDIA H200", "H200"),
+    ("NVIDIA A100-SXM4-40GB", "A100"),
+    ("Tesla V100-SXM2-16GB", "V100"),
+    ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+    ("NVIDIA RTX A6000", "RTX A6000"),
+    ("NVIDIA L4", "L4"),
+    ("AMD Instinct MI300X", "MI300X"),
+    ("H100", "H100"),  # --machine H100
+    ("none", None), ("cpu", None), ("", None), (None, None), (float("nan"), None),
+])
+def test_card_name(gpu, card):
+    assert card_name(gpu) == card
+
+
+def test_hours_are_named_by_the_device_that_gave_the_throughput():
+    p = predict_cost(90, 1_000_000, 2000.0)  # 12.5 h
+    assert hours_on_device(p, "NVIDIA H100 80GB HBM3") == "12.50 hours wall, 12.50 H100-hours on 1 x H100"
+    p8 = predict_cost(90, 1_000_000, 16_000.0, gpus=8)  # 1.5625 h on 8 GPUs
+    assert hours_on_device(p8, "NVIDIA H200") == "1.56 hours wall, 12.50 H200-hours on 8 x H200"
+    assert hours_on_device(p, "none") == "12.50 hours on this CPU"  # never "GPU-hours" for a CPU figure
+    assert hours_on_device(p, "cpu") == "12.50 hours on this CPU"
+    assert hours_on_device(p, None).startswith("12.50 hours wall, 12.50 device-hours on 1 device(s)")
+    for gpu in ("NVIDIA H100 80GB HBM3", "none", None):
+        assert "GPU-hours" not in hours_on_device(p, gpu)
+
+
+def test_recorded_path_names_no_absolute_path():
+    root = "/home/someone/ffcv-inat"
+    assert recorded_path(f"{root}/work/imagenet/train", root) == "work/imagenet/train"
+    assert recorded_path(root, root) == "."
+    assert recorded_path("/tmp/bb/final/train", root) == "train"  # outside the repo: only its name
+    assert recorded_path("/home/someone/ffcv-inat-old/train", root) == "train"  # a sibling is outside
+    assert recorded_path("relative/train", root) == "train"
+    assert recorded_path(REPO_ROOT / "bench" / "results") == "bench/results"  # the default root: this checkout
+    assert (REPO_ROOT / "bench" / "loader_bench.py").is_file()
 
 
 def test_rows_have_environment_and_fixed_columns(tmp_path):

@@ -50,7 +50,6 @@ def _print_metrics(summary: dict) -> None:
 def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
     """Train (pretrain, finetune, linear probe) as a recipe says; writes a run directory."""
     from ..config import load_config
-    from .trainer import train
 
     if recipe is None:
         if not (resume and out):
@@ -58,6 +57,8 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
         recipe = str(Path(out) / "config.yaml")
     cfg = load_config(recipe, list(sets), {"data.train": train_beton, "data.val": val_beton,
                                             "model.init": init, "out": out})
+    from .trainer import train  # torch and ffcv: after the config is known to be good
+
     summary = train(cfg, resume=resume)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
