@@ -16,7 +16,6 @@ Deletes both files afterwards and prints one line per measurement.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from ffcv_inat.beton_integrity import (ALLOC_ENTRY, FIELD_DESC, FORMAT_VERSION, HEADER, INT_FIELD, RGB_FIELD,
                                        FIELD_METADATA, check_beton, integrity_of, sha256_of)
+from ffcv_inat.environment import cpu_name
 from ffcv_inat.manifest import ClassEntry, Integrity, Manifest, manifest_path
 
 SIDE = 128
@@ -100,16 +100,6 @@ def write_sparse_imagenet_layout(path: Path, n: int = 1_281_167, mean_bytes: int
     return m
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def evict(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -138,7 +128,7 @@ def time_check(path: Path, repeats: int, cold: bool) -> float:
 def main(work_dir, gib, repeats, workers):
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    machine = f"{os.cpu_count()} cores, {_cpu_model()}, no GPU used"
+    machine = f"{os.cpu_count()} cores, {cpu_name()}, no GPU used"
     real, sparse = work / "bench_1gib.beton", work / "bench_imagenet_layout.beton"
     try:
         start = time.perf_counter()

@@ -47,7 +47,7 @@ from ..evaluation import EvalResult, evaluate, write_results
 from ..loaders import BetonLoader, make_loader, stop_epoch
 from ..manifest import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
-from ..rundir import CHECKPOINT, CONFIG, LOG, SUMMARY
+from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
 from ..schedule import lr_at, res_at
 from .step import TrainStep, make_optimizer
 
@@ -65,10 +65,11 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
 def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
     wall_start = time.perf_counter()
     run_dir = prepare_run_dir(cfg, resume, info)
-    if resume and (run_dir / SUMMARY).is_file():
+    done = read_summary(run_dir) if resume else None  # a corrupt summary.json: run (again) to the end
+    if done is not None:
         if info.is_main:
             print(f"{run_dir} is already complete", file=sys.stderr)
-        return json.loads((run_dir / SUMMARY).read_text())
+        return done
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     data = read_data(cfg)
