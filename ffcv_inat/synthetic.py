@@ -7,7 +7,11 @@ proportions, image_dir_name). Image content is a function of the class (colour, 
 angle and frequency), plus per-image jitter and noise, so a network can learn it; in iNat,
 species of one supercategory share a texture family so that features transfer.
 
-    python -m ffcv_inat.synthetic OUT_DIR [--odd-files]
+`make_study_data` is the one maker of synthetic *study* data (an ImageNet tree beside an
+iNat-2021 tree, as the study reads them): `make demo`, the trainer demo and the sweep's smoke
+grid each take a named preset of STUDY_PRESETS, which are the only place their sizes live.
+
+    python -m ffcv_inat.synthetic OUT_DIR [--preset smoke] [--odd-files]
 """
 from __future__ import annotations
 
@@ -15,14 +19,14 @@ import hashlib
 import io
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 import numpy as np
 from PIL import Image
 
-from .classes import imagenet_classes
+from .classes import imagenet_classes, select_classes
 
 # iNat-2021 species per supercategory (10,000 in all), with a representative taxon path.
 INAT_SUPERCATEGORIES = {
@@ -231,19 +235,83 @@ def make_inat(
     return root
 
 
+@dataclass(frozen=True)
+class StudyData:
+    """What one synthetic copy of the study's data holds: OUT/imagenet (real wnids, train/ and
+    val/) and OUT/inat2021 (the real taxonomy; iNat-Mini-A keeps its animal species)."""
+
+    imagenet_train: int  # train images per ImageNet class
+    imagenet_val: int  # val images per ImageNet class
+    inat_species: int  # species of all kingdoms, in the real proportions (at least 11)
+    inat_train_mini: int  # train_mini images per species: iNat-Mini-A's training set
+    inat_train_extra: int  # further train images per species: the pool of the paper's eval split
+    inat_val: int  # val images per species
+    size: int  # image side in pixels
+    # ImageNet classes written: (subset, k, seed) of classes.select_classes; None = all 1,000.
+    imagenet_classes: tuple[str, int | None, int] | None = None
+    odd_files: bool = False  # grayscale, CMYK, PNG-as-JPEG and broken files, as real data has
+
+
+STUDY_PRESETS = {
+    # `make demo` steps 1-2 and 4: every beton kind at 64 px, odd files for the writer's
+    # report, enough images for a loader benchmark.
+    "demo": StudyData(imagenet_train=4, imagenet_val=2, inat_species=120, inat_train_mini=10,
+                      inat_train_extra=8, inat_val=4, size=64, odd_files=True),
+    # `python -m ffcv_inat.train.demo`: only the 8 ImageNet-A classes it pretrains on, with
+    # enough images per class that smoke_cpu.yaml's 3 epochs learn them.
+    "train-demo": StudyData(imagenet_train=24, imagenet_val=6, inat_species=40, inat_train_mini=6,
+                            inat_train_extra=0, inat_val=3, size=40, imagenet_classes=("A", 8, 0)),
+    # The sweep's smoke grid (32 px, every run 4 epochs of 3 steps of 16): 6 train images per
+    # class give R-8 its 3 batches an epoch; 24 species are 16 animal ones (chance 1/16),
+    # each with 6 train_mini images (6 batches to draw from) and 6 more for the eval split.
+    "smoke": StudyData(imagenet_train=6, imagenet_val=1, inat_species=24, inat_train_mini=6,
+                       inat_train_extra=6, inat_val=2, size=32),
+}
+
+
+def study_preset(name: str) -> StudyData:
+    try:
+        return STUDY_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown synthetic data preset {name!r}: choose from {', '.join(STUDY_PRESETS)}") from None
+
+
+def make_study_data(out: str | Path, data: StudyData | str, workers: int = 1) -> tuple[Path, Path]:
+    """Write OUT/imagenet and OUT/inat2021 as `data` (a StudyData or a preset name) says;
+    return their paths."""
+    d = study_preset(data) if isinstance(data, str) else data
+    out = Path(out)
+    wnids = select_classes(*d.imagenet_classes) if d.imagenet_classes else None
+    imagenet = make_imagenet(out / "imagenet", d.imagenet_train, d.imagenet_val, size=d.size, wnids=wnids,
+                             odd_files=d.odd_files, workers=workers)
+    inat = make_inat(out / "inat2021", num_species=d.inat_species, train_mini_per_class=d.inat_train_mini,
+                     train_extra_per_class=d.inat_train_extra, val_per_class=d.inat_val, size=d.size,
+                     odd_files=d.odd_files)
+    return imagenet, inat
+
+
+# The command's sizes when no --preset is given.
+CLI_DEFAULT = StudyData(imagenet_train=3, imagenet_val=1, inat_species=60, inat_train_mini=4, inat_train_extra=6,
+                        inat_val=2, size=48)
+
+
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--imagenet-train", default=3, show_default=True, help="Train images per ImageNet class.")
-@click.option("--imagenet-val", default=1, show_default=True, help="Val images per ImageNet class.")
-@click.option("--inat-species", default=60, show_default=True, help="Species in the synthetic iNat (all kingdoms).")
-@click.option("--size", default=48, show_default=True, help="Image side in pixels.")
-@click.option("--odd-files", is_flag=True, help="Add grayscale, CMYK, PNG-as-JPEG and broken files.")
-def main(out_dir, imagenet_train, imagenet_val, inat_species, size, odd_files):
+@click.option("--preset", type=click.Choice(sorted(STUDY_PRESETS)), default=None,
+              help="Start from a named preset (the options below, where given, change it).")
+@click.option("--imagenet-train", type=int, default=None, help=f"Train images per ImageNet class [{CLI_DEFAULT.imagenet_train}].")
+@click.option("--imagenet-val", type=int, default=None, help=f"Val images per ImageNet class [{CLI_DEFAULT.imagenet_val}].")
+@click.option("--inat-species", type=int, default=None,
+              help=f"Species in the synthetic iNat, all kingdoms [{CLI_DEFAULT.inat_species}].")
+@click.option("--size", type=int, default=None, help=f"Image side in pixels [{CLI_DEFAULT.size}].")
+@click.option("--odd-files", is_flag=True, default=None, help="Add grayscale, CMYK, PNG-as-JPEG and broken files.")
+def main(out_dir, preset, imagenet_train, imagenet_val, inat_species, size, odd_files):
     """Write OUT_DIR/imagenet and OUT_DIR/inat2021."""
-    out = Path(out_dir)
-    make_imagenet(out / "imagenet", imagenet_train, imagenet_val, size=size, odd_files=odd_files)
-    make_inat(out / "inat2021", num_species=inat_species, size=size, odd_files=odd_files)
-    click.echo(f"synthetic ImageNet: {out / 'imagenet'}\nsynthetic iNat-2021: {out / 'inat2021'}")
+    given = dict(imagenet_train=imagenet_train, imagenet_val=imagenet_val, inat_species=inat_species, size=size,
+                 odd_files=odd_files)
+    data = replace(STUDY_PRESETS[preset] if preset else CLI_DEFAULT, **{k: v for k, v in given.items() if v is not None})
+    imagenet, inat = make_study_data(out_dir, data)
+    click.echo(f"synthetic ImageNet: {imagenet}\nsynthetic iNat-2021: {inat}")
 
 
 if __name__ == "__main__":

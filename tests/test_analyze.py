@@ -163,3 +163,28 @@ def test_cli_errors_are_one_line(tmp_path):
     run(tmp_path / "runs", "scratch_s0", t, t, 0.1, per_class=[0.1, 0.2, 0.3])
     r = CliRunner().invoke(analyze_main, [str(tmp_path / "runs"), "--species-csv", str(bad)])
     assert r.exit_code != 0 and "missing column(s) imagenet_images, family" in r.output
+
+
+def test_a_corrupt_or_partial_summary_is_left_out_and_reported_once(study, tmp_path, capsys):
+    runs = study / "runs"
+    truncated = runs / "finetune_A-50-s0" / "summary.json"
+    truncated.write_text(truncated.read_text()[:40])  # cut short, as by an interrupted copy
+    partial = runs / "pretrain_NA-s1" / "summary.json"  # also read for its finetune's subset
+    partial.write_text(json.dumps({"recipe": "x.yaml", "epochs": 3}))  # no final metrics
+    r = CliRunner().invoke(analyze_main, [str(runs), "--out", str(tmp_path / "f")])
+    assert r.exit_code == 0, r.output
+    assert "38 completed runs" in r.stdout and "finetune_A-50-s0" not in r.stdout
+    for path in (truncated, partial):
+        assert r.stderr.count(str(path)) == 1, r.stderr  # once, though every reader of it asked
+    assert len(pd.read_csv(tmp_path / "f" / "results.csv")) == 38
+    assert len(gather(runs)) == 38 and capsys.readouterr().err == ""  # said already in this process
+
+
+def test_caption_is_drawn_on_every_figure(study, tmp_path):
+    plain, captioned = tmp_path / "plain", tmp_path / "captioned"
+    for out, extra in ((plain, []), (captioned, ["--caption", "synthetic data"])):
+        r = CliRunner().invoke(analyze_main, [str(study / "runs"), "--out", str(out), *extra])
+        assert r.exit_code == 0, r.output
+    for name in ("fig2_supercategories.png", "fig3_finetune_vs_classes.png", "fig4_linear_probe_vs_classes.png",
+                 "fig6_R_animal_scaled.png"):
+        assert (plain / name).read_bytes() != (captioned / name).read_bytes(), name

@@ -148,3 +148,51 @@ def test_plan_cli(tmp_path):
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(sweep_main, ["run", str(tmp_path / "missing.csv")])
     assert r.exit_code != 0 and "plan not found" in r.output
+
+
+def test_smoke_runs_take_the_smoke_recipes_settings(tmp_path):
+    from ffcv_inat.config import get_key, load_config
+    from ffcv_inat.sweep.plan import SMOKE_GRID_OVERRIDES, SMOKE_RECIPE, STRUCTURE_KEYS, smoke_recipe_overrides
+
+    smoke = load_config(SMOKE_RECIPE)
+    grid = {item.partition("=")[0] for item in SMOKE_GRID_OVERRIDES}
+    recipe_keys = [item.partition("=")[0] for item in smoke_recipe_overrides()]
+    assert "optim.lr" in recipe_keys and "model.zero_init_residual" in recipe_keys
+    assert not set(recipe_keys) & set(STRUCTURE_KEYS)
+    rows = build_plan(GridSpec("smoke", (8,), (0,), 1.0, str(tmp_path), full_subsets=False))
+    for r in (r for r in rows if r.recipe):
+        keys = [o.partition("=")[0] for o in r.overrides]
+        assert len(keys) == len(set(keys)), r.overrides  # each key once
+        cfg, paper = load_config(r.recipe, list(r.overrides)), load_config(r.recipe)
+        for key in recipe_keys:  # every value the smoke recipe sets, unless the grid sets it
+            if key not in grid:
+                assert get_key(cfg, key) == get_key(smoke, key), (r.run_id, key)
+        for key in ("model.init", "model.freeze"):  # the run's structure: its paper recipe's
+            assert get_key(cfg, key) == get_key(paper, key) or (r.run_id, key) == ("linear_random-s0", "model.init")
+        assert (cfg.device, cfg.schedule.epochs, cfg.schedule.max_steps_per_epoch, cfg.eval.every) == ("cpu", 4, 3, 0)
+
+
+def test_plan_checks_every_set_against_the_recipes_when_written(tmp_path):
+    out = tmp_path / "plan.csv"
+    for grid in ("paper", "smoke"):
+        for item, msg in (("data.wrkers=16", "unknown key data.wrkers"), ("optim.lr=fast", "optim.lr must be float"),
+                          ("device=gpu", "device must be one of auto, cpu, cuda"),
+                          ("schedule=3", "schedule must be a mapping")):
+            r = CliRunner().invoke(sweep_main, ["plan", "--grid", grid, "--set", item, "--out", str(out)])
+            assert r.exit_code != 0 and msg in r.output, (grid, item, r.output)
+            assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
+            assert not out.exists()  # no plan that would fail at every run's start
+    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--set", "data.workers=2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for row in (row for row in read_plan(out) if row.recipe):  # after the grid's own: it wins
+        assert row.overrides.index("data.workers=2") > row.overrides.index("data.workers=1")
+
+
+def test_smoke_data_row_names_its_synthetic_preset(tmp_path):
+    from ffcv_inat.synthetic import STUDY_PRESETS
+    from ffcv_inat.sweep.executors import row_command
+
+    rows = build_plan(GridSpec("smoke", (8,), (0,), 1.0, str(tmp_path), full_subsets=False))
+    data = rows[0]
+    assert data.kind == "data" and data.options["preset"] in STUDY_PRESETS
+    assert row_command(data)[-2:] == ["--preset", data.options["preset"]]

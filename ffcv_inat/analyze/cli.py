@@ -26,8 +26,10 @@ def _write_csv(df, path: Path) -> Path:
               help="species,imagenet_images,family: how well ImageNet represents each species (Figure 1).")
 @click.option("--pretrained", default="all", show_default=True,
               help="Pretraining subset whose finetune is compared with scratch per species (Figure 1).")
+@click.option("--caption", default="", metavar="TEXT",
+              help="A second title line on every figure, e.g. 'synthetic data, smoke grid' (make demo sets it).")
 @report_user_errors
-def main(runs_dir, out_dir, species_csv, pretrained):
+def main(runs_dir, out_dir, species_csv, pretrained, caption):
     """Gather every completed run under RUNS_DIR into results.csv and draw the paper's figures."""
     from . import figures  # matplotlib only when drawing
 
@@ -47,10 +49,10 @@ def main(runs_dir, out_dir, species_csv, pretrained):
     written.append(_write_csv(gain, out / "species_gain.csv"))
 
     figs = [
-        figures.figure3(df, out / "fig3_finetune_vs_classes.png"),
-        figures.figure4(df, out / "fig4_linear_probe_vs_classes.png"),
-        figures.figure6(df, out / "fig6_R_animal_scaled.png"),
-        figures.figure2(super_table, out / "fig2_supercategories.png"),
+        figures.figure3(df, out / "fig3_finetune_vs_classes.png", caption),
+        figures.figure4(df, out / "fig4_linear_probe_vs_classes.png", caption),
+        figures.figure6(df, out / "fig6_R_animal_scaled.png", caption),
+        figures.figure2(super_table, out / "fig2_supercategories.png", caption),
     ]
     label = "ImageNet" if pretrained == "all" else f"ImageNet {pretrained}"
     if species_csv:
@@ -58,7 +60,7 @@ def main(runs_dir, out_dir, species_csv, pretrained):
         if joined.empty:
             raise UserError(f"{species_csv}: no species matches an id or name in the runs' per_class.csv")
         written.append(_write_csv(joined, out / "species_gain_joined.csv"))
-        figs.append(figures.figure1(joined, out / "fig1_species_gain.png", label))
+        figs.append(figures.figure1(joined, out / "fig1_species_gain.png", label, caption))
     for p in written:
         click.echo(f"table:  {p}")
     for p in figs:

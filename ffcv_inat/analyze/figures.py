@@ -1,6 +1,8 @@
 """The paper's figures as PNGs, drawn from table.py's tables.
 
 Each function takes a table, writes one PNG and returns its path; none reads run dirs itself.
+`caption` (e.g. "synthetic data, smoke grid") is a second title line on every figure, so a
+figure made from a demo or a slice says so wherever it is copied.
 """
 from __future__ import annotations
 
@@ -53,11 +55,15 @@ def _log_x_if_wide(ax, xs) -> None:
         ax.set_xscale("log")
 
 
+def _title(ax, title: str, caption: str = "") -> None:
+    ax.set_title(f"{title}\n{caption}" if caption else title, fontsize=11 if caption else None)
+
+
 def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} runs yet", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def accuracy_vs_classes(df: pd.DataFrame, kind: str, out: Path, title: str, ylabel: str) -> Path:
+def accuracy_vs_classes(df: pd.DataFrame, kind: str, out: Path, title: str, ylabel: str, caption: str = "") -> Path:
     """Figures 3 (kind=finetune) and 4 (kind=linear): top-1 vs #pretraining classes per family."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     points = curve_points(df, kind)
@@ -68,24 +74,24 @@ def accuracy_vs_classes(df: pd.DataFrame, kind: str, out: Path, title: str, ylab
     _log_x_if_wide(ax, points["x"] if not points.empty else [])
     ax.set_xlabel("number of ImageNet classes in pretraining")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    _title(ax, title, caption)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
     return save_png(fig, out)
 
 
-def figure3(df: pd.DataFrame, out: Path) -> Path:
+def figure3(df: pd.DataFrame, out: Path, caption: str = "") -> Path:
     return accuracy_vs_classes(df, "finetune", out, "Figure 3: finetuned on iNat-Mini-A",
-                               "top-1 accuracy on iNat-Mini-A eval (%)")
+                               "top-1 accuracy on iNat-Mini-A eval (%)", caption)
 
 
-def figure4(df: pd.DataFrame, out: Path) -> Path:
+def figure4(df: pd.DataFrame, out: Path, caption: str = "") -> Path:
     return accuracy_vs_classes(df, "linear", out, "Figure 4: linear probe on ImageNet-A",
-                               "top-1 accuracy on ImageNet-A val (%)")
+                               "top-1 accuracy on ImageNet-A val (%)", caption)
 
 
-def figure6(df: pd.DataFrame, out: Path) -> Path:
+def figure6(df: pd.DataFrame, out: Path, caption: str = "") -> Path:
     """R's curves against the expected number of animal classes (0.398 k), beside A's."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for ax, kind, what in ((axes[0], "finetune", "finetuned on iNat-Mini-A"),
@@ -97,14 +103,14 @@ def figure6(df: pd.DataFrame, out: Path) -> Path:
         _draw_refs(ax, reference_levels(df, kind))
         ax.set_xlabel("number of animal classes in pretraining (expected for R-k)")
         ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title(f"Figure 6: {what}")
+        _title(ax, f"Figure 6: {what}", caption)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
     return save_png(fig, out)
 
 
-def figure2(table: pd.DataFrame, out: Path) -> Path:
+def figure2(table: pd.DataFrame, out: Path, caption: str = "") -> Path:
     """Per-supercategory iNat-Mini-A accuracy: scratch vs pretrained models (grouped bars)."""
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * max(len(table), 1) + 2), 4.6))
     if table.empty:
@@ -124,12 +130,12 @@ def figure2(table: pd.DataFrame, out: Path) -> Path:
         ax.legend(fontsize=8, ncol=2, loc="upper center")
     ax.set_xlabel("iNat supercategory")
     ax.set_ylabel("top-1 accuracy on iNat-Mini-A eval (%)")
-    ax.set_title("Figure 2: per-supercategory accuracy, pretrained vs scratch")
+    _title(ax, "Figure 2: per-supercategory accuracy, pretrained vs scratch", caption)
     ax.grid(axis="y", alpha=0.3)
     return save_png(fig, out)
 
 
-def figure1(joined: pd.DataFrame, out: Path, pretrained_label: str) -> Path:
+def figure1(joined: pd.DataFrame, out: Path, pretrained_label: str, caption: str = "") -> Path:
     """Per-species gain from pretraining vs the species' representation in ImageNet."""
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
     if joined.empty:
@@ -143,7 +149,7 @@ def figure1(joined: pd.DataFrame, out: Path, pretrained_label: str) -> Path:
         ax.set_xlim(-0.3, float(joined["imagenet_images"].max()) * 2)
     ax.set_xlabel("ImageNet images representing the species")
     ax.set_ylabel(f"pretraining gain, {pretrained_label} − scratch (points of top-1 %)")
-    ax.set_title("Figure 1: per-species gain from pretraining")
+    _title(ax, "Figure 1: per-species gain from pretraining", caption)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, title="family", loc="best")

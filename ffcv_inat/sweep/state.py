@@ -1,6 +1,7 @@
 """Where each run of a plan stands, read from the files it leaves (no database to go stale).
 
-done     its outputs are complete: a valid summary.json (training), beton + manifest, data dir
+done     its outputs are complete: a complete summary.json (training, read by rundir.read_summary,
+         as ffcv-analyze reads it), beton + manifest, data dir
 running  a sweep_state.json says running and its process (this host) or SLURM job is alive
 queued   submitted to SLURM and not started
 failed   the last attempt failed (sweep_state.json keeps the return code and the error line)
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..atomic import pid_alive, write_text_atomic
+from ..rundir import read_summary
 from .plan import TRAIN_KINDS, PlanRow
 
 STATUSES = ("done", "running", "queued", "failed", "pending")
@@ -43,7 +45,9 @@ def is_complete(row: PlanRow) -> bool:
         return out.is_dir()
     if row.kind == "beton":
         return out.is_file() and valid_json(out.with_suffix(".json"), "classes")
-    return valid_json(out / "summary.json", "top1")
+    # A corrupt or partial summary.json is "not done" (reported once on stderr), so the run
+    # is run again rather than trusted or aborting the sweep.
+    return read_summary(out) is not None
 
 
 def valid_json(path: Path, required_key: str) -> bool:

@@ -1,9 +1,11 @@
 """The smoke grid's first step: synthetic ImageNet + iNat-2021 trees, made atomically.
 
-    python -m ffcv_inat.sweep.synthetic_data OUT_DIR [--imagenet-train N ...]
+    python -m ffcv_inat.sweep.synthetic_data OUT_DIR [--preset smoke]
 
-The trees are built in a hidden sibling folder and renamed to OUT_DIR only when complete, so
-"OUT_DIR exists" means "done" and an interrupted step leaves nothing the sweep would trust.
+What the data is (sizes, classes) is a preset of ffcv_inat.synthetic.STUDY_PRESETS, the one
+place that says it for the demo, the trainer demo and this grid. The trees are built in a
+hidden sibling folder and renamed to OUT_DIR only when complete, so "OUT_DIR exists" means
+"done" and an interrupted step leaves nothing the sweep would trust.
 """
 from __future__ import annotations
 
@@ -14,16 +16,15 @@ from pathlib import Path
 import click
 
 from ..atomic import temp_path_for
-from ..synthetic import make_imagenet, make_inat
+from ..synthetic import STUDY_PRESETS, StudyData, make_study_data
 
 
-def make_synthetic_data(out: str | Path, imagenet_train: int, imagenet_val: int, inat_species: int, size: int) -> Path:
+def make_synthetic_data(out: str | Path, data: StudyData | str = "smoke") -> Path:
     out = Path(out)
     tmp = temp_path_for(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        make_imagenet(tmp / "imagenet", imagenet_train, imagenet_val, size=size)
-        make_inat(tmp / "inat2021", num_species=inat_species, size=size)
+        make_study_data(tmp, data)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -32,16 +33,14 @@ def make_synthetic_data(out: str | Path, imagenet_train: int, imagenet_val: int,
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--imagenet-train", type=int, default=2, show_default=True)
-@click.option("--imagenet-val", type=int, default=1, show_default=True)
-@click.option("--inat-species", type=int, default=24, show_default=True)
-@click.option("--size", type=int, default=32, show_default=True)
-def main(out_dir, imagenet_train, imagenet_val, inat_species, size):
-    """Write OUT_DIR/imagenet (all 1,000 wnids) and OUT_DIR/inat2021, all or nothing."""
+@click.option("--preset", type=click.Choice(sorted(STUDY_PRESETS)), default="smoke", show_default=True,
+              help="Which synthetic study data (ffcv_inat.synthetic.STUDY_PRESETS).")
+def main(out_dir, preset):
+    """Write OUT_DIR/imagenet and OUT_DIR/inat2021, all or nothing."""
     if Path(out_dir).exists():
         raise click.ClickException(f"{out_dir} exists; remove it to make the data again")
-    out = make_synthetic_data(out_dir, imagenet_train, imagenet_val, inat_species, size)
-    click.echo(f"synthetic data in {out}")
+    out = make_synthetic_data(out_dir, preset)
+    click.echo(f"synthetic data ({preset}) in {out}")
 
 
 if __name__ == "__main__":

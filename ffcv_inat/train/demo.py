@@ -16,10 +16,9 @@ import click
 
 from .. import UserError
 from ..cli_errors import report_user_errors
-from ..classes import select_classes
-from ..synthetic import make_imagenet, make_inat
+from ..synthetic import make_study_data, study_preset
 
-SIZE = 40  # stored image side; the smoke recipe trains at 32 px
+DATA = study_preset("train-demo")  # stored at 40 px; the smoke recipe trains at 32 px
 
 
 def _betons(root: Path, workers: int) -> dict[str, Path]:
@@ -27,15 +26,14 @@ def _betons(root: Path, workers: int) -> dict[str, Path]:
     from ..writers.imagenet import write_imagenet
     from ..writers.inat import write_inat_mini_a
 
-    opts = WriteOptions(max_res=SIZE, workers=workers)
+    opts = WriteOptions(max_res=DATA.size, workers=workers)
     out = {name: root / f"{name}.beton" for name in ("A_train", "A_val", "inat_train", "inat_val")}
-    make_imagenet(root / "imagenet", train_per_class=24, val_per_class=6, size=SIZE, wnids=select_classes("A", 8, 0))
-    write_imagenet(root / "imagenet", "train", "A", 8, 0, out["A_train"], opts)
-    write_imagenet(root / "imagenet", "val", "A", 8, 0, out["A_val"], opts)
-    make_inat(root / "inat2021", num_species=40, train_mini_per_class=6, train_extra_per_class=0, val_per_class=3,
-              size=SIZE)
-    write_inat_mini_a(root / "inat2021", "train", out["inat_train"], opts)
-    write_inat_mini_a(root / "inat2021", "val", out["inat_val"], opts)
+    imagenet, inat = make_study_data(root, DATA)
+    subset, k, seed = DATA.imagenet_classes  # the only ImageNet classes the preset writes
+    write_imagenet(imagenet, "train", subset, k, seed, out["A_train"], opts)
+    write_imagenet(imagenet, "val", subset, k, seed, out["A_val"], opts)
+    write_inat_mini_a(inat, "train", out["inat_train"], opts)
+    write_inat_mini_a(inat, "val", out["inat_val"], opts)
     return out
 
 
@@ -75,7 +73,7 @@ def main(out_dir, workers):
                "--batch-size", "16", "--workers", str(workers)], quiet=True)
         results[name] = json.loads((out / "summary.json").read_text())
     names = list(results)
-    click.echo(f"\niNat-Mini-A top-1 per supercategory (synthetic data, {SIZE}-px images)")
+    click.echo(f"\niNat-Mini-A top-1 per supercategory (synthetic data, {DATA.size}-px images)")
     click.echo(f"{'supercategory':<20}" + "".join(f"{n:>18}" for n in names))
     for sc in results[names[0]]["per_supercategory"]:
         cells = [results[n]["per_supercategory"][sc] for n in names]

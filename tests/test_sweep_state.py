@@ -1,0 +1,73 @@
+"""Run states from files: a corrupt or partial summary.json is "not done" for `ffcv-sweep`
+exactly as for `ffcv-analyze` (one reader, rundir.read_summary), reported once, never an abort."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ffcv_inat.analyze.table import find_run_dirs
+from ffcv_inat.rundir import SUMMARY, read_summary
+from ffcv_inat.sweep.cli import main as sweep_main
+from ffcv_inat.sweep.plan import read_plan
+from ffcv_inat.sweep.state import is_complete, plan_status, row_status
+
+pytestmark = pytest.mark.timeout(60)
+
+BAD_SUMMARIES = {
+    "truncated": '{"top1": 0.5, "top5": 0.',  # cut short by a copy
+    "empty": "",
+    "not_an_object": "[0.5]",
+    "partial": json.dumps({"recipe": "x.yaml", "epochs": 3}),  # no final metrics
+}
+
+
+@pytest.fixture()
+def smoke_plan(tmp_path):
+    plan = tmp_path / "plan.csv"
+    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--out", str(plan)])
+    assert r.exit_code == 0, r.output
+    return plan, {row.run_id: row for row in read_plan(plan)}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SUMMARIES))
+def test_bad_summary_is_not_done_and_reported_once(kind, tmp_path, capsys):
+    run = tmp_path / kind
+    run.mkdir()
+    assert read_summary(run) is None and capsys.readouterr().err == ""  # no file: silently not done
+    (run / SUMMARY).write_text(BAD_SUMMARIES[kind])
+    for _ in range(3):
+        assert read_summary(run) is None
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and str(run / SUMMARY) in err[0] and "not done" in err[0], err
+    (run / SUMMARY).write_text(json.dumps({"top1": 0.25}))
+    assert read_summary(run) == {"top1": 0.25}
+
+
+def test_status_and_analysis_agree_on_a_corrupt_summary(smoke_plan, tmp_path, capsys):
+    plan, rows = smoke_plan
+    good, bad = rows["scratch_s0"], rows["finetune_R-8-s0"]
+    for row, text in ((good, json.dumps({"top1": 0.3, "top5": 0.8})), (bad, BAD_SUMMARIES["truncated"])):
+        Path(row.outputs).mkdir(parents=True)
+        (Path(row.outputs) / SUMMARY).write_text(text)
+    assert is_complete(good) and not is_complete(bad)
+    assert row_status(bad).status == "pending"
+    assert [s.row.run_id for s in plan_status(list(rows.values())) if s.status == "done"] == ["scratch_s0"]
+    assert find_run_dirs(tmp_path / "runs") == [Path(good.outputs)]  # ffcv-analyze's view: the same
+    err = capsys.readouterr().err
+    assert err.count(str(Path(bad.outputs) / SUMMARY)) == 1, err  # once, however many readers asked
+
+
+def test_status_command_reports_a_corrupt_summary_once_and_carries_on(smoke_plan):
+    plan, rows = smoke_plan
+    run = Path(rows["pretrain_R-8-s0"].outputs)
+    run.mkdir(parents=True)
+    (run / SUMMARY).write_text(BAD_SUMMARIES["partial"])
+    r = CliRunner().invoke(sweep_main, ["status", str(plan), "--all"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count(str(run / SUMMARY)) == 1 and "lacks top1" in r.stderr
+    assert "pending  pretrain_R-8-s0" in r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("pretrain"))
+    assert line.split()[1:] == ["0", "0", "0", "0", "2", "2"]
