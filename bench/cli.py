@@ -5,6 +5,7 @@ machine and versions it ran on; `ffcv-bench report` prints them and draws the pl
 """
 from __future__ import annotations
 
+import json
 import shlex
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 
 from ffcv_inat import UserError
 from ffcv_inat.cli_errors import parse_int_list, report_user_errors
+from ffcv_inat.config import CROPS
 from ffcv_inat.environment import PRECISIONS
 
 from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
@@ -85,10 +87,14 @@ def main():
 @click.option("--warmup", type=int, default=1, show_default=True, help="Warm-up epochs before them, not counted.")
 @click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "pytorch"]), multiple=True,
               help="Run only this pipeline (repeatable). Default: both.")
+@click.option("--crop", "crops", type=click.Choice(CROPS), multiple=True,
+              help="The ffcv pipeline's training crop decoder (repeatable: each is timed, interleaved): seeded "
+                   "(ours, a function of seed, epoch and image) or ffcv (ffcv's stock decoder + flip). "
+                   "Default: seeded, the trainer's default.")
 @results_option
 @click.pass_context
 @report_user_errors
-def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, results):
+def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, crops, results):
     """Images/s of the toolkit's FFCV pipeline vs the standard PyTorch one, on the same images."""
     from .loader_bench import (list_image_folder, matched_to_beton, run_loader_bench,
                                write_source_beton)
@@ -98,6 +104,7 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
     _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
                     *(("--res", r, 16) for r in resolutions))
     pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
+    crops = list(dict.fromkeys(crops)) or ["seeded"]
     source = list_image_folder(images_dir)
     if len(source.samples) < batch:  # checked before the beton is written, to fail fast
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
@@ -115,34 +122,53 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
         _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
                   f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                    echo=_echo_err)
+                                    echo=_echo_err, crops=crops)
     settings = {"images": recorded_path(source.root.resolve()), "num_images": len(source.samples),
                 "num_classes": len(source.classes), "beton": beton and recorded_path(Path(beton).resolve()),
                 "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
     rows = _loader_rows(measured, command_line(ctx), settings)
     _write_rows(results, rows)
-    click.echo(loader_table(rows))
+    tables = crops if "ffcv" in pipelines else [None]
+    for crop in tables:  # one table per crop decoder: the table has one ffcv column
+        if len(tables) > 1:
+            click.echo(f"ffcv crop decoder: {crop}")
+        click.echo(loader_table([r for r in rows if json.loads(r["settings"]).get("crop") in (crop, None)]))
+    if len(tables) > 1:
+        click.echo(_crop_comparison(measured))
 
 
 def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
+    """One row per pipeline, crop decoder and resolution; ffcv rows name their decoder in
+    settings["crop"] and carry ratio = their median / PyTorch's at the same resolution."""
     from .results import environment
     from .stats import ratio
 
     env = environment()
-    by_res = {}
-    for m in measured:
-        by_res.setdefault(m.res, {})[m.pipeline] = m
+    torch_at = {m.res: m for m in measured if m.pipeline == "pytorch"}
     rows = []
     for m in measured:
-        pair = by_res[m.res]
-        r = ratio(pair["ffcv"].measured.median, pair["pytorch"].measured.median) if len(pair) == 2 else None
+        extra = {"crop": m.crop} if m.crop is not None else {}
+        r = (ratio(m.measured.median, torch_at[m.res].measured.median)
+             if m.pipeline == "ffcv" and m.res in torch_at else None)
         rows.append(make_row(
-            "loader", m.pipeline, command, dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape)),
+            "loader", m.pipeline, command,
+            dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape), **extra),
             env=env, res=m.res, batch=m.batch, workers=m.workers,
             images_per_second=m.measured.median, images_per_second_min=m.measured.min,
-            images_per_second_max=m.measured.max, runs=m.measured.n,
-            ratio=r if m.pipeline == "ffcv" else None))
+            images_per_second_max=m.measured.max, runs=m.measured.n, ratio=r))
     return rows
+
+
+def _crop_comparison(measured) -> str:
+    """Both crop decoders' median (min-max) images/s at each resolution, and ours / stock."""
+    by = {(m.res, m.crop): m.measured for m in measured if m.pipeline == "ffcv"}
+    lines = ["ffcv crop decoders, median (min-max) images/s"]
+    for res in sorted({res for res, _ in by}):
+        ours, stock = by[(res, "seeded")], by[(res, "ffcv")]
+        lines.append(f"res {res}: seeded {ours.median:,.0f} ({ours.min:,.0f}-{ours.max:,.0f}), "
+                     f"ffcv {stock.median:,.0f} ({stock.min:,.0f}-{stock.max:,.0f}); "
+                     f"seeded / ffcv = {ours.median / stock.median:.3f}x")
+    return "\n".join(lines)
 
 
 def _check_at_least(*checks) -> None:
@@ -239,7 +265,8 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
         "recipe": s.recipe, "train": recorded_path(Path(train).resolve()), "device": s.device, "num_images": s.num_images,
         "steps_per_epoch": s.steps_per_epoch, "steps_measured": r.steps_measured, "max_steps": r.max_steps,
         "warmup_epochs": r.warmup, "measured_epoch_seconds": r.measured_epoch_seconds.median,
-        "num_classes": s.num_classes, "blurpool": s.blurpool, "loader_only_images_per_second": r.loader_only,
+        "num_classes": s.num_classes, "blurpool": s.blurpool, "crop": s.train_crop,
+        "loader_only_images_per_second": r.loader_only,
         "model_only_images_per_second": r.model_only,
         "limit": r.verdict.limit if r.verdict else None,
         "percent_lost": round(r.verdict.percent, 2) if r.verdict else None,

@@ -3,8 +3,8 @@
 The trainer runs as a subprocess, exactly as a user runs it, for warm-up + measured epochs
 (capped at --max-steps steps each when given); its log.jsonl gives each epoch's seconds and
 images/s. Then the loader alone and the model alone are timed here at the trainer's
-resolved settings (same batch, resolution, workers, device, precision, channels-last,
-compile, BlurPool, head size), and the three throughputs give the bottleneck verdict.
+resolved settings (same batch, resolution, workers, device, training crop decoder, precision,
+channels-last, compile, BlurPool, head size), and the three throughputs give the bottleneck verdict.
 """
 from __future__ import annotations
 
@@ -41,10 +41,16 @@ class TrainerSettings:
     blurpool: bool
     augment: bool = True
     os_cache: bool = True
+    crop: str = "seeded"  # the training crop decoder (data.crop)
 
     @property
     def steps_per_epoch(self) -> int:
         return steps_per_epoch(self.num_images, self.batch)
+
+    @property
+    def train_crop(self) -> str:
+        """The training crop as summary.json names it: the decoder, or "center" without augmentation."""
+        return self.crop if self.augment else "center"
 
 
 def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, TrainerSettings]:
@@ -61,7 +67,7 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
     return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res,
                                 resolve_workers(cfg.data.workers), precision, cfg.channels_last, cfg.compile,
                                 cfg.model.num_classes or manifest.num_classes, manifest.num_images,
-                                cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache)
+                                cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache, cfg.data.crop)
 
 
 def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
@@ -118,7 +124,7 @@ class EpochResult:
                if self.extrapolated else "measured over whole epochs")
         lines = [
             f"{Path(s.recipe).name} on {s.device}: batch {s.batch}, res {self.res}, {s.precision}, "
-            f"channels_last={s.channels_last}, compile={s.compile}, {s.workers} workers",
+            f"channels_last={s.channels_last}, compile={s.compile}, {s.workers} workers, crop {s.train_crop}",
             f"end to end: {self.images_per_second.median:,.1f} img/s (min {self.images_per_second.min:,.1f}, "
             f"max {self.images_per_second.max:,.1f}, {self.images_per_second.n} measured epochs)",
             f"seconds per epoch of {s.steps_per_epoch * s.batch:,} images: {self.epoch_seconds:,.1f} ({how})",
@@ -150,16 +156,16 @@ def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], No
 
     import torch
 
-    from .loader_bench import ffcv_loader, time_pipeline
+    from .loader_bench import Pipeline, ffcv_loader, time_pipeline
     from .model_bench import bench_config, run_model_bench
 
     s = result.settings
     steps = result.steps_measured
     echo(f"loader alone: the trainer's ffcv pipeline, {result.warmup} warm-up + 1 measured epoch of {steps} batches")
     loader = ffcv_loader(Path(beton), result.res, s.batch, s.workers, device=torch.device(s.device),
-                         augment=s.augment, os_cache=s.os_cache)
-    lo = time_pipeline("ffcv", loader, result.res, s.batch, s.workers, max(1, result.warmup), 1, max_batches=steps,
-                       echo=echo)
+                         augment=s.augment, os_cache=s.os_cache, crop=s.crop)
+    lo = time_pipeline(Pipeline("ffcv", s.crop), loader, result.res, s.batch, s.workers, max(1, result.warmup), 1,
+                       max_batches=steps, echo=echo)
     echo(f"model alone: {steps} steps on synthetic tensors")
     mo = run_model_bench(bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),
                          steps, warmup=max(1, min(10, steps)), device=torch.device(s.device),

@@ -3,7 +3,9 @@
 Both read the same source images and produce the same thing, a uint8 NCHW batch of
 RandomResizedCrop + horizontal flip at `res`, with the same batch size and worker count:
 
-  ffcv     the beton through `ffcv_inat.loaders.make_loader` (what `ffcv-train` trains on)
+  ffcv     the beton through `ffcv_inat.loaders.make_loader` (what `ffcv-train` trains on),
+           with each training crop decoder asked for (`crops`: "seeded", ours, reproducible;
+           "ffcv", ffcv's stock decoder + RandomHorizontalFlip)
   pytorch  torchvision ImageFolder + RandomResizedCrop + RandomHorizontalFlip + PILToTensor in
            a DataLoader (shuffled, persistent workers, drop_last), what a user writes instead
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ffcv_inat import UserError
 
@@ -29,6 +31,16 @@ PIPELINES = ("ffcv", "pytorch")
 # ffcv Loaders made here live as long as the process: freeing one earlier makes numba's
 # finalizer of its compiled pipeline raise a (harmless, but loud) KeyError.
 _LIVE_FFCV_LOADERS: list = []
+
+
+class Pipeline(NamedTuple):
+    """What one loader is: "ffcv" with its training crop decoder (ffcv_inat.loaders: "seeded"
+    or "ffcv"), or "pytorch" (crop None)."""
+    name: str
+    crop: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.crop is None else f"{self.name}/{self.crop}"
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,7 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
 
 
 def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, augment: bool = True,
-                os_cache: bool = True):
+                os_cache: bool = True, crop: str = "seeded"):
     """The trainer's loader. On CPU (the default) batches stay uint8 like the PyTorch pipeline's;
     on a GPU they arrive normalised on the device, as the trainer receives them."""
     import torch
@@ -119,22 +131,23 @@ def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, au
     from ffcv_inat.loaders import make_loader
 
     loader = make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
-                         workers=workers, augment=augment, os_cache=os_cache)
+                         workers=workers, augment=augment, os_cache=os_cache, crop=crop)
     _LIVE_FFCV_LOADERS.append(loader)
     return loader
 
 
-def epoch_iterator(pipeline: str, loader) -> tuple[Iterator, Callable[[Iterator], None]]:
-    if pipeline == "ffcv":
+def epoch_iterator(pipeline: Pipeline, loader) -> tuple[Iterator, Callable[[Iterator], None]]:
+    if pipeline.name == "ffcv":
         from ffcv_inat.loaders import stop_epoch
 
-        return iter(loader.loader), stop_epoch
+        return iter(loader), stop_epoch  # the BetonLoader: its seeded crops follow the epoch
     return iter(loader), lambda it: None
 
 
 @dataclass(frozen=True)
 class LoaderResult:
     pipeline: str
+    crop: str | None  # the ffcv pipeline's training crop decoder
     res: int
     batch: int
     workers: int
@@ -144,7 +157,7 @@ class LoaderResult:
     shape: tuple[int, ...]  # of the first batch, to show both pipelines give the same thing
 
 
-def time_epoch(pipeline: str, loader, res: int, max_batches: int | None = None) -> tuple[int, float, tuple]:
+def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = None) -> tuple[int, float, tuple]:
     """(images, seconds, shape of the first batch) of one epoch, or of its first max_batches batches."""
     it, stop = epoch_iterator(pipeline, loader)
     images, batches, shape, x = 0, 0, (), None
@@ -165,7 +178,7 @@ def time_epoch(pipeline: str, loader, res: int, max_batches: int | None = None) 
     return images, time.perf_counter() - start, shape
 
 
-def time_pipelines(loaders: dict[str, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
+def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
                    max_batches: int | None = None, echo: Callable[[str], None] = print) -> list[LoaderResult]:
     """Warm-up epochs of each pipeline, then their measured epochs interleaved.
 
@@ -173,12 +186,12 @@ def time_pipelines(loaders: dict[str, object], res: int, batch: int, workers: in
     the machine's load, which on a shared machine is larger than the difference measured.
     """
     names = list(loaders)
-    rates: dict[str, list[float]] = {n: [] for n in names}
-    shapes: dict[str, tuple] = {}
-    images: dict[str, int] = {}
+    rates: dict[Pipeline, list[float]] = {n: [] for n in names}
+    shapes: dict[Pipeline, tuple] = {}
+    images: dict[Pipeline, int] = {}
     total = warmup + epochs
 
-    def one(name: str, e: int) -> float:
+    def one(name: Pipeline, e: int) -> float:
         n, seconds, shape = time_epoch(name, loaders[name], res, max_batches)
         if n == 0:
             raise UserError(f"{name} gave no full batch of {batch}: use a smaller --batch")
@@ -186,7 +199,7 @@ def time_pipelines(loaders: dict[str, object], res: int, batch: int, workers: in
         images[name] = n
         rate = throughput(n, seconds)
         kind = "warm-up" if e < warmup else "measured"
-        echo(f"  {name:7s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {n} images in {seconds:.2f} s = {rate:,.0f} img/s")
+        echo(f"  {str(name):11s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {n} images in {seconds:.2f} s = {rate:,.0f} img/s")
         return rate
 
     for e in range(warmup):
@@ -195,16 +208,17 @@ def time_pipelines(loaders: dict[str, object], res: int, batch: int, workers: in
     for e in range(epochs):
         for name in (names if e % 2 == 0 else names[::-1]):
             rates[name].append(one(name, warmup + e))
-    return [LoaderResult(n, res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n]) for n in names]
+    return [LoaderResult(n.name, n.crop, res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n])
+            for n in names]
 
 
-def time_pipeline(pipeline: str, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
+def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
                   max_batches: int | None = None, echo: Callable[[str], None] = print) -> LoaderResult:
     """One pipeline alone: warmup + epochs epochs; images/s of the measured ones."""
     return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo)[0]
 
 
-def _check_batch(pipeline: str, x, res: int) -> None:
+def _check_batch(pipeline: Pipeline, x, res: int) -> None:
     import torch
 
     on_cpu = x.device.type == "cpu"
@@ -214,17 +228,21 @@ def _check_batch(pipeline: str, x, res: int) -> None:
 
 def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
                      warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
-                     max_batches: int | None = None, echo: Callable[[str], None] = print) -> list[LoaderResult]:
+                     max_batches: int | None = None, echo: Callable[[str], None] = print,
+                     crops: Iterable[str] = ("seeded",)) -> list[LoaderResult]:
+    """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
+    `crops`, their measured epochs interleaved."""
     pipelines = list(pipelines)
     if len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
     results = []
     for res in resolutions:
         loaders = {}
-        for pipeline in PIPELINES:
-            if pipeline in pipelines:
-                loaders[pipeline] = (ffcv_loader(beton, res, batch, workers) if pipeline == "ffcv"
-                                     else pytorch_loader(source, res, batch, workers))
+        if "ffcv" in pipelines:
+            for crop in crops:
+                loaders[Pipeline("ffcv", crop)] = ffcv_loader(beton, res, batch, workers, crop=crop)
+        if "pytorch" in pipelines:
+            loaders[Pipeline("pytorch")] = pytorch_loader(source, res, batch, workers)
         results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo)
         loaders.clear()  # the DataLoader's persistent workers stop before the next resolution
     return results

@@ -1,6 +1,7 @@
 """Tables (text) and plots (PNG) of results rows."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Iterable
@@ -42,7 +43,16 @@ def loader_table(rows: Iterable[dict]) -> str:
     title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured epochs; "
              f"batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, {first.get('cpu_count', '?')} CPUs, "
              f"GPU {first.get('gpu', '?')}")
-    return title + "\n" + _text_table(["res", "ffcv (ours)", "pytorch ImageFolder+DataLoader", "ffcv / pytorch"], body)
+    return title + "\n" + _text_table(["res", "ffcv", "pytorch ImageFolder+DataLoader", "ffcv / pytorch"], body)
+
+
+def crop_decoder(row) -> str:
+    """Which training-crop decoder a loader row timed: `settings.crop` of an ffcv row (seeded or
+    ffcv; rows from before the seeded decoder existed timed ffcv's), torchvision for pytorch rows."""
+    if row["pipeline"] != "ffcv":
+        return "torchvision"
+    settings = json.loads(row["settings"]) if isinstance(row["settings"], str) and row["settings"] else {}
+    return settings.get("crop") or "ffcv"
 
 
 def model_table(rows: Iterable[dict]) -> str:
@@ -107,15 +117,18 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
     df["machine"] = df.apply(_machine, axis=1)
     written = []
 
-    loader = _latest(df[df["bench"] == "loader"], ["machine", "pipeline", "res", "batch", "workers"])
+    loader = df[df["bench"] == "loader"].copy()
+    loader["crop"] = loader.apply(crop_decoder, axis=1)
+    loader = _latest(loader, ["machine", "pipeline", "crop", "res", "batch", "workers"])
     if len(loader):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for (machine, pipeline, batch, workers), g in loader.groupby(["machine", "pipeline", "batch", "workers"]):
+        for (machine, pipeline, crop, batch, workers), g in loader.groupby(
+                ["machine", "pipeline", "crop", "batch", "workers"]):
             g = g.sort_values("res")
             err = [g["images_per_second"] - g["images_per_second_min"], g["images_per_second_max"] - g["images_per_second"]]
             ax.errorbar(g["res"], g["images_per_second"], yerr=err, marker="o", capsize=3,
                         linestyle="-" if pipeline == "ffcv" else "--",
-                        label=f"{pipeline}: {machine}, batch {batch}, {workers} workers")
+                        label=f"{pipeline} ({crop} crop): {machine}, batch {batch}, {workers} workers")
         ax.set(xlabel="resolution (px)", ylabel="images/s (median, min-max bars)",
                title="Training data pipeline throughput: FFCV vs PyTorch ImageFolder")
         ax.set_yscale("log")

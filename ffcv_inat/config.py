@@ -28,6 +28,7 @@ from .environment import PRECISIONS
 # A recipe value that the user must supply (OmegaConf's convention), e.g. `init: ???`.
 REQUIRED = "???"
 DEVICES = ("auto", "cpu", "cuda")
+CROPS = ("seeded", "ffcv")  # training crop decoders, see ffcv_inat.loaders
 FREEZE = ("none", "backbone")
 
 
@@ -54,7 +55,10 @@ class DataConfig:
     res: int = 224  # train resolution (end resolution when progressive resizing is on)
     val_res: int = 224
     workers: int = 0  # 0 = all usable cores
-    augment: bool = True  # RandomResizedCrop + flip; off = centre crop (deterministic)
+    augment: bool = True  # RandomResizedCrop + flip; off = centre crop, no flip
+    # Who draws the training crops and flips: "seeded" = a function of (seed, epoch, image),
+    # reproducible (ffcv_inat.crops); "ffcv" = ffcv's stock decoder + flip, unseeded.
+    crop: str = "seeded"
     os_cache: bool = True
 
 
@@ -103,7 +107,7 @@ class EvalConfig:
 class Config:
     recipe: str = ""  # where the config came from (set by the loader)
     out: str | None = None  # run directory
-    seed: int = 0
+    seed: int = 0  # model init, shuffle order and (data.crop: seeded) the training crops and flips
     device: str = "auto"
     precision: str = "bf16"  # autocast dtype on GPU; always fp32 on CPU
     channels_last: bool = True
@@ -123,6 +127,7 @@ CHOICES = {
     "precision": PRECISIONS,
     "model.arch": ("resnet50",),
     "model.freeze": FREEZE,
+    "data.crop": CROPS,
     "optim.name": ("sgd",),
 }
 

@@ -5,6 +5,13 @@ normalised inside the pipeline, after ToDevice, as ffcv-imagenet does. On the CP
 normalised in torch by `model_input`: ffcv's NormalizeImage is a JIT op, and a JIT op
 after the non-JIT ToTensor/ToTorchImage makes the Loader hang (ffcv issue #396).
 
+Training crops (`crop`, config `data.crop`): "seeded", the default, is our
+`SeededRandomResizedCropDecoder` (`ffcv_inat.seeded_decoder`), whose RandomResizedCrop and flip
+are a pure function of (seed, epoch, sample index, image size) (`ffcv_inat.crops`), so a run
+is reproducible; "ffcv" is ffcv's RandomResizedCropRGBImageDecoder + RandomHorizontalFlip,
+which draw from numba's unseeded generator (kept to compare: `ffcv-bench loader --crop`).
+The epoch of the crops is always the epoch of the shuffle order (`BetonLoader.set_epoch`).
+
 ffcv reuses its output buffers: a batch is valid only until the loader yields batches_ahead
 more. Use it (or `.clone()` it) before moving on; never keep a list of raw batches.
 """
@@ -16,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import UserError
 from .beton_integrity import check_beton
+from .config import CROPS  # training crop decoders: ours (reproducible) and ffcv's stock one
 from .environment import resolve_workers
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
@@ -32,7 +41,27 @@ class BetonLoader:
     normalized: bool  # True when the pipeline already normalised (GPU)
 
     def __iter__(self):
+        # The crops' epoch is the epoch of the shuffle order ffcv is about to draw (ffcv's
+        # Loader.__iter__ uses next_epoch, then increments it), written before ffcv's loading
+        # thread starts.
+        self._set_crop_epoch(self.loader.next_epoch)
         return iter(self.loader)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration runs: its shuffle order and, with the seeded
+        decoder, its crops and flips are functions of (seed, epoch)."""
+        return self.loader.next_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (call before creating its iterator; a resumed
+        run calls it with the epoch it resumes at)."""
+        self.loader.next_epoch = int(epoch)
+        self._set_crop_epoch(epoch)
+
+    def _set_crop_epoch(self, epoch: int) -> None:
+        if hasattr(self.decoder, "set_epoch"):  # the seeded decoder; ffcv's own have no epoch
+            self.decoder.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -50,6 +79,7 @@ def make_loader(
     device: torch.device,
     workers: int,
     augment: bool = True,
+    crop: str = "seeded",
     distributed: bool = False,
     seed: int = 0,
     drop_last: bool | None = None,
@@ -59,11 +89,15 @@ def make_loader(
 ) -> BetonLoader:
     """A Loader over `beton` yielding (images, labels) on `device`.
 
-    train=True: shuffled, RandomResizedCrop + horizontal flip (augment=False: centre crop,
-    no flip, for deterministic tests); train=False: sequential, centre crop.
+    train=True: shuffled, RandomResizedCrop + horizontal flip by the `crop` decoder (CROPS;
+    "seeded": a function of (seed, epoch, sample)), or with augment=False a centre crop and no
+    flip; train=False: sequential, centre crop. `seed` sets the shuffle order and the seeded
+    crops; the epoch is the loader's (`BetonLoader.set_epoch`).
     Checks the beton against its manifest first (`check_beton`): a damaged or mismatched file
     is a one-line UserError, not one of ffcv's opaque errors.
     """
+    if crop not in CROPS:
+        raise UserError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
     beton = Path(beton)
     check_beton(beton)
     from ffcv.fields.basics import IntDecoder
@@ -71,8 +105,13 @@ def make_loader(
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
+    from .seeded_decoder import SeededRandomResizedCropDecoder
+
     workers = resolve_workers(workers)
-    if train and augment:
+    if train and augment and crop == "seeded":
+        decoder = SeededRandomResizedCropDecoder((res, res), seed=seed)
+        image_ops = [decoder]  # it flips too
+    elif train and augment:
         decoder = RandomResizedCropRGBImageDecoder((res, res))
         image_ops = [decoder, RandomHorizontalFlip()]
     else:

@@ -141,3 +141,11 @@ def test_rows_have_environment_and_fixed_columns(tmp_path):
         append_rows(other, [row])
     with pytest.raises(UserError, match="does not exist"):
         append_rows(tmp_path / "missing" / "r.csv", [row])
+
+
+def test_crop_decoder_of_a_loader_row():
+    from ffcv_inat.bench.report import crop_decoder
+
+    assert crop_decoder({"pipeline": "pytorch", "settings": "{}"}) == "torchvision"
+    assert crop_decoder({"pipeline": "ffcv", "settings": '{"crop": "seeded"}'}) == "seeded"
+    assert crop_decoder({"pipeline": "ffcv", "settings": "{}"}) == "ffcv"  # rows from before the seeded decoder

@@ -40,7 +40,7 @@ from .. import UserError
 from ..atomic import atomic_outputs
 from ..beton_integrity import check_beton
 from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
-from ..config import Config, to_dict, to_yaml, validate
+from ..config import Config, config_from_dict, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
@@ -93,6 +93,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
     for epoch in bar:
         res = res_at(cfg.progressive, cfg.data.res, epoch)
         train_loader.set_resolution(res)
+        train_loader.set_epoch(epoch)  # shuffle order and crops of this epoch, also the first after --resume
         loss, steps, lr, seconds = train_one_epoch(t, train_loader, cfg, info, epoch, steps_per_epoch, bar)
         last_eval = None
         if val_loader is not None and ((cfg.eval.every and (epoch + 1) % cfg.eval.every == 0) or epoch + 1 == epochs):
@@ -133,7 +134,8 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UserError(f"run dir {run_dir} exists: pass --resume to continue it, or choose another --out")
     if resume and stored.is_file():
-        old = _flat(yaml.safe_load(stored.read_text()) or {})
+        # Typed by today's Config: a key added since the run started counts as its default.
+        old = _flat(to_dict(config_from_dict(yaml.safe_load(stored.read_text()) or {}, str(stored))))
         new = _flat(to_dict(cfg))
         # `out` may be spelled differently (./run vs run): it is this directory either way.
         diff = sorted(k for k in set(old) | set(new) if k != "out" and old.get(k) != new.get(k))
@@ -245,13 +247,13 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
     batch = per_process_batch(cfg.data.batch_size, info.world_size)
     train_loader = make_loader(
         cfg.data.train, batch_size=batch, res=res_at(cfg.progressive, cfg.data.res, start_epoch), train=True,
-        device=info.device, workers=cfg.data.workers, augment=cfg.data.augment, distributed=info.distributed,
-        seed=cfg.seed, os_cache=cfg.data.os_cache,
+        device=info.device, workers=cfg.data.workers, augment=cfg.data.augment, crop=cfg.data.crop,
+        distributed=info.distributed, seed=cfg.seed, os_cache=cfg.data.os_cache,
     )
     if len(train_loader) == 0:
         raise UserError(f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
                         f"process(es) make no full batch of {batch}; lower data.batch_size")
-    train_loader.loader.next_epoch = start_epoch  # the shuffle order is a function of (seed, epoch)
+    train_loader.set_epoch(start_epoch)  # the shuffle order (and seeded crops) are functions of (seed, epoch)
     val_loader = None
     if cfg.data.val:
         val_loader = make_loader(
@@ -336,7 +338,9 @@ def run_summary(cfg: Config, run_dir: Path, t: Training, data: RunData, info: Di
         "wall_seconds": wall_seconds,
         "epochs": cfg.schedule.epochs, "max_steps_per_epoch": cfg.schedule.max_steps_per_epoch,
         "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
-        "seed": cfg.seed, "device": device_name(dev, info.world_size), "precision": t.step.precision,
+        # The augmentation: `seed` also draws the crops and flips when crop is "seeded".
+        "seed": cfg.seed, "crop": cfg.data.crop if cfg.data.augment else "center",
+        "device": device_name(dev, info.world_size), "precision": t.step.precision,
         "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
         "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
         "freeze": cfg.model.freeze, "head_replaced": t.head_replaced, "num_classes": data.num_classes,
