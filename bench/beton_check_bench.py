@@ -1,4 +1,4 @@
-"""What the beton integrity checks cost (issue 12): the cheap check every reader runs, and the
+"""What the beton integrity checks cost: the cheap check every reader runs, and the
 sha256 that write-beton records and `--verify` recomputes.
 
     python -m ffcv_inat.bench.beton_check_bench /tmp/beton-bench [--gib 1.0] [--repeats 11]

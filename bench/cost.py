@@ -63,7 +63,7 @@ def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) 
                         f"`ffcv-bench epoch --recipe {name} --train B.beton --max-steps 100` first, "
                         "or pass --images-per-second")
     r = rows.iloc[-1]
-    machine_name = r["gpu"] if r["gpu"] != "none" else f"{r['host']} (CPU x{r['cpu_count']}, no GPU)"
+    machine_name = f"{r['host']} (CPU x{r['cpu_count']}, no GPU)" if is_cpu_device(r["gpu"]) else r["gpu"]
     return Measured(float(r["images_per_second"]), f"ffcv-bench epoch of {str(r['timestamp'])[:16]} on {machine_name}",
                     max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1), str(r["gpu"]))
 

@@ -138,6 +138,7 @@ for step in $STEPS; do
       if [ -n "${KEEP_WORK:-}" ] && [ -e "$BETON" ]; then
         say "[ok] data: kept $BETON and $DATA from an earlier run"
       else
+        rm -rf "$DATA"  # images of an earlier data step that died before its beton
         run_step data "$PY" -m ffcv_inat.bench.synthetic_beton "$W" --classes "$CLASSES" --per-class "$PER_CLASS" \
           --size "$SIZE" --workers "$WORKERS"
       fi ;;

@@ -8,7 +8,6 @@ channels-last, compile, BlurPool, head size), and the three throughputs give the
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ffcv_inat import UserError
+from ffcv_inat.rundir import LOG, read_log
 
 from .stats import Spread, Verdict, bottleneck_verdict, extrapolate_epoch_seconds, spread, steps_per_epoch
 
@@ -49,8 +49,9 @@ class TrainerSettings:
 
     @property
     def train_crop(self) -> str:
-        """The training crop as summary.json names it: the decoder, or "center" without augmentation."""
-        return self.crop if self.augment else "center"
+        from ffcv_inat.loaders import training_crop
+
+        return training_crop(self.augment, self.crop)
 
 
 def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, TrainerSettings]:
@@ -94,13 +95,6 @@ def run_trainer(cmd: list[str], echo_raw: Callable[[str], None]) -> None:
     if code != 0:
         lines = [ln.strip() for ln in tail.replace("\r", "\n").splitlines() if ln.strip()]
         raise UserError(f"ffcv-train failed (exit {code}): {lines[-1] if lines else 'no output'}")
-
-
-def read_log(run_dir: Path) -> list[dict]:
-    path = run_dir / "log.jsonl"
-    if not path.is_file():
-        raise UserError(f"ffcv-train wrote no {path}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)
@@ -190,7 +184,10 @@ def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epoch
         echo(f"running ffcv-train: {warmup} warm-up + {epochs} measured epochs"
              + (f" of at most {max_steps} steps" if max_steps else ""))
         run_trainer(cmd, echo_raw)
-        result = summarize_log(read_log(out), settings, warmup, max_steps)
+        log = read_log(out)
+        if not log:
+            raise UserError(f"ffcv-train logged no epoch in {out / LOG}")
+        result = summarize_log(log, settings, warmup, max_steps)
     if compare:
         result = compare_parts(result, cfg, train, echo)
     return result

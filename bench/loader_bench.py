@@ -26,8 +26,6 @@ from .stats import Spread, spread, throughput
 
 PIPELINES = ("ffcv", "pytorch")
 
-# The checkout this module is in (bench/ -> ..): rows name image folders under it relative to it.
-
 # ffcv Loaders made here live as long as the process: freeing one earlier makes numba's
 # finalizer of its compiled pipeline raise a (harmless, but loud) KeyError.
 _LIVE_FFCV_LOADERS: list = []

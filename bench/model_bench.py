@@ -80,7 +80,9 @@ def prepare_step(cfg, device, num_classes: int = NUM_CLASSES):
     from ffcv_inat.distributed import DistInfo
     from ffcv_inat.train.trainer import build_model_and_optimizer
 
-    return build_model_and_optimizer(cfg, num_classes, DistInfo(0, 1, 0, device)).step
+    training = build_model_and_optimizer(cfg, num_classes, DistInfo(0, 1, 0, device))
+    training.train_mode(cfg.model.freeze)  # a linear probe's backbone BatchNorm stays in eval mode
+    return training.step
 
 
 def synthetic_batch(step, batch: int, res: int, num_classes: int, device):

@@ -17,25 +17,18 @@ import click
 
 from ffcv_inat import UserError
 from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.rundir import LOG, read_log, read_summary
 
 from .stats import spread
-
-
-def _read_log(path: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not JSON lines ({e})") from None
 
 
 def train_throughput(run_dir: str | Path, label: str | None = None) -> dict:
     """One JSON-able record of a run's speed; refuses a run dir without a logged epoch."""
     run = Path(run_dir)
-    log_path, summary_path = run / "log.jsonl", run / "summary.json"
-    log = _read_log(log_path) if log_path.is_file() else []
+    log = read_log(run)
     if not log:
-        raise UserError(f"{run}: no epoch logged in log.jsonl (did the run start?)")
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        raise UserError(f"{run}: no epoch logged in {LOG} (did the run start?)")
+    summary = read_summary(run) or {}  # none: the run was stopped before its end
     steady = [e["train_images_per_second"] for e in log[1:] if e.get("train_images_per_second")]
     s = spread(steady) if steady else None
     return {

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 
 import click
 
@@ -21,6 +22,14 @@ def report_user_errors(fn):
             raise SystemExit(143) from None
 
     return wrapper
+
+
+def run_step(cmd: list[str], quiet: bool = False) -> None:
+    """Run one step of a demo as its own process, exactly as a user would type it; a failure is
+    a one-line UserError naming the command (its own output says why)."""
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
+    if proc.returncode != 0:
+        raise UserError(f"demo step failed (exit {proc.returncode}): {' '.join(cmd[1:])}")
 
 
 def parse_int_list(value: str, option: str) -> list[int]:

@@ -14,7 +14,6 @@ separate processes, exactly as a user would.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,9 +21,8 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from . import UserError
 from .classes import subset_label
-from .cli_errors import report_user_errors
+from .cli_errors import report_user_errors, run_step
 from .environment import usable_cores
 from .synthetic import make_study_data
 
@@ -62,11 +60,6 @@ def write_demo_betons(data: Path, betons: Path, workers: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _call(cmd: list[str]) -> None:
-    if subprocess.run(cmd).returncode != 0:
-        raise UserError(f"demo step failed: {' '.join(cmd[2:])}")
-
-
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False), default="demo_out", show_default=True)
 @click.option("--workers", type=int, default=0, help="Default: all cores.")
@@ -87,16 +80,16 @@ def main(out, workers):
 
     py = sys.executable
     click.secho("\n== 3. ffcv-train: pretrain on A -> finetune on iNat-Mini-A vs from scratch", bold=True)
-    _call([py, "-m", "ffcv_inat.train.demo", str(out / "train"), "--workers", str(workers)])
+    run_step([py, "-m", "ffcv_inat.train.demo", str(out / "train"), "--workers", str(workers)])
     click.secho("\n== 4. ffcv-bench loader: ffcv vs torchvision ImageFolder + DataLoader", bold=True)
-    _call([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
+    run_step([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
            "--beton", str(out / "betons" / "imagenet_all_train.beton"), "--res", "32,64", "--workers",
            str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--results", str(out / "bench.csv")])
     click.secho("\n== 5. ffcv-sweep smoke grid -> ffcv-analyze", bold=True)
     sweep = out / "sweep"
-    _call([py, "-m", "ffcv_inat.sweep.cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])
-    _call([py, "-m", "ffcv_inat.sweep.cli", "run", str(sweep / "plan.csv")])
-    _call([py, "-m", "ffcv_inat.analyze.cli", str(sweep / "runs"), "--out", str(sweep / "figures"),
+    run_step([py, "-m", "ffcv_inat.sweep.cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])
+    run_step([py, "-m", "ffcv_inat.sweep.cli", "run", str(sweep / "plan.csv")])
+    run_step([py, "-m", "ffcv_inat.analyze.cli", str(sweep / "runs"), "--out", str(sweep / "figures"),
            "--caption", SMOKE_CAPTION])
     click.secho(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; outputs in {out}/", bold=True)
 

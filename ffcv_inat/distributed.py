@@ -71,15 +71,6 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
-def broadcast_flag(flag: bool, info: DistInfo) -> bool:
-    """Rank 0's decision, shared so that every process takes the same branch."""
-    if not info.distributed:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=info.device if info.device.type == "cuda" else "cpu")
-    dist.broadcast(t, src=0)
-    return bool(t.item())
-
-
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

@@ -23,9 +23,13 @@ def usable_cores() -> int:
 
 
 def resolve_workers(workers: int) -> int:
-    """The config's rule: 0 = all usable cores; larger values are capped at them."""
+    """The config's rule: 0 = this process's share of the usable cores; larger values are capped
+    at the usable cores. Under torchrun the LOCAL_WORLD_SIZE processes of a node share one CPU
+    affinity, so each takes 1/LOCAL_WORLD_SIZE of it (ffcv sizes numba's and torch's thread
+    pools to this number); under srun each task has an affinity of its own and no such variable."""
     cores = usable_cores()
-    return cores if workers <= 0 else min(workers, cores)
+    share = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    return share if workers <= 0 else min(workers, cores)
 
 
 def package_version(dist: str) -> str | None:

@@ -117,7 +117,7 @@ def make_loader(
     else:
         decoder = CenterCropRGBImageDecoder((res, res), ratio=crop_ratio)
         image_ops = [decoder]
-    on_gpu = device.type == "cuda"
+    on_gpu = normalizes_on(device)
     image_ops += [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
     if on_gpu:
         image_ops.append(NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float16))
@@ -150,6 +150,18 @@ def stop_epoch(iterator) -> None:
     iterator.terminate_event.set()
     iterator.join(timeout=60)
     iterator.close()
+
+
+def normalizes_on(device: torch.device) -> bool:
+    """Whether the pipeline normalises batches itself: on a GPU, after ToDevice (ffcv-imagenet's
+    way); on CPU the JIT NormalizeImage would follow non-JIT ops and hang ffcv (#396)."""
+    return device.type == "cuda"
+
+
+def training_crop(augment: bool, crop: str) -> str:
+    """The training crop as summary.json and bench rows name it: the decoder, or "center"
+    without augmentation."""
+    return crop if augment else "center"
 
 
 _stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import UserError
+
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
 CHECKPOINT = "checkpoints/last.pt"
@@ -25,6 +27,19 @@ PER_CLASS = "per_class.csv"
 SUMMARY = "summary.json"
 # Keys without which a summary.json is not a finished run's (the trainer writes them last).
 SUMMARY_REQUIRED = ("top1",)
+
+def checkpoint_of(run_dir: str | Path) -> Path:
+    """RUN_DIR/checkpoints/last.pt: what a finetune or probe takes as `--init`."""
+    return Path(run_dir) / CHECKPOINT
+
+
+def run_dir_of(checkpoint: str | Path) -> Path:
+    """The run directory whose last.pt `checkpoint` is (inverse of checkpoint_of)."""
+    path = Path(checkpoint)
+    for _ in Path(CHECKPOINT).parts:
+        path = path.parent
+    return path
+
 
 _reported: set[str] = set()  # summary.json paths already warned about in this process
 
@@ -53,6 +68,22 @@ def read_summary(run_dir: str | Path) -> dict | None:
     if missing:
         return _not_done(path, f"lacks {', '.join(missing)}")
     return summary
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """RUN_DIR/log.jsonl, one record per finished epoch ([] when no epoch has finished);
+    a line that is not JSON is a one-line UserError naming the file."""
+    path = Path(run_dir) / LOG
+    if not path.is_file():
+        return []
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError as e:
+                raise UserError(f"{path}:{n}: not a JSON line ({e})") from None
+    return records
 
 
 def _not_done(path: Path, why: str) -> None:

@@ -1,4 +1,4 @@
-"""Beton integrity (issue 12): damaged, cut or mismatched betons give one-line errors before
+"""Beton integrity: damaged, cut or mismatched betons give one-line errors before
 ffcv touches them; `write-beton --verify` recomputes the checksum. Real betons written by the
 package, tiny (12 and 6 images)."""
 from __future__ import annotations
@@ -53,7 +53,7 @@ def copy_pair(beton: Path, dest: Path, name: str = "x") -> Path:
 
 
 def make_old_style(beton: Path) -> None:
-    """Drop what manifests before issue 12 did not record."""
+    """Drop what manifests written before integrity was recorded did not hold."""
     path = manifest_path(beton)
     d = json.loads(path.read_text())
     del d["integrity"]

@@ -71,7 +71,7 @@ def test_round_trip_every_image_with_its_label(small_imagenet, tmp_path, mode, t
     m = read_manifest(out)
     assert m.num_images == 12 and [c.num_images for c in m.classes] == [4, 4, 4]
     assert m.write_options["write_mode"] == mode
-    assert m.integrity.num_samples == 12 and m.integrity.size_bytes == out.stat().st_size  # issue 12
+    assert m.integrity.num_samples == 12 and m.integrity.size_bytes == out.stat().st_size
 
 
 @pytest.mark.timeout(180)

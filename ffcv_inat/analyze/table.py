@@ -17,7 +17,8 @@ import yaml
 
 from .. import UserError
 from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
-from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary
+from ..manifest import manifest_path
+from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
 
 FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}
 INAT = "inat-mini-a"
@@ -53,7 +54,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _manifest(beton: str | None) -> dict:
-    return _read_json(Path(beton).with_suffix(".json")) if beton else {}
+    return _read_json(manifest_path(beton)) if beton else {}
 
 
 def _train_beton(run_dir: Path, summary: dict, config: dict) -> str | None:
@@ -64,7 +65,7 @@ def pretraining_of(init: str | None) -> dict:
     """subset/k of the ImageNet pretraining behind a checkpoint in an ffcv-train run dir."""
     if not init:
         return {"subset": "", "k": None}
-    run_dir = Path(init).parent.parent  # RUN/checkpoints/last.pt
+    run_dir = run_dir_of(init)
     summary, config = read_summary(run_dir) or {}, _read_yaml(run_dir / CONFIG)
     m = _manifest(_train_beton(run_dir, summary, config))
     if not m:

@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 
 from .. import UserError
 from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
+from ..rundir import checkpoint_of, run_dir_of
 
 # Family -> (the full subset that ends its curve, its number of classes). R-k draws from all
 # 1,000 classes, so R's full end point is "all" (R-1000 would be the same class set).
@@ -229,7 +230,7 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
         inputs = {"train": train.outputs, "val": val.outputs}
         deps = [train.run_id, val.run_id]
         if init is not None:
-            inputs["init"] = str(Path(init.outputs) / "checkpoints" / "last.pt")
+            inputs["init"] = str(checkpoint_of(init.outputs))
             deps.append(init.run_id)
         return PlanRow(run_id, kind, recipe=recipe, overrides=tuple(overrides), inputs=inputs,
                        outputs=str(runs / run_id), depends_on=tuple(deps), **meta)
@@ -295,14 +296,11 @@ SMOKE_GRID_OVERRIDES = (
 
 
 def _yaml_scalar(v) -> str:
-    """A recipe value as `--set` writes it (config.parse_set reads it back as YAML)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, list):
-        return "[" + ",".join(_yaml_scalar(x) for x in v) + "]"
-    return str(v)
+    """A recipe value as `--set` writes it: flow YAML, so that config.parse_set reads back the
+    same value (strings such as "yes" or "a: b" come quoted)."""
+    import yaml
+
+    return yaml.safe_dump(v, default_flow_style=True, width=1 << 16).removesuffix("\n...\n").strip()
 
 
 @lru_cache(maxsize=None)
@@ -353,7 +351,7 @@ def check_plan(rows: Sequence[PlanRow]) -> None:
             if d not in by_id:
                 raise UserError(f"plan: {r.run_id} depends on {d}, which is not an earlier row")
         for role, path in r.inputs.items():
-            made_by = producer.get(path) or producer.get(str(Path(path).parent.parent))  # init: RUN/checkpoints/last.pt
+            made_by = producer.get(path) or producer.get(str(run_dir_of(path)))  # init: a run's last.pt
             if made_by is not None and made_by not in r.depends_on:
                 raise UserError(f"plan: {r.run_id} reads {role}={path} from {made_by} without depending on it")
         by_id[r.run_id] = r

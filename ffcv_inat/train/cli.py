@@ -11,6 +11,7 @@ from .. import UserError
 from ..cli_errors import report_user_errors
 from ..config import DEVICES
 from ..environment import PRECISIONS
+from ..rundir import CONFIG
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -54,7 +55,7 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
     if recipe is None:
         if not (resume and out):
             raise UserError("--recipe is required (or --resume --out RUN_DIR to continue a run)")
-        recipe = str(Path(out) / "config.yaml")
+        recipe = str(Path(out) / CONFIG)
     cfg = load_config(recipe, list(sets), {"data.train": train_beton, "data.val": val_beton,
                                             "model.init": init, "out": out})
     from .trainer import train  # torch and ffcv: after the config is known to be good

@@ -7,15 +7,13 @@ baseline on iNat-Mini-A -> evaluate both checkpoints -> per-supercategory top-1 
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from .. import UserError
-from ..cli_errors import report_user_errors
+from ..cli_errors import report_user_errors, run_step
+from ..rundir import checkpoint_of, read_summary
 from ..synthetic import make_study_data, study_preset
 
 DATA = study_preset("train-demo")  # stored at 40 px; the smoke recipe trains at 32 px
@@ -37,12 +35,6 @@ def _betons(root: Path, workers: int) -> dict[str, Path]:
     return out
 
 
-def _call(cmd: list[str], quiet: bool = False) -> None:
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
-    if proc.returncode != 0:
-        raise UserError(f"demo step failed (exit {proc.returncode}): {' '.join(cmd[1:])}")
-
-
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--workers", default=2, show_default=True)
@@ -60,8 +52,8 @@ def main(out_dir, workers):
         out = root / "runs" / name
         args = ["--recipe", "smoke_cpu.yaml", "--train", str(train_beton), "--val", str(val_beton),
                 "--out", str(out), "--set", f"data.workers={workers}"]
-        _call([*ffcv_train, *args, *(["--init", str(init)] if init else [])])
-        return out / "checkpoints" / "last.pt"
+        run_step([*ffcv_train, *args, *(["--init", str(init)] if init else [])])
+        return checkpoint_of(out)
 
     pre = run("pretrain_A", b["A_train"], b["A_val"])
     finetuned = run("finetune_inat", b["inat_train"], b["inat_val"], init=pre)
@@ -69,9 +61,9 @@ def main(out_dir, workers):
     results = {}
     for name, ckpt in (("finetuned from A", finetuned), ("from scratch", scratch)):
         out = root / "eval" / ckpt.parent.parent.name
-        _call([*ffcv_train, "eval", "--checkpoint", str(ckpt), "--val", str(b["inat_val"]), "--out", str(out),
+        run_step([*ffcv_train, "eval", "--checkpoint", str(ckpt), "--val", str(b["inat_val"]), "--out", str(out),
                "--batch-size", "16", "--workers", str(workers)], quiet=True)
-        results[name] = json.loads((out / "summary.json").read_text())
+        results[name] = read_summary(out)
     names = list(results)
     click.echo(f"\niNat-Mini-A top-1 per supercategory (synthetic data, {DATA.size}-px images)")
     click.echo(f"{'supercategory':<20}" + "".join(f"{n:>18}" for n in names))

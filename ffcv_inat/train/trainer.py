@@ -44,7 +44,7 @@ from ..config import Config, config_from_dict, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
-from ..loaders import BetonLoader, make_loader, stop_epoch
+from ..loaders import BetonLoader, make_loader, normalizes_on, stop_epoch, training_crop
 from ..manifest import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
@@ -134,11 +134,14 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UserError(f"run dir {run_dir} exists: pass --resume to continue it, or choose another --out")
     if resume and stored.is_file():
-        # Typed by today's Config: a key added since the run started counts as its default.
-        old = _flat(to_dict(config_from_dict(yaml.safe_load(stored.read_text()) or {}, str(stored))))
+        stored_data = yaml.safe_load(stored.read_text()) or {}
+        # Compared as today's Config types them; a key added to Config since the run started is
+        # not in the stored file and may take any value (its default, or a --set).
+        old = _flat(to_dict(config_from_dict(stored_data, str(stored))))
         new = _flat(to_dict(cfg))
+        known = set(_flat(stored_data))
         # `out` may be spelled differently (./run vs run): it is this directory either way.
-        diff = sorted(k for k in set(old) | set(new) if k != "out" and old.get(k) != new.get(k))
+        diff = sorted(k for k in known if k != "out" and old.get(k) != new.get(k))
         if diff:
             raise UserError(f"--resume: the config differs from {stored} in {', '.join(diff)}")
     barrier(info)  # every process has checked before rank 0 creates anything
@@ -194,6 +197,11 @@ class Training:
     wall_before: float  # wall seconds of earlier attempts (resume)
     head_replaced: bool
 
+    def train_mode(self, freeze: str) -> None:
+        """Training mode, except frozen parts (their BatchNorm keeps its running statistics)."""
+        self.net.train()
+        set_train_mode(self.model, freeze)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -235,8 +243,7 @@ def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
-    # The GPU pipeline delivers normalised batches; the CPU one uint8 (ffcv issue #396).
-    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev), normalized=dev.type == "cuda")
+    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev), normalized=normalizes_on(dev))
     if ckpt is not None:
         step.scaler.load_state_dict(ckpt["scaler"])
     return Training(model, net, step, start_epoch, history, wall_before, head_replaced)
@@ -253,11 +260,11 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
     if len(train_loader) == 0:
         raise UserError(f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
                         f"process(es) make no full batch of {batch}; lower data.batch_size")
-    train_loader.set_epoch(start_epoch)  # the shuffle order (and seeded crops) are functions of (seed, epoch)
     val_loader = None
     if cfg.data.val:
         val_loader = make_loader(
-            cfg.data.val, batch_size=cfg.eval.batch_size or batch, res=cfg.data.val_res, train=False,
+            cfg.data.val, batch_size=per_process_batch(cfg.eval.batch_size or cfg.data.batch_size, info.world_size),
+            res=cfg.data.val_res, train=False,
             device=info.device, workers=cfg.data.workers, distributed=info.distributed, os_cache=cfg.data.os_cache,
         )
     return train_loader, val_loader
@@ -267,8 +274,7 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
                     steps_per_epoch: int, bar: tqdm) -> tuple[float, int, float, float]:
     """(mean train loss over all processes, steps, last LR, seconds) of one epoch."""
     dev = info.device
-    t.net.train()
-    set_train_mode(t.model, cfg.model.freeze)
+    t.train_mode(cfg.model.freeze)
     loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -339,7 +345,7 @@ def run_summary(cfg: Config, run_dir: Path, t: Training, data: RunData, info: Di
         "epochs": cfg.schedule.epochs, "max_steps_per_epoch": cfg.schedule.max_steps_per_epoch,
         "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
         # The augmentation: `seed` also draws the crops and flips when crop is "seeded".
-        "seed": cfg.seed, "crop": cfg.data.crop if cfg.data.augment else "center",
+        "seed": cfg.seed, "crop": training_crop(cfg.data.augment, cfg.data.crop),
         "device": device_name(dev, info.world_size), "precision": t.step.precision,
         "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
         "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
