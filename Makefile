@@ -5,14 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := libturbojpeg0-dev libopencv-dev pkg-config
+# A real single-node SLURM cluster for tests/test_sweep_slurm.py (`make test` only, not `make demo`).
+SLURM_PACKAGES := slurm-wlm munge
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup apt clean
+.PHONY: demo test setup apt slurm-packages clean
 
 demo: setup
 	$(BIN)/python -m ffcv_inat.demo --out demo_out
 
-test: setup
+test: setup slurm-packages
 	$(BIN)/python -m pytest -q
 
 setup: $(STAMP)
@@ -27,6 +29,20 @@ apt:
 	  else \
 	    echo "error: ffcv needs these system packages; install them first:"; \
 	    echo "  sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+
+# Not root: say what to install and go on; the SLURM tests then fail with the same message
+# (they are never skipped).
+slurm-packages:
+	@missing=$$(for p in $(SLURM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $$missing (the SLURM tests start a local cluster)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "warning: the SLURM tests (tests/test_sweep_slurm.py) need these packages and will fail without them:"; \
+	    echo "  sudo apt-get install -y $$missing"; \
 	  fi; \
 	fi
 

@@ -1,6 +1,7 @@
 """Shared synthetic datasets: made once per test session by the package itself."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -44,3 +45,24 @@ def smoke_grid(tmp_path_factory):
     r = CliRunner().invoke(sweep_main, ["run", str(plan), *only_args()])
     assert r.exit_code == 0, r.output
     return {"plan": plan, "work": work, "seconds": time.time() - start, "output": r.output}
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM cluster (munged, slurmctld, slurmd from Debian's slurm-wlm and
+    munge), up for the session: SLURM_CONF points every client command (sbatch, squeue, ...)
+    at it. Every daemon it started is stopped by pid at the end, also after a failed test.
+    Without the packages it fails with what to install; it never skips."""
+    from slurm_cluster import SlurmCluster
+
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous

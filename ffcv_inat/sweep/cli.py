@@ -2,18 +2,21 @@
 
     ffcv-sweep plan --grid paper --k 50,100,200,300,398 --seeds 0 --out sweep/plan.csv
     ffcv-sweep run sweep/plan.csv [--executor local|slurm|submitit-local] [--gpus-per-run N]
+    ffcv-sweep run sweep/plan.csv --executor slurm --slurm-partition gpu --gpus-per-run 8 ...
     ffcv-sweep status sweep/plan.csv
 """
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
 
 from .. import UserError
 from ..cli_errors import parse_int_list, report_user_errors
-from .executors import DEFAULT_ATTEMPTS, SlurmOptions, run_local, run_submitit
+from .executors import DEFAULT_ATTEMPTS, betons_to_verify, run_local
+from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
 from .state import STATUSES, count_statuses, log_dir, plan_status
 
@@ -79,49 +82,117 @@ def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_d
 @main.command()
 @click.argument("plan_csv", type=click.Path(dir_okay=False))
 @click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
-              help="local: one run at a time here; slurm: one submitit job per run with SLURM dependencies; "
+              help="local: one run at a time here; slurm: one SLURM job per run, chained with dependencies; "
                    "submitit-local: the slurm code path through submitit's local executor (no SLURM needed).")
-@click.option("--gpus-per-run", type=int, default=1, show_default=True,
-              help="GPUs per training run; more than 1 runs ffcv-train through torchrun.")
+@click.option("--gpus-per-run", type=int, default=None,
+              help="GPUs per training run [default: 1]; 0 trains on CPU (--set device=cpu) and asks SLURM for "
+                   "no GPU. Betons, and runs whose plan says device=cpu, never ask for one.")
+@click.option("--procs-per-run", type=int, default=None,
+              help="Training processes per run, through torchrun (DDP; gloo on CPU) [default: one per GPU].")
 @click.option("--attempts", type=int, default=DEFAULT_ATTEMPTS, show_default=True,
-              help="Tries per run before it is reported failed (retries resume from the last checkpoint).")
+              help="Tries per run before it is reported failed (retries resume from the last checkpoint; "
+                   "a second identical error is not retried).")
 @click.option("--only", "only", multiple=True,
               help="Run only this run id (repeatable), with whatever it depends on.")
-@click.option("--slurm-partition", default=None, help="SLURM partition.")
-@click.option("--slurm-account", default=None)
-@click.option("--slurm-qos", default=None)
-@click.option("--slurm-constraint", default=None, help="e.g. a GPU type.")
-@click.option("--cpus-per-task", type=int, default=10, show_default=True, help="CPUs per job (loader workers).")
-@click.option("--mem-gb", type=int, default=None, help="Memory per job.")
-@click.option("--timeout-min", type=int, default=72 * 60, show_default=True, help="Time limit of a training job.")
-@click.option("--max-parallel", type=int, default=1, show_default=True,
-              help="submitit-local: jobs at a time.")
+@click.option("--verify-betons", is_flag=True,
+              help="Before starting anything, verify every beton the runs read that this sweep does not write "
+                   "itself (size, sample count, labels, sha256 against its manifest: a full read of each).")
+@click.option("--slurm-partition", default=None, help="SLURM: partition (sbatch --partition).")
+@click.option("--slurm-account", default=None, help="SLURM: account to charge (--account).")
+@click.option("--slurm-qos", default=None, help="SLURM: quality of service (--qos).")
+@click.option("--slurm-constraint", default=None, help="SLURM: node features, e.g. a GPU type (--constraint).")
+@click.option("--gres", default=None,
+              help="SLURM: a training job's GPU request as sbatch --gres, e.g. gpu:a100:8, instead of "
+                   "gpu:N from --gpus-per-run (whose N it sets when not given).")
+@click.option("--cpus-per-task", type=int, default=10, show_default=True,
+              help="SLURM: CPUs per job (--cpus-per-task: loader workers, beton writers).")
+@click.option("--mem-gb", type=int, default=None, help="SLURM: memory per job (--mem).")
+@click.option("--timeout-min", type=int, default=72 * 60, show_default=True,
+              help="SLURM: time limit of a training job in minutes (--time); near it the job requeues itself "
+                   "and resumes from its last checkpoint. Betons get 12 h.")
+@click.option("--max-parallel", type=int, default=None,
+              help="At most this many of the sweep's jobs at once (SLURM: like a job array's %N, as N chains "
+                   "of jobs; default no limit) [submitit-local: 1].")
+@click.option("--sbatch", "sbatch_lines", multiple=True, metavar="OPTION",
+              help="SLURM: an extra #SBATCH line for every job, e.g. --exclusive or --mail-type=END (repeatable).")
+@click.option("--setup", "setup", multiple=True, metavar="COMMAND",
+              help="SLURM: a shell line each job runs before its run, e.g. 'module load cuda' or "
+                   "'source .venv/bin/activate' (repeatable, in order).")
 @click.option("--no-wait", is_flag=True, help="slurm: submit and return; follow with `ffcv-sweep status`.")
+@click.option("--poll-seconds", type=float, default=30.0, show_default=True,
+              help="slurm: how often a waiting sweep asks squeue.")
 @report_user_errors
-def run(plan_csv, executor, gpus_per_run, attempts, only, slurm_partition, slurm_account, slurm_qos,
-        slurm_constraint, cpus_per_task, mem_gb, timeout_min, max_parallel, no_wait):
+def run(plan_csv, executor, gpus_per_run, procs_per_run, attempts, only, verify_betons, slurm_partition,
+        slurm_account, slurm_qos, slurm_constraint, gres, cpus_per_task, mem_gb, timeout_min, max_parallel,
+        sbatch_lines, setup, no_wait, poll_seconds):
     """Run PLAN_CSV in dependency order, skipping runs that are already complete."""
-    if gpus_per_run < 1:
-        raise UserError(f"--gpus-per-run must be at least 1, got {gpus_per_run}")
-    if attempts < 1:
-        raise UserError(f"--attempts must be at least 1, got {attempts}")
+    for name, value in (("--procs-per-run", procs_per_run), ("--attempts", attempts),
+                        ("--cpus-per-task", cpus_per_task), ("--mem-gb", mem_gb), ("--timeout-min", timeout_min),
+                        ("--max-parallel", max_parallel)):
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be at least 1, got {value}")
+    gpus_per_run = _gpus_per_run(gpus_per_run, gres)
     rows = read_plan(plan_csv)
     if only:
         rows = with_dependencies(rows, only)
+    for line in sbatch_lines:
+        parse_sbatch_line(line)  # a malformed one is an error before anything runs
+    if verify_betons:
+        _verify_betons(rows)
     if executor == "local":
-        res = run_local(rows, attempts=attempts, gpus_per_run=gpus_per_run)
+        res = run_local(rows, attempts=attempts, gpus_per_run=gpus_per_run, procs_per_run=procs_per_run)
     else:
         opts = SlurmOptions(partition=slurm_partition, account=slurm_account, qos=slurm_qos,
-                            gpus_per_run=gpus_per_run, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-                            timeout_min=timeout_min, constraint=slurm_constraint)
+                            constraint=slurm_constraint, gres=gres, gpus_per_run=gpus_per_run,
+                            procs_per_run=procs_per_run, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+                            timeout_min=timeout_min, max_parallel=max_parallel, sbatch=tuple(sbatch_lines),
+                            setup=tuple(setup))
         res = run_submitit(rows, cluster="slurm" if executor == "slurm" else "local", opts=opts,
-                           attempts=attempts, wait=not no_wait, max_parallel=max_parallel)
+                           attempts=attempts, wait=not no_wait, max_parallel=max_parallel or 1,
+                           poll_seconds=poll_seconds)
+    stopped = f", {len(res.stopped)} stopped" if res.stopped else ""
     click.echo(f"sweep: {len(res.ran) - len(res.failed)} ran, {len(res.skipped)} already done, "
-               f"{len(res.failed)} failed, {len(res.blocked)} blocked by a failed dependency")
+               f"{len(res.failed)} failed, {len(res.blocked)} blocked by a failed dependency{stopped}")
     if not res.ok:
         for rid in res.failed:
             click.echo(f"  failed: {rid}")
-        raise click.ClickException(f"{len(res.failed)} runs failed; see `ffcv-sweep status {plan_csv}`")
+        for rid in res.stopped:
+            click.echo(f"  stopped: {rid}")
+        raise click.ClickException(f"{len(res.failed) + len(res.stopped)} runs did not finish; "
+                                   f"see `ffcv-sweep status {plan_csv}`")
+
+
+def _gpus_per_run(gpus_per_run: int | None, gres: str | None) -> int:
+    """--gpus-per-run, or the GPU count of --gres (gpu:8, gpu:a100:8), or 1."""
+    from_gres = None
+    if gres:
+        parts = gres.split(",")[0].split(":")
+        if parts[0] != "gpu":
+            from_gres = None
+        elif len(parts) > 1 and parts[-1].isdigit():
+            from_gres = int(parts[-1])
+        else:
+            from_gres = 1
+    if gpus_per_run is None:
+        return from_gres if from_gres is not None else 1
+    if gpus_per_run < 0:
+        raise UserError(f"--gpus-per-run must be 0 (CPU) or more, got {gpus_per_run}")
+    if from_gres is not None and from_gres != gpus_per_run:
+        raise UserError(f"--gres {gres} asks for {from_gres} GPUs but --gpus-per-run is {gpus_per_run}")
+    return gpus_per_run
+
+
+def _verify_betons(rows) -> None:
+    from ..beton_integrity import verify_betons
+
+    paths = betons_to_verify(rows)
+    if not paths:
+        click.echo("--verify-betons: nothing to verify (the runs to do read only betons this sweep writes)")
+        return
+    click.echo(f"verifying {len(paths)} betons the runs read (a full read of each) ...")
+    start = time.time()
+    verify_betons(paths, progress=True)
+    click.echo(f"verified {len(paths)} betons in {time.time() - start:.1f}s: each matches its manifest")
 
 
 @main.command()
@@ -139,11 +210,15 @@ def status(plan_csv, show_all):
     totals = {s: sum(c[s] for c in counts.values()) for s in STATUSES}
     click.echo(f"{'all':<10}" + "".join(f"{totals[s]:>9}" for s in STATUSES) + f"{len(statuses):>9}")
     for s in statuses:
-        if show_all or s.status in ("failed", "running", "queued"):
+        if show_all or s.status in ("failed", "running", "queued") or (s.status == "pending" and s.detail):
             extra = f" ({s.detail})" if s.detail else ""
             tries = f", {s.attempts} attempts" if s.status == "failed" else ""
-            click.echo(f"{s.status:<8} {s.row.run_id}{tries}{extra}" +
-                       (f"\n         logs: {log_dir(s.row)}" if s.status == "failed" else ""))
+            click.echo(f"{s.status:<8} {s.row.run_id}{tries}{extra}")
+            if s.status == "failed":
+                click.echo(f"         logs: {log_dir(s.row)}/stdout.log, stderr.log")
+            if s.job_logs and s.status != "done":
+                out, err = s.job_logs
+                click.echo(f"         job {s.job_id} log: {out}, {err.name}")
 
 
 if __name__ == "__main__":

@@ -1,30 +1,32 @@
-"""Run a plan: one run at a time here (`local`), or one SLURM job per run through submitit.
+"""Run a plan one run at a time here (`local`): the runs, their retries, their state.
 
 Every run is a real subprocess of `ffcv-train` / `write-beton` (through torchrun when a run
-gets more than one GPU) with stdout/stderr appended to stdout.log/stderr.log in its log dir
+has more than one process) with stdout/stderr appended to stdout.log/stderr.log in its log dir
 (the run dir for training runs). Each attempt is recorded in sweep_state.json; a training run
 that failed after writing a checkpoint is retried with --resume, so a retry loses at most
-the epoch in progress. Runs whose outputs are complete are never started again.
+the epoch in progress. Runs whose outputs are complete are never started again. The SLURM
+executor (slurm.py) runs the same `run_row` inside each job.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import click
 
 from .. import UserError
-from ..atomic import interrupts_as_exceptions
+from ..atomic import Terminated, interrupts_as_exceptions
 from .plan import TRAIN_KINDS, PlanRow, topological_order
-from .state import is_complete, log_dir, row_status, work_dir_of, write_state
+from .state import is_complete, log_dir, read_state, work_dir_of, write_state
 
 DEFAULT_ATTEMPTS = 3  # first try + 2 retries: enough for a flaky node, not a broken config
 
@@ -34,8 +36,6 @@ def executable(name: str) -> str:
     here = Path(sys.executable).parent / name
     if here.exists():
         return str(here)
-    import shutil
-
     found = shutil.which(name)
     if not found:
         raise UserError(f"{name} not found next to {sys.executable} or on PATH (is ffcv-inat installed?)")
@@ -46,8 +46,32 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def row_command(row: PlanRow, gpus_per_run: int = 1) -> list[str]:
-    """The argv that makes the row's outputs."""
+def row_device(row: PlanRow) -> str | None:
+    """The `device=` a training row's own --set items give (the last one wins), if any."""
+    found = None
+    for item in row.overrides:
+        key, _, value = item.partition("=")
+        if key.strip() == "device":
+            found = value.strip()
+    return found
+
+
+def trains_on_cpu(row: PlanRow, gpus_per_run: int) -> bool:
+    """A training row that needs no GPU: its plan says device=cpu (the smoke grid), or the
+    sweep gives runs no GPU (--gpus-per-run 0)."""
+    return row.kind in TRAIN_KINDS and (gpus_per_run == 0 or row_device(row) == "cpu")
+
+
+def procs_of(row: PlanRow, gpus_per_run: int, procs_per_run: int | None = None) -> int:
+    """Processes of a run: 1 for betons; for training --procs-per-run, else one per GPU."""
+    if row.kind not in TRAIN_KINDS:
+        return 1
+    return procs_per_run or max(1, gpus_per_run)
+
+
+def row_command(row: PlanRow, procs: int = 1, cpu: bool = False) -> list[str]:
+    """The argv that makes the row's outputs: `procs` training processes (torchrun when more
+    than one); `cpu` (no GPU for it) adds --set device=cpu unless its plan says so already."""
     if row.kind == "data":
         cmd = [sys.executable, "-m", "ffcv_inat.sweep.synthetic_data", row.outputs]
         for key, value in sorted(row.options.items()):
@@ -66,12 +90,14 @@ def row_command(row: PlanRow, gpus_per_run: int = 1) -> list[str]:
             args += [f"--{role}", row.inputs[role]]
     for item in row.overrides:
         args += ["--set", item]
+    if cpu and row_device(row) != "cpu":
+        args += ["--set", "device=cpu"]
     # Always --resume: the run dir already holds this sweep's logs (ffcv-train refuses a
     # non-empty dir without it), and a retry continues from the last checkpoint if an
     # earlier attempt wrote one (with no checkpoint the run starts from scratch).
     args.append("--resume")
-    if gpus_per_run > 1:
-        return [executable("torchrun"), "--standalone", f"--nproc_per_node={gpus_per_run}", "--no-python",
+    if procs > 1:
+        return [executable("torchrun"), "--standalone", f"--nproc_per_node={procs}", "--no-python",
                 executable("ffcv-train"), *args]
     return [executable("ffcv-train"), *args]
 
@@ -96,18 +122,36 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, gpus_per_run: int = 1,
-            echo: Callable[[str], None] = lambda s: None, job_id: str | None = None) -> bool:
-    """Run one row until its outputs are complete, at most `attempts` times; True when done."""
+@dataclass(frozen=True)
+class JobInfo:
+    """The scheduler's job a run_row call runs in, recorded in sweep_state.json."""
+
+    job_id: str
+    scheduler: str  # slurm | submitit-local
+    restarts: int = 0  # SLURM_RESTART_COUNT: how often SLURM requeued the job
+
+
+def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
+            echo: Callable[[str], None] = lambda s: None, job: JobInfo | None = None, cpu: bool = False) -> bool:
+    """Run one row until its outputs are complete, at most `attempts` times; True when done.
+
+    An attempt that fails with the same last error line as the attempt before is not tried
+    again: the failure is deterministic (a bad input), which a retry cannot fix.
+    """
     logs = log_dir(row)
     logs.mkdir(parents=True, exist_ok=True)
     Path(row.outputs).parent.mkdir(parents=True, exist_ok=True)  # write-beton wants its folder to exist
-    first = int(_previous_attempts(row)) + 1
+    first = previous_attempts(row) + 1
+    extra: dict = {}
+    if job is not None:
+        extra.update(job_id=job.job_id, scheduler=job.scheduler)
+        if job.restarts:
+            extra["restarts"] = job.restarts
+    if row.kind in TRAIN_KINDS:
+        extra["procs"] = procs
+    previous_error = None
     for attempt in range(first, first + attempts):
-        cmd = row_command(row, gpus_per_run)
-        extra = {"job_id": job_id} if job_id else {}
-        if row.kind in TRAIN_KINDS:
-            extra["gpus"] = gpus_per_run  # for GPU-hours in ffcv-analyze
+        cmd = row_command(row, procs, cpu)
         start = time.time()
         with (logs / "stdout.log").open("a") as out, (logs / "stderr.log").open("a") as err:
             header = f"\n=== ffcv-sweep attempt {attempt}, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n"
@@ -120,7 +164,13 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, gpus_per_run: int = 
             write_state(row, status="running", attempt=attempt, pid=proc.pid, command=cmd, **extra)
             try:
                 rc = proc.wait()
+                if rc < 0 and job is not None and job.scheduler == "slurm":
+                    # Killed by a signal: when SLURM is stopping the job (scancel, requeue, time
+                    # limit) its signal to this process lands a moment later; wait for it rather
+                    # than count an attempt the run did not fail.
+                    time.sleep(2)
             except BaseException:
+                _STOPPING.append(True)
                 _stop(proc)
                 write_state(row, status="interrupted", attempt=attempt, **extra)
                 raise
@@ -133,18 +183,37 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, gpus_per_run: int = 
             error = f"exited 0 but its outputs are incomplete ({row.outputs})"
         write_state(row, status="failed", attempt=attempt, returncode=rc, error=error, **extra)
         echo(f"  attempt {attempt} failed (exit {rc}): {error}")
+        if error == previous_error:
+            echo(f"  the same error as attempt {attempt - 1}: not tried again (a bad input, not a flaky node)")
+            break
+        previous_error = error
     return False
 
 
-def _previous_attempts(row: PlanRow) -> int:
+_STOPPING: list[bool] = []  # set once run_row is stopping its run (RowJob ignores further SIGTERMs)
+
+
+def stop_on_first_sigterm():
+    """A SIGTERM handler for a SLURM job (slurm.RowJob): the first SIGTERM raises Terminated,
+    which stops the run; later ones (the same kill, repeated) are ignored while it stops."""
+    _STOPPING.clear()
+
+    def handler(signum, frame):
+        if _STOPPING:
+            return
+        _STOPPING.append(True)
+        raise Terminated(f"terminated by signal {signum}")
+
+    return handler
+
+
+def previous_attempts(row: PlanRow) -> int:
     """Attempts already made by earlier sweeps, so numbering continues across restarts (each
     `ffcv-sweep run` gives a missing run up to `attempts` more tries; an interrupted attempt
     is not counted as one)."""
-    from .state import read_state
-
     st = read_state(row)
     n = int(st.get("attempt", 0) or 0)
-    return n if st.get("status") == "failed" else max(0, n - 1)
+    return n if st.get("status") in ("failed", "queued") else max(0, n - 1)
 
 
 @contextlib.contextmanager
@@ -166,14 +235,15 @@ class SweepResult:
     skipped: list[str]  # already complete
     failed: list[str]  # still failing after their attempts
     blocked: list[str]  # not started because a dependency failed
+    stopped: list[str] = field(default_factory=list)  # SLURM jobs cancelled from outside (scancel)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.blocked
+        return not self.failed and not self.blocked and not self.stopped
 
 
 def run_local(rows: Sequence[PlanRow], attempts: int = DEFAULT_ATTEMPTS, gpus_per_run: int = 1,
-              echo: Callable[[str], None] = click.echo) -> SweepResult:
+              echo: Callable[[str], None] = click.echo, procs_per_run: int | None = None) -> SweepResult:
     """Run the plan here, one run at a time, in dependency order."""
     if not rows:
         return SweepResult([], [], [], [])
@@ -194,177 +264,31 @@ def run_local(rows: Sequence[PlanRow], attempts: int = DEFAULT_ATTEMPTS, gpus_pe
                 echo(f"[{n}/{len(todo)}] {row.run_id}: skipped, needs {', '.join(missing)}")
                 continue
             echo(f"[{n}/{len(todo)}] {row.run_id} ...")
-            start = time.time()
-            ok = run_row(row, attempts, gpus_per_run if row.kind in TRAIN_KINDS else 1, echo=echo)
+            start, first = time.time(), previous_attempts(row) + 1
+            ok = run_row(row, attempts, procs_of(row, gpus_per_run, procs_per_run), echo=echo,
+                         cpu=trains_on_cpu(row, gpus_per_run))
             res.ran.append(row.run_id)
             if ok:
                 echo(f"[{n}/{len(todo)}] {row.run_id}: done in {time.time() - start:.1f}s")
             else:
                 bad.add(row.run_id)
                 res.failed.append(row.run_id)
-                echo(f"[{n}/{len(todo)}] {row.run_id}: FAILED after {attempts} attempts; logs in {log_dir(row)}")
+                made = int(read_state(row).get("attempt", first)) - first + 1
+                echo(f"[{n}/{len(todo)}] {row.run_id}: FAILED after {made} attempts; logs in {log_dir(row)}")
     return res
 
 
-# ------------------------------------------------------------------------------ SLURM (submitit)
-
-@dataclass
-class RowJob:
-    """What a submitit job runs: one plan row, with its retries, on the allocated node."""
-
-    row: PlanRow
-    attempts: int
-    gpus_per_run: int
-
-    def __call__(self) -> str:
-        job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
-        if not run_row(self.row, self.attempts, self.gpus_per_run, echo=print, job_id=job_id):
-            # Failing the job makes SLURM cancel the runs that depend on it (afterok).
-            raise RuntimeError(f"{self.row.run_id} failed after {self.attempts} attempts; see {log_dir(self.row)}")
-        return self.row.run_id
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    gpus_per_run: int = 1
-    cpus_per_task: int = 10
-    mem_gb: int | None = None
-    timeout_min: int = 72 * 60
-    beton_timeout_min: int = 12 * 60
-    constraint: str | None = None
-
-
-def _make_executor(cluster: str, folder: Path, row: PlanRow, opts: SlurmOptions, dependency_ids: Sequence[str]):
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    gpus = opts.gpus_per_run if row.kind in TRAIN_KINDS else 0
-    timeout = opts.timeout_min if row.kind in TRAIN_KINDS else opts.beton_timeout_min
-    params = dict(name=row.run_id, timeout_min=timeout, nodes=1, tasks_per_node=1,
-                  cpus_per_task=opts.cpus_per_task)
-    if gpus:
-        params["gpus_per_node"] = gpus
-    if cluster == "slurm":
-        extra = {}
-        if dependency_ids:
-            # kill-on-invalid-dep: if a dependency fails its dependents are cancelled, not stuck.
-            extra = {"dependency": "afterok:" + ":".join(dependency_ids), "kill-on-invalid-dep": "yes"}
-        if opts.account:
-            extra["account"] = opts.account
-        if opts.qos:
-            extra["qos"] = opts.qos
-        params.update(slurm_partition=opts.partition, slurm_additional_parameters=extra)
-        if opts.mem_gb:
-            params["mem_gb"] = opts.mem_gb
-        if opts.constraint:
-            params["slurm_constraint"] = opts.constraint
-        params = {k: v for k, v in params.items() if v is not None}
-    executor.update_parameters(**params)
-    return executor
-
-
-def run_submitit(rows: Sequence[PlanRow], cluster: str = "slurm", opts: SlurmOptions = SlurmOptions(),
-                 attempts: int = DEFAULT_ATTEMPTS, wait: bool = True, max_parallel: int = 1,
-                 poll_seconds: float = 5.0, echo: Callable[[str], None] = click.echo) -> SweepResult:
-    """One submitit job per missing run.
-
-    On SLURM every job is submitted at once, chained with afterok dependencies, and SLURM
-    orders them. submitit's local executor (cluster="local", no SLURM needed) cannot express
-    dependencies, so there the jobs are submitted in waves of runs whose dependencies are
-    done, at most `max_parallel` at a time; everything else is the same code path.
-    """
-    order = topological_order(rows)
-    res = SweepResult([], [], [], [])
-    if not order:
-        return res
-    with sweep_lock(order), interrupts_as_exceptions():
-        statuses = {r.run_id: row_status(r) for r in order}
-        res.skipped = [rid for rid, s in statuses.items() if s.status == "done"]
-        in_flight = {rid: s.detail.split()[-1] for rid, s in statuses.items()
-                     if s.status in ("queued", "running") and s.detail.startswith("job")}
-        todo = [r for r in order if statuses[r.run_id].status not in ("done",) and r.run_id not in in_flight]
-        echo(f"{len(order)} runs: {len(res.skipped)} already done, {len(in_flight)} already submitted, "
-             f"{len(todo)} to submit ({'SLURM' if cluster == 'slurm' else 'submitit local executor'})")
-        jobs: dict[str, object] = {}
-        if cluster == "slurm":
-            job_ids = dict(in_flight)
-            for row in todo:
-                deps = [job_ids[d] for d in row.depends_on if d in job_ids]
-                job = _submit(cluster, row, opts, attempts, deps)
-                jobs[row.run_id] = job
-                job_ids[row.run_id] = str(job.job_id)
-                echo(f"submitted {row.run_id}: job {job.job_id}" + (f" after {','.join(deps)}" if deps else ""))
-            if not wait:
-                echo("not waiting: follow with ffcv-sweep status")
-                return res
-            _wait(jobs, res, poll_seconds, echo)
-        else:
-            pending = list(todo)
-            bad: set[str] = set()
-            while pending:
-                ready = [r for r in pending if all(is_complete_id(d, order) for d in r.depends_on)]
-                blocked = [r for r in pending if any(d in bad for d in r.depends_on)]
-                for r in blocked:
-                    bad.add(r.run_id)
-                    res.blocked.append(r.run_id)
-                    echo(f"{r.run_id}: skipped, a dependency failed")
-                pending = [r for r in pending if r not in blocked]
-                ready = [r for r in ready if r in pending][:max(1, max_parallel)]
-                if not ready:
-                    if pending:
-                        res.blocked += [r.run_id for r in pending]
-                    break
-                wave = {}
-                for row in ready:
-                    wave[row.run_id] = _submit(cluster, row, opts, attempts, [])
-                    echo(f"submitted {row.run_id}: job {wave[row.run_id].job_id}")
-                failed_before = set(res.failed)
-                try:
-                    _wait(wave, res, poll_seconds, echo)
-                except BaseException:  # Ctrl-C / SIGTERM: local jobs would outlive us otherwise
-                    for job in wave.values():
-                        job.cancel(check=False)
-                    raise
-                bad |= set(res.failed) - failed_before
-                pending = [r for r in pending if r.run_id not in wave]
-    return res
-
-
-def is_complete_id(run_id: str, rows: Sequence[PlanRow]) -> bool:
-    return any(r.run_id == run_id and is_complete(r) for r in rows)
-
-
-def _submit(cluster: str, row: PlanRow, opts: SlurmOptions, attempts: int, dependency_ids: Sequence[str]):
-    # submitit's own files (pickles, its stdout/stderr) go in the row's log dir too.
-    folder = log_dir(row) / "submitit"
-    executor = _make_executor(cluster, folder, row, opts, dependency_ids)
-    gpus = opts.gpus_per_run if row.kind in TRAIN_KINDS else 1
-    job = executor.submit(RowJob(row, attempts, gpus))
-    from .state import read_state
-
-    # The job may already have started and written its own state: never overwrite that.
-    if read_state(row).get("job_id") != str(job.job_id):
-        write_state(row, status="queued", attempt=0, job_id=str(job.job_id))
-    return job
-
-
-def _wait(jobs: dict, res: SweepResult, poll_seconds: float, echo: Callable[[str], None]) -> None:
-    remaining = dict(jobs)
-    while remaining:
-        for rid, job in list(remaining.items()):
-            if not job.done():
-                continue
-            del remaining[rid]
-            res.ran.append(rid)
-            try:
-                job.result()
-                echo(f"{rid}: done (job {job.job_id})")
-            except Exception as e:  # submitit re-raises the job's error, or says it was cancelled
-                res.failed.append(rid)
-                msg = str(e).strip().splitlines()
-                echo(f"{rid}: FAILED (job {job.job_id}): {msg[-1] if msg else type(e).__name__}")
-        if remaining:
-            time.sleep(poll_seconds)
+def betons_to_verify(rows: Sequence[PlanRow]) -> list[str]:
+    """The betons that the runs still to do read and that this sweep does not write itself:
+    inputs that already exist (their beton rows are complete, or not in the plan). Missing
+    ones are listed too, so that verifying them names them."""
+    written = {r.outputs for r in rows if r.kind == "beton" and not is_complete(r)}
+    out: list[str] = []
+    for r in rows:
+        if r.kind not in TRAIN_KINDS or is_complete(r):
+            continue
+        for role in ("train", "val"):
+            path = r.inputs.get(role)
+            if path and path not in written and path not in out:
+                out.append(path)
+    return out
