@@ -387,13 +387,7 @@ def test_why_slurm_ended_a_job_is_read_from_its_log(tmp_path):
     assert row_status(row, {"41": "RUNNING"}).status == "running"
 
 
-def test_verify_betons_takes_the_inputs_this_sweep_does_not_write(tmp_path, monkeypatch):
-    # A beton row is done when its beton passes the cheap check (tested with real betons in
-    # test_beton_integrity.py); here a beton with a manifest beside it stands for one that does.
-    from ffcv_inat.manifest import manifest_path
-    from ffcv_inat.sweep import state
-
-    monkeypatch.setattr(state, "beton_is_whole", lambda beton: beton.exists() and manifest_path(beton).exists())
+def test_verify_betons_takes_the_inputs_this_sweep_does_not_write(tmp_path):
     plan = tmp_path / "plan.csv"
     assert sweep("plan", "--grid", "smoke", "--out", plan).exit_code == 0
     rows = with_dependencies(read_plan(plan), ["finetune_R-8-s0", "linear_R-8-s0"])
@@ -415,11 +409,6 @@ def test_waiting_sweep_submits_again_a_job_that_slurm_ended_early(tmp_path, monk
     """The sweep's own retry, with squeue and sbatch played by the test: the pretraining job
     is killed at its time limit (TIMEOUT, not requeued), SLURM cancels the finetune that
     waited for it; the sweep submits both again, the finetune after the new job."""
-    from ffcv_inat.manifest import manifest_path
-    from ffcv_inat.sweep import state
-
-    # A beton with a manifest beside it stands for one that passes the cheap check.
-    monkeypatch.setattr(state, "beton_is_whole", lambda beton: beton.exists() and manifest_path(beton).exists())
     plan = tmp_path / "plan.csv"
     assert sweep("plan", "--grid", "smoke", "--out", plan).exit_code == 0
     rows = with_dependencies(read_plan(plan), ["finetune_R-8-s0"])
