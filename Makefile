@@ -19,32 +19,28 @@ test: setup slurm-packages
 
 setup: $(STAMP)
 
-# ffcv 1.0.2 builds from source and links libturbojpeg and OpenCV found via pkg-config.
-apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call apt_install,PACKAGES,WHY,NOT_ROOT_MESSAGE,NOT_ROOT_ACTION): install the missing Debian
+# packages as root; otherwise print the message and the apt-get line, then run the action.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing $$missing (needed to build ffcv)"; \
+	    echo "installing $$missing ($(2))"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "error: ffcv needs these system packages; install them first:"; \
-	    echo "  sudo apt-get install -y $$missing"; exit 1; \
+	    echo "$(3)"; echo "  sudo apt-get install -y $$missing"; $(4); \
 	  fi; \
 	fi
+endef
+
+# ffcv 1.0.2 builds from source and links libturbojpeg and OpenCV found via pkg-config.
+apt:
+	$(call apt_install,$(APT_PACKAGES),needed to build ffcv,error: ffcv needs these system packages; install them first:,exit 1)
 
 # Not root: say what to install and go on; the SLURM tests then fail with the same message
 # (they are never skipped).
 slurm-packages:
-	@missing=$$(for p in $(SLURM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing $$missing (the SLURM tests start a local cluster)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else \
-	    echo "warning: the SLURM tests (tests/test_sweep_slurm.py) need these packages and will fail without them:"; \
-	    echo "  sudo apt-get install -y $$missing"; \
-	  fi; \
-	fi
+	$(call apt_install,$(SLURM_PACKAGES),the SLURM tests start a local cluster,warning: the SLURM tests (tests/test_sweep_slurm.py) need these packages and will fail without them:,true)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
