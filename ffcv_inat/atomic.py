@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -110,6 +111,20 @@ def atomic_outputs(*finals: str | Path) -> Iterator[list[Path]]:
     except BaseException:
         for p in multiprocessing.active_children():
             p.terminate()
+        started = [tmp for tmp in temps if tmp.exists()]
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if started:  # the writing had begun: its workers may still be starting
+            _unlink_reappearing(temps)
         raise
+
+
+def _unlink_reappearing(temps: list[Path], seconds: float = 2.0) -> None:
+    """Remove temporaries that reappear shortly after the cleanup: a worker that a signal caught
+    while it was being started is not among active_children, so it is not stopped, and ffcv's
+    writer workers open the output in append mode, which creates it again."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
