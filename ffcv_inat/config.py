@@ -215,6 +215,17 @@ def get_key(cfg: Config, dotted: str) -> Any:
     return obj
 
 
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of a nested config mapping, in its order (the keys `--set` takes)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 from .. import UserError
 from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
 from ..rundir import checkpoint_of, run_dir_of
+from ..synthetic import study_preset
 
 # Family -> (the full subset that ends its curve, its number of classes). R-k draws from all
 # 1,000 classes, so R's full end point is "all" (R-1000 would be the same class set).
@@ -48,11 +49,12 @@ RECIPES = {
 INAT = "inat-mini-a"
 IMAGENET_A = "imagenet-a"
 
-# The smoke grid: synthetic data the sweep makes itself (ffcv_inat.synthetic's "smoke" preset,
-# 32 px), trained with smoke_cpu.yaml's settings (see smoke_overrides). per-class: the eval
-# split takes all 6 extra train images of each species (96 images, 16 species).
+# The smoke grid: synthetic data the sweep makes itself (ffcv_inat.synthetic's "smoke" preset),
+# trained with smoke_cpu.yaml's settings (see smoke_overrides). Betons keep the images' size;
+# the eval split takes all the extra train images of each species.
 SMOKE_DATA = {"preset": "smoke"}
-SMOKE_BETON_OPTIONS = {"max-res": 32, "workers": 1, "per-class": 6}
+SMOKE_BETON_OPTIONS = {"max-res": study_preset("smoke").size, "workers": 1,
+                       "per-class": study_preset("smoke").inat_train_extra}
 
 
 @dataclass(frozen=True)
@@ -308,21 +310,11 @@ def smoke_recipe_overrides() -> tuple[str, ...]:
     """smoke_cpu.yaml's own values as --set items, in file order, without STRUCTURE_KEYS."""
     import yaml
 
-    from ..config import find_recipe
+    from ..config import find_recipe, flatten
 
     _, text = find_recipe(SMOKE_RECIPE)
-    out = []
-
-    def walk(node: dict, prefix: str) -> None:
-        for key, value in node.items():
-            dotted = f"{prefix}{key}"
-            if isinstance(value, dict):
-                walk(value, dotted + ".")
-            elif dotted not in STRUCTURE_KEYS:
-                out.append(f"{dotted}={_yaml_scalar(value)}")
-
-    walk(yaml.safe_load(text) or {}, "")
-    return tuple(out)
+    return tuple(f"{key}={_yaml_scalar(value)}" for key, value in flatten(yaml.safe_load(text) or {}).items()
+                 if key not in STRUCTURE_KEYS)
 
 
 def smoke_overrides() -> list[str]:

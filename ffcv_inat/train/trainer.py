@@ -40,7 +40,7 @@ from .. import UserError
 from ..atomic import atomic_outputs
 from ..beton_integrity import check_beton
 from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
-from ..config import Config, config_from_dict, to_dict, to_yaml, validate
+from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
@@ -137,9 +137,9 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
         stored_data = yaml.safe_load(stored.read_text()) or {}
         # Compared as today's Config types them; a key added to Config since the run started is
         # not in the stored file and may take any value (its default, or a --set).
-        old = _flat(to_dict(config_from_dict(stored_data, str(stored))))
-        new = _flat(to_dict(cfg))
-        known = set(_flat(stored_data))
+        old = flatten(to_dict(config_from_dict(stored_data, str(stored))))
+        new = flatten(to_dict(cfg))
+        known = set(flatten(stored_data))
         # `out` may be spelled differently (./run vs run): it is this directory either way.
         diff = sorted(k for k in known if k != "out" and old.get(k) != new.get(k))
         if diff:
@@ -152,16 +152,6 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
                 tmp.write_text(to_yaml(cfg))
     barrier(info)
     return run_dir
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 @dataclass(frozen=True)
