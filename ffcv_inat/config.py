@@ -29,6 +29,7 @@ from .environment import PRECISIONS
 REQUIRED = "???"
 DEVICES = ("auto", "cpu", "cuda")
 CROPS = ("seeded", "ffcv")  # training crop decoders, see ffcv_inat.loaders
+DECODES = ("cpu", "gpu", "auto")  # where JPEGs are decoded, see ffcv_inat.loaders.resolve_decode
 FREEZE = ("none", "backbone")
 
 
@@ -59,6 +60,9 @@ class DataConfig:
     # Who draws the training crops and flips: "seeded" = a function of (seed, epoch, image),
     # reproducible (ffcv_inat.crops); "ffcv" = ffcv's stock decoder + flip, unseeded.
     crop: str = "seeded"
+    # Where JPEGs are decoded: "cpu" in ffcv's workers; "gpu" on the device (nvJPEG), the workers
+    # only copy bytes (ffcv_inat.device_loader); "auto" = gpu on CUDA, cpu otherwise.
+    decode: str = "cpu"
     os_cache: bool = True
 
 
@@ -128,6 +132,7 @@ CHOICES = {
     "model.arch": ("resnet50",),
     "model.freeze": FREEZE,
     "data.crop": CROPS,
+    "data.decode": DECODES,
     "optim.name": ("sgd",),
 }
 

@@ -18,6 +18,8 @@ path that makes a training crop (ffcv's CPU workers via `ffcv_inat.seeded_decode
 a GPU path) crops the same box for the same arguments. Draws 0-19 are the tries' (area, ratio)
 pairs, 20 and 21 the position, 22 the flip.
 
+`center_box(height, width, ratio)` is the evaluation (and un-augmented training) crop.
+
 One implementation, compiled by numba: callable from numba code (the decoder's parallel loop)
 and from Python (`crop_box` on scalars, `crop_boxes` on arrays of indices and sizes).
 """
@@ -106,6 +108,17 @@ def crop_box(seed, epoch, index, height, width):
         w = width
         h = height
     return (height - h) // 2, (width - w) // 2, h, w, flip
+
+
+@_jit
+def center_box(height, width, ratio):
+    """(top, left, side, side) of the evaluation crop: the centred square whose side is
+    int(ratio * min(height, width)), as ffcv's CenterCropRGBImageDecoder cuts it, so the CPU and
+    GPU paths evaluate on the same pixels."""
+    height = np.int64(height)
+    width = np.int64(width)
+    side = np.int64(ratio * min(height, width))
+    return (height - side) // 2, (width - side) // 2, side, side
 
 
 @_jit

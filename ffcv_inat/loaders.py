@@ -12,11 +12,18 @@ is reproducible; "ffcv" is ffcv's RandomResizedCropRGBImageDecoder + RandomHoriz
 which draw from numba's unseeded generator (kept to compare: `ffcv-bench loader --crop`).
 The epoch of the crops is always the epoch of the shuffle order (`BetonLoader.set_epoch`).
 
+Where JPEGs are decoded (`decode`, config `data.decode`, `resolve_decode`): "cpu" decodes in
+ffcv's workers as above; "gpu" is the GPU data path (`ffcv_inat.device_loader`): workers only
+copy each sample's stored bytes with its crop box and flip (`ffcv_inat.jpeg_bytes`, boxes from
+the same `crops` functions) and the device decodes, crops, flips and normalises; "auto" is gpu
+on CUDA, cpu otherwise.
+
 ffcv reuses its output buffers: a batch is valid only until the loader yields batches_ahead
 more. Use it (or `.clone()` it) before moving on; never keep a list of raw batches.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +32,16 @@ import torch
 
 from . import UserError
 from .beton_integrity import check_beton
-from .config import CROPS  # training crop decoders: ours (reproducible) and ffcv's stock one
+from .config import CROPS, DECODES  # training crop decoders; where JPEGs are decoded
 from .environment import resolve_workers
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
 # Evaluation crops the centre 224/256 of the image, the standard ImageNet protocol.
 DEFAULT_CROP_RATIO = 224 / 256
+# Test-only switch: let data.decode "gpu" run the GPU path's code with device "cpu", so CPU tests
+# train and evaluate through it. Nothing else sets it.
+DECODE_ON_CPU_FOR_TESTS = "FFCV_INAT_TEST_GPU_PATH_ON_CPU"
 
 
 @dataclass
@@ -86,6 +96,8 @@ def make_loader(
     os_cache: bool = True,
     crop_ratio: float = DEFAULT_CROP_RATIO,
     batches_ahead: int = 3,
+    decode: str = "cpu",
+    dtype: torch.dtype = torch.float16,
 ) -> BetonLoader:
     """A Loader over `beton` yielding (images, labels) on `device`.
 
@@ -108,6 +120,31 @@ def make_loader(
     from .seeded_decoder import SeededRandomResizedCropDecoder
 
     workers = resolve_workers(workers)
+    decode = resolve_decode(decode, device)
+    if train:
+        # QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv supports it
+        # only without os_cache and without distributed loading.
+        order = OrderOption.RANDOM if (os_cache or distributed) else OrderOption.QUASI_RANDOM
+    else:
+        order = OrderOption.SEQUENTIAL
+
+    def ffcv_loader(image_ops: list, label_ops: list) -> Loader:
+        return Loader(
+            str(beton),
+            batch_size=batch_size,
+            num_workers=workers,
+            order=order,
+            os_cache=os_cache,
+            drop_last=train if drop_last is None else drop_last,
+            pipelines={"image": image_ops, "label": label_ops},
+            distributed=distributed,
+            seed=seed,
+            batches_ahead=batches_ahead,
+        )
+
+    if decode == "gpu":
+        return _device_decode_loader(beton, ffcv_loader, res=res, random_crop=train and augment, crop=crop,
+                                     seed=seed, crop_ratio=crop_ratio, device=device, dtype=dtype)
     if train and augment and crop == "seeded":
         decoder = SeededRandomResizedCropDecoder((res, res), seed=seed)
         image_ops = [decoder]  # it flips too
@@ -122,25 +159,38 @@ def make_loader(
     if on_gpu:
         image_ops.append(NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float16))
     label_ops = [IntDecoder(), ToTensor(), Squeeze(), ToDevice(device, non_blocking=True)]
-    if train:
-        # QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv supports it
-        # only without os_cache and without distributed loading.
-        order = OrderOption.RANDOM if (os_cache or distributed) else OrderOption.QUASI_RANDOM
-    else:
-        order = OrderOption.SEQUENTIAL
-    loader = Loader(
-        str(beton),
-        batch_size=batch_size,
-        num_workers=workers,
-        order=order,
-        os_cache=os_cache,
-        drop_last=train if drop_last is None else drop_last,
-        pipelines={"image": image_ops, "label": label_ops},
-        distributed=distributed,
-        seed=seed,
-        batches_ahead=batches_ahead,
-    )
-    return BetonLoader(loader, decoder, normalized=on_gpu)
+    return BetonLoader(ffcv_loader(image_ops, label_ops), decoder, normalized=on_gpu)
+
+
+def _device_decode_loader(beton: Path, ffcv_loader, *, res: int, random_crop: bool, crop: str, seed: int,
+                          crop_ratio: float, device: torch.device, dtype: torch.dtype) -> BetonLoader:
+    """The GPU data path's loader: ffcv copies bytes (labels stay on the CPU), the device decodes."""
+    from ffcv.fields.basics import IntDecoder
+    from ffcv.transforms import Squeeze, ToTensor
+
+    from .device_loader import DeviceDecodeLoader
+    from .jpeg_bytes import CompressedImageBytes, largest_payload
+
+    if random_crop and crop != "seeded":
+        raise UserError(f"data.crop: {crop} has no GPU path (it draws inside ffcv's decoder); the GPU path crops "
+                        "with the seeded function: use data.crop: seeded, or data.decode: cpu")
+    op = CompressedImageBytes(largest_payload(beton), random_crop=random_crop, seed=seed, ratio=crop_ratio)
+    loader = ffcv_loader([op], [IntDecoder(), ToTensor(), Squeeze()])
+    return DeviceDecodeLoader(loader, op, normalized=True, device=device, size=(res, res), dtype=dtype)
+
+
+def resolve_decode(decode: str, device: torch.device) -> str:
+    """Where a run decodes its JPEGs, "cpu" or "gpu", from `data.decode` and the run's device:
+    "auto" is "gpu" on CUDA, "cpu" otherwise; "gpu" without CUDA is a UserError (except under
+    the tests' DECODE_ON_CPU_FOR_TESTS switch, which runs the GPU path's code on the CPU)."""
+    if decode not in DECODES:
+        raise UserError(f"data.decode must be one of {', '.join(DECODES)}, got {decode!r}")
+    if decode == "auto":
+        return "gpu" if device.type == "cuda" else "cpu"
+    if decode == "gpu" and device.type != "cuda" and not os.environ.get(DECODE_ON_CPU_FOR_TESTS):
+        raise UserError(f"data.decode: gpu needs a CUDA device, and this run's device is {device.type} "
+                        "(use data.decode: cpu, or auto)")
+    return decode
 
 
 def stop_epoch(iterator) -> None:
@@ -152,10 +202,11 @@ def stop_epoch(iterator) -> None:
     iterator.close()
 
 
-def normalizes_on(device: torch.device) -> bool:
-    """Whether the pipeline normalises batches itself: on a GPU, after ToDevice (ffcv-imagenet's
-    way); on CPU the JIT NormalizeImage would follow non-JIT ops and hang ffcv (#396)."""
-    return device.type == "cuda"
+def normalizes_on(device: torch.device, decode: str = "cpu") -> bool:
+    """Whether the loader hands out normalised batches, given the resolved `decode`: the GPU
+    path always; the CPU path on a GPU, after ToDevice (ffcv-imagenet's way), but not on the
+    CPU, where the JIT NormalizeImage would follow non-JIT ops and hang ffcv (#396)."""
+    return decode == "gpu" or device.type == "cuda"
 
 
 def training_crop(augment: bool, crop: str) -> str:
@@ -170,8 +221,9 @@ _stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 def model_input(images: torch.Tensor, normalized: bool, precision: str = "fp32") -> torch.Tensor:
     """A loader batch as the model takes it, in training, evaluation and the model bench alike.
 
-    CPU pipeline: uint8 NCHW, normalised here in fp32. GPU pipeline: already normalised to
-    fp16, which autocast takes as it is and an fp32 model needs cast to fp32.
+    CPU pipeline: uint8 NCHW, normalised here in fp32. GPU pipeline, or the GPU data path:
+    already normalised (fp16, or the GPU path's dtype), which autocast takes as it is and an
+    fp32 model needs cast to fp32.
     """
     if normalized:
         return images.float() if precision == "fp32" and images.dtype != torch.float32 else images

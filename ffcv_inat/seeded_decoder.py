@@ -9,11 +9,12 @@ RandomHorizontalFlip op (and no extra copy of the batch) follows it. A batch is 
 same with any number of workers, in any process, on resume.
 
 The epoch: ffcv compiles a Loader's pipeline once, and numba freezes the globals and closure
-variables it reads, numpy arrays included, as constants. So the epoch lives in a one-element
-array owned by the decoder; the compiled code holds only its address and reads it through a
-pointer at the start of every batch. `set_epoch` writes it; call it before the epoch's iterator
-is created (ffcv's loading thread starts at once) and never while an epoch is in flight.
-`ffcv_inat.loaders.BetonLoader` does this for you, from the epoch of its shuffle order.
+variables it reads, numpy arrays included, as constants. So the epoch lives in an `EpochCell`,
+a one-element array owned by the decoder; the compiled code holds only its address and reads it
+through a pointer (`load_int64`) at the start of every batch. `set_epoch` writes it; call it
+before the epoch's iterator is created (ffcv's loading thread starts at once) and never while an
+epoch is in flight. `ffcv_inat.loaders.BetonLoader` does this for you, from the epoch of its
+shuffle order. The GPU path's bytes op (`ffcv_inat.jpeg_bytes`) reads its epoch the same way.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from .crops import crop_box
 
 
 @intrinsic
-def _load_int64(typingctx, address):
+def load_int64(typingctx, address):
     """The int64 stored at `address` (an integer), read when the compiled code runs."""
     if not isinstance(address, types.Integer):
         return None
@@ -45,8 +46,28 @@ def _load_int64(typingctx, address):
 
 @numba.njit(nogil=True)
 def read_int64(address):
-    """`_load_int64` callable from Python too (for tests)."""
-    return _load_int64(address)
+    """`load_int64` callable from Python too (for tests)."""
+    return load_int64(address)
+
+
+class EpochCell:
+    """The epoch as compiled ffcv code sees it: a persistent one-element int64 array whose
+    address (`address`, an integer numba may freeze) the code reads with `load_int64`."""
+
+    def __init__(self, epoch: int = 0):
+        self._value = np.zeros(1, dtype=np.int64)
+        self.set(epoch)
+
+    @property
+    def address(self) -> int:
+        return self._value.ctypes.data
+
+    @property
+    def value(self) -> int:
+        return int(self._value[0])
+
+    def set(self, epoch: int) -> None:
+        self._value[0] = int(epoch)
 
 
 @numba.njit(nogil=True)
@@ -77,15 +98,14 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
     def __init__(self, output_size: tuple[int, int], seed: int = 0, epoch: int = 0):
         super().__init__(output_size)
         self.seed = int(seed)
-        self._epoch = np.zeros(1, dtype=np.int64)  # read by the compiled code through its address
-        self.set_epoch(epoch)
+        self.epoch_cell = EpochCell(epoch)  # read by the compiled code through its address
 
     @property
     def epoch(self) -> int:
-        return int(self._epoch[0])
+        return self.epoch_cell.value
 
     def set_epoch(self, epoch: int) -> None:
-        self._epoch[0] = int(epoch)
+        self.epoch_cell.set(epoch)
 
     def generate_code(self) -> Callable:
         jpg = IMAGE_MODES["jpg"]
@@ -94,11 +114,11 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
         imdecode_c = Compiler.compile(imdecode)
         resize_crop_c = Compiler.compile(resize_crop)
         seed = self.seed
-        epoch_address = self._epoch.ctypes.data  # an integer: numba freezes it, not the array
+        epoch_address = self.epoch_cell.address  # an integer: numba freezes it, not the array
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
-            epoch = _load_int64(epoch_address)
+            epoch = load_int64(epoch_address)
             for dst_ix in my_range(len(batch_indices)):
                 source_ix = batch_indices[dst_ix]
                 field = metadata[source_ix]

@@ -180,7 +180,7 @@ def test_the_epoch_follows_the_shuffle_order(beton):
     assert loader.epoch == 6 and loader.decoder.epoch == 6
     for expected in (6, 7):
         it = iter(loader)
-        assert loader.decoder.epoch == expected and read_int64(loader.decoder._epoch.ctypes.data) == expected
+        assert loader.decoder.epoch == expected and read_int64(loader.decoder.epoch_cell.address) == expected
         stop_epoch(it)
     assert loader.epoch == 8
 

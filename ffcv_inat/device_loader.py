@@ -1,0 +1,126 @@
+"""The GPU data path's loader (`data.decode: gpu`): ffcv workers copy bytes, the device decodes.
+
+`DeviceDecodeLoader` has `BetonLoader`'s interface (iterate, `set_epoch`, `set_resolution`,
+`normalized`), so the trainer, the evaluation and the bench use either without knowing which.
+Its ffcv Loader runs `jpeg_bytes.CompressedImageBytes` on the image field and leaves labels on
+the CPU; a background thread turns each batch into the model's input with
+`device_decode.images_from_rows` while the caller trains on the previous one.
+
+Overlap and streams. On a GPU the thread issues its work on a side CUDA stream and hands each
+batch over with an event; the consumer's stream waits for that event (the host does not) and
+the batch's tensors are marked as used on the consumer's stream, so the caching allocator keeps
+them until the step that reads them is done. `queue_depth` batches wait ready ahead.
+
+ffcv's buffers. ffcv may overwrite a batch's pinned buffer once the next one is taken. The
+thread reads a batch's buffer only synchronously (torchvision's decode returns after its
+stream is synchronised, raw pixels and labels are copied with blocking copies), so by the time
+it asks ffcv for the next batch nothing still reads the previous one.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from queue import Empty, Full, Queue
+
+import torch
+
+from .device_decode import DecodeCounts, images_from_rows
+from .jpeg_bytes import read_headers
+from .loaders import BetonLoader, stop_epoch
+
+_END = object()
+
+
+@dataclass
+class DeviceDecodeLoader(BetonLoader):
+    device: torch.device = torch.device("cpu")
+    size: tuple[int, int] = (224, 224)
+    dtype: torch.dtype = torch.float16  # of the images handed out
+    queue_depth: int = 2
+    counts: DecodeCounts = field(default_factory=DecodeCounts)  # summed over every batch handed out
+
+    def __iter__(self):
+        self._set_crop_epoch(self.loader.next_epoch)
+        return DecodingIterator(iter(self.loader), self.device, self.size, self.dtype, self.queue_depth, self.counts)
+
+    def set_resolution(self, res: int) -> None:
+        self.size = (res, res)
+
+
+class DecodingIterator:
+    """One epoch: a thread decodes ahead of the consumer. Stop it early with
+    `loaders.stop_epoch` (terminate_event, join, close), as ffcv's own iterator."""
+
+    def __init__(self, inner, device: torch.device, size: tuple[int, int], dtype: torch.dtype, depth: int,
+                 counts: DecodeCounts):
+        self.inner = inner  # ffcv's EpochIterator
+        self.device, self.size, self.dtype = device, size, dtype
+        self.counts = counts
+        self.queue: Queue = Queue(maxsize=max(1, depth))
+        self.terminate_event = threading.Event()
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="device-decode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
+                for rows, labels in self.inner:
+                    if self.terminate_event.is_set():
+                        return
+                    images, counts = images_from_rows(rows, read_headers(rows), self.device, self.size, self.dtype)
+                    labels = labels.to(self.device, copy=True)  # ffcv reuses the buffer it came in
+                    event = None
+                    if self.stream is not None:
+                        event = torch.cuda.Event()
+                        event.record(self.stream)
+                    if not self._put((images, labels, event, counts)):
+                        return
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def _put(self, item) -> bool:
+        while not self.terminate_event.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                pass
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            try:
+                item = self.queue.get(timeout=0.5)
+                break
+            except Empty:
+                if not self._thread.is_alive() and self.queue.empty():
+                    raise StopIteration from None
+        if item is _END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        images, labels, event, counts = item
+        self.counts.add(counts)
+        if event is not None:
+            consumer = torch.cuda.current_stream(self.device)
+            consumer.wait_event(event)
+            images.record_stream(consumer)
+            labels.record_stream(consumer)
+        return images, labels
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def close(self) -> None:
+        self.terminate_event.set()
+        if not self._closed:
+            self._closed = True
+            self._thread.join(timeout=60)
+            stop_epoch(self.inner)
