@@ -147,13 +147,17 @@ def size_chunks(heights: np.ndarray, widths: np.ndarray, max_bytes: int = CHUNK_
 
 def _pad_with_edges(images: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
     """float32 (n, 3, height, width) holding each image at the top left, its last row and column
-    repeated once below and to the right; the rest is never read."""
-    padded = torch.empty((len(images), 3, height, width), dtype=torch.float32, device=images[0].device)
+    repeated once below and to the right; the rest is never read. One copy per image and two
+    for the whole chunk: on a GPU each is a kernel launch from Python."""
+    device = images[0].device
+    padded = torch.empty((len(images), 3, height, width), dtype=torch.float32, device=device)
     for j, image in enumerate(images):
-        h, w = image.shape[1], image.shape[2]
-        padded[j, :, :h, :w] = image
-        padded[j, :, h, :w] = image[:, h - 1, :]
-        padded[j, :, :h + 1, w] = padded[j, :, :h + 1, w - 1]
+        padded[j, :, :image.shape[1], :image.shape[2]] = image
+    n = torch.arange(len(images), device=device)
+    hs = torch.tensor([im.shape[1] for im in images], device=device)
+    ws = torch.tensor([im.shape[2] for im in images], device=device)
+    padded[n, :, hs, :] = padded[n, :, hs - 1, :]  # the row below each image (whole width)
+    padded[n, :, :, ws] = padded[n, :, :, ws - 1]  # then the column right of it, corner included
     return padded
 
 

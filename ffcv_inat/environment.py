@@ -132,3 +132,11 @@ def autocast_dtype(precision: str):
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+
+
+def input_dtype(precision: str):
+    """The dtype a model running `precision` takes its input in (the GPU data path hands out
+    batches in it): autocast's dtype, or float32."""
+    import torch
+
+    return autocast_dtype(precision) or torch.float32

@@ -22,8 +22,8 @@ from .beton_integrity import check_beton
 from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights, model_state
 from .config import config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
-from .environment import autocast_dtype, device_name, run_precision, versions
-from .loaders import BetonLoader, make_loader, model_input
+from .environment import autocast_dtype, device_name, input_dtype, run_precision, versions
+from .loaders import BetonLoader, make_loader, model_input, resolve_decode
 from .manifest import Manifest
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import build_model
@@ -117,11 +117,12 @@ def write_results(out_dir: Path, manifest: Manifest, result: EvalResult | None, 
 
 def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path | None = None, *,
                         batch_size: int = 256, res: int | None = None, workers: int = 0, tta_flip: bool = False,
-                        device: str = "auto", precision: str = "bf16") -> dict:
+                        device: str = "auto", precision: str = "bf16", decode: str = "cpu") -> dict:
     """Evaluate an ffcv-train checkpoint or torchvision state_dict on a val beton.
 
     res defaults to the checkpoint's data.val_res (224 for a plain state_dict). With `out`,
     writes per_class.csv and summary.json there (refusing to replace existing results).
+    decode: where JPEGs are decoded, as data.decode (cpu, gpu, auto).
     """
     checkpoint, val = str(checkpoint), str(val)
     obj = load_file(checkpoint)
@@ -140,14 +141,16 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
                 raise UserError(f"{out_dir / name} exists: choose another --out")
     info = setup(device)
     try:
+        resolve_decode(decode, info.device)  # decode gpu without CUDA: one line, before any work
         wall_start = time.perf_counter()
         model = build_model(num_classes, blurpool=trained.model.blurpool if trained else False)
         load_weights(model, state, checkpoint)
         model = model.to(info.device, memory_format=torch.channels_last)
         res = res or (trained.data.val_res if trained else 224)
-        loader = make_loader(val, batch_size=per_process_batch(batch_size, info.world_size), res=res, train=False,
-                             device=info.device, workers=workers, distributed=info.distributed)
         ran = run_precision(precision, info.device)
+        loader = make_loader(val, batch_size=per_process_batch(batch_size, info.world_size), res=res, train=False,
+                             device=info.device, workers=workers, distributed=info.distributed, decode=decode,
+                             dtype=input_dtype(ran))
         result = evaluate(model, loader, num_classes, info, total_images=manifest.num_images, precision=ran,
                           tta_flip=tta_flip)
         summary = {
@@ -155,7 +158,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
             "tta_flip": tta_flip, "recipe": trained.recipe if trained else None,
             **result.summary(manifest),
             "wall_seconds": time.perf_counter() - wall_start, "device": device_name(info.device, info.world_size),
-            "precision": ran, "versions": versions(),
+            "precision": ran, "decode": resolve_decode(decode, info.device), "versions": versions(),
         }
         if out_dir is not None and info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import click
 
 from .. import UserError
 from ..cli_errors import report_user_errors
-from ..config import DEVICES
+from ..config import DECODES, DEVICES
 from ..environment import PRECISIONS
 from ..rundir import CONFIG
 
@@ -79,14 +79,17 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
               help="Autocast on GPU (bf16 runs as fp16 on GPUs without bf16); CPU always runs fp32.")
+@click.option("--decode", type=click.Choice(DECODES), default="cpu", show_default=True,
+              help="Where JPEGs are decoded, as data.decode: cpu (loader workers), gpu (nvJPEG; workers copy "
+                   "bytes), auto (gpu on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @report_user_errors
-def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, as_json):
+def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, decode, as_json):
     """Top-1/top-5, per-class and per-supercategory accuracy of a checkpoint on a val beton."""
     from ..evaluation import evaluate_checkpoint
 
     summary = evaluate_checkpoint(checkpoint, val_beton, out, batch_size=batch_size, res=res, workers=workers,
-                                  tta_flip=tta_flip, device=device, precision=precision)
+                                  tta_flip=tta_flip, device=device, precision=precision, decode=decode)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:

@@ -42,9 +42,9 @@ from ..beton_integrity import check_beton
 from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
-from ..environment import device_name, run_precision, versions
+from ..environment import device_name, input_dtype, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
-from ..loaders import BetonLoader, make_loader, normalizes_on, stop_epoch, training_crop
+from ..loaders import BetonLoader, make_loader, normalizes_on, resolve_decode, stop_epoch, training_crop
 from ..manifest import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
@@ -72,6 +72,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
         return done
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    resolve_decode(cfg.data.decode, info.device)  # data.decode: gpu without CUDA fails here, in one line
     data = read_data(cfg)
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
@@ -233,7 +234,8 @@ def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
-    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev), normalized=normalizes_on(dev))
+    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev),
+                     normalized=normalizes_on(dev, resolve_decode(cfg.data.decode, dev)))
     if ckpt is not None:
         step.scaler.load_state_dict(ckpt["scaler"])
     return Training(model, net, step, start_epoch, history, wall_before, head_replaced)
@@ -246,6 +248,7 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
         cfg.data.train, batch_size=batch, res=res_at(cfg.progressive, cfg.data.res, start_epoch), train=True,
         device=info.device, workers=cfg.data.workers, augment=cfg.data.augment, crop=cfg.data.crop,
         distributed=info.distributed, seed=cfg.seed, os_cache=cfg.data.os_cache,
+        decode=cfg.data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)),
     )
     if len(train_loader) == 0:
         raise UserError(f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
@@ -256,6 +259,7 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
             cfg.data.val, batch_size=per_process_batch(cfg.eval.batch_size or cfg.data.batch_size, info.world_size),
             res=cfg.data.val_res, train=False,
             device=info.device, workers=cfg.data.workers, distributed=info.distributed, os_cache=cfg.data.os_cache,
+            decode=cfg.data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)),
         )
     return train_loader, val_loader
 
@@ -336,6 +340,7 @@ def run_summary(cfg: Config, run_dir: Path, t: Training, data: RunData, info: Di
         "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
         # The augmentation: `seed` also draws the crops and flips when crop is "seeded".
         "seed": cfg.seed, "crop": training_crop(cfg.data.augment, cfg.data.crop),
+        "decode": resolve_decode(cfg.data.decode, dev),  # where the JPEGs were decoded: cpu or gpu
         "device": device_name(dev, info.world_size), "precision": t.step.precision,
         "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
         "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
