@@ -14,7 +14,9 @@ them until the step that reads them is done. `queue_depth` batches wait ready ah
 ffcv's buffers. ffcv may overwrite a batch's pinned buffer once the next one is taken. The
 thread reads a batch's buffer only synchronously (torchvision's decode returns after its
 stream is synchronised, raw pixels and labels are copied with blocking copies), so by the time
-it asks ffcv for the next batch nothing still reads the previous one.
+it asks ffcv for the next batch nothing still reads the previous one. Small arrays (labels,
+boxes, indices) travel by non-blocking copies from pinned memory (`device_decode.to_device`), so
+the thread waits for its own stream only before the decode call, never mid-batch.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from queue import Empty, Full, Queue
 
 import torch
 
-from .device_decode import DecodeCounts, images_from_rows
+from .device_decode import DecodeCounts, images_from_rows, to_device
 from .jpeg_bytes import read_headers
 from .loaders import BetonLoader, stop_epoch
 
@@ -70,8 +72,8 @@ class DecodingIterator:
                 for rows, labels in self.inner:
                     if self.terminate_event.is_set():
                         return
+                    labels = to_device(labels.numpy(), self.device)  # copied: ffcv reuses its buffer
                     images, counts = images_from_rows(rows, read_headers(rows), self.device, self.size, self.dtype)
-                    labels = labels.to(self.device, copy=True)  # ffcv reuses the buffer it came in
                     event = None
                     if self.stream is not None:
                         event = torch.cuda.Event()
