@@ -120,6 +120,9 @@ class DecodingIterator:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self.terminate_event.set()
         if not self._closed:

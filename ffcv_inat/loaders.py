@@ -24,8 +24,10 @@ more. Use it (or `.clone()` it) before moving on; never keep a list of raw batch
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 import torch
@@ -194,11 +196,24 @@ def resolve_decode(decode: str, device: torch.device) -> str:
 
 
 def stop_epoch(iterator) -> None:
-    """End an ffcv epoch, early or not: let its loading thread see the stop flag and exit
-    before its memory is released (ffcv's own close() releases first, which can race with
-    a batch in flight)."""
+    """End an epoch's iterator (ffcv's, or the GPU path's), early or not: let its loading thread
+    see the stop flag and exit before its memory is released (ffcv's own close() releases
+    first, which can race with a batch in flight).
+
+    ffcv's thread, once it has produced the epoch's last batch, blocks on putting its end
+    marker into a full queue with no timeout, deaf to the stop flag; emptying the queue lets it
+    finish. (Left alone, it held every early stop whose remaining batches fit in the queue for
+    the full minute, and then stayed blocked.)"""
     iterator.terminate_event.set()
-    iterator.join(timeout=60)
+    queue = getattr(iterator, "output_queue", None)
+    deadline = time.monotonic() + 60
+    while iterator.is_alive() and time.monotonic() < deadline:
+        while queue is not None and not queue.empty():
+            try:
+                queue.get_nowait()
+            except Empty:
+                break
+        iterator.join(timeout=0.05)
     iterator.close()
 
 

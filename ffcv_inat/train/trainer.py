@@ -64,6 +64,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
 
 def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
     wall_start = time.perf_counter()
+    resolve_decode(cfg.data.decode, info.device)  # data.decode: gpu without CUDA: one line, before any file
     run_dir = prepare_run_dir(cfg, resume, info)
     done = read_summary(run_dir) if resume else None  # a corrupt summary.json: run (again) to the end
     if done is not None:
@@ -72,7 +73,6 @@ def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
         return done
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    resolve_decode(cfg.data.decode, info.device)  # data.decode: gpu without CUDA fails here, in one line
     data = read_data(cfg)
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
