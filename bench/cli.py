@@ -14,7 +14,7 @@ import click
 
 from ffcv_inat import UserError
 from ffcv_inat.cli_errors import parse_int_list, report_user_errors
-from ffcv_inat.config import CROPS
+from ffcv_inat.config import CROPS, DECODES
 from ffcv_inat.environment import PRECISIONS
 
 from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
@@ -56,6 +56,21 @@ def results_option(fn):
                         show_default="bench/results/results.csv", help="CSV to append the rows to.")(fn)
 
 
+def decode_option(default: str | None, help: str):
+    """--decode: comma-separated or repeated values of DECODES."""
+    return click.option("--decode", "decode_opts", multiple=True, default=(default,) if default else (),
+                        show_default=default is not None, metavar="|".join(DECODES) + "[,...]", help=help)
+
+
+def parse_decodes(values) -> list[str]:
+    """--decode cpu,gpu --decode auto -> ["cpu", "gpu", "auto"] (each once, in order given)."""
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    for v in items:
+        if v not in DECODES:
+            raise UserError(f"--decode takes {', '.join(DECODES)} (comma-separated or repeated), got {v!r}")
+    return list(dict.fromkeys(items))
+
+
 def _write_rows(results: str, rows: list[dict]) -> None:
     path = append_rows(results, rows)
     _echo_err(f"appended {len(rows)} row{'s' if len(rows) != 1 else ''} to {path}")
@@ -66,9 +81,9 @@ def main():
     """Benchmarks of the toolkit: loader, model, end-to-end epoch, and cost predictions.
 
     \b
-    ffcv-bench loader --images IMAGENET/train --res 160,192,224 --workers 16
+    ffcv-bench loader --images IMAGENET/train --res 160,192,224 --workers 16 --decode cpu,gpu
     ffcv-bench model --res 224 --batch 256 --precision bf16 --compile
-    ffcv-bench epoch --recipe pretrain_90ep.yaml --train A.beton --max-steps 100
+    ffcv-bench epoch --recipe pretrain_90ep.yaml --train A.beton --max-steps 100 --decode cpu,gpu
     ffcv-bench cost --recipe pretrain_90ep.yaml --train A.beton
     ffcv-bench report
     """
@@ -91,20 +106,38 @@ def main():
               help="The ffcv pipeline's training crop decoder (repeatable: each is timed, interleaved): seeded "
                    "(ours, a function of seed, epoch and image) or ffcv (ffcv's stock decoder + flip). "
                    "Default: seeded, the trainer's default.")
+@decode_option("cpu", "Where the ffcv pipeline decodes JPEGs, each path timed, interleaved: cpu (ffcv's workers), "
+                      "gpu (the GPU data path: workers copy bytes, the device decodes), auto (gpu on CUDA).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where the ffcv pipeline's batches land: cpu (uint8, as the PyTorch pipeline's) or cuda "
+                   "(normalised, as the trainer takes them). Default: cuda when --decode asks for the GPU path "
+                   "and CUDA is present, else cpu.")
 @results_option
 @click.pass_context
 @report_user_errors
-def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, crops, results):
-    """Images/s of the toolkit's FFCV pipeline vs the standard PyTorch one, on the same images."""
+def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, crops, decode_opts, device,
+           results):
+    """Images/s of the toolkit's FFCV pipeline (per decode path) vs the standard PyTorch one, on the
+    same images, with the CPU cores each keeps busy."""
+    import torch
+
+    from ffcv_inat.environment import resolve_device
+    from ffcv_inat.loaders import resolve_decode
+
     from .loader_bench import (list_image_folder, matched_to_beton, run_loader_bench,
                                write_source_beton)
-    from .report import loader_table
+    from .report import decode_conclusion, loader_table
 
     resolutions = parse_int_list(res_list, "--res")
     _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
                     *(("--res", r, 16) for r in resolutions))
     pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
     crops = list(dict.fromkeys(crops)) or ["seeded"]
+    asked = parse_decodes(decode_opts) or ["cpu"]
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() and set(asked) != {"cpu"} else "cpu"
+    dev = resolve_device(device, "--device")
+    decodes = list(dict.fromkeys(resolve_decode(d, dev) for d in asked))  # gpu without CUDA: its one-line error
     source = list_image_folder(images_dir)
     if len(source.samples) < batch:  # checked before the beton is written, to fail fast
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
@@ -122,24 +155,42 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
         _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
                   f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                    echo=_echo_err, crops=crops)
+                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev)
     settings = {"images": recorded_path(source.root.resolve()), "num_images": len(source.samples),
                 "num_classes": len(source.classes), "beton": beton and recorded_path(Path(beton).resolve()),
-                "warmup_epochs": warmup, "measured_epochs": epochs, "device": "cpu"}
+                "warmup_epochs": warmup, "measured_epochs": epochs}
     rows = _loader_rows(measured, command_line(ctx), settings)
     _write_rows(results, rows)
     tables = crops if "ffcv" in pipelines else [None]
-    for crop in tables:  # one table per crop decoder: the table has one ffcv column
+    for crop in tables:  # one table per crop decoder: the table has one column per decode path
         if len(tables) > 1:
             click.echo(f"ffcv crop decoder: {crop}")
         click.echo(loader_table([r for r in rows if json.loads(r["settings"]).get("crop") in (crop, None)]))
     if len(tables) > 1:
         click.echo(_crop_comparison(measured))
+    for m in measured:
+        if m.decode_counts is not None:
+            click.echo(gpu_path_line(m.res, m.decode_counts, m.nvjpeg_backend))
+    for line in decode_conclusion(rows):
+        click.echo(line)
+
+
+def gpu_path_line(res: int, counts: dict, backend: str | None) -> str:
+    """How the GPU path decoded its samples (every epoch it ran, warm-up included) and on which
+    nvJPEG backend."""
+    from .report import describe_decode_counts
+
+    return (f"GPU path at res {res}, samples of every epoch run: {describe_decode_counts(counts)}; "
+            f"nvJPEG backend: {backend or 'none (the path ran on the CPU)'}")
 
 
 def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
-    """One row per pipeline, crop decoder and resolution; ffcv rows name their decoder in
-    settings["crop"] and carry ratio = their median / PyTorch's at the same resolution."""
+    """One row per pipeline, crop decoder, decode path and resolution; ffcv rows name their
+    decoder in settings["crop"] and decode path in settings["decode"], and carry ratio = their
+    median / PyTorch's at the same resolution. Every row says where its batches landed
+    (settings["device"]) and the CPU cores it kept busy (settings["cores_used"], median, with
+    _min and _max over the measured epochs); GPU-path rows also how their samples were decoded
+    (settings["decode_counts"], every epoch run) and nvJPEG's backend."""
     from .results import environment
     from .stats import ratio
 
@@ -148,11 +199,18 @@ def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
     rows = []
     for m in measured:
         extra = {"crop": m.crop} if m.crop is not None else {}
+        if m.decode is not None:
+            extra["decode"] = m.decode
+        if m.cores is not None:
+            extra.update(cores_used=round(m.cores.median, 2), cores_used_min=round(m.cores.min, 2),
+                         cores_used_max=round(m.cores.max, 2))
+        if m.decode_counts is not None:
+            extra.update(decode_counts=m.decode_counts, nvjpeg_backend=m.nvjpeg_backend)
         r = (ratio(m.measured.median, torch_at[m.res].measured.median)
              if m.pipeline == "ffcv" and m.res in torch_at else None)
         rows.append(make_row(
             "loader", m.pipeline, command,
-            dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape), **extra),
+            dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape), device=m.device, **extra),
             env=env, res=m.res, batch=m.batch, workers=m.workers,
             images_per_second=m.measured.median, images_per_second_min=m.measured.min,
             images_per_second_max=m.measured.max, runs=m.measured.n, ratio=r))
@@ -160,8 +218,9 @@ def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
 
 
 def _crop_comparison(measured) -> str:
-    """Both crop decoders' median (min-max) images/s at each resolution, and ours / stock."""
-    by = {(m.res, m.crop): m.measured for m in measured if m.pipeline == "ffcv"}
+    """Both crop decoders' median (min-max) images/s at each resolution (CPU decode, the one
+    path both have), and ours / stock."""
+    by = {(m.res, m.crop): m.measured for m in measured if m.pipeline == "ffcv" and m.decode == "cpu"}
     lines = ["ffcv crop decoders, median (min-max) images/s"]
     for res in sorted({res for res, _ in by}):
         ours, stock = by[(res, "seeded")], by[(res, "ffcv")]
@@ -243,20 +302,35 @@ def model_row(m, command: str, env: dict | None = None, blurpool: bool = False) 
               help="Keep the trainer's run dir here. Default: a temporary one, removed afterwards.")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also time the loader alone and the model alone, for the bottleneck verdict.")
+@decode_option(None, "Decode path(s) to run the trainer with (data.decode), each its own run, row and verdict: "
+                     "cpu, gpu (the GPU data path), auto. Default: the recipe's data.decode.")
 @results_option
 @click.pass_context
 @report_user_errors
-def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare, results):
-    """The real trainer end to end: seconds per epoch, images/s, and what limits them."""
+def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare, decode_opts, results):
+    """The real trainer end to end: seconds per epoch, images/s, and what limits them; with
+    several --decode paths, which one to use on this machine."""
     from .epoch_bench import run_epoch_bench
+    from .report import decode_conclusion
+    from .results import environment
 
     _check_at_least(("--epochs", epochs, 1), ("--warmup", warmup, 0))
     if max_steps is not None:
         _check_at_least(("--max-steps", max_steps, 1))
-    r = run_epoch_bench(recipe, train, list(sets), warmup, epochs, max_steps, run_dir, compare,
-                        echo=_echo_err, echo_raw=lambda text: click.echo(text, err=True, nl=False))
-    _write_rows(results, [epoch_row(r, command_line(ctx), train)])
-    click.echo(r.describe())
+    env = environment()  # one timestamp for the run's rows: `ffcv-bench report` groups them by it
+    measured, rows = [], []
+    for r in run_epoch_bench(recipe, train, list(sets), warmup, epochs, max_steps, run_dir, compare,
+                             echo=_echo_err, echo_raw=lambda text: click.echo(text, err=True, nl=False),
+                             decodes=parse_decodes(decode_opts) or None):
+        measured.append(r)
+        rows.append(epoch_row(r, command_line(ctx), train, env))
+        _write_rows(results, rows[-1:])  # each as it comes: a later decode path that fails keeps this one
+    click.echo("\n\n".join(r.describe() for r in measured))
+    for r in measured:
+        if r.loader_counts is not None:
+            click.echo(gpu_path_line(r.res, r.loader_counts, r.nvjpeg_backend) + " (loader alone)")
+    for line in decode_conclusion(rows):
+        click.echo(line)
 
 
 def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
@@ -265,12 +339,14 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
         "recipe": s.recipe, "train": recorded_path(Path(train).resolve()), "device": s.device, "num_images": s.num_images,
         "steps_per_epoch": s.steps_per_epoch, "steps_measured": r.steps_measured, "max_steps": r.max_steps,
         "warmup_epochs": r.warmup, "measured_epoch_seconds": r.measured_epoch_seconds.median,
-        "num_classes": s.num_classes, "blurpool": s.blurpool, "crop": s.train_crop,
+        "num_classes": s.num_classes, "blurpool": s.blurpool, "crop": s.train_crop, "decode": s.decode,
         "loader_only_images_per_second": r.loader_only,
         "model_only_images_per_second": r.model_only,
         "limit": r.verdict.limit if r.verdict else None,
         "percent_lost": round(r.verdict.percent, 2) if r.verdict else None,
     }
+    if r.loader_counts is not None:
+        settings.update(loader_only_decode_counts=r.loader_counts, nvjpeg_backend=r.nvjpeg_backend)
     return make_row(
         "epoch", "trainer", command, settings, env=env, res=r.res, batch=s.batch, workers=s.workers,
         precision=s.precision, channels_last=s.channels_last, compile=s.compile,

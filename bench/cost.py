@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ffcv_inat import UserError
 
+from .report import decode_path
 from .stats import CostPrediction, card_name, is_cpu_device, predict_cost
 
 
@@ -16,13 +17,14 @@ class RecipeFacts:
     epochs: int
     batch: int
     res: int
+    decode: str = "cpu"  # the recipe's data.decode (cpu, gpu, auto): which epoch rows apply
 
 
 def recipe_facts(recipe: str, sets: list[str]) -> RecipeFacts:
     from ffcv_inat.config import load_config
 
     cfg = load_config(recipe, list(sets))
-    return RecipeFacts(cfg.recipe, cfg.schedule.epochs, cfg.data.batch_size, cfg.data.res)
+    return RecipeFacts(cfg.recipe, cfg.schedule.epochs, cfg.data.batch_size, cfg.data.res, cfg.data.decode)
 
 
 def images_per_epoch(images: int | None, beton: str | None) -> int:
@@ -46,7 +48,8 @@ class Measured:
 
 
 def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) -> Measured:
-    """The newest `ffcv-bench epoch` row of this recipe at its batch and resolution.
+    """The newest `ffcv-bench epoch` row of this recipe at its batch and resolution, timed with
+    the decode path the recipe would use on that row's machine (data.decode; auto = gpu on a GPU).
 
     `machine` keeps rows whose GPU name or host contains it (e.g. "H100").
     """
@@ -57,15 +60,24 @@ def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) 
                     | rows["host"].astype(str).str.lower().str.contains(m, regex=False)]
     name = Path(facts.recipe).name
     rows = rows[[Path(json.loads(s).get("recipe", "")).name == name for s in rows["settings"]]]
+    rows = rows[[decode_path(r) == _decode_on(facts.decode, r["gpu"]) for r in rows.to_dict("records")]]
     if rows.empty:
         where = f" on a machine matching {machine!r}" if machine else ""
-        raise UserError(f"no epoch results for {name} at batch {facts.batch}, res {facts.res}{where}: run "
+        raise UserError(f"no epoch results for {name} at batch {facts.batch}, res {facts.res}, data.decode "
+                        f"{facts.decode}{where}: run "
                         f"`ffcv-bench epoch --recipe {name} --train B.beton --max-steps 100` first, "
                         "or pass --images-per-second")
     r = rows.iloc[-1]
     machine_name = f"{r['host']} (CPU x{r['cpu_count']}, no GPU)" if is_cpu_device(r["gpu"]) else r["gpu"]
     return Measured(float(r["images_per_second"]), f"ffcv-bench epoch of {str(r['timestamp'])[:16]} on {machine_name}",
                     max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1), str(r["gpu"]))
+
+
+def _decode_on(decode: str, gpu) -> str:
+    """The decode path `decode` (data.decode) resolves to on a row's device."""
+    if decode == "auto":
+        return "cpu" if is_cpu_device(gpu) else "gpu"
+    return decode
 
 
 def hours_on_device(p: CostPrediction, gpu: str | None) -> str:

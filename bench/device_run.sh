@@ -1,21 +1,48 @@
 #!/usr/bin/env bash
 # The prepared GPU run of the bench suite: the steps named in $STEPS, in order, within $BUDGET_S.
 #   data           synthetic ImageNet-like images (100 classes x 40 of 448 px) and their beton
-#                  (python -m ffcv_inat.bench.synthetic_beton); loader, epoch and train read them
+#                  (python -m ffcv_inat.bench.synthetic_beton); the steps after it read them
 #   model          ffcv-bench model: ResNet-50 train step, res 160/192/224, bf16, channels-last
 #                  (MODEL_LAYOUTS="--channels-last --no-channels-last" adds the other layout)
-#   loader         ffcv-bench loader: ffcv vs torchvision ImageFolder+DataLoader, 16 workers, batch 256
-#   epoch          ffcv-bench epoch: ffcv-train pretrain_90ep.yaml end to end with --max-steps, and
-#                  its bottleneck verdict
-#   model_compile  the model step again with torch.compile (slowest of the defaults, so last)
+#   epoch          ffcv-bench epoch: ffcv-train pretrain_90ep.yaml end to end, once per decode path
+#                  in $DECODES, each with its bottleneck verdict, and which path to use here
+#   decode_check   python -m ffcv_inat.bench.decode_check on the beton's first 1,000 images: the GPU
+#                  path's pixels vs the CPU's, its stream safety, and its training loss vs the CPU path's
+#   loader         ffcv-bench loader: ffcv per decode path vs torchvision ImageFolder+DataLoader,
+#                  16 workers, batch 256, with the CPU cores each keeps busy
+#   model_compile  the model step with torch.compile, at MODEL_COMPILE_RES (slowest, so last)
 #   train          ffcv-train pretrain_90ep.yaml on the data step's beton without and with
 #                  torch.compile; epoch seconds, images/s and peak GPU memory of each run from its
 #                  log.jsonl and summary.json (python -m ffcv_inat.bench.train_throughput)
 #   smoke_sweep    ffcv-sweep plan --grid smoke, run a slice of it, status, ffcv-analyze
-# The default STEPS is the standing GPU bench (about 8 minutes); train and smoke_sweep are
-# extra, e.g. STEPS="data train smoke_sweep" BUDGET_S=400. Rows go to $OUT/results.csv, then
-# `ffcv-bench report` (table on stdout and $OUT/report.txt, PNGs in $OUT); everything the
-# commands printed goes to $OUT/device_run.log.
+# The default STEPS is the standing GPU bench (about 7 minutes, see the budget below); train and
+# smoke_sweep are extra, e.g. STEPS="data train smoke_sweep" BUDGET_S=400. DECODES is "cpu,gpu"
+# where CUDA is present, else "cpu". Rows go to $OUT/results.csv, then `ffcv-bench report` (table
+# on stdout and in the report file, PNGs in $OUT). Text files are named as bench/results/ names
+# them, <machine>_<date>_<what> (h100_2026-11-28_report.txt), so they can be kept as they are:
+# _device_run.log (everything the commands printed), _report.txt, _decode_check.txt.
+#
+# Budget of the default STEPS on a 16-core H100 or H200 (BUDGET_S=470: the 8 minutes less start-up
+# and the report). Only the marked figures were measured; the rest are estimates to be replaced by
+# the first run's "[ok] STEP in N s" lines:
+#   data           ~25 s   measured on the H100: 5,000 512-px JPEGs made in 17 s and written in 14 s
+#                          (bench/results/h100_2026-11-26_loader.txt); these are 4,000 of 448 px
+#   model          ~30 s   3 res x 40 steps of batch 256, cudnn autotuning, start-up
+#   epoch          ~100 s  per decode path a trainer run of 3 whole epochs (15 steps each): measured,
+#                          a short trainer run took 29-41 s on the H200, mostly numba compilation and
+#                          CUDA start-up (h200_2026-11-26_smoke_sweep.txt); then its loader alone
+#                          (~10 s) and once the model alone (~10 s)
+#   decode_check   ~70 s   reading + (a) + (b) ~15 s (the CPU side decodes a 448-px JPEG in ~2.5 ms, as
+#                          measured on the 2-core dev VM), (c) 50 rounds of 200 ms ~15 s, (d) two
+#                          30-step runs of batch 64 with their loaders' compilation ~40 s
+#   loader         ~100 s  3 res x 3 pipelines x 3 epochs of 3,840 images; measured on the H100 with
+#                          the CPU path: 1.2-1.5 s an epoch after a 7-11 s first one, torchvision
+#                          2.6 s an epoch; the GPU path's epochs assumed alike
+#   model_compile  ~80 s   torch.compile of the train step at res 224 only: each new resolution
+#                          compiles again, which all three would not fit
+# Sum ~405 s, 65 s to spare. The order puts the training figures first (ResNet-50 img/s and peak
+# memory from model, epoch time from epoch), as before the GPU path existed; a step that runs past
+# what is left is stopped and logged, and the steps after it are skipped.
 #
 # Run from anywhere, with $OUT set and ffcv importable (the caller prepares PYTHONPATH and
 # LD_LIBRARY_PATH, e.g. `source bench/gpu_env.sh`; see bench/README.md). The code measured
@@ -33,7 +60,7 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-470}          # 8 minutes less a margin for start-up and the report
-STEPS=${STEPS:-"data model loader epoch model_compile"}
+STEPS=${STEPS:-"data model epoch decode_check loader model_compile"}
 CLASSES=${CLASSES:-100}
 PER_CLASS=${PER_CLASS:-40}         # 4,000 images: 15 steps of 256 per epoch
 SIZE=${SIZE:-448}                  # ImageNet's typical side is 400-500 px
@@ -47,9 +74,17 @@ MODEL_STEPS=${MODEL_STEPS:-30}
 MODEL_WARMUP=${MODEL_WARMUP:-10}
 MODEL_PRECISION=${MODEL_PRECISION:-bf16}
 MODEL_LAYOUTS=${MODEL_LAYOUTS:-"--channels-last"}
+MODEL_COMPILE_RES=${MODEL_COMPILE_RES:-224}
 EPOCH_RECIPE=${EPOCH_RECIPE:-pretrain_90ep.yaml}
-EPOCH_STEPS=${EPOCH_STEPS:-12}
+# Whole epochs by default (15 steps of 256 of the data step's 4,000 images): epoch seconds
+# measured, not extrapolated.
+EPOCH_STEPS=${EPOCH_STEPS:-}
 EPOCH_EPOCHS=${EPOCH_EPOCHS:-2}
+CHECK_IMAGES=${CHECK_IMAGES:-1000}
+CHECK_RES=${CHECK_RES:-224}
+CHECK_RECIPE=${CHECK_RECIPE:-pretrain_90ep.yaml}
+CHECK_TRAIN_STEPS=${CHECK_TRAIN_STEPS:-30}
+CHECK_TRAIN_BATCH=${CHECK_TRAIN_BATCH:-64}
 TRAIN_RECIPE=${TRAIN_RECIPE:-pretrain_90ep.yaml}
 TRAIN_EPOCHS=${TRAIN_EPOCHS:-12}
 TRAIN_COMPILE=${TRAIN_COMPILE:-"false true"}
@@ -58,20 +93,17 @@ TRAIN_SET=${TRAIN_SET:-}             # more ffcv-train overrides, KEY=VALUE sepa
 SWEEP_PLAN=${SWEEP_PLAN:-"--grid smoke --set device=auto"}
 SWEEP_ONLY=${SWEEP_ONLY:-"--only finetune_R-8-s0 --only scratch_s0"}
 SWEEP_LIMIT_S=${SWEEP_LIMIT_S:-110}  # for `ffcv-sweep run`
-KNOWN_STEPS="data model loader epoch model_compile train smoke_sweep"
+KNOWN_STEPS="data model epoch decode_check loader model_compile train smoke_sweep"
 
 DEADLINE=$((SECONDS + BUDGET_S))
 mkdir -p "$OUT"
 RESULTS=$OUT/results.csv
-LOG=$OUT/device_run.log
 # KEEP_WORK=DIR keeps the data and beton in DIR for a later run (whose data step then keeps them).
 if [ -n "${KEEP_WORK:-}" ]; then W=$KEEP_WORK; mkdir -p "$W"; else W=$(mktemp -d "${TMPDIR:-/tmp}/ffcv-bench-device.XXXXXX"); fi
 DATA=$W/imagenet             # as python -m ffcv_inat.bench.synthetic_beton "$W" lays it out
 BETON=$W/train.beton
 FAILED=()
 SKIPPED=()
-
-say() { echo "$*" | tee -a "$LOG"; }
 
 # ffcv_inat as this checkout lays it out (bench/, writers/, recipes/ are subpackages).
 SHIM=$W/shim/ffcv_inat
@@ -82,14 +114,30 @@ for sub in bench writers recipes; do [ -e "$SHIM/$sub" ] || ln -s "$REPO/$sub" "
 export PYTHONPATH=$W/shim${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 
-say "== ffcv-bench device run $(date -u +%FT%TZ), steps: $STEPS; work dir $W, budget ${BUDGET_S}s"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
-  | tee "$OUT/gpu.txt" | tee -a "$LOG"
-"$PY" -c "import ffcv, torch, ffcv_inat.bench.cli as c; print('ffcv_inat from', c.__file__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
-if [ "${PIPESTATUS[0]}" -ne 0 ]; then
-  say "cannot import ffcv / torch / ffcv_inat.bench: prepare PYTHONPATH and LD_LIBRARY_PATH first (bench/README.md)"
+# Can ffcv, torch and this package be imported; the machine's name in file names; is CUDA here.
+PROBE='import os, ffcv, torch, ffcv_inat.bench.cli as c
+from ffcv_inat.bench.stats import machine_label
+cuda = torch.cuda.is_available()
+print(machine_label(torch.cuda.get_device_name(0) if cuda else "none", os.cpu_count()), int(cuda))
+print("ffcv_inat from", c.__file__, "| torch", torch.__version__, "| cuda", cuda)'
+if ! PROBED=$("$PY" -c "$PROBE" 2>"$W/probe.err"); then
+  tee -a "$OUT/device_run.log" <"$W/probe.err"
+  echo "cannot import ffcv / torch / ffcv_inat.bench: prepare PYTHONPATH and LD_LIBRARY_PATH first (bench/README.md)" \
+    | tee -a "$OUT/device_run.log"
   exit 2
 fi
+read -r MACHINE HAS_CUDA <<<"$(echo "$PROBED" | head -n 1)"
+PREFIX=$OUT/${MACHINE}_$(date -u +%F)
+LOG=${PREFIX}_device_run.log
+if [ "$HAS_CUDA" = 1 ]; then CHECK_DEVICE=${CHECK_DEVICE:-cuda}; DECODES=${DECODES:-cpu,gpu}
+else CHECK_DEVICE=${CHECK_DEVICE:-cpu}; DECODES=${DECODES:-cpu}; fi
+
+say() { echo "$*" | tee -a "$LOG"; }
+
+say "== ffcv-bench device run $(date -u +%FT%TZ), steps: $STEPS; decode paths: $DECODES; work dir $W, budget ${BUDGET_S}s"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
+  | tee "$OUT/gpu.txt" | tee -a "$LOG"
+echo "$PROBED" | tail -n +2 | tee -a "$LOG"
 
 # run_step [--limit S] [--show] NAME CMD...: run CMD with the time that is left (and at most S
 # seconds); its output goes to the log (--show: to stdout too). Logs, never aborts the script.
@@ -143,18 +191,25 @@ for step in $STEPS; do
           --size "$SIZE" --workers "$WORKERS"
       fi ;;
     model|model_compile)
-      compile=(); [ "$step" = model_compile ] && compile=(--compile)
+      compile=(); res=$MODEL_RES
+      [ "$step" = model_compile ] && compile=(--compile) && res=$MODEL_COMPILE_RES
       for cl in $MODEL_LAYOUTS; do
-        run_step "model ${compile[*]:+${compile[*]} }$cl" "${BENCH[@]}" model --res "$MODEL_RES" --batch "$MODEL_BATCH" \
+        run_step "model ${compile[*]:+${compile[*]} }$cl" "${BENCH[@]}" model --res "$res" --batch "$MODEL_BATCH" \
           --precision "$MODEL_PRECISION" $cl ${compile[@]+"${compile[@]}"} --steps "$MODEL_STEPS" --warmup "$MODEL_WARMUP" \
           --results "$RESULTS"
       done ;;
     loader)
       run_step loader "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" --res "$LOADER_RES" --workers "$WORKERS" \
-        --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --results "$RESULTS" ;;
+        --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --decode "$DECODES" --results "$RESULTS" ;;
     epoch)
-      run_step epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" --max-steps "$EPOCH_STEPS" \
-        --epochs "$EPOCH_EPOCHS" --warmup 1 --set "data.workers=$WORKERS" --results "$RESULTS" ;;
+      steps=(); [ -n "$EPOCH_STEPS" ] && steps=(--max-steps "$EPOCH_STEPS")
+      run_step epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" ${steps[@]+"${steps[@]}"} \
+        --epochs "$EPOCH_EPOCHS" --warmup 1 --set "data.workers=$WORKERS" --decode "$DECODES" --results "$RESULTS" ;;
+    decode_check)
+      # --show: its report goes to stdout too; the file is kept as bench/results/ names it.
+      run_step --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$BETON" --out "${PREFIX}_decode_check.txt" \
+        --images "$CHECK_IMAGES" --batch "$BATCH" --res "$CHECK_RES" --workers "$WORKERS" --device "$CHECK_DEVICE" \
+        --train-steps "$CHECK_TRAIN_STEPS" --train-batch "$CHECK_TRAIN_BATCH" --recipe "$CHECK_RECIPE" ;;
     train)
       sets=(); for s in $TRAIN_SET; do sets+=(--set "$s"); done
       for c in $TRAIN_COMPILE; do
@@ -179,7 +234,7 @@ for step in $STEPS; do
 done
 
 if [ -s "$RESULTS" ]; then
-  "${BENCH[@]}" report --results "$RESULTS" --out "$OUT" 2>>"$LOG" | tee "$OUT/report.txt"
+  "${BENCH[@]}" report --results "$RESULTS" --out "$OUT" 2>>"$LOG" | tee "${PREFIX}_report.txt"
 else
   say "no results rows were written"
 fi

@@ -3,8 +3,11 @@
 The trainer runs as a subprocess, exactly as a user runs it, for warm-up + measured epochs
 (capped at --max-steps steps each when given); its log.jsonl gives each epoch's seconds and
 images/s. Then the loader alone and the model alone are timed here at the trainer's
-resolved settings (same batch, resolution, workers, device, training crop decoder, precision,
-channels-last, compile, BlurPool, head size), and the three throughputs give the bottleneck verdict.
+resolved settings (same batch, resolution, workers, device, training crop decoder, decode path,
+precision, channels-last, compile, BlurPool, head size), and the three throughputs give the
+bottleneck verdict. Given several decode paths (`data.decode`: cpu, gpu), each gets its own
+trainer run, loader-alone figure and verdict; the model alone is timed once: on a GPU both
+paths hand the model a normalised batch on the device, and its step is the same.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ffcv_inat import UserError
 from ffcv_inat.rundir import LOG, read_log
@@ -42,6 +45,7 @@ class TrainerSettings:
     augment: bool = True
     os_cache: bool = True
     crop: str = "seeded"  # the training crop decoder (data.crop)
+    decode: str = "cpu"  # where the JPEGs are decoded (data.decode, resolved: cpu or gpu)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -58,6 +62,7 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
     """Load the config the way ffcv-train will, and fail here (one line) on what it would refuse."""
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.environment import resolve_device, resolve_workers, run_precision
+    from ffcv_inat.loaders import resolve_decode
     from ffcv_inat.manifest import read_manifest
 
     cfg = load_config(recipe, list(sets), {"data.train": train})
@@ -68,7 +73,8 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
     return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res,
                                 resolve_workers(cfg.data.workers), precision, cfg.channels_last, cfg.compile,
                                 cfg.model.num_classes or manifest.num_classes, manifest.num_images,
-                                cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache, cfg.data.crop)
+                                cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache, cfg.data.crop,
+                                resolve_decode(cfg.data.decode, dev))
 
 
 def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
@@ -111,6 +117,8 @@ class EpochResult:
     loader_only: float | None = None
     model_only: float | None = None
     verdict: Verdict | None = None
+    loader_counts: dict | None = None  # GPU path, loader alone: how its samples were decoded
+    nvjpeg_backend: str | None = None  # GPU path on a GPU (device_decode.nvjpeg_backend)
 
     def describe(self) -> str:
         s = self.settings
@@ -118,7 +126,8 @@ class EpochResult:
                if self.extrapolated else "measured over whole epochs")
         lines = [
             f"{Path(s.recipe).name} on {s.device}: batch {s.batch}, res {self.res}, {s.precision}, "
-            f"channels_last={s.channels_last}, compile={s.compile}, {s.workers} workers, crop {s.train_crop}",
+            f"channels_last={s.channels_last}, compile={s.compile}, {s.workers} workers, crop {s.train_crop}, "
+            f"decode {s.decode}",
             f"end to end: {self.images_per_second.median:,.1f} img/s (min {self.images_per_second.min:,.1f}, "
             f"max {self.images_per_second.max:,.1f}, {self.images_per_second.n} measured epochs)",
             f"seconds per epoch of {s.steps_per_epoch * s.batch:,} images: {self.epoch_seconds:,.1f} ({how})",
@@ -143,51 +152,75 @@ def summarize_log(log: list[dict], settings: TrainerSettings, warmup: int, max_s
                        int(measured[-1].get("res", settings.res)))
 
 
-def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], None]) -> EpochResult:
+def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], None],
+                  model_only: float | None = None) -> EpochResult:
     """Loader alone and model alone at the trainer's settings (`cfg`, its resolved config), and
-    the verdict. The model alone runs the trainer's own step with the recipe's optimiser."""
+    the verdict. The model alone runs the trainer's own step with the recipe's optimiser; pass
+    `model_only` (images/s) to reuse a figure measured at the same settings."""
     import dataclasses
 
     import torch
+
+    from ffcv_inat.environment import input_dtype
 
     from .loader_bench import Pipeline, ffcv_loader, time_pipeline
     from .model_bench import bench_config, run_model_bench
 
     s = result.settings
     steps = result.steps_measured
-    echo(f"loader alone: the trainer's ffcv pipeline, {result.warmup} warm-up + 1 measured epoch of {steps} batches")
+    echo(f"loader alone: the trainer's ffcv pipeline (decode {s.decode}), {result.warmup} warm-up + 1 measured "
+         f"epoch of {steps} batches")
     loader = ffcv_loader(Path(beton), result.res, s.batch, s.workers, device=torch.device(s.device),
-                         augment=s.augment, os_cache=s.os_cache, crop=s.crop)
-    lo = time_pipeline(Pipeline("ffcv", s.crop), loader, result.res, s.batch, s.workers, max(1, result.warmup), 1,
-                       max_batches=steps, echo=echo)
-    echo(f"model alone: {steps} steps on synthetic tensors")
-    mo = run_model_bench(bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),
-                         steps, warmup=max(1, min(10, steps)), device=torch.device(s.device),
-                         num_classes=s.num_classes, echo=echo)
-    verdict = bottleneck_verdict(result.images_per_second.median, lo.measured.median, mo.images_per_second,
+                         augment=s.augment, os_cache=s.os_cache, crop=s.crop, decode=s.decode,
+                         dtype=input_dtype(s.precision))
+    # The loader alone reads what the trainer read: whole epochs when it ran whole epochs.
+    lo = time_pipeline(Pipeline("ffcv", s.crop, s.decode), loader, result.res, s.batch, s.workers,
+                       max(1, result.warmup), 1, max_batches=steps if result.extrapolated else None, echo=echo)
+    if model_only is None:
+        echo(f"model alone: {steps} steps on synthetic tensors")
+        mo = run_model_bench(bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),
+                             steps, warmup=max(1, min(10, steps)), device=torch.device(s.device),
+                             num_classes=s.num_classes, echo=echo)
+        model_only = mo.images_per_second
+    verdict = bottleneck_verdict(result.images_per_second.median, lo.measured.median, model_only,
                                  device="GPU" if s.device == "cuda" else "CPU")
-    return dataclasses.replace(result, loader_only=lo.measured.median, model_only=mo.images_per_second,
-                               verdict=verdict)
+    return dataclasses.replace(result, loader_only=lo.measured.median, model_only=model_only, verdict=verdict,
+                               loader_counts=lo.decode_counts, nvjpeg_backend=lo.nvjpeg_backend)
 
 
 def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epochs: int, max_steps: int | None,
                     run_dir: str | None, compare: bool, echo: Callable[[str], None],
-                    echo_raw: Callable[[str], None]) -> EpochResult:
-    cfg, settings = resolve_settings(recipe, train, sets + ["data.val=null"])
-    if settings.steps_per_epoch == 0:
-        raise UserError(f"{train}: {settings.num_images} images make no full batch of {settings.batch}")
-    with tempfile.TemporaryDirectory(prefix="ffcv-bench-epoch-") as tmp:
-        out = Path(run_dir) if run_dir else Path(tmp) / "run"
+                    echo_raw: Callable[[str], None], decodes: list[str] | None = None) -> Iterator[EpochResult]:
+    """One EpochResult per decode path in `decodes` (DECODES values; None: the recipe's
+    data.decode), in that order, each as soon as it is measured (a later path that fails leaves
+    the earlier results); paths that resolve alike ("auto" and "gpu" on CUDA) run once. All
+    settings are checked before the first run."""
+    runs: dict[str, tuple[object, TrainerSettings, list[str]]] = {}
+    for decode in decodes or [None]:
+        run_sets = list(sets) + ([f"data.decode={decode}"] if decode else [])
+        cfg, settings = resolve_settings(recipe, train, run_sets + ["data.val=null"])
+        if settings.steps_per_epoch == 0:
+            raise UserError(f"{train}: {settings.num_images} images make no full batch of {settings.batch}")
+        runs.setdefault(settings.decode, (cfg, settings, run_sets))
+    outs = {d: (Path(run_dir) / f"decode-{d}" if len(runs) > 1 else Path(run_dir)) for d in runs} if run_dir else {}
+    for out in outs.values():
         if out.exists():
             raise UserError(f"--out {out} exists: the trainer refuses to reuse a run dir")
-        cmd = trainer_command(recipe, train, out, sets, warmup + epochs, max_steps)
-        echo(f"running ffcv-train: {warmup} warm-up + {epochs} measured epochs"
-             + (f" of at most {max_steps} steps" if max_steps else ""))
-        run_trainer(cmd, echo_raw)
-        log = read_log(out)
-        if not log:
-            raise UserError(f"ffcv-train logged no epoch in {out / LOG}")
-        result = summarize_log(log, settings, warmup, max_steps)
-    if compare:
-        result = compare_parts(result, cfg, train, echo)
-    return result
+    model_only = None
+    for decode, (cfg, settings, run_sets) in runs.items():
+        with tempfile.TemporaryDirectory(prefix="ffcv-bench-epoch-") as tmp:
+            out = outs.get(decode, Path(tmp) / "run")
+            cmd = trainer_command(recipe, train, out, run_sets, warmup + epochs, max_steps)
+            echo(f"running ffcv-train (decode {decode}): {warmup} warm-up + {epochs} measured epochs"
+                 + (f" of at most {max_steps} steps" if max_steps else ""))
+            run_trainer(cmd, echo_raw)
+            log = read_log(out)
+            if not log:
+                raise UserError(f"ffcv-train logged no epoch in {out / LOG}")
+            result = summarize_log(log, settings, warmup, max_steps)
+        if compare:
+            # The model alone once for all paths: on a GPU both hand it a normalised batch on the
+            # device, and its step does not depend on where the JPEGs were decoded.
+            result = compare_parts(result, cfg, train, echo, model_only)
+            model_only = result.model_only
+        yield result

@@ -5,16 +5,23 @@ RandomResizedCrop + horizontal flip at `res`, with the same batch size and worke
 
   ffcv     the beton through `ffcv_inat.loaders.make_loader` (what `ffcv-train` trains on),
            with each training crop decoder asked for (`crops`: "seeded", ours, reproducible;
-           "ffcv", ffcv's stock decoder + RandomHorizontalFlip)
+           "ffcv", ffcv's stock decoder + RandomHorizontalFlip) and each decode path (`decodes`:
+           "cpu", JPEGs decoded in ffcv's workers; "gpu", the GPU data path, workers copy bytes
+           and the device decodes). Its batches land on `device`: uint8 on the host like the
+           PyTorch pipeline's, or on a GPU normalised as the trainer takes them (the GPU path's
+           always are)
   pytorch  torchvision ImageFolder + RandomResizedCrop + RandomHorizontalFlip + PILToTensor in
            a DataLoader (shuffled, persistent workers, drop_last), what a user writes instead
 
 Each pipeline runs warm-up epochs (numba compilation, worker start, page cache) that are
 not counted, then measured epochs, interleaved between the pipelines; a figure is the median
-over measured epochs.
+over measured epochs. Each measured epoch also gives the CPU cores the pipeline kept busy
+(CPU seconds of this process and its worker processes / wall seconds), the figure a GPU decode
+path is meant to lower. The clock stops only once the device has finished the epoch's work.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +29,13 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ffcv_inat import UserError
 
-from .stats import Spread, spread, throughput
+from .stats import Spread, cores_used, spread, throughput
 
 PIPELINES = ("ffcv", "pytorch")
+
+# Cores busy are measured only over epochs at least this long: /proc counts CPU time in clock
+# ticks (10 ms), so a shorter epoch's figure is mostly rounding.
+MIN_SECONDS_FOR_CORES = 0.5
 
 # ffcv Loaders made here live as long as the process: freeing one earlier makes numba's
 # finalizer of its compiled pipeline raise a (harmless, but loud) KeyError.
@@ -33,12 +44,13 @@ _LIVE_FFCV_LOADERS: list = []
 
 class Pipeline(NamedTuple):
     """What one loader is: "ffcv" with its training crop decoder (ffcv_inat.loaders: "seeded"
-    or "ffcv"), or "pytorch" (crop None)."""
+    or "ffcv") and decode path ("cpu" or "gpu"), or "pytorch" (crop and decode None)."""
     name: str
     crop: str | None = None
+    decode: str | None = None
 
     def __str__(self) -> str:
-        return self.name if self.crop is None else f"{self.name}/{self.crop}"
+        return "/".join(p for p in self if p is not None)
 
 
 @dataclass(frozen=True)
@@ -121,15 +133,17 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
 
 
 def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, augment: bool = True,
-                os_cache: bool = True, crop: str = "seeded"):
-    """The trainer's loader. On CPU (the default) batches stay uint8 like the PyTorch pipeline's;
-    on a GPU they arrive normalised on the device, as the trainer receives them."""
+                os_cache: bool = True, crop: str = "seeded", decode: str = "cpu", dtype=None):
+    """The trainer's loader. On CPU (the default) the CPU decode path's batches stay uint8 like
+    the PyTorch pipeline's; on a GPU, and from the GPU decode path, they arrive normalised on the
+    device (in `dtype`, the GPU path's; default float16), as the trainer receives them."""
     import torch
 
     from ffcv_inat.loaders import make_loader
 
     loader = make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
-                         workers=workers, augment=augment, os_cache=os_cache, crop=crop)
+                         workers=workers, augment=augment, os_cache=os_cache, crop=crop, decode=decode,
+                         dtype=dtype or torch.float16)
     _LIVE_FFCV_LOADERS.append(loader)
     return loader
 
@@ -153,27 +167,100 @@ class LoaderResult:
     measured: Spread  # images/s over measured epochs
     images_per_epoch: int
     shape: tuple[int, ...]  # of the first batch, to show both pipelines give the same thing
+    decode: str | None = None  # the ffcv pipeline's decode path: cpu or gpu
+    device: str = "cpu"  # where its batches land
+    cores: Spread | None = None  # CPU cores kept busy over measured epochs (None: /proc unreadable)
+    decode_counts: dict | None = None  # GPU path: how its samples were decoded, every epoch run (warm-up too)
+    nvjpeg_backend: str | None = None  # GPU path on a GPU: nvJPEG's backend (device_decode.nvjpeg_backend)
 
 
-def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = None) -> tuple[int, float, tuple]:
-    """(images, seconds, shape of the first batch) of one epoch, or of its first max_batches batches."""
+def parse_proc_stat(text: str) -> tuple[int, int, int]:
+    """(pid, parent pid, user + system clock ticks) from the text of /proc/<pid>/stat. The
+    command name (field 2) may hold spaces and parentheses, so fields are counted after its
+    last ')'."""
+    pid = int(text[:text.index(" ")])
+    rest = text[text.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state): field 4 is the parent pid, fields 14 and 15 utime and stime
+    return pid, int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def cpu_seconds() -> float | None:
+    """CPU seconds (user + system) used so far by this process, all its threads (ffcv's workers,
+    the GPU path's decoding thread) included, and by its living descendants (the DataLoader's
+    worker processes, started by the forkserver this process started). From /proc; None where
+    it is missing. A descendant that has exited no longer counts: the persistent workers live
+    through every measured epoch."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    parent_of, ticks = {}, {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                pid, ppid, t = parse_proc_stat(f.read())
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or unreadable
+            continue
+        parent_of[pid], ticks[pid] = ppid, t
+    me = os.getpid()
+    if me not in ticks:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent_of.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [me]
+    while todo:
+        pid = todo.pop()
+        total += ticks[pid]
+        todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _synchronize_cuda() -> None:
+    """Wait for all queued GPU work (every stream: ffcv's transfers, the GPU path's side stream)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+class EpochTiming(NamedTuple):
+    images: int
+    seconds: float
+    shape: tuple  # of the first batch
+    device: str  # where the first batch landed: cpu or cuda
+    cpu_seconds: float | None  # this process and its workers over the epoch; None: not measurable
+
+
+def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = None) -> EpochTiming:
+    """One epoch, or its first max_batches batches: images, seconds, the first batch's shape and
+    the CPU seconds spent. The clock stops after the GPU has done the epoch's work (the GPU path
+    decodes on a side stream, the CPU path's copies are non-blocking) and before an epoch cut
+    short is stopped: stopping ffcv's loading thread takes up to its 0.5 s polling interval, which
+    is no loading work."""
     it, stop = epoch_iterator(pipeline, loader)
-    images, batches, shape, x = 0, 0, (), None
+    images, batches, shape, device = 0, 0, (), ""
+    normalized = getattr(loader, "normalized", False)
+    _synchronize_cuda()
+    cpu_start = cpu_seconds()
     start = time.perf_counter()
     for x, _ in it:
         images += int(x.shape[0])
         batches += 1
         if not shape:
-            shape = tuple(x.shape)
-            _check_batch(pipeline, x, res)
+            shape, device = tuple(x.shape), x.device.type
+            _check_batch(pipeline, x, res, normalized)
         if max_batches is not None and batches >= max_batches:
-            stop(it)
             break
-    if x is not None and x.is_cuda:  # the last non-blocking copies must land before the clock stops
-        import torch
-
-        torch.cuda.synchronize(x.device)
-    return images, time.perf_counter() - start, shape
+    _synchronize_cuda()
+    seconds = time.perf_counter() - start
+    cpu_end = cpu_seconds()
+    if max_batches is not None and batches >= max_batches:
+        stop(it)
+    cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
+    return EpochTiming(images, seconds, shape, device, cpu)
 
 
 def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
@@ -185,29 +272,52 @@ def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, worker
     """
     names = list(loaders)
     rates: dict[Pipeline, list[float]] = {n: [] for n in names}
+    cores: dict[Pipeline, list[float]] = {n: [] for n in names}
     shapes: dict[Pipeline, tuple] = {}
+    devices: dict[Pipeline, str] = {}
     images: dict[Pipeline, int] = {}
     total = warmup + epochs
 
-    def one(name: Pipeline, e: int) -> float:
-        n, seconds, shape = time_epoch(name, loaders[name], res, max_batches)
-        if n == 0:
+    def one(name: Pipeline, e: int) -> tuple[float, float | None]:
+        t = time_epoch(name, loaders[name], res, max_batches)
+        if t.images == 0:
             raise UserError(f"{name} gave no full batch of {batch}: use a smaller --batch")
-        shapes.setdefault(name, shape)
-        images[name] = n
-        rate = throughput(n, seconds)
+        shapes.setdefault(name, t.shape)
+        devices.setdefault(name, t.device)
+        images[name] = t.images
+        rate = throughput(t.images, t.seconds)
+        busy = (cores_used(t.cpu_seconds, t.seconds)
+                if t.cpu_seconds is not None and t.seconds >= MIN_SECONDS_FOR_CORES else None)
         kind = "warm-up" if e < warmup else "measured"
-        echo(f"  {str(name):11s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {n} images in {seconds:.2f} s = {rate:,.0f} img/s")
-        return rate
+        echo(f"  {str(name):15s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {t.images} images in {t.seconds:.2f} s "
+             f"= {rate:,.0f} img/s" + (f", {busy:.1f} cores busy" if busy is not None else ""))
+        return rate, busy
 
     for e in range(warmup):
         for name in names:
             one(name, e)
     for e in range(epochs):
         for name in (names if e % 2 == 0 else names[::-1]):
-            rates[name].append(one(name, warmup + e))
-    return [LoaderResult(n.name, n.crop, res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n])
-            for n in names]
+            rate, busy = one(name, warmup + e)
+            rates[name].append(rate)
+            if busy is not None:
+                cores[name].append(busy)
+    return [_result(n, loaders[n], res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n], devices[n],
+                    spread(cores[n]) if len(cores[n]) == len(rates[n]) else None) for n in names]
+
+
+def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, measured: Spread, images: int,
+            shape: tuple, device: str, cores: Spread | None) -> LoaderResult:
+    """A pipeline's figures, with the GPU path's decode counts and nvJPEG backend."""
+    counts, backend = None, None
+    if hasattr(loader, "counts"):  # the GPU path's DeviceDecodeLoader
+        from ffcv_inat.device_decode import nvjpeg_backend
+
+        counts = loader.counts.as_dict()
+        if device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
+            backend = nvjpeg_backend()
+    return LoaderResult(p.name, p.crop, res, batch, workers, warmup, measured, images, shape, p.decode, device,
+                        cores, counts, backend)
 
 
 def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
@@ -216,20 +326,25 @@ def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int
     return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo)[0]
 
 
-def _check_batch(pipeline: Pipeline, x, res: int) -> None:
+def _check_batch(pipeline: Pipeline, x, res: int, normalized: bool) -> None:
+    """Every pipeline gives N x 3 x res x res: uint8 pixels, or normalised floats where the
+    loader says it normalises (on a GPU, the GPU path)."""
     import torch
 
-    on_cpu = x.device.type == "cpu"
-    if (on_cpu and x.dtype != torch.uint8) or x.ndim != 4 or tuple(x.shape[1:]) != (3, res, res):
-        raise RuntimeError(f"{pipeline} pipeline gave {x.dtype} {tuple(x.shape)}, not uint8 Nx3x{res}x{res}")
+    want = "floating point" if normalized else "uint8"
+    ok_dtype = x.dtype.is_floating_point if normalized else x.dtype == torch.uint8
+    if not ok_dtype or x.ndim != 4 or tuple(x.shape[1:]) != (3, res, res):
+        raise RuntimeError(f"{pipeline} pipeline gave {x.dtype} {tuple(x.shape)}, not {want} Nx3x{res}x{res}")
 
 
 def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
                      warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
                      max_batches: int | None = None, echo: Callable[[str], None] = print,
-                     crops: Iterable[str] = ("seeded",)) -> list[LoaderResult]:
+                     crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
+                     device=None) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
-    `crops`, their measured epochs interleaved."""
+    `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
+    (default the host), their measured epochs interleaved."""
     pipelines = list(pipelines)
     if len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
@@ -238,7 +353,9 @@ def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[in
         loaders = {}
         if "ffcv" in pipelines:
             for crop in crops:
-                loaders[Pipeline("ffcv", crop)] = ffcv_loader(beton, res, batch, workers, crop=crop)
+                for decode in decodes:
+                    loaders[Pipeline("ffcv", crop, decode)] = ffcv_loader(beton, res, batch, workers, device=device,
+                                                                          crop=crop, decode=decode)
         if "pytorch" in pipelines:
             loaders[Pipeline("pytorch")] = pytorch_loader(source, res, batch, workers)
         results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo)

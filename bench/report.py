@@ -8,6 +8,8 @@ from typing import Iterable
 
 from ffcv_inat import UserError
 
+from .stats import DecodeFigure, decode_verdict, ordered_decodes, target_verdict
+
 
 def _num(v, fmt: str = ",.0f") -> str:
     if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
@@ -27,23 +29,17 @@ def _text_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def loader_table(rows: Iterable[dict]) -> str:
-    """One line per resolution: both pipelines' median (min-max) images/s and their ratio."""
-    by_res: dict[int, dict[str, dict]] = {}
-    for r in rows:
-        by_res.setdefault(int(r["res"]), {})[r["pipeline"]] = r
-    body = []
-    for res in sorted(by_res):
-        pair = by_res[res]
-        ffcv, torch_ = pair.get("ffcv"), pair.get("pytorch")
-        ratio = ffcv.get("ratio") if ffcv else None
-        body.append([str(res), _spread(ffcv) if ffcv else "-", _spread(torch_) if torch_ else "-",
-                     f"{float(ratio):.2f}x" if ratio not in (None, "") else "-"])
-    first = next(iter(next(iter(by_res.values())).values())) if by_res else {}
-    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured epochs; "
-             f"batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, {first.get('cpu_count', '?')} CPUs, "
-             f"GPU {first.get('gpu', '?')}")
-    return title + "\n" + _text_table(["res", "ffcv", "pytorch ImageFolder+DataLoader", "ffcv / pytorch"], body)
+def _settings(row) -> dict:
+    text = row["settings"]
+    return json.loads(text) if isinstance(text, str) and text else {}
+
+
+def decode_path(row) -> str | None:
+    """Where a loader (ffcv) or epoch row decoded its JPEGs: `settings.decode`, "cpu" for rows
+    from before the GPU data path existed; None for the PyTorch pipeline and other benches."""
+    if row["pipeline"] not in ("ffcv", "trainer"):
+        return None
+    return _settings(row).get("decode") or "cpu"
 
 
 def crop_decoder(row) -> str:
@@ -51,8 +47,91 @@ def crop_decoder(row) -> str:
     ffcv; rows from before the seeded decoder existed timed ffcv's), torchvision for pytorch rows."""
     if row["pipeline"] != "ffcv":
         return "torchvision"
-    settings = json.loads(row["settings"]) if isinstance(row["settings"], str) and row["settings"] else {}
-    return settings.get("crop") or "ffcv"
+    return _settings(row).get("crop") or "ffcv"
+
+
+def _with_cores(row) -> str:
+    cores = _settings(row).get("cores_used")
+    return _spread(row) + (f" on {float(cores):.1f} cores" if cores is not None else "")
+
+
+def describe_decode_counts(counts: dict) -> str:
+    """The GPU path's DecodeCounts (as_dict) in words."""
+    return ", ".join(f"{counts.get(k, 0):,} {name}" for k, name in (
+        ("batched", "in the batched device call"), ("one_by_one", "one by one on the device"),
+        ("cpu", "on the CPU (JPEGs the device does not take)"), ("raw", "raw (stored as pixels)")))
+
+
+def loader_table(rows: Iterable[dict]) -> str:
+    """One line per resolution: each ffcv decode path's and the PyTorch pipeline's median
+    (min-max) images/s with the CPU cores it kept busy, and each ffcv path / PyTorch."""
+    rows = list(rows)
+    by_res: dict[int, dict[str | None, dict]] = {}  # decode path (None: PyTorch) -> row
+    for r in rows:
+        by_res.setdefault(int(r["res"]), {})[decode_path(r)] = r
+    decodes = ordered_decodes({d for cells in by_res.values() for d in cells if d is not None})
+    torch_ = any(None in cells for cells in by_res.values())
+    header = ["res", *(f"ffcv, {d} decode" for d in decodes)]
+    if torch_:
+        header += ["pytorch ImageFolder+DataLoader", *(f"ffcv {d} / pytorch" for d in decodes)]
+    body = []
+    for res in sorted(by_res):
+        cells = by_res[res]
+        line = [str(res), *(_with_cores(cells[d]) if d in cells else "-" for d in decodes)]
+        if torch_:
+            line.append(_with_cores(cells[None]) if None in cells else "-")
+            line += [f"{float(cells[d]['ratio']):.2f}x" if d in cells and cells[d]["ratio"] not in (None, "")
+                     and not _nan(cells[d]["ratio"]) else "-" for d in decodes]
+        body.append(line)
+    first = rows[0] if rows else {}
+    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured epochs, and the CPU cores "
+             f"busy (median); batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, "
+             f"{first.get('cpu_count', '?')} CPUs, GPU {first.get('gpu', '?')}")
+    return title + "\n" + _text_table(header, body)
+
+
+def _nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def decode_figures(rows: Iterable[dict], bench: str) -> dict[int, dict[str, DecodeFigure]]:
+    """{res: {decode path: figure}} of one run's ffcv loader rows (the seeded crop decoder's: the
+    GPU path has no other) or epoch rows (`bench`)."""
+    figures: dict[int, dict[str, DecodeFigure]] = {}
+    for r in rows:
+        if r["bench"] != bench or decode_path(r) is None or (bench == "loader" and crop_decoder(r) != "seeded"):
+            continue
+        cores = _settings(r).get("cores_used")
+        figures.setdefault(int(r["res"]), {})[decode_path(r)] = DecodeFigure(
+            float(r["images_per_second"]), None if cores is None else float(cores))
+    return figures
+
+
+def decode_conclusion(rows: Iterable[dict]) -> list[str]:
+    """What one machine's rows say about the decode path: which to use (by end-to-end throughput
+    when epoch rows compare the paths, else by the loader alone), and whether the GPU path meets
+    its target (loader rows at the target resolution). Empty when nothing compares."""
+    rows = list(rows)
+    epoch, loader = decode_figures(rows, "epoch"), decode_figures(rows, "loader")
+    verdict = decode_verdict(epoch, "end-to-end throughput") or decode_verdict(
+        loader, "loader throughput alone (no end-to-end figures)")
+    lines = [f"decode verdict: {verdict}"] if verdict else []
+    if any("gpu" in f for f in loader.values()):
+        target = target_verdict(loader)
+        if target:
+            lines.append(target)
+    return lines
+
+
+def _latest_runs(rows: list[dict], bench: str) -> list[dict]:
+    """The rows of the newest `bench` run (rows of one command share its timestamp and command
+    line) that measured the GPU decode path; [] if none did."""
+    runs: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["bench"] == bench:
+            runs.setdefault((r["timestamp"], r["command"]), []).append(r)
+    with_gpu = [run for run in runs.values() if any(decode_path(r) == "gpu" for r in run)]
+    return with_gpu[-1] if with_gpu else []
 
 
 def model_table(rows: Iterable[dict]) -> str:
@@ -81,8 +160,10 @@ def _cell(fmt: str):
 
 
 def results_table(df) -> str:
-    """Every row, the columns a reader compares (command, settings and verdicts stay in the CSV)."""
+    """Every row, the columns a reader compares (command, settings and verdicts stay in the CSV;
+    `decode`, the decode path of ffcv and trainer rows, comes from settings)."""
     view = df[REPORT_COLUMNS].copy()
+    view.insert(REPORT_COLUMNS.index("pipeline") + 1, "decode", [decode_path(r) or "" for r in df.to_dict("records")])
     view["timestamp"] = view["timestamp"].astype(str).str.slice(0, 16)
     whole = {c: _cell(".0f") for c in ("cpu_count", "res", "batch", "workers", "runs", "peak_memory_mb")}
     figures = {c: _cell(",.1f") for c in ("images_per_second", "images_per_second_min", "images_per_second_max",
@@ -92,6 +173,12 @@ def results_table(df) -> str:
     verdicts = df[df["verdict"].notna() & (df["verdict"].astype(str) != "")]
     for _, r in verdicts.iterrows():
         text += f"\n{str(r['timestamp'])[:16]} {r['host']} ({r['gpu']}): {r['verdict']}"
+    records = df.to_dict("records")
+    for machine in dict.fromkeys(_machine(r) for r in records):
+        mine = [r for r in records if _machine(r) == machine]
+        runs = _latest_runs(mine, "epoch") + _latest_runs(mine, "loader")
+        for line in decode_conclusion(runs):
+            text += f"\n{machine}, newest runs with the GPU decode path: {line}"
     return text
 
 
@@ -119,16 +206,17 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
 
     loader = df[df["bench"] == "loader"].copy()
     loader["crop"] = loader.apply(crop_decoder, axis=1)
-    loader = _latest(loader, ["machine", "pipeline", "crop", "res", "batch", "workers"])
+    loader["decode"] = loader.apply(lambda r: decode_path(r) or "cpu", axis=1)  # PyTorch decodes on the CPU
+    loader = _latest(loader, ["machine", "pipeline", "crop", "decode", "res", "batch", "workers"])
     if len(loader):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for (machine, pipeline, crop, batch, workers), g in loader.groupby(
-                ["machine", "pipeline", "crop", "batch", "workers"]):
+        for (machine, pipeline, crop, decode, batch, workers), g in loader.groupby(
+                ["machine", "pipeline", "crop", "decode", "batch", "workers"]):
             g = g.sort_values("res")
             err = [g["images_per_second"] - g["images_per_second_min"], g["images_per_second_max"] - g["images_per_second"]]
             ax.errorbar(g["res"], g["images_per_second"], yerr=err, marker="o", capsize=3,
                         linestyle="-" if pipeline == "ffcv" else "--",
-                        label=f"{pipeline} ({crop} crop): {machine}, batch {batch}, {workers} workers")
+                        label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, batch {batch}, {workers} workers")
         ax.set(xlabel="resolution (px)", ylabel="images/s (median, min-max bars)",
                title="Training data pipeline throughput: FFCV vs PyTorch ImageFolder")
         ax.set_yscale("log")

@@ -140,3 +140,104 @@ def card_name(gpu: object) -> str | None:
     if first.lower() in _SERIES_WORDS and len(words) > 1:
         return f"{first} {words[1].split('-')[0]}"
     return first
+
+
+def machine_label(gpu: object, cpu_count: int | None) -> str:
+    """How bench/results/ file names name a machine (`<label>_<date>_<what>.txt`): the card's
+    short name in lower case ("h100"), or "cpu-<n>core" for a machine without a GPU."""
+    card = card_name(gpu)
+    return card.lower().replace(" ", "-") if card else f"cpu-{cpu_count or 0}core"
+
+
+def cores_used(cpu_seconds: float, wall_seconds: float) -> float:
+    """CPU cores kept busy on average: CPU seconds (user + system, all threads and processes)
+    per wall second."""
+    if wall_seconds <= 0:
+        raise ValueError(f"wall seconds must be positive, got {wall_seconds}")
+    return cpu_seconds / wall_seconds
+
+
+# The GPU data path's goal, as its issue states it: this many images/s at this resolution from a
+# loader that keeps at most this many CPU cores busy.
+TARGET_IMAGES_PER_SECOND = 8000.0
+TARGET_RES = 224
+TARGET_CORES = 2.0
+# Two decode paths within this share of each other are a tie: epoch-to-epoch spread on a shared
+# machine is of this size.
+DECODE_TIE_TOLERANCE = 0.03
+DECODE_ORDER = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class DecodeFigure:
+    """One decode path's throughput at one resolution, and the CPU cores it used (None: not measured)."""
+    images_per_second: float
+    cores: float | None = None
+
+
+def _figure(decode: str, f: DecodeFigure) -> str:
+    cores = f" on {f.cores:.1f} cores" if f.cores is not None else ""
+    return f"{decode} {f.images_per_second:,.0f} img/s{cores}"
+
+
+def ordered_decodes(decodes) -> list[str]:
+    """Decode paths in the order tables and verdicts list them: cpu, gpu, then any other."""
+    return sorted(decodes, key=lambda d: (DECODE_ORDER.index(d) if d in DECODE_ORDER else len(DECODE_ORDER), d))
+
+
+def decode_verdict(figures: dict[int, dict[str, DecodeFigure]], basis: str,
+                   tolerance: float = DECODE_TIE_TOLERANCE) -> str | None:
+    """Which decode path ("cpu", "gpu") to use on the machine that measured `figures`
+    ({res: {decode: figure}}), judged by `basis` ("end to end", or "the loader alone" when only
+    loader figures exist), with the numbers. Resolutions with one path only are left out; None
+    when no resolution has two. Paths within `tolerance` of each other tie; when every
+    resolution ties, the path that kept fewer CPU cores busy is preferred, if cores were measured."""
+    compared = {res: f for res, f in sorted(figures.items()) if len(f) >= 2}
+    if not compared:
+        return None
+    winners: dict[int, str | None] = {}  # None: a tie
+    details = []
+    for res, f in compared.items():
+        best, second = sorted(f, key=lambda d: f[d].images_per_second, reverse=True)[:2]
+        factor = ratio(f[best].images_per_second, f[second].images_per_second)
+        winners[res] = best if factor - 1 > tolerance else None
+        details.append(f"res {res}: {' vs '.join(_figure(d, f[d]) for d in ordered_decodes(f))} = {best} {factor:.2f}x")
+    numbers = f"({'; '.join(details)})"
+    decided = {w for w in winners.values() if w is not None}
+    if len(decided) > 1:
+        per_res = ", ".join(f"{w or 'tie'} at res {res}" for res, w in winners.items())
+        return (f"no single faster decode path by {basis} ({per_res}): use the faster one at your training "
+                f"resolution {numbers}")
+    if decided:
+        (best,) = decided
+        how = ("faster" if None not in winners.values() else f"faster or within {100 * tolerance:.0f}%")
+        where = "at every resolution" if len(compared) > 1 else f"at res {next(iter(compared))}"
+        return f"use decode {best} on this machine: by {basis} it is {how} {where} {numbers}"
+    cores: dict[str, list[float]] = {}
+    for f in compared.values():
+        for d, fig in f.items():
+            if fig.cores is not None:
+                cores.setdefault(d, []).append(fig.cores)
+    lighter = ""
+    if len(cores) >= 2:
+        fewest = min(cores, key=lambda d: sum(cores[d]) / len(cores[d]))
+        lighter = f"; prefer decode {fewest}, which keeps fewer CPU cores busy"
+    return f"either decode path: by {basis} they are within {100 * tolerance:.0f}% (noise){lighter} {numbers}"
+
+
+def target_verdict(figures: dict[int, dict[str, DecodeFigure]], images_per_second: float = TARGET_IMAGES_PER_SECOND,
+                   res: int = TARGET_RES, cores: float = TARGET_CORES) -> str | None:
+    """Whether each decode path meets the GPU data path's goal (at least `images_per_second` at
+    `res` px on at most `cores` CPU cores), from loader figures; None without figures at `res`."""
+    at = figures.get(res)
+    if not at:
+        return None
+    parts = []
+    for d in ordered_decodes(at):
+        f = at[d]
+        if f.cores is None:
+            parts.append(f"{d} decode: cores not measured ({_figure(d, f)})")
+            continue
+        met = f.images_per_second >= images_per_second and f.cores <= cores
+        parts.append(f"{d} decode {'meets' if met else 'misses'} it ({_figure(d, f)})")
+    return f"target >= {images_per_second:,.0f} img/s at {res} px on <= {cores:g} CPU cores: " + "; ".join(parts)

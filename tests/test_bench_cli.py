@@ -83,10 +83,14 @@ def test_loader_compares_both_pipelines_on_the_same_images(data, tmp_path):
         # drop_last: 16 images at batch 4 = 4 full batches per epoch; both give uint8 Nx3x32x32
         assert s["num_images"] == 16 and s["images_per_epoch"] == 16 and s["batch_shape"] == [4, 3, 32, 32]
         assert s["images"] == "train"  # a folder outside the repo: its name, never this machine's absolute path
+        assert s["device"] == "cpu"  # the batches stay on the host (the default without the GPU path)
+    assert json.loads(ffcv["settings"])["decode"] == "cpu" and "decode" not in json.loads(torch_["settings"])
+    assert "--decode cpu" in ffcv["command"]  # the default, recorded so the command can be retyped
     assert float(ffcv["ratio"]) == pytest.approx(float(ffcv["images_per_second"]) / float(torch_["images_per_second"]),
                                                  rel=1e-3)
     assert torch_["ratio"] == ""
-    assert "ffcv / pytorch" in r.output and f"{float(ffcv['ratio']):.2f}x" in r.output
+    assert "ffcv cpu / pytorch" in r.output and f"{float(ffcv['ratio']):.2f}x" in r.output
+    assert "decode verdict" not in r.output  # one decode path: nothing to compare
 
 
 @pytest.mark.timeout(60)
@@ -220,6 +224,22 @@ def test_cost_uses_the_newest_matching_epoch_row(tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_cost_takes_the_row_of_the_recipes_decode_path(tmp_path):
+    from ffcv_inat.bench.results import append_rows
+
+    gpu = dict(environment(), gpu="NVIDIA H100 80GB HBM3", gpu_count=1, host="gpuhost")
+    rows = [make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml", "decode": d}, env=gpu, res=224,
+                     batch=256, images_per_second=ips) for d, ips in (("cpu", 2000.0), ("gpu", 2500.0))]
+    append_rows(tmp_path / "r.csv", rows)
+    args = ["cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1_000_000, "--results", tmp_path / "r.csv"]
+    # the recipe decodes on the CPU: its row, though the GPU path's is newer
+    assert "= 45,000 s = 12.50 hours" in invoke(*args).output  # 90 x 1e6 / 2,000
+    for decode in ("gpu", "auto"):  # auto is gpu on the H100
+        r = invoke(*args, "--set", f"data.decode={decode}")
+        assert r.exit_code == 0 and "= 36,000 s = 10.00 hours" in r.output, r.output  # 90 x 1e6 / 2,500
+
+
+@pytest.mark.timeout(60)
 def test_cost_from_a_cpu_row_names_the_cpu(tmp_path):
     from ffcv_inat.bench.results import append_rows
 
@@ -265,7 +285,9 @@ def test_epoch_runs_the_real_trainer_and_gives_a_verdict(data, tmp_path):
     assert float(row["ms_per_step"]) == pytest.approx(2000 / float(row["images_per_second"]), rel=1e-3)
     assert s["loader_only_images_per_second"] > 0 and s["model_only_images_per_second"] > 0
     assert s["limit"] in ("data", "compute", "overhead") and row["verdict"]
+    assert s["decode"] == "cpu"  # the recipe's data.decode
     assert "extrapolated from 1 of 8 steps per epoch" in r.output and "verdict: " in r.output
+    assert "decode verdict" not in r.output
 
 
 @pytest.mark.timeout(60)

@@ -10,17 +10,29 @@ from pathlib import Path
 
 import pytest
 
+from ffcv_inat.loaders import DECODE_ON_CPU_FOR_TESTS
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "device_run.sh"
 TINY = {"CLASSES": "2", "PER_CLASS": "4", "SIZE": "48", "WORKERS": "1", "BATCH": "4", "LOADER_RES": "32",
         "LOADER_EPOCHS": "1", "MODEL_RES": "64", "MODEL_BATCH": "2", "MODEL_STEPS": "1", "MODEL_WARMUP": "1",
-        "MODEL_PRECISION": "fp32"}
+        "MODEL_PRECISION": "fp32", "CHECK_RES": "32", "CHECK_TRAIN_STEPS": "1", "CHECK_TRAIN_BATCH": "4",
+        "CHECK_RECIPE": "smoke_cpu.yaml"}
 
 
 def run_script(out, limit: float, **env):
     """Run the script; `limit` (below the test's own timeout) stops it rather than orphaning it."""
     full = dict(os.environ, OUT=str(out), PYTHON=sys.executable, **TINY, **env)
+    full.pop(DECODE_ON_CPU_FOR_TESTS, None)  # the GPU path stays off on CPU, as on a user's machine
     return subprocess.run(["bash", str(SCRIPT)], env=full, capture_output=True, text=True, cwd="/", timeout=limit)
+
+
+def named(out, what: str) -> Path:
+    """The script's text file `what`, named as bench/results/ names files: <machine>_<date>_<what>."""
+    (path,) = out.glob(f"*_{what}")
+    machine, date, _ = path.name.split("_", 2)
+    assert machine == f"cpu-{os.cpu_count()}core" and len(date) == 10  # no GPU here; YYYY-MM-DD
+    return path
 
 
 @pytest.mark.timeout(240)
@@ -28,11 +40,13 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
     out = tmp_path / "out"
     # "bogus" is no step, the training run gets a recipe that does not exist (so its figures
     # find no epoch) and the sweep a run id that is not in its plan: they fail, and the steps
-    # after them still run; the loader bench writes its rows.
-    p = run_script(out, 220, STEPS="data bogus train loader smoke_sweep", TRAIN_RECIPE="no_such_recipe.yaml",
-                   TRAIN_COMPILE="false", SWEEP_ONLY="--only no_such_run")
+    # after them still run; the loader bench writes its rows. Without CUDA the decode check
+    # runs as its self-check (--device cpu) and the decode paths are "cpu" alone.
+    p = run_script(out, 220, STEPS="data bogus train decode_check loader smoke_sweep",
+                   TRAIN_RECIPE="no_such_recipe.yaml", TRAIN_COMPILE="false", SWEEP_ONLY="--only no_such_run")
     assert p.returncode == 1, p.stdout + p.stderr
-    assert "[ok] data" in p.stdout and "[ok] loader" in p.stdout
+    assert "[ok] data" in p.stdout and "[ok] decode_check" in p.stdout and "[ok] loader" in p.stdout
+    assert "decode paths: cpu;" in p.stdout
     assert "[failed] unknown step bogus" in p.stdout
     for failed in ("train compile=false", "train compile=false figures", "smoke_sweep run", "smoke_sweep analyze"):
         assert f"[failed rc=1] {failed} after" in p.stdout
@@ -40,23 +54,30 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
     assert ("failed: bogus train compile=false train compile=false figures smoke_sweep run smoke_sweep analyze; "
             "skipped: none") in p.stdout
     assert "no epoch logged in log.jsonl" in p.stdout  # --show: the figures step prints to stdout too
-    log = (out / "device_run.log").read_text()
+    log = named(out, "device_run.log").read_text()
     assert "recipe not found: no_such_recipe.yaml" in log and "made 8 images of 48x48 px" in log
     assert "no run 'no_such_run' in the plan" in log and "runs dir not found" in log
+    check = named(out, "decode_check.txt").read_text()
+    assert check in p.stdout  # --show
+    assert "device cpu: a self-check of this script" in check and "result: PASS" in check
+    assert "(c) stream hazard: not run (needs CUDA" in check
+    assert "(d) training: not run (data.decode: gpu needs a CUDA device" in check  # no test switch here
     with (out / "results.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["bench"], r["pipeline"], r["workers"], r["res"]) for r in rows] == [
         ("loader", "ffcv", "1", "32"), ("loader", "pytorch", "1", "32")]
     assert rows[0]["gpu"] == "none" and float(rows[0]["ratio"]) > 0
-    assert (out / "loader_throughput.png").is_file() and "ffcv" in (out / "report.txt").read_text()
+    assert "--decode cpu" in rows[0]["command"]
+    assert (out / "loader_throughput.png").is_file() and "ffcv" in named(out, "report.txt").read_text()
 
 
 @pytest.mark.timeout(60)
 def test_no_step_starts_once_the_budget_is_spent(tmp_path):
     p = run_script(tmp_path / "out", 50, BUDGET_S="0")
     assert p.returncode == 1
-    assert "steps: data model loader epoch model_compile;" in p.stdout  # the standing GPU bench
-    for step in ("data", "model --channels-last", "loader", "epoch", "model --compile --channels-last"):
+    # the standing GPU bench: the training figures (model, epoch) first
+    assert "steps: data model epoch decode_check loader model_compile;" in p.stdout
+    for step in ("data", "model --channels-last", "epoch", "decode_check", "loader", "model --compile --channels-last"):
         assert f"[skipped] {step}:" in p.stdout
     assert "no-channels-last" not in p.stdout  # only with MODEL_LAYOUTS="--channels-last --no-channels-last"
     assert "no results rows were written" in p.stdout

@@ -149,3 +149,77 @@ def test_crop_decoder_of_a_loader_row():
     assert crop_decoder({"pipeline": "pytorch", "settings": "{}"}) == "torchvision"
     assert crop_decoder({"pipeline": "ffcv", "settings": '{"crop": "seeded"}'}) == "seeded"
     assert crop_decoder({"pipeline": "ffcv", "settings": "{}"}) == "ffcv"  # rows from before the seeded decoder
+
+
+def test_machine_label_names_files_as_bench_results_does():
+    from ffcv_inat.bench.stats import machine_label
+
+    assert machine_label("NVIDIA H100 80GB HBM3", 16) == "h100"
+    assert machine_label("NVIDIA H200", 16) == "h200"
+    assert machine_label("NVIDIA GeForce RTX 4090", 8) == "rtx-4090"
+    assert machine_label("none", 2) == "cpu-2core"  # as cpu-2core_2026-11-27_beton_check.txt
+
+
+def test_cores_used():
+    from ffcv_inat.bench.stats import cores_used
+
+    assert cores_used(3.0, 2.0) == 1.5
+    with pytest.raises(ValueError):
+        cores_used(1.0, 0.0)
+
+
+def _figures(**by_res):
+    from ffcv_inat.bench.stats import DecodeFigure
+
+    return {res: {d: DecodeFigure(*f) for d, f in paths.items()}
+            for res, paths in ((int(k[1:]), v) for k, v in by_res.items())}
+
+
+def test_decode_verdict_names_the_faster_path_with_its_numbers():
+    from ffcv_inat.bench.stats import decode_verdict
+
+    v = decode_verdict(_figures(r160={"cpu": (4000, 15.1), "gpu": (9000, 1.6)},
+                                r224={"cpu": (3400, 15.0), "gpu": (8500, 1.8)}), "loader throughput alone")
+    assert v.startswith("use decode gpu on this machine: by loader throughput alone it is faster at every resolution")
+    assert "res 160: cpu 4,000 img/s on 15.1 cores vs gpu 9,000 img/s on 1.6 cores = gpu 2.25x" in v
+    assert "res 224: cpu 3,400 img/s on 15.0 cores vs gpu 8,500 img/s on 1.8 cores = gpu 2.50x" in v
+    # end to end, one resolution, no cores
+    v = decode_verdict(_figures(r224={"gpu": (2000, None), "cpu": (2600, None)}), "end-to-end throughput")
+    assert v == ("use decode cpu on this machine: by end-to-end throughput it is faster at res 224 "
+                 "(res 224: cpu 2,600 img/s vs gpu 2,000 img/s = cpu 1.30x)")
+
+
+def test_decode_verdict_ties_mixed_and_nothing_to_compare():
+    from ffcv_inat.bench.stats import DECODE_TIE_TOLERANCE, decode_verdict
+
+    assert DECODE_TIE_TOLERANCE == 0.03
+    # within 3% everywhere: a tie, and the path with fewer busy cores is preferred
+    v = decode_verdict(_figures(r224={"cpu": (4000, 14.0), "gpu": (4080, 1.5)}), "end-to-end throughput")
+    assert v.startswith("either decode path: by end-to-end throughput they are within 3% (noise); prefer decode gpu")
+    assert "= gpu 1.02x" in v
+    v = decode_verdict(_figures(r224={"cpu": (4000, None), "gpu": (4080, None)}), "end-to-end throughput")
+    assert "prefer" not in v  # cores unknown: no preference
+    # faster at one resolution, a tie at the other
+    v = decode_verdict(_figures(r160={"cpu": (4000, 3), "gpu": (4050, 1)}, r224={"cpu": (3400, 3), "gpu": (8500, 1)}),
+                       "loader throughput alone")
+    assert v.startswith("use decode gpu on this machine: by loader throughput alone it is faster or within 3% at "
+                        "every resolution")
+    # each path faster somewhere
+    v = decode_verdict(_figures(r160={"cpu": (9000, 3), "gpu": (4000, 1)}, r224={"cpu": (3400, 3), "gpu": (8500, 1)}),
+                       "loader throughput alone")
+    assert v.startswith("no single faster decode path by loader throughput alone (cpu at res 160, gpu at res 224)")
+    # one path per resolution only: nothing to compare
+    assert decode_verdict(_figures(r160={"cpu": (1, None)}, r224={"gpu": (2, None)}), "x") is None
+    assert decode_verdict({}, "x") is None
+
+
+def test_target_verdict_checks_speed_and_cores_at_224():
+    from ffcv_inat.bench.stats import target_verdict
+
+    v = target_verdict(_figures(r160={"gpu": (9000, 1.0)}, r224={"cpu": (9000, 15.0), "gpu": (8500, 1.8)}))
+    assert v == ("target >= 8,000 img/s at 224 px on <= 2 CPU cores: cpu decode misses it (cpu 9,000 img/s on "
+                 "15.0 cores); gpu decode meets it (gpu 8,500 img/s on 1.8 cores)")
+    v = target_verdict(_figures(r224={"gpu": (7999, 1.0)}))
+    assert "gpu decode misses it" in v
+    assert "cores not measured" in target_verdict(_figures(r224={"gpu": (9000, None)}))
+    assert target_verdict(_figures(r160={"gpu": (9000, 1.0)})) is None

@@ -285,11 +285,11 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
             steps += 1
             if cfg.log_every and steps % cfg.log_every == 0 and info.is_main:
                 bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader below
     finally:
-        stop_epoch(iterator)  # stop ffcv's loading thread, also when we leave the epoch early
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - t0
+        stop_epoch(iterator)  # stop the loader's threads, also when we leave the epoch early
     train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
     if not math.isfinite(train_loss):
         raise UserError(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")

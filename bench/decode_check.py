@@ -1,0 +1,453 @@
+"""The GPU data path's pixel and stream check: bench/device_run.sh's `decode_check` step.
+
+    python -m ffcv_inat.bench.decode_check BETON --out FILE [--images 1000] [--device cuda|cpu]
+
+On the first --images samples of BETON, read by a real ffcv Loader with the GPU path's bytes op
+(`jpeg_bytes.CompressedImageBytes`: stored bytes, training crop box and flip of --seed, epoch 0),
+in batches of --batch:
+
+  (a) stored JPEGs   torchvision's decode_jpeg on the device vs on the CPU, of the baseline JPEGs
+                     (what the path sends to the device): batched, one call per batch, and one
+                     by one; max and mean absolute difference in levels (0-255), and the images
+                     whose sizes differ
+  (b) whole path     `device_decode.images_from_rows` (decode, crop, resize, flip, normalise) on
+                     the device vs on the CPU, same rows, float32: the outputs' difference times
+                     ImageNet's std per channel, so again in levels
+  (c) stream hazard  pytorch/vision PR #9606: nvJPEG writes its output outside the caller's
+                     stream order, so a block freed while queued kernels still use it can be
+                     overwritten under them. --hazard-repeats rounds: keep the GPU busy for
+                     --busy-ms, queue writes and sums of tensors the size of the decoded images
+                     behind that, free the tensors, then `device_decode.decode_images` (which
+                     waits for the stream before decoding) decodes a batch. A round is corrupted
+                     if a sum is wrong or an image differs from a decode made with nothing queued
+  (d) training       the mean loss of --train-steps steps through `make_loader` with decode cpu
+                     and with decode gpu: the trainer's own pieces, the same model init, order
+                     and crops. Reported, not judged (cudnn and the two decoders differ a little)
+
+Exit status 1 when (a) or (b) differ by more than MAX_MEAN_LEVELS on average, when a decoded
+image's size differs, or when (c) saw a corrupted round. `--device cpu` runs what can run
+without CUDA with the CPU in the device's place: a self-check of this script (the report says
+so), never evidence about nvJPEG.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import click
+import numpy as np
+
+from ffcv_inat import UserError
+from ffcv_inat.cli_errors import report_user_errors
+
+# The largest mean difference, in levels of 255, that (a) and (b) accept. nvJPEG and libjpeg-turbo
+# may round the IDCT and chroma upsampling differently (a level here and there); a wrong colour
+# conversion, crop or orientation is tens of levels.
+MAX_MEAN_LEVELS = 2.0
+
+# ffcv Loaders made here live as long as the process (see loader_bench._LIVE_FFCV_LOADERS).
+_LIVE_LOADERS: list = []
+
+
+@dataclass(frozen=True)
+class PixelDiff:
+    """Absolute differences between images that should match, in levels of 255."""
+    images: int = 0  # compared: same size
+    size_mismatches: int = 0  # not compared: sizes differ
+    values: int = 0  # pixel values compared (channels included)
+    total: float = 0.0  # their sum of absolute differences
+    max: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.values if self.values else 0.0
+
+    def __add__(self, other: "PixelDiff") -> "PixelDiff":
+        return PixelDiff(self.images + other.images, self.size_mismatches + other.size_mismatches,
+                         self.values + other.values, self.total + other.total, max(self.max, other.max))
+
+    def describe(self) -> str:
+        return (f"max {self.max:.2f}, mean {self.mean:.3f} levels over {self.images:,} images; "
+                f"{self.size_mismatches} size mismatches")
+
+
+def pixel_diff(got, want, images: int = 1, scale=None) -> PixelDiff:
+    """|got - want| of one image (C x H x W) or a batch (`images` of them) on any device, times
+    `scale` (broadcast, e.g. ImageNet's std per channel for normalised values) when given."""
+    import torch
+
+    if tuple(got.shape) != tuple(want.shape):
+        return PixelDiff(size_mismatches=images)
+    d = (got.detach().to("cpu", torch.float32) - want.detach().to("cpu", torch.float32)).abs()
+    if scale is not None:
+        d = d * scale
+    if d.numel() == 0:
+        return PixelDiff(images=images)
+    return PixelDiff(images, 0, d.numel(), float(d.sum(dtype=torch.float64)), float(d.max()))
+
+
+@dataclass(frozen=True)
+class HazardResult:
+    rounds: int
+    busy_ms: float  # GPU work queued before each round's reads, milliseconds
+    images: int  # decoded per round
+    corrupted_rounds: int
+    wrong_sums: int  # over all rounds
+    wrong_images: int
+
+
+@dataclass(frozen=True)
+class TrainingLosses:
+    recipe: str
+    steps: int
+    batch: int
+    res: int
+    seed: int
+    losses: dict  # decode path -> mean training loss
+
+    def describe(self) -> str:
+        cpu, gpu = self.losses["cpu"], self.losses["gpu"]
+        return (f"{self.steps} steps of batch {self.batch} at {self.res} px ({self.recipe}, seed {self.seed}): "
+                f"mean loss {cpu:.4f} with decode cpu, {gpu:.4f} with decode gpu (difference {gpu - cpu:+.4f})")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    beton: str
+    device: str  # "cuda" or "cpu" (the self-check)
+    machine: str  # host, GPU, versions: what the figures are from
+    samples: int
+    beton_samples: int
+    kinds: dict  # jpeg_bytes kind name -> samples
+    batch: int
+    res: int
+    nvjpeg_backend: str | None = None
+    stored_batched: PixelDiff = field(default_factory=PixelDiff)  # (a)
+    stored_one_by_one: PixelDiff = field(default_factory=PixelDiff)
+    path: PixelDiff = field(default_factory=PixelDiff)  # (b)
+    path_counts: dict = field(default_factory=dict)  # DecodeCounts.as_dict() of (b)'s device run
+    hazard: HazardResult | None = None  # (c)
+    hazard_skipped: str | None = None  # why (c) did not run
+    training: TrainingLosses | None = None  # (d)
+    training_skipped: str | None = None
+    seconds: dict = field(default_factory=dict)  # part -> wall seconds
+
+
+def failures(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> list[str]:
+    """Why the check fails (empty: it passes)."""
+    out = []
+    for name, d in (("(a) batched", r.stored_batched), ("(a) one by one", r.stored_one_by_one),
+                    ("(b) whole path", r.path)):
+        if d.mean > max_mean:
+            out.append(f"{name}: mean difference {d.mean:.3f} levels > {max_mean:g}")
+        if d.size_mismatches:
+            out.append(f"{name}: {d.size_mismatches} images of another size")
+    if r.hazard is not None and r.hazard.corrupted_rounds:
+        out.append(f"(c) stream hazard: {r.hazard.corrupted_rounds} of {r.hazard.rounds} rounds corrupted")
+    return out
+
+
+def format_report(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> str:
+    from .report import describe_decode_counts
+
+    dev = "the CPU" if r.device == "cpu" else r.device
+    kinds = ", ".join(f"{n:,} {k}" for k, n in r.kinds.items())
+    lines = [
+        f"GPU data path check of {r.beton}: first {r.samples:,} of {r.beton_samples:,} samples ({kinds}), "
+        f"batches of {r.batch}, device {r.device}",
+        f"machine: {r.machine}",
+    ]
+    if r.device == "cpu":
+        lines.append("device cpu: a self-check of this script with the CPU in the device's place; nvJPEG is not "
+                     "involved, so these figures say nothing about the GPU path")
+    if r.nvjpeg_backend is not None:
+        lines.append(f"nvJPEG backend: {r.nvjpeg_backend}")
+    lines += [
+        f"(a) stored baseline JPEGs, torchvision decode_jpeg on {dev} vs on the CPU:",
+        f"    batched (one call per batch): {r.stored_batched.describe()}",
+        f"    one by one:                   {r.stored_one_by_one.describe()}",
+        f"(b) whole path (images_from_rows, {r.res} px, float32) on {dev} vs on the CPU, in levels: "
+        f"{r.path.describe()}",
+        f"    the device run decoded {describe_decode_counts(r.path_counts)}",
+    ]
+    if r.hazard is not None:
+        h = r.hazard
+        lines.append(f"(c) stream hazard (pytorch/vision PR #9606): {h.rounds} rounds of {h.busy_ms:g} ms queued "
+                     f"work on tensors freed before decode_images, {h.images} images a round: {h.corrupted_rounds} "
+                     f"corrupted rounds ({h.wrong_sums} wrong sums, {h.wrong_images} wrong images)")
+    else:
+        lines.append(f"(c) stream hazard: not run ({r.hazard_skipped})")
+    if r.training is not None:
+        lines.append(f"(d) training, {r.training.describe()}")
+    else:
+        lines.append(f"(d) training: not run ({r.training_skipped})")
+    if r.seconds:
+        lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in r.seconds.items()))
+    why = failures(r, max_mean)
+    limits = (f"mean difference <= {max_mean:g} levels in (a) and (b), no image of another size, no corrupted "
+              "round in (c)")
+    lines.append(f"result: FAIL: {'; '.join(why)}" if why else f"result: PASS ({limits})")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the parts that run things
+
+def stored_batches(beton: Path, samples: int, batch: int, workers: int, seed: int
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, headers) of the first `samples` samples in order, `batch` at a time, as the GPU
+    path's ffcv op writes them (training crops and flips of `seed`, epoch 0). Rows are copies:
+    ffcv reuses its buffers. (make_loader does not take a subset of indices, hence this Loader.)"""
+    from ffcv.loader import Loader, OrderOption
+
+    from ffcv_inat.jpeg_bytes import CompressedImageBytes, largest_payload, read_headers
+
+    op = CompressedImageBytes(largest_payload(beton), random_crop=True, seed=seed)
+    loader = Loader(str(beton), batch_size=batch, num_workers=workers, order=OrderOption.SEQUENTIAL,
+                    indices=np.arange(samples), drop_last=False, pipelines={"image": [op], "label": None})
+    _LIVE_LOADERS.append(loader)
+    for (rows,) in loader:
+        rows = np.array(rows, copy=True)
+        yield rows, read_headers(rows)
+
+
+def _quiet(device) -> None:
+    """Nothing queued on the device before a bare decode_jpeg: (a) tests decoding, not the hazard."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
+
+
+def stored_jpeg_diffs(rows: np.ndarray, headers: np.ndarray, device) -> tuple[PixelDiff, PixelDiff]:
+    """(a) for one batch: (batched, one by one) differences of decode_jpeg on `device` from
+    decode_jpeg on the CPU, over its baseline JPEGs."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from ffcv_inat.jpeg_bytes import JPEG_BATCHED, payload
+
+    datas = [torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers))
+             if int(headers[i, 1]) == JPEG_BATCHED]
+    if not datas:
+        return PixelDiff(), PixelDiff()
+    want = [decode_jpeg(d, mode=ImageReadMode.RGB) for d in datas]
+    _quiet(device)
+    batched = sum((pixel_diff(g, w) for g, w in zip(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device), want)),
+                  PixelDiff())
+    one = PixelDiff()
+    for d, w in zip(datas, want):
+        _quiet(device)
+        one = one + pixel_diff(decode_jpeg(d, mode=ImageReadMode.RGB, device=device), w)
+    return batched, one
+
+
+def path_diff(rows: np.ndarray, headers: np.ndarray, device, res: int) -> tuple[PixelDiff, object]:
+    """(b) for one batch: images_from_rows on `device` vs on the CPU, in levels; and the device
+    run's DecodeCounts."""
+    import torch
+
+    from ffcv_inat.device_decode import images_from_rows
+    from ffcv_inat.loaders import IMAGENET_STD
+
+    got, counts = images_from_rows(rows, headers, device, (res, res), torch.float32)
+    want, _ = images_from_rows(rows, headers, torch.device("cpu"), (res, res), torch.float32)
+    scale = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)  # normalised units -> levels
+    return pixel_diff(got, want, images=len(headers), scale=scale), counts
+
+
+def _sleep_cycles(ms: float, device) -> int:
+    """GPU clock cycles that torch.cuda._sleep spins for about `ms` milliseconds on `device`."""
+    import torch
+
+    probe = 10_000_000
+    torch.cuda._sleep(1000)  # the first launch pays for loading the kernel: not part of the probe
+    torch.cuda.synchronize(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    torch.cuda._sleep(probe)
+    end.record()
+    end.synchronize()
+    return int(probe / max(start.elapsed_time(end), 1e-3) * ms)
+
+
+def stream_hazard(rows: np.ndarray, headers: np.ndarray, device, rounds: int, busy_ms: float) -> HazardResult:
+    """(c): see the module. Needs CUDA."""
+    import torch
+
+    from ffcv_inat.device_decode import decode_images
+
+    torch.cuda.synchronize(device)
+    reference = [im.cpu() for im in decode_images(rows, headers, device)[0]]  # nothing queued
+    sizes = [im.numel() for im in reference]
+    cycles = _sleep_cycles(busy_ms, device)
+    corrupted = wrong_sums = wrong_images = 0
+    for r in range(rounds):
+        values = [(7 * r + j) % 250 + 1 for j in range(len(sizes))]  # 1..250, so +1 stays in uint8
+        held = [torch.full((s,), v, dtype=torch.uint8, device=device) for s, v in zip(sizes, values)]
+        torch.cuda._sleep(cycles)  # the GPU is busy for busy_ms before the writes and reads below run
+        for t in held:
+            t.add_(1)
+        sums = torch.stack([t.sum(dtype=torch.int64) for t in held])
+        # Freed while those kernels wait: the caching allocator may give these very blocks (same
+        # sizes) to the decode's outputs at once.
+        del held, t
+        images, _ = decode_images(rows, headers, device)
+        got = sums.cpu().tolist()
+        bad_sums = sum(g != (v + 1) * s for g, v, s in zip(got, values, sizes))
+        bad_images = sum(not torch.equal(im.cpu(), ref) for im, ref in zip(images, reference))
+        corrupted += bool(bad_sums or bad_images)
+        wrong_sums += bad_sums
+        wrong_images += bad_images
+    return HazardResult(rounds, busy_ms, len(sizes), corrupted, wrong_sums, wrong_images)
+
+
+def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, res: int, workers: int,
+                    seed: int) -> TrainingLosses:
+    """(d): the trainer's own pieces (read_data, build_model_and_optimizer, create_loaders,
+    train_one_epoch) once per decode path; build_model_and_optimizer seeds the init with `seed`,
+    which also sets the order and the crops."""
+    from tqdm import tqdm
+
+    from ffcv_inat.config import load_config, validate
+    from ffcv_inat.distributed import DistInfo
+    from ffcv_inat.train.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
+
+    losses = {}
+    for decode in ("cpu", "gpu"):
+        cfg = load_config(recipe, [f"data.decode={decode}", f"data.batch_size={batch}", f"data.res={res}",
+                                   f"data.workers={workers}", "data.val=null", f"seed={seed}", f"device={device.type}"],
+                          {"data.train": str(beton)})
+        validate(cfg)
+        info = DistInfo(0, 1, 0, device)
+        data = read_data(cfg)
+        t = build_model_and_optimizer(cfg, data.num_classes, info)
+        loader, _ = create_loaders(cfg, info, data, 0)
+        _LIVE_LOADERS.append(loader)
+        loader.set_epoch(0)
+        with tqdm(disable=True) as bar:
+            losses[decode], done, _, _ = train_one_epoch(t, loader, cfg, info, 0, min(steps, len(loader)), bar)
+    return TrainingLosses(Path(recipe).name, done, batch, res, seed, losses)
+
+
+def run_check(beton: str | Path, device, samples: int, batch: int, res: int, workers: int, seed: int,
+              hazard_rounds: int, busy_ms: float, train_steps: int, train_batch: int, recipe: str,
+              echo: Callable[[str], None] = print) -> CheckReport:
+    """Every part that can run on `device`; see the module."""
+    import torch
+
+    from ffcv_inat.beton_integrity import check_beton
+    from ffcv_inat.device_decode import DecodeCounts, nvjpeg_backend
+    from ffcv_inat.jpeg_bytes import KIND_NAMES
+    from ffcv_inat.loaders import resolve_decode
+
+    from .results import environment
+
+    beton = Path(beton)
+    manifest = check_beton(beton)  # a damaged beton is a one-line error, not ffcv's
+    n = min(samples, manifest.num_images)
+    env = environment()
+    machine = (f"{env['host']}, {env['cpu_count']} CPUs, GPU {env['gpu']}; torch {env['torch']}, "
+               f"torchvision {env['torchvision']}, ffcv {env['ffcv']}; {env['timestamp']}")
+    kinds = dict.fromkeys(KIND_NAMES.values(), 0)
+    batched = one = path = PixelDiff()
+    counts = DecodeCounts()
+    first = None  # (rows, headers) of the first batch: (c) decodes it
+    seconds = {"reading + (a) + (b)": 0.0, "(a)": 0.0, "(b)": 0.0}
+    t0 = time.perf_counter()
+    for rows, headers in stored_batches(beton, n, batch, workers, seed):
+        first = first or (rows, headers)
+        for k in headers[:, 1]:
+            kinds[KIND_NAMES[int(k)]] += 1
+        t = time.perf_counter()
+        b, o = stored_jpeg_diffs(rows, headers, device)
+        batched, one = batched + b, one + o
+        seconds["(a)"] += time.perf_counter() - t
+        t = time.perf_counter()
+        p, c = path_diff(rows, headers, device, res)
+        path = path + p
+        counts.add(c)
+        seconds["(b)"] += time.perf_counter() - t
+    seconds["reading + (a) + (b)"] = time.perf_counter() - t0
+    if first is None:
+        raise UserError(f"{beton}: no samples to check")
+    echo(f"(a) batched {batched.describe()}; one by one {one.describe()}")
+    echo(f"(b) {path.describe()}")
+
+    hazard, hazard_skipped = None, None
+    if device.type != "cuda":
+        hazard_skipped = "needs CUDA: the hazard is between CUDA streams"
+    elif hazard_rounds == 0:
+        hazard_skipped = "--hazard-repeats 0"
+    elif not hasattr(torch.cuda, "_sleep"):
+        hazard_skipped = "this torch has no torch.cuda._sleep to keep the GPU busy"
+    else:
+        t = time.perf_counter()
+        hazard = stream_hazard(*first, device, hazard_rounds, busy_ms)
+        seconds["(c)"] = time.perf_counter() - t
+        echo(f"(c) {hazard.corrupted_rounds} corrupted rounds of {hazard_rounds}")
+
+    training, training_skipped = None, None
+    try:
+        resolve_decode("gpu", device)
+    except UserError as e:  # the GPU path on the CPU: only under the tests' switch
+        training_skipped = str(e)
+    if train_steps == 0:
+        training_skipped = "--train-steps 0"
+    if training_skipped is None:
+        t = time.perf_counter()
+        training = training_losses(recipe, beton, device, train_steps, train_batch, res, workers, seed)
+        seconds["(d)"] = time.perf_counter() - t
+        echo(f"(d) {training.describe()}")
+
+    return CheckReport(beton.name, device.type, machine, n, manifest.num_images, kinds, batch, res,
+                       nvjpeg_backend() if device.type == "cuda" else None, batched, one, path, counts.as_dict(),
+                       hazard, hazard_skipped, training, training_skipped, seconds)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("beton", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the report here too.")
+@click.option("--images", "samples", type=int, default=1000, show_default=True,
+              help="Check the first N samples (all if the beton has fewer).")
+@click.option("--batch", type=int, default=256, show_default=True,
+              help="Samples per loader batch, and per batched decode call in (a).")
+@click.option("--res", type=int, default=224, show_default=True, help="Output size of (b) and (d).")
+@click.option("--workers", type=int, default=0, show_default=True, help="ffcv workers; 0 = all usable cores.")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="The device to check; cpu is a self-check of this script, not of the GPU path.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Crops, flips, order and model init.")
+@click.option("--hazard-repeats", type=int, default=50, show_default=True, help="Rounds of (c); 0 skips it.")
+@click.option("--busy-ms", type=float, default=200.0, show_default=True, help="GPU work queued per round of (c).")
+@click.option("--train-steps", type=int, default=30, show_default=True, help="Steps of (d) per path; 0 skips it.")
+@click.option("--train-batch", type=int, default=64, show_default=True, help="Batch of (d).")
+@click.option("--recipe", default="pretrain_90ep.yaml", show_default=True, help="Recipe of (d).")
+@report_user_errors
+def main(beton, out, samples, batch, res, workers, device, seed, hazard_repeats, busy_ms, train_steps, train_batch,
+         recipe):
+    """Check the GPU data path's pixels against the CPU's, its stream safety, and its training loss."""
+    from ffcv_inat.atomic import write_text_atomic
+    from ffcv_inat.environment import resolve_device, resolve_workers
+
+    for name, value, least in (("--images", samples, 1), ("--batch", batch, 1), ("--res", res, 16),
+                               ("--hazard-repeats", hazard_repeats, 0), ("--train-steps", train_steps, 0),
+                               ("--train-batch", train_batch, 1)):
+        if value < least:
+            raise UserError(f"{name} must be at least {least}, got {value}")
+    if busy_ms <= 0:
+        raise UserError(f"--busy-ms must be positive, got {busy_ms}")
+    if not Path(out).parent.is_dir():
+        raise UserError(f"--out: folder does not exist: {Path(out).parent}")
+    report = run_check(beton, resolve_device(device, "--device"), samples, batch, res, resolve_workers(workers), seed,
+                       hazard_repeats, busy_ms, train_steps, train_batch, recipe,
+                       echo=lambda s: click.echo(s, err=True))
+    text = format_report(report)
+    write_text_atomic(out, text + "\n")
+    click.echo(text)
+    if failures(report):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
