@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU run of the bench suite: the steps named in $STEPS, in order, within $BUDGET_S.
-#   data           synthetic ImageNet-like images (100 classes x 40 of 448 px) and their beton
+#   data           synthetic ImageNet-like images (100 classes x 40 of 512 px) and their beton
 #                  (python -m ffcv_inat.bench.synthetic_beton); the steps after it read them
 #   model          ffcv-bench model: ResNet-50 train step, res 160/192/224, bf16, channels-last
 #                  (MODEL_LAYOUTS="--channels-last --no-channels-last" adds the other layout)
@@ -26,13 +26,13 @@
 # and the report). Only the marked figures were measured; the rest are estimates to be replaced by
 # the first run's "[ok] STEP in N s" lines:
 #   data           ~25 s   measured on the H100: 5,000 512-px JPEGs made in 17 s and written in 14 s
-#                          (bench/results/h100_2026-11-26_loader.txt); these are 4,000 of 448 px
+#                          (bench/results/h100_2026-11-26_loader.txt); these are 4,000 of the same size
 #   model          ~30 s   3 res x 40 steps of batch 256, cudnn autotuning, start-up
 #   epoch          ~100 s  per decode path a trainer run of 3 whole epochs (15 steps each): measured,
 #                          a short trainer run took 29-41 s on the H200, mostly numba compilation and
 #                          CUDA start-up (h200_2026-11-26_smoke_sweep.txt); then its loader alone
 #                          (~10 s) and once the model alone (~10 s)
-#   decode_check   ~70 s   reading + (a) + (b) ~15 s (the CPU side decodes a 448-px JPEG in ~2.5 ms, as
+#   decode_check   ~70 s   reading + (a) + (b) ~15 s (the CPU side decodes a 448-px JPEG in ~2.5 ms, a 512-px one ~30% more, as
 #                          measured on the 2-core dev VM), (c) 50 rounds of 200 ms ~15 s, (d) two
 #                          30-step runs of batch 64 with their loaders' compilation ~40 s
 #   loader         ~100 s  3 res x 3 pipelines x 3 epochs of 3,840 images; measured on the H100 with
@@ -63,7 +63,7 @@ BUDGET_S=${BUDGET_S:-470}          # 8 minutes less a margin for start-up and th
 STEPS=${STEPS:-"data model epoch decode_check loader model_compile"}
 CLASSES=${CLASSES:-100}
 PER_CLASS=${PER_CLASS:-40}         # 4,000 images: 15 steps of 256 per epoch
-SIZE=${SIZE:-448}                  # ImageNet's typical side is 400-500 px
+SIZE=${SIZE:-512}                  # the GPU-path targets' beton (512-px JPEGs), as the H100 loader record
 WORKERS=${WORKERS:-16}
 BATCH=${BATCH:-256}
 LOADER_RES=${LOADER_RES:-160,192,224}
