@@ -190,7 +190,8 @@ def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
     median / PyTorch's at the same resolution. Every row says where its batches landed
     (settings["device"]) and the CPU cores it kept busy (settings["cores_used"], median, with
     _min and _max over the measured epochs); GPU-path rows also how their samples were decoded
-    (settings["decode_counts"], every epoch run) and nvJPEG's backend."""
+    (settings["decode_counts"], every epoch run) and nvJPEG's backend; rows on a GPU the most GPU
+    memory one epoch added (settings["gpu_memory_added_mb"])."""
     from .results import environment
     from .stats import ratio
 
@@ -206,6 +207,8 @@ def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
                          cores_used_max=round(m.cores.max, 2))
         if m.decode_counts is not None:
             extra.update(decode_counts=m.decode_counts, nvjpeg_backend=m.nvjpeg_backend)
+        if m.gpu_memory_mb is not None:  # the issue's budget for the GPU path: <= 2 GiB at batch 256
+            extra["gpu_memory_added_mb"] = round(m.gpu_memory_mb, 1)
         r = (ratio(m.measured.median, torch_at[m.res].measured.median)
              if m.pipeline == "ffcv" and m.res in torch_at else None)
         rows.append(make_row(

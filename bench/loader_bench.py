@@ -172,6 +172,7 @@ class LoaderResult:
     cores: Spread | None = None  # CPU cores kept busy over measured epochs (None: /proc unreadable)
     decode_counts: dict | None = None  # GPU path: how its samples were decoded, every epoch run (warm-up too)
     nvjpeg_backend: str | None = None  # GPU path on a GPU: nvJPEG's backend (device_decode.nvjpeg_backend)
+    gpu_memory_mb: float | None = None  # the most GPU memory one of its epochs added (None: no CUDA)
 
 
 def parse_proc_stat(text: str) -> tuple[int, int, int]:
@@ -218,6 +219,27 @@ def cpu_seconds() -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _gpu_memory_start() -> int | None:
+    """Bytes the caching allocator holds in tensors now, the peak counter reset to it; None
+    without CUDA in use."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def _gpu_memory_added(start: int | None) -> float | None:
+    """MiB of GPU memory in tensors at the epoch's peak above what was held before it: what the
+    loader's batches, queues and (GPU path) decoding buffers took."""
+    import torch
+
+    if start is None:
+        return None
+    return (torch.cuda.max_memory_allocated() - start) / 2**20
+
+
 def _synchronize_cuda() -> None:
     """Wait for all queued GPU work (every stream: ffcv's transfers, the GPU path's side stream)."""
     import torch
@@ -232,6 +254,7 @@ class EpochTiming(NamedTuple):
     shape: tuple  # of the first batch
     device: str  # where the first batch landed: cpu or cuda
     cpu_seconds: float | None  # this process and its workers over the epoch; None: not measurable
+    gpu_memory_mb: float | None = None  # GPU memory the epoch added at its peak (None: no CUDA)
 
 
 def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = None) -> EpochTiming:
@@ -244,6 +267,7 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
     images, batches, shape, device = 0, 0, (), ""
     normalized = getattr(loader, "normalized", False)
     _synchronize_cuda()
+    memory_start = _gpu_memory_start()
     cpu_start = cpu_seconds()
     start = time.perf_counter()
     for x, _ in it:
@@ -260,7 +284,7 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
     if max_batches is not None and batches >= max_batches:
         stop(it)
     cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
-    return EpochTiming(images, seconds, shape, device, cpu)
+    return EpochTiming(images, seconds, shape, device, cpu, _gpu_memory_added(memory_start))
 
 
 def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
@@ -276,6 +300,7 @@ def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, worker
     shapes: dict[Pipeline, tuple] = {}
     devices: dict[Pipeline, str] = {}
     images: dict[Pipeline, int] = {}
+    memory: dict[Pipeline, float] = {}
     total = warmup + epochs
 
     def one(name: Pipeline, e: int) -> tuple[float, float | None]:
@@ -285,12 +310,15 @@ def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, worker
         shapes.setdefault(name, t.shape)
         devices.setdefault(name, t.device)
         images[name] = t.images
+        if t.gpu_memory_mb is not None:
+            memory[name] = max(memory.get(name, 0.0), t.gpu_memory_mb)
         rate = throughput(t.images, t.seconds)
         busy = (cores_used(t.cpu_seconds, t.seconds)
                 if t.cpu_seconds is not None and t.seconds >= MIN_SECONDS_FOR_CORES else None)
         kind = "warm-up" if e < warmup else "measured"
         echo(f"  {str(name):15s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {t.images} images in {t.seconds:.2f} s "
-             f"= {rate:,.0f} img/s" + (f", {busy:.1f} cores busy" if busy is not None else ""))
+             f"= {rate:,.0f} img/s" + (f", {busy:.1f} cores busy" if busy is not None else "")
+             + (f", +{t.gpu_memory_mb:,.0f} MiB GPU memory at peak" if t.gpu_memory_mb is not None else ""))
         return rate, busy
 
     for e in range(warmup):
@@ -303,11 +331,11 @@ def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, worker
             if busy is not None:
                 cores[name].append(busy)
     return [_result(n, loaders[n], res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n], devices[n],
-                    spread(cores[n]) if len(cores[n]) == len(rates[n]) else None) for n in names]
+                    spread(cores[n]) if len(cores[n]) == len(rates[n]) else None, memory.get(n)) for n in names]
 
 
 def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, measured: Spread, images: int,
-            shape: tuple, device: str, cores: Spread | None) -> LoaderResult:
+            shape: tuple, device: str, cores: Spread | None, gpu_memory_mb: float | None = None) -> LoaderResult:
     """A pipeline's figures, with the GPU path's decode counts and nvJPEG backend."""
     counts, backend = None, None
     if hasattr(loader, "counts"):  # the GPU path's DeviceDecodeLoader
@@ -317,7 +345,7 @@ def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int
         if device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
             backend = nvjpeg_backend()
     return LoaderResult(p.name, p.crop, res, batch, workers, warmup, measured, images, shape, p.decode, device,
-                        cores, counts, backend)
+                        cores, counts, backend, gpu_memory_mb)
 
 
 def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
