@@ -75,9 +75,9 @@ def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) 
 
 def _decode_on(decode: str, gpu) -> str:
     """The decode path `decode` (data.decode) resolves to on a row's device."""
-    if decode == "auto":
-        return "cpu" if is_cpu_device(gpu) else "gpu"
-    return decode
+    from ffcv_inat.loaders import auto_decode
+
+    return auto_decode(not is_cpu_device(gpu)) if decode == "auto" else decode
 
 
 def hours_on_device(p: CostPrediction, gpu: str | None) -> str:

@@ -96,6 +96,10 @@ class HazardResult:
     corrupted_rounds: int
     wrong_sums: int  # over all rounds
     wrong_images: int
+    # The same rounds with torchvision's decode_jpeg called bare, without our wait: corrupted
+    # rounds there show the test can see the hazard (0 means it could not provoke it here).
+    control_rounds: int = 0
+    control_corrupted: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,9 @@ def format_report(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> str:
         h = r.hazard
         lines.append(f"(c) stream hazard (pytorch/vision PR #9606): {h.rounds} rounds of {h.busy_ms:g} ms queued "
                      f"work on tensors freed before decode_images, {h.images} images a round: {h.corrupted_rounds} "
-                     f"corrupted rounds ({h.wrong_sums} wrong sums, {h.wrong_images} wrong images)")
+                     f"corrupted rounds ({h.wrong_sums} wrong sums, {h.wrong_images} wrong images); control, "
+                     f"decode_jpeg with no wait before it: {h.control_corrupted} of {h.control_rounds} rounds "
+                     "corrupted (above 0: the test sees the hazard our wait prevents; 0: it could not provoke it)")
     else:
         lines.append(f"(c) stream hazard: not run ({r.hazard_skipped})")
     if r.training is not None:
@@ -272,16 +278,47 @@ def _sleep_cycles(ms: float, device) -> int:
     return int(probe / max(start.elapsed_time(end), 1e-3) * ms)
 
 
-def stream_hazard(rows: np.ndarray, headers: np.ndarray, device, rounds: int, busy_ms: float) -> HazardResult:
+def _bare_decode(rows: np.ndarray, headers: np.ndarray, device) -> list:
+    """The baseline JPEGs of a batch by torchvision's decode_jpeg alone, with no wait before it:
+    the hazard's control."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from ffcv_inat.jpeg_bytes import JPEG_BATCHED, payload
+
+    datas = [torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers))
+             if int(headers[i, 1]) == JPEG_BATCHED]
+    return decode_jpeg(datas, mode=ImageReadMode.RGB, device=device) if datas else []
+
+
+def stream_hazard(rows: np.ndarray, headers: np.ndarray, device, rounds: int, busy_ms: float,
+                  control_rounds: int = 10) -> HazardResult:
     """(c): see the module. Needs CUDA."""
     import torch
 
     from ffcv_inat.device_decode import decode_images
 
+    def ours():
+        return decode_images(rows, headers, device)[0]
+
+    def bare():
+        return _bare_decode(rows, headers, device)
+
     torch.cuda.synchronize(device)
-    reference = [im.cpu() for im in decode_images(rows, headers, device)[0]]  # nothing queued
-    sizes = [im.numel() for im in reference]
     cycles = _sleep_cycles(busy_ms, device)
+    corrupted, wrong_sums, wrong_images = _hazard_rounds(ours, rounds, cycles, device)
+    control, _, _ = _hazard_rounds(bare, control_rounds, cycles, device)
+    return HazardResult(rounds, busy_ms, len(ours()), corrupted, wrong_sums, wrong_images, control_rounds, control)
+
+
+def _hazard_rounds(decode: Callable[[], list], rounds: int, cycles: int, device) -> tuple[int, int, int]:
+    """(corrupted rounds, wrong sums, wrong images) of `rounds` rounds of `decode` decoding into
+    memory freed while queued kernels still use it."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    reference = [im.cpu() for im in decode()]  # nothing queued
+    sizes = [im.numel() for im in reference]
     corrupted = wrong_sums = wrong_images = 0
     for r in range(rounds):
         values = [(7 * r + j) % 250 + 1 for j in range(len(sizes))]  # 1..250, so +1 stays in uint8
@@ -293,14 +330,14 @@ def stream_hazard(rows: np.ndarray, headers: np.ndarray, device, rounds: int, bu
         # Freed while those kernels wait: the caching allocator may give these very blocks (same
         # sizes) to the decode's outputs at once.
         del held, t
-        images, _ = decode_images(rows, headers, device)
+        images = decode()
         got = sums.cpu().tolist()
         bad_sums = sum(g != (v + 1) * s for g, v, s in zip(got, values, sizes))
         bad_images = sum(not torch.equal(im.cpu(), ref) for im, ref in zip(images, reference))
         corrupted += bool(bad_sums or bad_images)
         wrong_sums += bad_sums
         wrong_images += bad_images
-    return HazardResult(rounds, busy_ms, len(sizes), corrupted, wrong_sums, wrong_images)
+    return corrupted, wrong_sums, wrong_images
 
 
 def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, res: int, workers: int,
@@ -402,7 +439,8 @@ def run_check(beton: str | Path, device, samples: int, batch: int, res: int, wor
         echo(f"(d) {training.describe()}")
 
     return CheckReport(beton.name, device.type, machine, n, manifest.num_images, kinds, batch, res,
-                       nvjpeg_backend() if device.type == "cuda" else None, batched, one, path, counts.as_dict(),
+                       nvjpeg_backend() if device.type == "cuda" else None, batched, one, path,
+                       dict(counts.as_dict(), first_failure=(counts.failed_batches or [None])[0]),
                        hazard, hazard_skipped, training, training_skipped, seconds)
 
 

@@ -80,6 +80,11 @@ EPOCH_RECIPE=${EPOCH_RECIPE:-pretrain_90ep.yaml}
 # measured, not extrapolated.
 EPOCH_STEPS=${EPOCH_STEPS:-}
 EPOCH_EPOCHS=${EPOCH_EPOCHS:-2}
+# Limits of the steps that run the GPU data path, never yet run on a GPU: a hang there must not
+# eat the whole budget (about twice each step's estimate below).
+EPOCH_LIMIT_S=${EPOCH_LIMIT_S:-200}
+CHECK_LIMIT_S=${CHECK_LIMIT_S:-150}
+LOADER_LIMIT_S=${LOADER_LIMIT_S:-180}
 CHECK_IMAGES=${CHECK_IMAGES:-1000}
 CHECK_RES=${CHECK_RES:-224}
 CHECK_RECIPE=${CHECK_RECIPE:-pretrain_90ep.yaml}
@@ -199,15 +204,15 @@ for step in $STEPS; do
           --results "$RESULTS"
       done ;;
     loader)
-      run_step loader "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" --res "$LOADER_RES" --workers "$WORKERS" \
+      run_step --limit "$LOADER_LIMIT_S" loader "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" --res "$LOADER_RES" --workers "$WORKERS" \
         --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --decode "$DECODES" --results "$RESULTS" ;;
     epoch)
       steps=(); [ -n "$EPOCH_STEPS" ] && steps=(--max-steps "$EPOCH_STEPS")
-      run_step epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" ${steps[@]+"${steps[@]}"} \
+      run_step --limit "$EPOCH_LIMIT_S" epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" ${steps[@]+"${steps[@]}"} \
         --epochs "$EPOCH_EPOCHS" --warmup 1 --set "data.workers=$WORKERS" --decode "$DECODES" --results "$RESULTS" ;;
     decode_check)
       # --show: its report goes to stdout too; the file is kept as bench/results/ names it.
-      run_step --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$BETON" --out "${PREFIX}_decode_check.txt" \
+      run_step --limit "$CHECK_LIMIT_S" --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$BETON" --out "${PREFIX}_decode_check.txt" \
         --images "$CHECK_IMAGES" --batch "$BATCH" --res "$CHECK_RES" --workers "$WORKERS" --device "$CHECK_DEVICE" \
         --train-steps "$CHECK_TRAIN_STEPS" --train-batch "$CHECK_TRAIN_BATCH" --recipe "$CHECK_RECIPE" ;;
     train)

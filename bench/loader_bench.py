@@ -231,8 +231,9 @@ def _gpu_memory_start() -> int | None:
 
 
 def _gpu_memory_added(start: int | None) -> float | None:
-    """MiB of GPU memory in tensors at the epoch's peak above what was held before it: what the
-    loader's batches, queues and (GPU path) decoding buffers took."""
+    """MiB of GPU memory in torch tensors at the epoch's peak above what was held before it: the
+    loader's batches, queues and (GPU path) decode and resize buffers. Not counted: nvJPEG's own
+    buffers (it allocates outside torch) and memory the caching allocator keeps reserved."""
     import torch
 
     if start is None:
@@ -262,14 +263,15 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
     the CPU seconds spent. The clock stops after the GPU has done the epoch's work (the GPU path
     decodes on a side stream, the CPU path's copies are non-blocking) and before an epoch cut
     short is stopped: stopping ffcv's loading thread takes up to its 0.5 s polling interval, which
-    is no loading work."""
-    it, stop = epoch_iterator(pipeline, loader)
+    is no loading work. The clock, the CPU count and the GPU memory baseline start before the
+    epoch's iterator exists: its threads start loading (and the GPU path decoding) at once."""
     images, batches, shape, device = 0, 0, (), ""
     normalized = getattr(loader, "normalized", False)
     _synchronize_cuda()
     memory_start = _gpu_memory_start()
     cpu_start = cpu_seconds()
     start = time.perf_counter()
+    it, stop = epoch_iterator(pipeline, loader)
     for x, _ in it:
         images += int(x.shape[0])
         batches += 1
@@ -342,6 +344,8 @@ def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int
         from ffcv_inat.device_decode import nvjpeg_backend
 
         counts = loader.counts.as_dict()
+        if loader.counts.failed_batches:  # why nvJPEG refused a batch: the only evidence of it
+            counts["first_failure"] = loader.counts.failed_batches[0]
         if device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
             backend = nvjpeg_backend()
     return LoaderResult(p.name, p.crop, res, batch, workers, warmup, measured, images, shape, p.decode, device,

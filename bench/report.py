@@ -56,10 +56,13 @@ def _with_cores(row) -> str:
 
 
 def describe_decode_counts(counts: dict) -> str:
-    """The GPU path's DecodeCounts (as_dict) in words."""
-    return ", ".join(f"{counts.get(k, 0):,} {name}" for k, name in (
+    """The GPU path's DecodeCounts (as_dict, and first_failure where a batched call failed) in words."""
+    text = ", ".join(f"{counts.get(k, 0):,} {name}" for k, name in (
         ("batched", "in the batched device call"), ("one_by_one", "one by one on the device"),
         ("cpu", "on the CPU (JPEGs the device does not take)"), ("raw", "raw (stored as pixels)")))
+    if counts.get("first_failure"):
+        text += f"; a batched call failed: {counts['first_failure']}"
+    return text
 
 
 def loader_table(rows: Iterable[dict]) -> str:

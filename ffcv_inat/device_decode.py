@@ -37,7 +37,7 @@ import torch
 
 from . import UserError
 from .jpeg_bytes import JPEG_BATCHED, JPEG_OTHER, RAW, payload
-from .loaders import IMAGENET_MEAN, IMAGENET_STD
+from .loaders import imagenet_stats
 
 # Most memory one chunk's padded float32 images may take; batches of large images are resized
 # in several roi_align calls rather than one huge allocation.
@@ -75,11 +75,23 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def indexed(device: torch.device) -> torch.device:
+    """`device` with its index: torchvision rebuilds (and leaks) its nvJPEG decoder whenever the
+    device it is given changes, and "cuda" != "cuda:0"."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _decode_jpegs(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     if device.type == "cuda":
-        torch.cuda.current_stream(device).synchronize()  # see the module's nvJPEG hazards
+        device = indexed(device)
+        # See the module's nvJPEG hazards. A blocking event, so the host sleeps rather than spins.
+        idle = torch.cuda.Event(blocking=True)
+        idle.record(torch.cuda.current_stream(device))
+        idle.synchronize()
         return decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
     return decode_jpeg(datas, mode=ImageReadMode.RGB)
 
@@ -108,10 +120,10 @@ def decode_images(rows: np.ndarray, headers: np.ndarray, device: torch.device
     batched: list[int] = []
     for i in range(n):
         kind = int(headers[i, 1])
-        data = torch.from_numpy(payload(rows, headers, i))
         if kind == RAW:
             h, w = int(headers[i, 2]), int(headers[i, 3])
-            images[i] = data.view(h, w, 3).permute(2, 0, 1).to(device)  # a synchronous copy
+            pixels = torch.from_numpy(payload(rows, headers, i)).view(h, w, 3)
+            images[i] = pixels.permute(2, 0, 1).to(device)  # a synchronous copy
             counts.raw += 1
         elif kind == JPEG_BATCHED:
             batched.append(i)
@@ -194,22 +206,15 @@ def resized_crops(images: list[torch.Tensor], boxes: np.ndarray, size: tuple[int
         resized = roi_align(padded, to_device(rois, device), output_size=size, spatial_scale=1.0,
                             sampling_ratio=-1, aligned=True)
         out.index_copy_(0, to_device(chunk, device), resized)
+        del padded, resized  # before the next chunk's are allocated: they are the batch's largest buffers
     return out
-
-
-_stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def finish(crops: torch.Tensor, flips: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     """Mirror the rows whose flip is set, normalise with ImageNet's mean and std, cast to
     `dtype`, channels-last: the model's input. Works in place on `crops`."""
     device = crops.device
-    if device not in _stats:
-        _stats[device] = (
-            torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1),
-        )
-    mean, std = _stats[device]
+    mean, std = imagenet_stats(device)
     flipped = np.flatnonzero(np.asarray(flips))
     if len(flipped):  # in place, as the normalisation: a batch of float32 crops is ~150 MB at 224 px
         index = to_device(flipped, device)
@@ -223,6 +228,7 @@ def images_from_rows(rows: np.ndarray, headers: np.ndarray, device: torch.device
     """A batch of `jpeg_bytes` rows as the model's input on `device`, and how it was decoded."""
     images, counts = decode_images(rows, headers, device)
     crops = resized_crops(images, headers[:, 4:8], size)
+    del images  # ~200 MB of decoded 512-px images at batch 256, not needed by finish
     return finish(crops, headers[:, 8], dtype), counts
 
 

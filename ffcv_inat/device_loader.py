@@ -13,10 +13,12 @@ them until the step that reads them is done. `queue_depth` batches wait ready ah
 
 ffcv's buffers. ffcv may overwrite a batch's pinned buffer once the next one is taken. The
 thread reads a batch's buffer only synchronously (torchvision's decode returns after its
-stream is synchronised, raw pixels and labels are copied with blocking copies), so by the time
-it asks ffcv for the next batch nothing still reads the previous one. Small arrays (labels,
-boxes, indices) travel by non-blocking copies from pinned memory (`device_decode.to_device`), so
-the thread waits for its own stream only before the decode call, never mid-batch.
+stream is synchronised, raw pixels are copied with blocking copies, labels are copied on the
+host first), so by the time it asks ffcv for the next batch nothing still reads the previous
+one. Small arrays (labels, boxes, indices) travel by non-blocking copies from pinned memory
+(`device_decode.to_device`), so the thread waits for its own stream only before the decode
+call, never mid-batch. One side stream per loader, for all its epochs: the caching allocator
+keeps freed memory per stream, so a new stream each epoch would strand the last one's.
 """
 from __future__ import annotations
 
@@ -41,10 +43,14 @@ class DeviceDecodeLoader(BetonLoader):
     dtype: torch.dtype = torch.float16  # of the images handed out
     queue_depth: int = 2
     counts: DecodeCounts = field(default_factory=DecodeCounts)  # summed over every batch handed out
+    _stream: object = None  # the side CUDA stream, made at the first epoch
 
     def __iter__(self):
         self._set_crop_epoch(self.loader.next_epoch)
-        return DecodingIterator(iter(self.loader), self.device, self.size, self.dtype, self.queue_depth, self.counts)
+        if self._stream is None and self.device.type == "cuda":
+            self._stream = torch.cuda.Stream(self.device)
+        return DecodingIterator(iter(self.loader), self.device, self.size, self.dtype, self.queue_depth, self.counts,
+                                self._stream)
 
     def set_resolution(self, res: int) -> None:
         self.size = (res, res)
@@ -55,13 +61,13 @@ class DecodingIterator:
     `loaders.stop_epoch` (terminate_event, join, close), as ffcv's own iterator."""
 
     def __init__(self, inner, device: torch.device, size: tuple[int, int], dtype: torch.dtype, depth: int,
-                 counts: DecodeCounts):
+                 counts: DecodeCounts, stream=None):
         self.inner = inner  # ffcv's EpochIterator
         self.device, self.size, self.dtype = device, size, dtype
         self.counts = counts
         self.queue: Queue = Queue(maxsize=max(1, depth))
         self.terminate_event = threading.Event()
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.stream = stream  # a CUDA stream, or None on the CPU
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="device-decode", daemon=True)
         self._thread.start()
@@ -97,6 +103,7 @@ class DecodingIterator:
         return self
 
     def __next__(self):
+        stalled = 0.0
         while True:
             try:
                 item = self.queue.get(timeout=0.5)
@@ -104,6 +111,12 @@ class DecodingIterator:
             except Empty:
                 if not self._thread.is_alive() and self.queue.empty():
                     raise StopIteration from None
+                # ffcv's thread dies without a word when its pipeline raises (its traceback is
+                # printed); the decode thread would then wait on ffcv's queue for ever.
+                stalled = stalled + 0.5 if not self.inner.is_alive() and self.inner.output_queue.empty() else 0.0
+                if stalled >= 10:
+                    raise RuntimeError("ffcv's loading thread stopped before the end of the epoch "
+                                       "(its traceback is above)") from None
         if item is _END:
             raise StopIteration
         if isinstance(item, BaseException):

@@ -23,7 +23,7 @@ from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights,
 from .config import config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
 from .environment import autocast_dtype, device_name, input_dtype, run_precision, versions
-from .loaders import BetonLoader, make_loader, model_input, resolve_decode
+from .loaders import BetonLoader, make_loader, model_input, resolve_decode, stop_epoch
 from .manifest import Manifest
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import build_model
@@ -70,23 +70,27 @@ def evaluate(model: nn.Module, loader: BetonLoader, num_classes: int, info: Dist
     topk = torch.zeros(2, dtype=torch.long, device=dev)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     seen = 0
-    for images, labels in loader:
-        x = model_input(images, loader.normalized, precision)
-        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(x)
-            if tta_flip:
-                logits = logits + model(torch.flip(x, dims=[3]))
-        logits = logits.float()
-        labels = labels.long()
-        n = len(labels)
-        keep = torch.ones(n, dtype=torch.long, device=dev)
-        if info.distributed:
-            pos = info.rank + info.world_size * (seen + torch.arange(n, device=dev))
-            keep = (pos < total_images).long()
-        seen += n
-        loss_sum += (F.cross_entropy(logits, labels, reduction="none").double() * keep).sum()
-        topk += topk_correct(logits, labels, (1, 5), weight=keep)
-        counts += per_class_counts(logits.argmax(dim=1), labels, num_classes, weight=keep)
+    iterator = iter(loader)
+    try:
+        for images, labels in iterator:
+            x = model_input(images, loader.normalized, precision)
+            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = model(x)
+                if tta_flip:
+                    logits = logits + model(torch.flip(x, dims=[3]))
+            logits = logits.float()
+            labels = labels.long()
+            n = len(labels)
+            keep = torch.ones(n, dtype=torch.long, device=dev)
+            if info.distributed:
+                pos = info.rank + info.world_size * (seen + torch.arange(n, device=dev))
+                keep = (pos < total_images).long()
+            seen += n
+            loss_sum += (F.cross_entropy(logits, labels, reduction="none").double() * keep).sum()
+            topk += topk_correct(logits, labels, (1, 5), weight=keep)
+            counts += per_class_counts(logits.argmax(dim=1), labels, num_classes, weight=keep)
+    finally:
+        stop_epoch(iterator)  # also when a batch raises: the loader's threads hold batches
     for t in (counts, topk, loss_sum):
         all_reduce_sum(t, info)
     n = int(counts[0].sum())

@@ -176,9 +176,17 @@ def _device_decode_loader(beton: Path, ffcv_loader, *, res: int, random_crop: bo
     if random_crop and crop != "seeded":
         raise UserError(f"data.crop: {crop} has no GPU path (it draws inside ffcv's decoder); the GPU path crops "
                         "with the seeded function: use data.crop: seeded, or data.decode: cpu")
+    from .device_decode import indexed
+
+    device = indexed(device)
     op = CompressedImageBytes(largest_payload(beton), random_crop=random_crop, seed=seed, ratio=crop_ratio)
     loader = ffcv_loader([op], [IntDecoder(), ToTensor(), Squeeze()])
     return DeviceDecodeLoader(loader, op, normalized=True, device=device, size=(res, res), dtype=dtype)
+
+
+def auto_decode(cuda: bool) -> str:
+    """What data.decode "auto" means on a machine with or without CUDA."""
+    return "gpu" if cuda else "cpu"
 
 
 def resolve_decode(decode: str, device: torch.device) -> str:
@@ -188,7 +196,7 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     if decode not in DECODES:
         raise UserError(f"data.decode must be one of {', '.join(DECODES)}, got {decode!r}")
     if decode == "auto":
-        return "gpu" if device.type == "cuda" else "cpu"
+        return auto_decode(device.type == "cuda")
     if decode == "gpu" and device.type != "cuda" and not os.environ.get(DECODE_ON_CPU_FOR_TESTS):
         raise UserError(f"data.decode: gpu needs a CUDA device, and this run's device is {device.type} "
                         "(use data.decode: cpu, or auto)")
@@ -233,6 +241,16 @@ def training_crop(augment: bool, crop: str) -> str:
 _stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
+def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std in levels of 255, float32 (1, 3, 1, 1) on `device` (made once)."""
+    if device not in _stats:
+        _stats[device] = (
+            torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+        )
+    return _stats[device]
+
+
 def model_input(images: torch.Tensor, normalized: bool, precision: str = "fp32") -> torch.Tensor:
     """A loader batch as the model takes it, in training, evaluation and the model bench alike.
 
@@ -242,10 +260,5 @@ def model_input(images: torch.Tensor, normalized: bool, precision: str = "fp32")
     """
     if normalized:
         return images.float() if precision == "fp32" and images.dtype != torch.float32 else images
-    if images.device not in _stats:
-        _stats[images.device] = (
-            torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(1, 3, 1, 1),
-        )
-    mean, std = _stats[images.device]
+    mean, std = imagenet_stats(images.device)
     return ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)

@@ -40,7 +40,7 @@ from ffcv_inat.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPE
 from ffcv_inat.loaders import (DECODE_ON_CPU_FOR_TESTS, DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader,
                                resolve_decode, stop_epoch)
 from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton
-from test_seeded_decoder import SIZES, _image, write_mixed_beton
+from test_seeded_decoder import SIZES, gradient_image, write_mixed_beton
 
 SEED = 7
 RES = 32
@@ -205,7 +205,7 @@ def markers(data: np.ndarray) -> list[tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def jpeg_cases() -> dict[str, tuple[np.ndarray, int]]:
-    rgb = Image.fromarray(_image(0, 24, 40))
+    rgb = Image.fromarray(gradient_image(0, 24, 40))
     baseline = jpeg_bytes(rgb, quality=90)
     sof = dict(markers(baseline))[0xC0]
     exif = Image.Exif()
@@ -324,7 +324,7 @@ def test_resized_crops_shrink_by_area_average_also_at_the_edges():
     """An integer shrink is an exact block average (roi_align samples the pixel centres), also for
     boxes touching the bottom and right edges, where the replicated padding gets zero weight.
     Noisy images: any other filter would show."""
-    noisy = torch.from_numpy(_image(3, 80, 100)).permute(2, 0, 1).contiguous()
+    noisy = torch.from_numpy(gradient_image(3, 80, 100)).permute(2, 0, 1).contiguous()
     for top, left, factor in ((10, 20, 2), (80 - 48, 100 - 64, 2), (80 - 72, 100 - 96, 3), (80 - 24, 100 - 32, 1),
                               (0, 0, 3)):
         h, w = OUT_HW[0] * factor, OUT_HW[1] * factor
@@ -337,7 +337,7 @@ def test_resized_crops_shrink_by_area_average_also_at_the_edges():
 def test_resized_crops_do_not_depend_on_the_memory_chunks():
     """Mixed sizes (noisy, every pixel counts) in one chunk, in one chunk each (a 1-byte budget),
     and in several multi-sample chunks: identical results."""
-    images = [torch.from_numpy(_image(i, c[0], c[1])).permute(2, 0, 1).contiguous() for i, c in enumerate(CROP_CASES)]
+    images = [torch.from_numpy(gradient_image(i, c[0], c[1])).permute(2, 0, 1).contiguous() for i, c in enumerate(CROP_CASES)]
     boxes = np.array([c[2:] for c in CROP_CASES], dtype=np.int64)
     heights = np.array([c[0] for c in CROP_CASES])
     widths = np.array([c[1] for c in CROP_CASES])
@@ -457,7 +457,7 @@ def test_a_progressive_jpeg_in_the_beton_is_decoded_by_the_fallback(switch, tmp_
     for i, (h, w) in enumerate(SIZES):
         path = tmp_path / "images" / f"c{i % 2}" / f"{i:02d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_image(i, h, w)).save(path)
+        Image.fromarray(gradient_image(i, h, w)).save(path)
         samples.append((str(path), i % 2))
     beton = tmp_path / "jpg.beton"
     write_beton(beton, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)], dataset="imagefolder",

@@ -23,7 +23,7 @@ BATCH = 8
 SIZES = [(48, 64), (64, 48), (56, 56), (40, 96), (90, 36), (12, 100), (100, 12), (33, 47)]
 
 
-def _image(i: int, height: int, width: int) -> np.ndarray:
+def gradient_image(i: int, height: int, width: int) -> np.ndarray:
     """Smooth colour gradients plus noise: every crop and flip shows in the pixels."""
     rng = np.random.default_rng(i)
     y, x = np.mgrid[0:height, 0:width]
@@ -43,7 +43,7 @@ def write_mixed_beton(root):
         h, w = SIZES[i % len(SIZES)]
         path = root / "images" / f"c{i % 2}" / f"{i:02d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_image(i, h, w)).save(path)
+        Image.fromarray(gradient_image(i, h, w)).save(path)
         samples.append((str(path), i % 2))
     out = root / "mixed.beton"
     write_beton(out, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)], dataset="imagefolder",
