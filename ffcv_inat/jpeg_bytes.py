@@ -29,7 +29,7 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 
 from .crops import center_box, crop_box
-from .seeded_decoder import EpochCell, load_int64
+from .seeded_decoder import EpochCell, EpochFromCell, load_int64
 
 HEADER_FIELDS = ("nbytes", "kind", "height", "width", "top", "left", "crop_height", "crop_width", "flip", "index")
 HEADER_BYTES = 8 * len(HEADER_FIELDS)
@@ -104,7 +104,7 @@ def largest_payload(beton: str | Path, field: str = "image") -> int:
     return int(sizes.max()) if len(sizes) else 0
 
 
-class CompressedImageBytes(SimpleRGBImageDecoder):
+class CompressedImageBytes(EpochFromCell, SimpleRGBImageDecoder):
     """ffcv decoder for RGBImageField that emits header + stored bytes per sample (see the module).
 
     random_crop=True: each sample's box and flip are `crop_box(seed, epoch, index, h, w)`, the
@@ -120,13 +120,6 @@ class CompressedImageBytes(SimpleRGBImageDecoder):
         self.seed = int(seed)
         self.ratio = float(ratio)
         self.epoch_cell = EpochCell(epoch)
-
-    @property
-    def epoch(self) -> int:
-        return self.epoch_cell.value
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch_cell.set(epoch)
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery]:
         shape = (HEADER_BYTES + self.max_bytes,)

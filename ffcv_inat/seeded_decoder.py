@@ -70,6 +70,19 @@ class EpochCell:
         self._value[0] = int(epoch)
 
 
+class EpochFromCell:
+    """`epoch` and `set_epoch` of an ffcv op whose compiled code reads its `epoch_cell`."""
+
+    epoch_cell: EpochCell
+
+    @property
+    def epoch(self) -> int:
+        return self.epoch_cell.value
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch_cell.set(epoch)
+
+
 @numba.njit(nogil=True)
 def _mirror_in_place(image):
     """Reverse the columns of an H x W x C image."""
@@ -82,7 +95,7 @@ def _mirror_in_place(image):
                 image[y, width - 1 - x, c] = a
 
 
-class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
+class SeededRandomResizedCropDecoder(EpochFromCell, ResizedCropRGBImageDecoder):
     """Decoder for ffcv's RGBImageField: RandomResizedCrop (scale (0.08, 1), ratio (3/4, 4/3))
     to `output_size` (height, width) and a horizontal flip with probability 1/2, both drawn by
     `crop_box(seed, epoch, sample index, ...)`. JPEG and raw samples, any number of workers.
@@ -99,13 +112,6 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
         super().__init__(output_size)
         self.seed = int(seed)
         self.epoch_cell = EpochCell(epoch)  # read by the compiled code through its address
-
-    @property
-    def epoch(self) -> int:
-        return self.epoch_cell.value
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch_cell.set(epoch)
 
     def generate_code(self) -> Callable:
         jpg = IMAGE_MODES["jpg"]

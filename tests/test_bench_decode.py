@@ -22,6 +22,7 @@ from ffcv_inat.bench.results import append_rows, environment, make_row, read_res
 from ffcv_inat.classes import imagenet_classes
 from ffcv_inat.loaders import DECODE_ON_CPU_FOR_TESTS
 from ffcv_inat.synthetic import make_imagenet
+from test_bench_cli import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +54,6 @@ def invoke(cli, *args):
 def read_rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 # ------------------------------------------------------------------ ffcv-bench loader / epoch --decode

@@ -39,8 +39,8 @@ from ffcv_inat.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPE
                                   largest_payload, payload, read_headers)
 from ffcv_inat.loaders import (DECODE_ON_CPU_FOR_TESTS, DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader,
                                resolve_decode, stop_epoch)
-from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton
-from test_seeded_decoder import SIZES, gradient_image, write_mixed_beton
+from ffcv_inat.writers.beton import WriteOptions
+from test_seeded_decoder import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
 
 SEED = 7
 RES = 32
@@ -453,15 +453,7 @@ def progressive_no_larger(image: torch.Tensor, size: int) -> np.ndarray:
 
 @pytest.mark.timeout(120)
 def test_a_progressive_jpeg_in_the_beton_is_decoded_by_the_fallback(switch, tmp_path):
-    samples = []
-    for i, (h, w) in enumerate(SIZES):
-        path = tmp_path / "images" / f"c{i % 2}" / f"{i:02d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(gradient_image(i, h, w)).save(path)
-        samples.append((str(path), i % 2))
-    beton = tmp_path / "jpg.beton"
-    write_beton(beton, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)], dataset="imagefolder",
-                split="val", subset=None, k=None, seed=None, opts=WriteOptions(write_mode="jpg", workers=1))
+    beton = write_gradient_beton(tmp_path / "jpg.beton", len(SIZES), "val", WriteOptions(write_mode="jpg", workers=1))
     stored = stored_samples(beton)
     assert {s["mode"] for s in stored} == {0}
     target = 5

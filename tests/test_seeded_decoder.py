@@ -36,20 +36,24 @@ def beton(tmp_path_factory):
     return write_mixed_beton(tmp_path_factory.mktemp("seeded"))
 
 
-def write_mixed_beton(root):
-    """32 images in 2 classes, about half stored as JPEG and half raw (write mode 'proportion')."""
+def write_gradient_beton(out, count: int, split: str, opts: WriteOptions):
+    """`count` gradient images of SIZES (in turn) in 2 classes, as PNGs beside `out`, and their beton."""
     samples = []
-    for i in range(32):
+    for i in range(count):
         h, w = SIZES[i % len(SIZES)]
-        path = root / "images" / f"c{i % 2}" / f"{i:02d}.png"
+        path = out.parent / "images" / f"c{i % 2}" / f"{i:02d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(gradient_image(i, h, w)).save(path)
         samples.append((str(path), i % 2))
-    out = root / "mixed.beton"
     write_beton(out, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)], dataset="imagefolder",
-                split="train", subset=None, k=None, seed=None,
-                opts=WriteOptions(write_mode="proportion", compress_prob=0.5, workers=1))
+                split=split, subset=None, k=None, seed=None, opts=opts)
     return out
+
+
+def write_mixed_beton(root):
+    """32 images in 2 classes, about half stored as JPEG and half raw (write mode 'proportion')."""
+    return write_gradient_beton(root / "mixed.beton", 32, "train",
+                                WriteOptions(write_mode="proportion", compress_prob=0.5, workers=1))
 
 
 def _stored_images(beton) -> tuple[list[np.ndarray], np.ndarray]:
