@@ -161,7 +161,7 @@ def value_at(c: Curve, x: float) -> Measure | None:
     (x0, m0), (x1, m1) = below[-1], above[0]
     w = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
     se = None if m0.se is None or m1.se is None else math.hypot((1 - w) * m0.se, w * m1.se)
-    return Measure(f"{c.name} at {x:g} (interpolated {m0.label}..{m1.label})", (1 - w) * m0.mean + w * m1.mean,
+    return Measure(f"{c.name} at {x:.4g} (interpolated {m0.label}..{m1.label})", (1 - w) * m0.mean + w * m1.mean,
                    se, min(m0.n, m1.n))
 
 
@@ -173,15 +173,15 @@ def compare_curves(a: Curve, b: Curve, axis: str = "k") -> tuple[list[Comparison
     lo, hi = max(a.points[0][0], b.points[0][0]), min(a.points[-1][0], b.points[-1][0])
     xs = sorted({x for x, _ in a.points + b.points})
     inside = [x for x in xs if lo * (1 - 1e-9) <= x <= hi * (1 + 1e-9)]
-    comps = [Comparison(value_at(a, x), value_at(b, x), f"{axis}={x:g}") for x in inside]
+    comps = [Comparison(value_at(a, x), value_at(b, x), f"{axis}={x:.4g}") for x in inside]
     if not comps:
         return [], f"{a.name} and {b.name} measured over no common {axis} range"
-    note = f"{a.name} vs {b.name} at {axis} = {', '.join(f'{x:g}' for x in inside)}"
-    interpolated = [f"{c.name} at {x:g}" for x in inside for c in (a, b)
+    note = f"{a.name} vs {b.name} at {axis} = {', '.join(f'{x:.4g}' for x in inside)}"
+    interpolated = [f"{c.name} at {x:.4g}" for x in inside for c in (a, b)
                     if not any(math.isclose(px, x, rel_tol=1e-9) for px, _ in c.points)]
     if interpolated:
         note += f"; interpolated (log {axis}): {', '.join(interpolated)}"
-    outside = [f"{c.name} at {x:g}" for c in (a, b) for x, _ in c.points if x not in inside]
+    outside = [f"{c.name} at {x:.4g}" for c in (a, b) for x, _ in c.points if x not in inside]
     if outside:
         note += f"; not compared (outside the other curve's measured range): {', '.join(outside)}"
     return comps, note

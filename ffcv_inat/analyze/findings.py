@@ -231,7 +231,7 @@ def probe_na_clearly_below_r(runs: Runs) -> Outcome:
 
 def scaled_r_vs_a(runs: Runs, kind: str, claim: str) -> Outcome:
     """Figure 6: R's x is its expected number of animal classes, 0.398 k, beside A's k."""
-    part = curves_part(family_curve(runs, kind, "R", ANIMAL_SHARE), family_curve(runs, kind, "A"), "animal classes")
+    part = curves_part(family_curve(runs, kind, "R", ANIMAL_SHARE), family_curve(runs, kind, "A"), "x")
     return outcome(claim, [part], missing(runs, kind, family_configs(runs, "R", "A")))
 
 
@@ -291,7 +291,7 @@ def format_findings(table: pd.DataFrame, caption: str = "") -> str:
     lines = [title, thresholds_line(), ""]
     for _, r in table.iterrows():
         lines.append(f"{r['finding']:>2}. [Fig. {r['figure']}] {r['verdict'].upper()}"
-                     + (f" ({r['certainty']})" if r["certainty"] else ""))
+                     + (f" - {r['certainty']}" if r["certainty"] else ""))
         lines.append(f"    {r['claim']}")
         if r["a"]:
             lines.append(f"    {numbers(r)}")
@@ -317,7 +317,7 @@ def findings_markdown(table: pd.DataFrame, caption: str = "") -> str:
                    f"| {_cell(r['certainty'])} |")
     out += ["", "## How each was tested", ""]
     for _, r in table.iterrows():
-        compared = f" Compared: {_cell(r['detail'])}." if r["detail"] else ""
+        compared = f" {_cell(r['detail'])}." if r["detail"] else ""
         out.append(f"{r['finding']}. {_cell(r['test'])}.{compared}")
         if r["needs"]:
             out.append(f"   Missing runs: {', '.join(f'`{x}`' for x in r['needs'].split())}.")
