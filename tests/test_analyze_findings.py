@@ -181,7 +181,8 @@ def m(mean, se=None, n=1, label="x") -> Measure:
 @pytest.mark.parametrize("claim, diff, se, verdict", [
     (ABOVE, .001, None, HOLDS), (ABOVE, 0.0, None, FAILS), (ABOVE, .01, .004, HOLDS),
     (ABOVE, .01, .006, CANNOT_TELL),
-    (CLEARLY_ABOVE, .02, None, HOLDS), (CLEARLY_ABOVE, .0199, None, FAILS), (CLEARLY_ABOVE, .03, .01, HOLDS), (CLEARLY_ABOVE, .03, .02, CANNOT_TELL),
+    (CLEARLY_ABOVE, .02, None, HOLDS), (CLEARLY_ABOVE, .0199, None, FAILS), (CLEARLY_ABOVE, .03, .01, HOLDS),
+    (CLEARLY_ABOVE, .03, .02, CANNOT_TELL),
     (CLEARLY_ABOVE, .015, .001, FAILS), (CLEARLY_ABOVE, .015, .003, CANNOT_TELL),
     (COMPARABLE, .0199, None, HOLDS), (COMPARABLE, -.02, None, FAILS), (COMPARABLE, .01, .006, CANNOT_TELL),
     (COMPARABLE, .03, .004, FAILS),

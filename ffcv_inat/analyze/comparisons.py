@@ -25,7 +25,6 @@ NOISE_Z = 2.0
 HOLDS, FAILS, CANNOT_TELL = "holds", "does not hold", "cannot tell"
 # Claims a finding makes about a - b.
 ABOVE, CLEARLY_ABOVE, COMPARABLE, SIMILAR = "above", "clearly above", "comparable", "very similar"
-CLAIMS = (ABOVE, CLEARLY_ABOVE, COMPARABLE, SIMILAR)
 
 
 def rule_text(claim: str) -> str:

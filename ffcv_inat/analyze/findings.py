@@ -139,6 +139,7 @@ def outcome(claim: str, parts: list[Part], needs: list[str]) -> Outcome:
     """Every part of a finding must hold. A part with nothing measured leaves it untold unless
     another part already fails it."""
     comps = [c for _, cs, _ in parts for c in cs]
+    needs = list(dict.fromkeys(needs))
     notes = [note for _, _, note in parts if note]
     untested = [what for what, cs, _ in parts if not cs]
     if untested:
@@ -148,7 +149,7 @@ def outcome(claim: str, parts: list[Part], needs: list[str]) -> Outcome:
     verdict, decisive = combine(claim, comps)
     if untested and verdict == HOLDS:
         verdict = CANNOT_TELL
-    return Outcome(verdict, claim, tuple(comps), decisive, "; ".join(notes), tuple(dict.fromkeys(needs)))
+    return Outcome(verdict, claim, tuple(comps), decisive, "; ".join(notes), tuple(needs))
 
 
 def versus(a: Measure | None, b: Measure | None, what: str) -> Part:
@@ -160,7 +161,7 @@ def curves_part(a: Curve, b: Curve, axis: str = "k") -> Part:
     return (f"{a.name} vs {b.name}", comps, note)
 
 
-def best_of_all(runs: Runs, kind: str, claim: str) -> tuple[Part, list[str]]:
+def best_of_all(runs: Runs, kind: str) -> tuple[Part, list[str]]:
     """ImageNet against every other pretraining measured and against no pretraining."""
     full = get(runs, kind, "all")
     others = pretrained(runs, kind, exclude="all")
@@ -173,7 +174,7 @@ def best_of_all(runs: Runs, kind: str, claim: str) -> tuple[Part, list[str]]:
 # --------------------------------------------------------------------------- the ten tests
 
 def imagenet_by_far(runs: Runs) -> Outcome:
-    part, needs = best_of_all(runs, FINETUNE, CLEARLY_ABOVE)
+    part, needs = best_of_all(runs, FINETUNE)
     return outcome(CLEARLY_ABOVE, [part], needs + missing(runs, SCRATCH, [("", None)]))
 
 
@@ -219,7 +220,7 @@ def r_similar_to_na(runs: Runs) -> Outcome:
 
 
 def probe_imagenet_and_a(runs: Runs) -> Outcome:
-    best, needs = best_of_all(runs, PROBE, ABOVE)
+    best, needs = best_of_all(runs, PROBE)
     parts, curve_needs = a_most_efficient_parts(runs, PROBE)
     return outcome(ABOVE, [best, *parts], needs + curve_needs + missing(runs, PROBE, [("", None)]))
 
