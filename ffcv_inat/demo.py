@@ -6,7 +6,8 @@
 3. Train: pretrain on ImageNet-A -> finetune on iNat-Mini-A, and the scratch baseline;
    evaluate both; per-supercategory accuracy side by side (Figure 2 in miniature).
 4. Benchmark the loader: ffcv vs torchvision's ImageFolder pipeline on the synthetic images.
-5. Plan and run the smoke grid of the study, analyse it, and draw the paper's figures.
+5. Plan and run the smoke grid of the study, analyse it: the paper's findings tested on it
+   (docs/analysis.md) and its figures, both labelled as synthetic data.
 
 Steps 3-5 run the commands (`ffcv-train`, `ffcv-bench`, `ffcv-sweep`, `ffcv-analyze`) as
 separate processes, exactly as a user would.
@@ -27,7 +28,7 @@ from .environment import usable_cores
 from .synthetic import make_study_data
 
 
-# Every figure of step 5 says what it was made from.
+# Every figure and the findings table of step 5 say what they were made from.
 SMOKE_CAPTION = "synthetic data (ffcv-sweep smoke grid, docs/sweep.md)"
 
 
@@ -85,7 +86,7 @@ def main(out, workers):
     run_step([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
            "--beton", str(out / "betons" / "imagenet_all_train.beton"), "--res", "32,64", "--workers",
            str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--results", str(out / "bench.csv")])
-    click.secho("\n== 5. ffcv-sweep smoke grid -> ffcv-analyze", bold=True)
+    click.secho("\n== 5. ffcv-sweep smoke grid -> ffcv-analyze: the paper's findings and figures", bold=True)
     sweep = out / "sweep"
     run_step([py, "-m", "ffcv_inat.sweep.cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])
     run_step([py, "-m", "ffcv_inat.sweep.cli", "run", str(sweep / "plan.csv")])

@@ -141,6 +141,9 @@ def test_cli_writes_table_and_figures(study, tmp_path):
     assert len(table) == 40 and set(table["kind"]) == {"pretrain", "finetune", "linear", "scratch"}
     joined = pd.read_csv(out / "species_gain_joined.csv")
     assert sorted(joined["family"]) == ["Birds", "Insects", "Mammals"]  # matched by id and by name
+    findings = pd.read_csv(out / "findings.csv")  # the paper's findings on the same runs, printed too
+    assert list(findings["finding"]) == list(range(1, 11)) and (out / "findings.md").is_file()
+    assert "The paper's findings on these runs" in r.output
 
 
 def test_cli_without_species_csv_says_what_it_needs(study, tmp_path):

@@ -45,3 +45,21 @@ def test_table_equals_run_files_and_every_figure_is_drawn(smoke_grid, tmp_path):
         assert (out / name).stat().st_size > 10_000, name
         assert f"figure: {out / name}" in r.output
     assert "finetune_R-8-s0" in r.output  # the table is printed
+
+    # The findings on the smoke slice (R-8, scratch, the probes; no ImageNet, A or NA runs).
+    findings = pd.read_csv(out / "findings.csv", keep_default_na=False).set_index("finding")
+    assert list(findings.index) == list(range(1, 11))
+    two = findings.loc[2]  # R-8, the largest R-k, against scratch: the one finding the slice can tell
+    top1 = {run: json.loads((runs / run / "summary.json").read_text())["top1"]
+            for run in ("finetune_R-8-s0", "scratch_s0")}
+    assert (two["a"], two["b"]) == ("R-8", "scratch")
+    assert (float(two["a_top1"]), float(two["b_top1"])) == (top1["finetune_R-8-s0"], top1["scratch_s0"])
+    assert two["verdict"] == ("holds" if top1["finetune_R-8-s0"] > top1["scratch_s0"] else "does not hold")
+    assert two["certainty"] == "1 seed: spread not measured" and two["needs"] == ""
+    assert (findings.drop(index=2)["verdict"] == "cannot tell").all()
+    assert "finetune_all-s0" in findings.loc[1, "needs"].split()
+    assert findings.loc[3, "needs"].split() == ["finetune_A-8-s0", "finetune_A-s0", "finetune_all-s0",
+                                                "finetune_NA-8-s0", "finetune_NA-s0"]  # R's curve ends at all
+    assert "The paper's findings on these runs" in r.output and "missing runs: finetune_A-8-s0" in r.output
+    assert "| 2 | 3 |" in (out / "findings.md").read_text()
+    assert f"table:  {out / 'findings.csv'}" in r.output

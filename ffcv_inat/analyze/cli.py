@@ -1,4 +1,5 @@
-"""`ffcv-analyze RUNS_DIR [--out FIGDIR] [--species-csv CSV]`: results.csv, the table, the figures."""
+"""`ffcv-analyze RUNS_DIR [--out FIGDIR] [--species-csv CSV]`: results.csv, the paper's findings
+tested on it (findings.csv, findings.md), the table, the figures."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import UserError
+from .findings import findings_markdown, findings_table, format_findings
 from .table import (SPECIES_CSV_HELP, format_table, gather, join_species, per_class_table, read_species_csv,
                        species_gain, supercategory_table)
 from ..atomic import atomic_outputs
@@ -18,6 +20,12 @@ def _write_csv(df, path: Path) -> Path:
     return path
 
 
+def _write_text(text: str, path: Path) -> Path:
+    with atomic_outputs(path) as (tmp,):
+        tmp.write_text(text)
+    return path
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("runs_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -27,10 +35,12 @@ def _write_csv(df, path: Path) -> Path:
 @click.option("--pretrained", default="all", show_default=True,
               help="Pretraining subset whose finetune is compared with scratch per species (Figure 1).")
 @click.option("--caption", default="", metavar="TEXT",
-              help="A second title line on every figure, e.g. 'synthetic data, smoke grid' (make demo sets it).")
+              help="A second title line on every figure and on the findings, e.g. 'synthetic data, smoke grid' "
+                   "(make demo sets it).")
 @report_user_errors
 def main(runs_dir, out_dir, species_csv, pretrained, caption):
-    """Gather every completed run under RUNS_DIR into results.csv and draw the paper's figures."""
+    """Gather every completed run under RUNS_DIR into results.csv, test the paper's findings on it
+    (findings.csv, findings.md) and draw the paper's figures."""
     from . import figures  # matplotlib only when drawing
 
     runs = Path(runs_dir)
@@ -42,6 +52,10 @@ def main(runs_dir, out_dir, species_csv, pretrained, caption):
     click.echo(f"{len(df)} completed runs under {runs}")
     click.echo(format_table(df))
     written = [_write_csv(df, out / "results.csv")]
+    findings = findings_table(df)
+    click.echo("\n" + format_findings(findings, caption) + "\n")
+    written += [_write_csv(findings, out / "findings.csv"), _write_text(findings_markdown(findings, caption),
+                                                                         out / "findings.md")]
     super_table = supercategory_table(df)
     if not super_table.empty:
         written.append(_write_csv(super_table.rename_axis("supercategory").reset_index(), out / "supercategory.csv"))

@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .table import ANIMAL_SHARE, curve_points, reference_levels  # noqa: E402
+from ..study import ANIMAL_SHARE  # noqa: E402
+from .table import curve_points, reference_levels  # noqa: E402
 
 FAMILY_STYLE = {
     "A": dict(color="tab:green", marker="o", label="ImageNet-A-k (animal classes)"),

@@ -16,15 +16,11 @@ import pandas as pd
 import yaml
 
 from .. import UserError
-from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
+from ..classes import subset_label
 from ..manifest import manifest_path
 from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
+from ..study import FAMILIES, IMAGENET_A, family_of, num_pretrain_classes
 
-FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}
-INAT = "inat-mini-a"
-IMAGENET_A = "imagenet-a"
-# Expected share of animal classes among R-k's k random classes (398 of 1,000): Figure 6.
-ANIMAL_SHARE = NUM_ANIMAL_CLASSES / NUM_IMAGENET_CLASSES
 BASE_COLUMNS = ["run", "kind", "family", "subset", "k", "num_pretrain_classes", "seed", "target", "top1", "top5",
                 "loss", "num_classes", "epochs", "wall_seconds", "gpu_hours", "train_images_per_second", "device"]
 
@@ -73,11 +69,6 @@ def pretraining_of(init: str | None) -> dict:
     return {"subset": m.get("subset") or "all", "k": m.get("k")}
 
 
-def family_of(subset: str) -> str:
-    """The curve a pretraining subset belongs to: A-k, NA-k -> A, NA; R-k and all -> R."""
-    return {"A": "A", "NA": "NA", "R": "R", "all": "R"}.get(subset, "")
-
-
 def describe_run(run_dir: str | Path) -> dict:
     """One row of the results table for a completed run dir."""
     run_dir = Path(run_dir)
@@ -101,7 +92,6 @@ def describe_run(run_dir: str | Path) -> dict:
         pre = pretraining_of(init)
     k = pre["k"]
     subset = pre["subset"]
-    n_pre = k if k is not None else FULL_SIZE.get(subset)
     if on_imagenet:
         t_sub, t_k = train_m.get("subset") or "all", train_m.get("k")
         target = IMAGENET_A if (t_sub, t_k) == ("A", None) and kind == "linear" else subset_label(t_sub, t_k)
@@ -112,7 +102,7 @@ def describe_run(run_dir: str | Path) -> dict:
     wall = summary.get("wall_seconds")
     row = {
         "run": run_dir.name, "kind": kind, "family": family_of(subset), "subset": subset,
-        "k": k, "num_pretrain_classes": n_pre, "seed": config.get("seed"), "target": target,
+        "k": k, "num_pretrain_classes": num_pretrain_classes(subset, k), "seed": config.get("seed"), "target": target,
         "top1": summary.get("top1"), "top5": summary.get("top5"), "loss": summary.get("loss"),
         "num_classes": summary.get("num_classes"), "epochs": summary.get("epochs"),
         "wall_seconds": wall, "gpu_hours": (wall * gpus / 3600) if wall is not None else None,
@@ -153,7 +143,7 @@ def curve_points(df: pd.DataFrame, kind: str) -> pd.DataFrame:
 
     R's curve ends at full ImageNet (R-1000 = all 1,000 classes).
     """
-    d = df[(df["kind"] == kind) & (df["family"].isin(["A", "NA", "R"]))]
+    d = df[(df["kind"] == kind) & (df["family"].isin(FAMILIES))]
     if d.empty:
         return pd.DataFrame(columns=["family", "x", "mean", "std", "n"])
     g = d.groupby(["family", "num_pretrain_classes"])["top1"]

@@ -22,16 +22,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .. import UserError
-from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
 from ..rundir import checkpoint_of, run_dir_of
+from ..study import FAMILY_END, FAMILIES, IMAGENET_A, INAT, family_size
 from ..synthetic import study_preset
 
-# Family -> (the full subset that ends its curve, its number of classes). R-k draws from all
-# 1,000 classes, so R's full end point is "all" (R-1000 would be the same class set).
-FAMILIES = {"A": ("A", NUM_ANIMAL_CLASSES), "NA": ("NA", NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES),
-            "R": ("all", NUM_IMAGENET_CLASSES)}
-FULL_SUBSET_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES,
-                    "all": NUM_IMAGENET_CLASSES}
 # 50..300 trace the curve where the paper sees it change; 398 = |A|, so A, NA and R are also
 # compared at exactly the animal subset's size.
 DEFAULT_KS = (50, 100, 200, 300, 398)
@@ -46,8 +40,6 @@ RECIPES = {
     "linear": "linear_imagenet_a_15ep.yaml",
     "scratch": "scratch_inat_60ep.yaml",
 }
-INAT = "inat-mini-a"
-IMAGENET_A = "imagenet-a"
 
 # The smoke grid: synthetic data the sweep makes itself (ffcv_inat.synthetic's "smoke" preset),
 # trained with smoke_cpu.yaml's settings (see smoke_overrides). Betons keep the images' size;
@@ -74,13 +66,6 @@ class PlanRow:
     outputs: str = ""  # the beton, run dir or data dir this row makes
     depends_on: tuple[str, ...] = ()
 
-    @property
-    def num_pretrain_classes(self) -> int | None:
-        """x of the paper's curves: classes seen in pretraining (None: no pretraining)."""
-        if not self.subset:
-            return None
-        return self.k if self.k is not None else FULL_SUBSET_SIZE[self.subset]
-
 
 # ---------------------------------------------------------------------------- naming
 
@@ -92,6 +77,14 @@ def subset_name(subset: str, k: int | None, seed: int | None) -> str:
 def model_name(subset: str, k: int | None, seed: int) -> str:
     """A pretrained model: its class set plus the training seed (A-s0, R-100-s0)."""
     return f"{subset}-s{seed}" if k is None else subset_name(subset, k, seed)
+
+
+def training_run_id(kind: str, subset: str, k: int | None, seed: int) -> str:
+    """A training run's id (its run dir's name): pretrain_A-s0, finetune_R-100-s0, scratch_s0,
+    and for no subset the random-init probe, linear_random-s0."""
+    if not subset:
+        return f"scratch_s{seed}" if kind == "scratch" else f"{kind}_random-s{seed}"
+    return f"{kind}_{model_name(subset, k, seed)}"
 
 
 # ---------------------------------------------------------------------------- recipes
@@ -161,7 +154,7 @@ def pretrain_subsets(ks: Sequence[int], families: Sequence[str], full_subsets: b
     for fam in families:
         if fam not in FAMILIES:
             raise UserError(f"unknown family {fam!r}: choose from {', '.join(FAMILIES)}")
-        full, size = FAMILIES[fam]
+        full, size = FAMILY_END[fam], family_size(fam)
         draw_from = "R" if fam == "R" else fam
         out += [(fam, draw_from, k) for k in sorted(set(ks)) if k < size]
         if full_subsets or full == "all":
@@ -171,7 +164,7 @@ def pretrain_subsets(ks: Sequence[int], families: Sequence[str], full_subsets: b
     return out
 
 
-def build_plan(spec: GridSpec) -> list[PlanRow]:
+def check_spec(spec: GridSpec) -> None:
     if spec.grid not in ("paper", "smoke"):
         raise UserError(f"unknown grid {spec.grid!r}: choose paper or smoke")
     if not spec.seeds:
@@ -180,85 +173,111 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
         raise UserError(f"--k values must be at least 1, got {','.join(map(str, spec.ks))}")
     if spec.epochs_scale <= 0:
         raise UserError(f"--epochs-scale must be positive, got {spec.epochs_scale}")
+
+
+def build_plan(spec: GridSpec) -> list[PlanRow]:
+    """The grid's rows in a valid run order: data (smoke), betons, then the training runs."""
+    check_spec(spec)
+    rows, sources = source_rows(spec)
+    imagenet = imagenet_beton_rows(spec, sources)
+    inat = {split: beton_row(INAT, split, sources) for split in ("train", "eval")}
+    rows += list(imagenet.values()) + list(inat.values())
+    rows += training_rows(spec, imagenet, inat)
+    check_plan(rows)
+    check_training_configs(rows)
+    return rows
+
+
+@dataclass(frozen=True)
+class BetonSources:
+    """Where a plan's betons read images and go, what runs before them, their write-beton options."""
+    betons: Path
+    imagenet_dir: str
+    inat_dir: str
+    depends_on: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+
+
+def source_rows(spec: GridSpec) -> tuple[list[PlanRow], BetonSources]:
+    """The smoke grid's data row (it makes the images its betons read), or none on real data."""
     work = Path(spec.work_dir)
-    betons, runs = work / "betons", work / "runs"
-    smoke = spec.grid == "smoke"
-    rows: list[PlanRow] = []
+    if spec.grid != "smoke":
+        return [], BetonSources(work / "betons", spec.imagenet_dir, spec.inat_dir)
+    data_dir = work / "data"
+    data = PlanRow("data_synthetic", "data", options=dict(SMOKE_DATA), outputs=str(data_dir))
+    return [data], BetonSources(work / "betons", str(data_dir / "imagenet"), str(data_dir / "inat2021"),
+                                (data.run_id,), dict(SMOKE_BETON_OPTIONS))
 
-    imagenet_dir, inat_dir, data_deps = spec.imagenet_dir, spec.inat_dir, ()
-    if smoke:
-        data_dir = work / "data"
-        rows.append(PlanRow("data_synthetic", "data", options=dict(SMOKE_DATA), outputs=str(data_dir)))
-        imagenet_dir, inat_dir, data_deps = str(data_dir / "imagenet"), str(data_dir / "inat2021"), ("data_synthetic",)
-    beton_opts = dict(SMOKE_BETON_OPTIONS) if smoke else {}
 
-    def beton_row(dataset: str, split: str, subset: str = "", k: int | None = None, seed: int | None = None):
-        name = f"imagenet_{subset_name(subset, k, seed)}" if dataset == "imagenet" else dataset
-        opts = {"dataset": dataset, "split": split, **beton_opts}
-        if dataset == "imagenet":
-            opts.pop("per-class", None)
-            opts.update({"subset": subset} | ({"k": k, "seed": seed} if k is not None else {}))
-        elif split != "eval":
-            opts.pop("per-class", None)
-        root = imagenet_dir if dataset == "imagenet" else inat_dir
-        return PlanRow(f"beton_{name}_{split}", "beton", subset=subset if dataset == "imagenet" else "",
-                       k=k, seed=seed if k is not None else None, split=split, options=opts,
-                       inputs={"data_dir": root}, outputs=str(betons / f"{name}_{split}.beton"),
-                       depends_on=data_deps)
+def beton_row(dataset: str, split: str, src: BetonSources, subset: str = "", k: int | None = None,
+              seed: int | None = None) -> PlanRow:
+    name = f"imagenet_{subset_name(subset, k, seed)}" if dataset == "imagenet" else dataset
+    opts = {"dataset": dataset, "split": split, **src.options}
+    if dataset == "imagenet":
+        opts.pop("per-class", None)
+        opts.update({"subset": subset} | ({"k": k, "seed": seed} if k is not None else {}))
+    elif split != "eval":
+        opts.pop("per-class", None)
+    root = src.imagenet_dir if dataset == "imagenet" else src.inat_dir
+    return PlanRow(f"beton_{name}_{split}", "beton", subset=subset if dataset == "imagenet" else "",
+                   k=k, seed=seed if k is not None else None, split=split, options=opts,
+                   inputs={"data_dir": root}, outputs=str(src.betons / f"{name}_{split}.beton"),
+                   depends_on=src.depends_on)
 
-    # Betons. Full subsets are the same for every seed, so they are written once.
-    class_sets = sorted({(s, k, seed if k is not None else None)
-                         for seed in spec.seeds for _, s, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets)},
+
+def imagenet_beton_rows(spec: GridSpec, src: BetonSources) -> dict[tuple, PlanRow]:
+    """(subset, k, seed, split) -> beton row of every pretraining class set, and ImageNet-A's
+    (the linear probe's data). Full subsets are the same for every seed: written once."""
+    subsets = pretrain_subsets(spec.ks, spec.families, spec.full_subsets)
+    class_sets = sorted({(s, k, seed if k is not None else None) for seed in spec.seeds for _, s, k in subsets},
                         key=lambda t: (t[0], t[1] or 0, -1 if t[2] is None else t[2]))
-    if ("A", None, None) not in class_sets:  # the linear probe's ImageNet-A betons
+    if ("A", None, None) not in class_sets:
         class_sets.insert(0, ("A", None, None))
-    beton_rows = {}
-    for subset, k, seed in class_sets:
-        for split in ("train", "val"):
-            r = beton_row("imagenet", split, subset, k, seed)
-            beton_rows[(subset, k, seed, split)] = r
-    inat_train, inat_eval = beton_row(INAT, "train"), beton_row(INAT, "eval")
-    rows += list(beton_rows.values()) + [inat_train, inat_eval]
-    a_train, a_val = beton_rows[("A", None, None, "train")], beton_rows[("A", None, None, "val")]
+    return {(subset, k, seed, split): beton_row("imagenet", split, src, subset, k, seed)
+            for subset, k, seed in class_sets for split in ("train", "val")}
 
-    def train_row(kind: str, run_id: str, train: PlanRow, val: PlanRow, init: PlanRow | None, **meta):
-        recipe = RECIPES[kind]
-        overrides = list(schedule_overrides(recipe, spec.epochs_scale))
-        overrides += smoke_overrides() if smoke else []
-        overrides.append(f"{SEED_KEY}={meta['seed']}")
-        overrides += spec.extra_overrides
-        if kind == "linear" and init is None:
-            overrides.append("model.init=null")  # the probe recipe expects a checkpoint
-        inputs = {"train": train.outputs, "val": val.outputs}
-        deps = [train.run_id, val.run_id]
-        if init is not None:
-            inputs["init"] = str(checkpoint_of(init.outputs))
-            deps.append(init.run_id)
-        return PlanRow(run_id, kind, recipe=recipe, overrides=tuple(overrides), inputs=inputs,
-                       outputs=str(runs / run_id), depends_on=tuple(deps), **meta)
 
+def training_overrides(spec: GridSpec, kind: str, seed: int, has_init: bool) -> tuple[str, ...]:
+    """A training run's --set items: the schedule's scaling, the smoke settings, its seed, the user's."""
+    out = list(schedule_overrides(RECIPES[kind], spec.epochs_scale))
+    out += smoke_overrides() if spec.grid == "smoke" else []
+    out.append(f"{SEED_KEY}={seed}")
+    out += spec.extra_overrides
+    if kind == "linear" and not has_init:
+        out.append("model.init=null")  # the probe recipe expects a checkpoint
+    return tuple(out)
+
+
+def train_row(spec: GridSpec, kind: str, train: PlanRow, val: PlanRow, init: PlanRow | None, **meta) -> PlanRow:
+    run_id = training_run_id(kind, meta.get("subset", ""), meta.get("k"), meta["seed"])
+    inputs = {"train": train.outputs, "val": val.outputs}
+    deps = [train.run_id, val.run_id]
+    if init is not None:
+        inputs["init"] = str(checkpoint_of(init.outputs))
+        deps.append(init.run_id)
+    overrides = training_overrides(spec, kind, meta["seed"], init is not None)
+    return PlanRow(run_id, kind, recipe=RECIPES[kind], overrides=overrides, inputs=inputs,
+                   outputs=str(Path(spec.work_dir) / "runs" / run_id), depends_on=tuple(deps), **meta)
+
+
+def training_rows(spec: GridSpec, imagenet: dict[tuple, PlanRow], inat: dict[str, PlanRow]) -> list[PlanRow]:
+    """Per seed: pretraining on each class set, its finetune and probe; scratch; the random-init probe."""
+    a_train, a_val = imagenet[("A", None, None, "train")], imagenet[("A", None, None, "val")]
     pretrains, finetunes, linears, scratches = [], [], [], []
     for seed in spec.seeds:
         for fam, subset, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets):
             bseed = seed if k is not None else None
-            model = model_name(subset, k, seed)
             meta = dict(family=fam, subset=subset, k=k, seed=seed)
-            pre = train_row("pretrain", f"pretrain_{model}", beton_rows[(subset, k, bseed, "train")],
-                            beton_rows[(subset, k, bseed, "val")], None,
-                            target=subset_name(subset, k, bseed), **meta)
+            pre = train_row(spec, "pretrain", imagenet[(subset, k, bseed, "train")],
+                            imagenet[(subset, k, bseed, "val")], None, target=subset_name(subset, k, bseed), **meta)
             pretrains.append(pre)
-            finetunes.append(train_row("finetune", f"finetune_{model}", inat_train, inat_eval, pre,
-                                       target=INAT, **meta))
-            linears.append(train_row("linear", f"linear_{model}", a_train, a_val, pre, target=IMAGENET_A, **meta))
-        scratches.append(train_row("scratch", f"scratch_s{seed}", inat_train, inat_eval, None, target=INAT, seed=seed))
+            finetunes.append(train_row(spec, "finetune", inat["train"], inat["eval"], pre, target=INAT, **meta))
+            linears.append(train_row(spec, "linear", a_train, a_val, pre, target=IMAGENET_A, **meta))
+        scratches.append(train_row(spec, "scratch", inat["train"], inat["eval"], None, target=INAT, seed=seed))
         # Figure 4's no-pretraining reference: the same probe on random-init features.
-        linears.append(train_row("linear", f"linear_random-s{seed}", a_train, a_val, None, target=IMAGENET_A,
-                                 seed=seed))
+        linears.append(train_row(spec, "linear", a_train, a_val, None, target=IMAGENET_A, seed=seed))
     # Pretrained models appear in more than one family (all = R's end point): keep the first.
-    rows += _unique(pretrains) + _unique(finetunes) + _unique(linears) + scratches
-    check_plan(rows)
-    check_training_configs(rows)
-    return rows
+    return _unique(pretrains) + _unique(finetunes) + _unique(linears) + scratches
 
 
 def _unique(rows: Iterable[PlanRow]) -> list[PlanRow]:

@@ -1,0 +1,38 @@
+"""The study's facts, in one place: class-set sizes, the three curve families, the downstream
+targets. The sweep's plan (`sweep/plan.py`) and the analysis (`analyze/`) both read them here.
+"""
+from __future__ import annotations
+
+from .classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
+
+# Classes of each full pretraining subset: A = the animal classes, NA = the rest, all = ImageNet.
+FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES,
+             "all": NUM_IMAGENET_CLASSES}
+# Family (a curve of the paper's Figures 3, 4, 6) -> the full subset that ends it. R-k draws
+# from all 1,000 classes, so R's end point is "all" (R-1000 would be the same class set).
+FAMILY_END = {"A": "A", "NA": "NA", "R": "all"}
+FAMILIES = tuple(FAMILY_END)
+
+# What a downstream run is evaluated on (results table's `target`, the plan's `target`).
+INAT = "inat-mini-a"
+IMAGENET_A = "imagenet-a"
+
+# Expected share of animal classes among R-k's k random classes (398 of 1,000): Figure 6.
+ANIMAL_SHARE = NUM_ANIMAL_CLASSES / NUM_IMAGENET_CLASSES
+
+
+def family_size(family: str) -> int:
+    """Classes at the end of a family's curve: A 398, NA 602, R 1,000."""
+    return FULL_SIZE[FAMILY_END[family]]
+
+
+def family_of(subset: str) -> str:
+    """The curve a pretraining subset belongs to: A-k, NA-k -> A, NA; R-k and all -> R; else ""."""
+    return {"A": "A", "NA": "NA", "R": "R", "all": "R"}.get(subset, "")
+
+
+def num_pretrain_classes(subset: str, k: int | None) -> int | None:
+    """x of the paper's curves: classes seen in pretraining (None: no pretraining, or unknown)."""
+    if not subset:
+        return None
+    return k if k is not None else FULL_SIZE.get(subset)
