@@ -105,6 +105,16 @@ def _decode_on_cpu(data: torch.Tensor, index: int) -> torch.Tensor:
         raise UserError(f"sample {index}: its stored JPEG does not decode ({str(e).splitlines()[0]})") from None
 
 
+def _refuse_a_broken_device_decoder(rows: np.ndarray, headers: np.ndarray, i: int, device: torch.device,
+                                    error: str) -> None:
+    """Every device call of a batch failed: if sample i's JPEG decodes on the CPU (else that
+    decode's own error), the device decoder is broken (nvJPEG missing, out of memory), and
+    going on would decode the whole run one image at a time on one CPU thread, silently."""
+    _decode_on_cpu(torch.from_numpy(payload(rows, headers, i)), int(headers[i, 9]))
+    raise UserError(f"the {device} JPEG decoder failed on every JPEG of a batch that the CPU decodes ({error}); "
+                    "use data.decode: cpu")
+
+
 def decode_images(rows: np.ndarray, headers: np.ndarray, device: torch.device
                   ) -> tuple[list[torch.Tensor], DecodeCounts]:
     """Each row's image as a 3 x H x W uint8 tensor on `device`, and how they were decoded.
@@ -145,6 +155,8 @@ def decode_images(rows: np.ndarray, headers: np.ndarray, device: torch.device
                     counts.one_by_one += 1
                 except RuntimeError:
                     on_cpu.append(i)
+            if counts.one_by_one == 0:
+                _refuse_a_broken_device_decoder(rows, headers, batched[0], device, counts.failed_batches[-1])
     for i in on_cpu:
         data = torch.from_numpy(payload(rows, headers, i))
         images[i] = _decode_on_cpu(data, int(headers[i, 9])).to(device)

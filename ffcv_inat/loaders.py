@@ -18,12 +18,14 @@ copy each sample's stored bytes with its crop box and flip (`ffcv_inat.jpeg_byte
 the same `crops` functions) and the device decodes, crops, flips and normalises; "auto" is gpu
 on CUDA, cpu otherwise.
 
-ffcv reuses its output buffers: a batch is valid only until the loader yields batches_ahead
-more. Use it (or `.clone()` it) before moving on; never keep a list of raw batches.
+ffcv reuses its output buffers: it has batches_ahead + 2 slots, one being filled, and rewrites
+a batch's slot as soon as the next batch is taken. Use a batch (or `.clone()` it) before asking
+for the next; never keep a list of raw batches.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +54,12 @@ class BetonLoader:
     decoder: object  # the image decoder; set decoder.output_size to change resolution
     normalized: bool  # True when the pipeline already normalised (GPU)
 
-    def __iter__(self):
+    def __iter__(self) -> "Epoch":
         # The crops' epoch is the epoch of the shuffle order ffcv is about to draw (ffcv's
         # Loader.__iter__ uses next_epoch, then increments it), written before ffcv's loading
         # thread starts.
         self._set_crop_epoch(self.loader.next_epoch)
-        return iter(self.loader)
+        return Epoch(iter(self.loader))
 
     @property
     def epoch(self) -> int:
@@ -160,7 +162,9 @@ def make_loader(
     image_ops += [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
     if on_gpu:
         image_ops.append(NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float16))
-    label_ops = [IntDecoder(), ToTensor(), Squeeze(), ToDevice(device, non_blocking=True)]
+    # Squeeze(1), not Squeeze(): a last batch of one label would become a 0-d tensor, and ffcv's
+    # ToDevice then fails on its shape[0] in the loading thread.
+    label_ops = [IntDecoder(), ToTensor(), Squeeze(1), ToDevice(device, non_blocking=True)]
     return BetonLoader(ffcv_loader(image_ops, label_ops), decoder, normalized=on_gpu)
 
 
@@ -180,7 +184,7 @@ def _device_decode_loader(beton: Path, ffcv_loader, *, res: int, random_crop: bo
 
     device = indexed(device)
     op = CompressedImageBytes(largest_payload(beton), random_crop=random_crop, seed=seed, ratio=crop_ratio)
-    loader = ffcv_loader([op], [IntDecoder(), ToTensor(), Squeeze()])
+    loader = ffcv_loader([op], [IntDecoder(), ToTensor(), Squeeze(1)])
     return DeviceDecodeLoader(loader, op, normalized=True, device=device, size=(res, res), dtype=dtype)
 
 
@@ -204,25 +208,72 @@ def resolve_decode(decode: str, device: torch.device) -> str:
 
 
 def stop_epoch(iterator) -> None:
-    """End an epoch's iterator (ffcv's, or the GPU path's), early or not: let its loading thread
-    see the stop flag and exit before its memory is released (ffcv's own close() releases
-    first, which can race with a batch in flight).
+    """End an epoch's iterator (`Epoch`, or the GPU path's `DecodingIterator`), early or not."""
+    iterator.stop()
 
-    ffcv's thread, once it has produced the epoch's last batch, blocks on putting its end
-    marker into a full queue with no timeout, deaf to the stop flag; emptying the queue lets it
-    finish. (Left alone, it held every early stop whose remaining batches fit in the queue for
-    the full minute, and then stayed blocked.)"""
-    iterator.terminate_event.set()
-    queue = getattr(iterator, "output_queue", None)
-    deadline = time.monotonic() + 60
-    while iterator.is_alive() and time.monotonic() < deadline:
-        while queue is not None and not queue.empty():
-            try:
-                queue.get_nowait()
-            except Empty:
-                break
-        iterator.join(timeout=0.05)
-    iterator.close()
+
+class Epoch:
+    """One epoch of an ffcv Loader: its batches, and `stop()` to end it early or not.
+
+    A dead loading thread is an error here, not a hang: ffcv's thread dies without a word when
+    its pipeline raises (its traceback is printed), and ffcv's own iterator then waits on its
+    queue for ever. `cancel`, when set, ends the iteration while it waits (the GPU path's decode
+    thread is stopped that way)."""
+
+    def __init__(self, ffcv_iterator, cancel: threading.Event | None = None):
+        self.ffcv = ffcv_iterator  # ffcv's EpochIterator, a thread started at its creation
+        self.cancel = cancel
+        self._ended = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._ended:
+            raise StopIteration
+        queue = self.ffcv.output_queue
+        with queue.not_empty:  # the queue's own lock and condition: woken by every put
+            while not queue.queue:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise StopIteration
+                if not self.ffcv.is_alive():
+                    self._ended = True
+                    raise UserError("ffcv's loading thread stopped before the end of the epoch "
+                                    "(its traceback is above)")
+                queue.not_empty.wait(timeout=0.5)
+        try:  # a batch or ffcv's end marker is queued, and only this iterator takes from the queue
+            return next(self.ffcv)
+        except StopIteration:
+            self._ended = True
+            raise
+
+    def __enter__(self) -> "Epoch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Let ffcv's loading thread see its stop flag and exit before its memory is released
+        (ffcv's own close() releases first, which can race with a batch in flight).
+
+        ffcv's thread, once it has produced the epoch's last batch, blocks on putting its end
+        marker into a full queue with no timeout, deaf to the stop flag; emptying the queue lets
+        it finish. (Left alone, it held every early stop whose remaining batches fit in the
+        queue for the full minute, and then stayed blocked.) A dead thread needs no waiting."""
+        self._ended = True
+        iterator = self.ffcv
+        iterator.terminate_event.set()
+        queue = iterator.output_queue
+        deadline = time.monotonic() + 60
+        while iterator.is_alive() and time.monotonic() < deadline:
+            while not queue.empty():
+                try:
+                    queue.get_nowait()
+                except Empty:
+                    break
+            iterator.join(timeout=0.05)
+        iterator.close()
 
 
 def normalizes_on(device: torch.device, decode: str = "cpu") -> bool:

@@ -38,7 +38,7 @@ from ffcv_inat.device_decode import finish, resized_crops, size_chunks
 from ffcv_inat.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPEG_OTHER, RAW, jpeg_kind,
                                   largest_payload, payload, read_headers)
 from ffcv_inat.loaders import (DECODE_ON_CPU_FOR_TESTS, DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader,
-                               resolve_decode, stop_epoch)
+                               resolve_decode)
 from ffcv_inat.writers.beton import WriteOptions
 from test_seeded_decoder import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
 
@@ -667,20 +667,82 @@ def test_stopping_an_epoch_early_does_not_hang(switch, beton, stored, decode, ba
     it = iter(loader)
     images, labels = next(it)
     assert len(labels) == len(images) == batch_size
-    ffcv_iterator = it.inner if decode == "gpu" else it
+    ffcv_iterator = it.inner.ffcv if decode == "gpu" else it.ffcv
     if decode == "gpu":  # the decode thread has taken 1 + queue_depth batches, ffcv's queue is full
         wait_until(lambda: it.queue.full() and ffcv_iterator.output_queue.full())
         assert (1 + 2 + 1 + loader.loader.batches_ahead >= batches) == ends
     else:
         wait_until(lambda: ffcv_iterator.output_queue.full())
         assert (1 + loader.loader.batches_ahead >= batches) == ends
-    stopper = threading.Thread(target=stop_epoch, args=(it,), daemon=True)
+    stopper = threading.Thread(target=it.stop, daemon=True)
     stopper.start()
     stopper.join(timeout=15)  # a hang detector: it takes well under a second when it works
-    assert not stopper.is_alive(), "stop_epoch hangs (ffcv's end-of-epoch put on a full queue)"
+    assert not stopper.is_alive(), "stop() hangs (ffcv's end-of-epoch put on a full queue)"
     assert not ffcv_iterator.is_alive()  # no loading thread left behind
     if decode == "gpu":
         assert not it._thread.is_alive()
     epoch = [(len(y), x.shape[1:]) for x, y in loader]  # a whole epoch after the stop
     assert sum(n for n, _ in epoch) == len(stored) and len(epoch) == batches
     assert all(shape == (3, RES, RES) for _, shape in epoch)
+
+
+# ffcv's Squeeze() made a last batch of one label a 0-d tensor, and ffcv's thread died on it.
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("decode", ["cpu", "gpu"])
+def test_a_last_batch_of_one_image_is_evaluated(switch, beton, stored, decode):
+    loader = make_loader(beton, batch_size=len(stored) - 1, res=RES, train=False, device=CPU, workers=1,
+                         decode=decode, dtype=torch.float32)
+    with iter(loader) as epoch:
+        batches = [(len(x), y.clone()) for x, y in epoch]
+    assert [n for n, _ in batches] == [len(stored) - 1, 1]
+    assert torch.cat([y for _, y in batches]).tolist() == [s["label"] for s in stored]
+
+
+def ffcv_thread_raises_after(ffcv_iterator, batches: int) -> None:
+    """Make ffcv's loading thread raise when it asks for batch number `batches` of the epoch,
+    as a pipeline that raises makes it die (it reads its batches' indices from iter_ixes)."""
+    rest = ffcv_iterator.iter_ixes
+
+    def indices():
+        for _ in range(batches):
+            yield next(rest)
+        raise ValueError("a pipeline error in ffcv's thread")
+
+    ffcv_iterator.iter_ixes = indices()
+
+
+# Before: the consumer raised after 10 s, stopping took another 120 s and left the thread alive.
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("decode", ["cpu", "gpu"])
+def test_a_dead_ffcv_thread_ends_the_epoch_at_once(switch, beton, decode):
+    loader = make_loader(beton, batch_size=1, res=RES, train=False, device=CPU, workers=1, decode=decode,
+                         dtype=torch.float32)
+    it = iter(loader)
+    ffcv_thread_raises_after(it.inner.ffcv if decode == "gpu" else it.ffcv, 2)  # 32 batches: it is far from done
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"^ffcv's loading thread stopped before the end of the epoch") as e:
+        for _ in it:
+            pass
+    assert "\n" not in str(e.value)
+    it.stop()
+    assert time.monotonic() - start < 5
+    assert not it.is_alive() if decode == "gpu" else not it.ffcv.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_broken_device_decoder_is_an_error_not_cpu_decoding(gpu_eval, monkeypatch):
+    """nvJPEG missing or out of memory: every device call fails. That would decode the run on
+    one CPU thread, one image at a time, silently; it is a one-line error instead."""
+    from ffcv_inat import device_decode
+
+    rows, _ = epoch_rows(gpu_eval, 0)
+    headers = read_headers(rows)
+    assert (headers[:, FIELD["kind"]] == JPEG_BATCHED).any()
+
+    def broken(datas, device):
+        raise RuntimeError("nvjpegCreate failed\nmore")
+
+    monkeypatch.setattr(device_decode, "_decode_jpegs", broken)  # our own function, in place of nvJPEG
+    with pytest.raises(UserError, match=r"^the cpu JPEG decoder failed on every JPEG of a batch that the CPU "
+                                        r"decodes \(nvjpegCreate failed\); use data.decode: cpu$"):
+        device_decode.decode_images(rows, headers, CPU)
