@@ -17,7 +17,7 @@ import yaml
 
 from .. import UserError
 from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
-from ..manifest import manifest_path
+from ..beton import manifest_path
 from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
 
 FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}

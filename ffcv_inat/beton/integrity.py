@@ -6,7 +6,7 @@ allowed", "index 0 is out of bounds") or, with another beton's manifest, trains 
 that mean other classes. Two levels of checking:
 
 - `check_beton(path)`: cheap and always on (every reader calls it before ffcv opens the
-  file; `ffcv_inat.loaders.make_loader` does). It reads the header, the field table, the
+  file; `ffcv_inat.loader.make_loader` does unless handed the checked manifest). It reads the header, the field table, the
   per-sample metadata (not the image data) and the allocation table, and compares them with
   the manifest: size, sample count, labels within the classes, images per class.
 - `verify_beton(path)`: the cheap check plus the sha256 of the whole file (a full read),
@@ -36,7 +36,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import UserError
+from .. import UserError
 from .manifest import Integrity, Manifest, manifest_path, read_manifest
 
 # ffcv 1.0.2's on-disk types (ffcv/types.py), repeated so that checking a beton does not import
