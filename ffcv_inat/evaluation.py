@@ -23,7 +23,7 @@ from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights,
 from .config import config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
 from .environment import autocast_dtype, device_name, input_dtype, run_precision, versions
-from .loader import BetonLoader, DeviceDecodeLoader, make_loader, model_input, resolve_decode
+from .loader import AnyLoader, make_loader, model_input, resolve_decode
 from .beton import Manifest
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import build_model
@@ -54,7 +54,7 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: BetonLoader | DeviceDecodeLoader, num_classes: int, info: DistInfo, *,
+def evaluate(model: nn.Module, loader: AnyLoader, num_classes: int, info: DistInfo, *,
              total_images: int, precision: str = "fp32", tta_flip: bool = False) -> EvalResult:
     """Top-1/top-5/loss and per-class counts over the whole val beton, summed over processes.
 

@@ -1,9 +1,10 @@
 """The GPU data path (`data.decode: gpu`) on the CPU, with the real ffcv, torch and torchvision.
 
-ffcv workers copy each sample's stored bytes with a header (`ffcv_inat.jpeg_bytes`), the device
-decodes, crops, resizes, flips and normalises (`ffcv_inat.device_decode`), a thread does it
-ahead of the consumer (`ffcv_inat.device_loader`). The same code runs with device "cpu" under
-`make_loader(decode="gpu", device=cpu)` (and `--gpu-path-on-cpu` for the commands), so what a GPU runs is pinned here:
+ffcv workers copy each sample's stored bytes with a header (`ffcv_inat.loader.gpu.jpeg_bytes`),
+the device decodes, crops, resizes, flips and normalises (`gpu.device_decode`), a thread does it
+ahead of the consumer (`gpu.device_loader`). The same code runs with device "cpu" when the tests
+ask (`make_loader(decode="gpu", device=cpu)`, `--gpu-path-on-cpu` for the commands), so what a
+GPU runs is pinned here:
 
 - the bytes op hands over every sample's exact stored bytes, its size, kind, index and the crop
   box of `crops.crop_box` (train, per epoch) or `crops.center_box` (eval);
@@ -489,7 +490,7 @@ def test_cpu_and_gpu_paths_crop_the_same_box_and_flip(beton, gpu_train):
         gpu_train.set_epoch(epoch)
         a = [(x.clone(), y.clone()) for x, y in cpu]  # clone: ffcv reuses the CPU path's buffers
         g = list(gpu_train)
-        cpu_images = torch.cat([x for x, _ in a]).float()
+        cpu_images = denormalised(torch.cat([x for x, _ in a]))  # both loaders hand out normalised batches
         assert cpu_images.shape == (len(rows), 3, RES, RES)
         gpu_images = denormalised(torch.cat([x for x, _ in g]))
         labels = torch.cat([y for _, y in a])
@@ -719,7 +720,7 @@ def test_a_dead_ffcv_thread_ends_the_epoch_at_once(beton, decode):
 def test_a_broken_device_decoder_is_an_error_not_cpu_decoding(gpu_eval, monkeypatch):
     """nvJPEG missing or out of memory: every device call fails. That would decode the run on
     one CPU thread, one image at a time, silently; it is a one-line error instead."""
-    from ffcv_inat import device_decode
+    from ffcv_inat.loader.gpu import device_decode
 
     rows, _ = epoch_rows(gpu_eval, 0)
     headers = read_headers(rows)

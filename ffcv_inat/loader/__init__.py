@@ -19,7 +19,7 @@ import importlib
 from .constants import CROPS, DECODES, DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD
 
 _WHERE = {  # name -> the module of this package that defines it
-    "make_loader": "factory", "resolve_decode": "factory", "auto_decode": "factory", "training_crop": "factory",
+    "make_loader": "factory", "AnyLoader": "factory", "resolve_decode": "factory", "auto_decode": "factory", "training_crop": "factory",
     "BetonLoader": "beton_loader", "Epoch": "beton_loader",
     "model_input": "normalize", "imagenet_stats": "normalize",
     "DeviceDecodeLoader": "gpu", "DecodeCounts": "gpu", "nvjpeg_backend": "gpu",

@@ -29,6 +29,10 @@ from .beton_loader import BetonLoader
 from .constants import CROPS, DECODES, DEFAULT_CROP_RATIO
 from .gpu import CompressedImageBytes, DeviceDecodeLoader, indexed, largest_payload
 
+# What make_loader returns: either path's loader, the same interface (iterate, start_epoch,
+# set_epoch, set_resolution, len).
+AnyLoader = BetonLoader | DeviceDecodeLoader
+
 
 def make_loader(
     beton: str | Path,
@@ -49,7 +53,7 @@ def make_loader(
     decode: str = "cpu",
     dtype: torch.dtype = torch.float16,
     manifest: Manifest | None = None,
-) -> BetonLoader | DeviceDecodeLoader:
+) -> AnyLoader:
     """A loader over `beton` yielding (images, labels) on `device`, images as the model takes them.
 
     train=True: shuffled, RandomResizedCrop + horizontal flip by the `crop` decoder (CROPS;

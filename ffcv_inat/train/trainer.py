@@ -45,7 +45,7 @@ from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, valida
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
-from ..loader import BetonLoader, DeviceDecodeLoader, make_loader, resolve_decode, training_crop
+from ..loader import AnyLoader, make_loader, resolve_decode, training_crop
 from ..beton import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
@@ -245,10 +245,8 @@ def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
     return Training(model, net, step, start_epoch, history, wall_before, head_replaced)
 
 
-Loader = BetonLoader | DeviceDecodeLoader
-
-
-def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int) -> tuple[Loader, Loader | None]:
+def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
+                   ) -> tuple[AnyLoader, AnyLoader | None]:
     batch = per_process_batch(cfg.data.batch_size, info.world_size)
     train_loader = make_loader(
         cfg.data.train, batch_size=batch, res=res_at(cfg.progressive, cfg.data.res, start_epoch), train=True,
@@ -270,7 +268,7 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int)
     return train_loader, val_loader
 
 
-def train_one_epoch(t: Training, loader: Loader, cfg: Config, info: DistInfo, epoch: int,
+def train_one_epoch(t: Training, loader: AnyLoader, cfg: Config, info: DistInfo, epoch: int,
                     steps_per_epoch: int, bar: tqdm) -> tuple[float, int, float, float]:
     """(mean train loss over all processes, steps, last LR, seconds) of one epoch."""
     dev = info.device
