@@ -8,7 +8,7 @@ numba's unseeded generator (kept to compare: `ffcv-bench loader --crop`). The ep
 crops is always the epoch of the shuffle order (`BetonLoader.set_epoch`).
 
 Where JPEGs are decoded (`decode`, config `data.decode`), resolved once per run by
-`resolve_decode`: "cpu" decodes in ffcv's workers (`presets`); "gpu" is the GPU data path
+`choices.resolve_decode`: "cpu" decodes in ffcv's workers (`presets`); "gpu" is the GPU data path
 (`gpu`): workers only copy each sample's stored bytes with its crop box and flip, boxes from the
 same `crops` functions, and the device decodes, crops, flips and normalises.
 
@@ -26,7 +26,7 @@ from ..beton import Manifest, check_beton
 from ..environment import resolve_workers
 from . import presets
 from .beton_loader import BetonLoader
-from .constants import CROPS, DECODES, DEFAULT_CROP_RATIO
+from .constants import CROPS, DEFAULT_CROP_RATIO
 from .gpu import CompressedImageBytes, DeviceDecodeLoader, indexed, largest_payload
 
 # What make_loader returns: either path's loader, the same interface (iterate, start_epoch,
@@ -101,28 +101,3 @@ def make_loader(
     else:
         images = presets.center(res, crop_ratio, device)
     return BetonLoader(ffcv_loader(images.ops, presets.labels(device)), images.decoder, images.finish)
-
-
-def auto_decode(cuda: bool) -> str:
-    """What data.decode "auto" means on a machine with or without CUDA."""
-    return "gpu" if cuda else "cpu"
-
-
-def resolve_decode(decode: str, device: torch.device, *, gpu_path_on_cpu: bool = False) -> str:
-    """Where a run decodes its JPEGs, "cpu" or "gpu", from `data.decode` and the run's device:
-    "auto" is "gpu" on CUDA, "cpu" otherwise; "gpu" without CUDA is a UserError, unless
-    `gpu_path_on_cpu` (the tests' way to run the GPU path's code on the CPU) asks for it."""
-    if decode not in DECODES:
-        raise UserError(f"data.decode must be one of {', '.join(DECODES)}, got {decode!r}")
-    if decode == "auto":
-        return auto_decode(device.type == "cuda")
-    if decode == "gpu" and device.type != "cuda" and not gpu_path_on_cpu:
-        raise UserError(f"data.decode: gpu needs a CUDA device, and this run's device is {device.type} "
-                        "(use data.decode: cpu, or auto)")
-    return decode
-
-
-def training_crop(augment: bool, crop: str) -> str:
-    """The training crop as summary.json and bench rows name it: the decoder, or "center"
-    without augmentation."""
-    return crop if augment else "center"
