@@ -375,8 +375,8 @@ def run_check(beton: str | Path, device, samples: int, batch: int, res: int, wor
     import torch
 
     from ffcv_inat.beton import check_beton
-    from ffcv_inat.loader.gpu import KIND_NAMES, DecodeCounts, nvjpeg_backend
     from ffcv_inat.loader import resolve_decode
+    from ffcv_inat.loader.gpu import KIND_NAMES, DecodeCounts, nvjpeg_backend
 
     from .results import environment
 

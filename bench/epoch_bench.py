@@ -63,8 +63,8 @@ def resolve_settings(recipe: str, train: str, sets: list[str], gpu_path_on_cpu: 
     """Load the config the way ffcv-train will, and fail here (one line) on what it would refuse."""
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.environment import resolve_device, resolve_workers, run_precision
-    from ffcv_inat.loader import resolve_decode
     from ffcv_inat.beton import read_manifest
+    from ffcv_inat.loader import resolve_decode
 
     cfg = load_config(recipe, list(sets), {"data.train": train})
     validate(cfg)

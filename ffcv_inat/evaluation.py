@@ -18,13 +18,12 @@ from torch import nn
 
 from . import UserError
 from .atomic import atomic_outputs
-from .beton import check_beton
+from .beton import Manifest, check_beton
 from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights, model_state
 from .config import config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
 from .environment import autocast_dtype, device_name, input_dtype, run_precision, versions
 from .loader import AnyLoader, make_loader, model_input, resolve_decode
-from .beton import Manifest
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import build_model
 from .rundir import PER_CLASS, SUMMARY

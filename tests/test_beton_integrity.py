@@ -16,10 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from ffcv_inat import UserError
-from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, HEADER, RGB_FIELD, INT_FIELD,
-                                       check_beton, read_layout, record_integrity, verify_beton, verify_betons)
+from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, HEADER, INT_FIELD, RGB_FIELD, check_beton,
+                              manifest_path, read_layout, read_manifest, record_integrity, verify_beton, verify_betons)
 from ffcv_inat.classes import select_classes
-from ffcv_inat.beton import manifest_path, read_manifest
 from ffcv_inat.synthetic import make_imagenet
 from ffcv_inat.writers.cli import main as write_beton_cli
 

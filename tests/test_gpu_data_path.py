@@ -34,11 +34,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from _train_data import imagenet_a_betons
 from ffcv_inat import UserError
+from ffcv_inat.loader import DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader, resolve_decode
 from ffcv_inat.loader.crops import center_box, crop_box
 from ffcv_inat.loader.gpu.device_decode import finish, resized_crops, size_chunks
 from ffcv_inat.loader.gpu.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPEG_OTHER, RAW, jpeg_kind,
-                                  largest_payload, payload, read_headers)
-from ffcv_inat.loader import DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader, resolve_decode
+                                             largest_payload, payload, read_headers)
 from ffcv_inat.writers.beton import WriteOptions
 from test_seeded_decoder import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
 

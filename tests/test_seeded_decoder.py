@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ffcv_inat.loader.crops import crop_box
 from ffcv_inat.loader import make_loader
+from ffcv_inat.loader.crops import crop_box
 from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton
 
 SEED = 7

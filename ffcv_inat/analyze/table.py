@@ -16,8 +16,8 @@ import pandas as pd
 import yaml
 
 from .. import UserError
-from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
 from ..beton import manifest_path
+from ..classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES, subset_label
 from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
 
 FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}

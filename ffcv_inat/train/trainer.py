@@ -39,14 +39,13 @@ from tqdm import tqdm
 
 from .. import UserError
 from ..atomic import atomic_outputs
-from ..beton import check_beton
+from ..beton import Manifest, check_beton
 from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
 from ..loader import AnyLoader, make_loader, resolve_decode, training_crop
-from ..beton import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
 from ..schedule import lr_at, res_at
