@@ -23,10 +23,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ffcv_inat.beton_integrity import (ALLOC_ENTRY, FIELD_DESC, FORMAT_VERSION, HEADER, INT_FIELD, RGB_FIELD,
-                                       FIELD_METADATA, check_beton, integrity_of, sha256_of)
+from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, FORMAT_VERSION, HEADER, INT_FIELD, RGB_FIELD,
+                              ClassEntry, Integrity, Manifest, check_beton, integrity_of, manifest_path, sha256_of)
 from ffcv_inat.environment import cpu_name
-from ffcv_inat.manifest import ClassEntry, Integrity, Manifest, manifest_path
 
 SIDE = 128
 CLASSES = 1000

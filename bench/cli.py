@@ -109,20 +109,21 @@ def main():
 @decode_option("cpu", "Where the ffcv pipeline decodes JPEGs, each path timed, interleaved: cpu (ffcv's workers), "
                       "gpu (the GPU data path: workers copy bytes, the device decodes), auto (gpu on CUDA).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where the ffcv pipeline's batches land: cpu (uint8, as the PyTorch pipeline's) or cuda "
-                   "(normalised, as the trainer takes them). Default: cuda when --decode asks for the GPU path "
+              help="Where the ffcv pipeline's batches land, normalised as the trainer takes them: cpu or cuda. Default: cuda when --decode asks for the GPU path "
                    "and CUDA is present, else cpu.")
 @results_option
+@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
+              help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @click.pass_context
 @report_user_errors
 def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, crops, decode_opts, device,
-           results):
+           results, gpu_path_on_cpu):
     """Images/s of the toolkit's FFCV pipeline (per decode path) vs the standard PyTorch one, on the
     same images, with the CPU cores each keeps busy."""
     import torch
 
     from ffcv_inat.environment import resolve_device
-    from ffcv_inat.loaders import resolve_decode
+    from ffcv_inat.loader import resolve_decode
 
     from .loader_bench import (list_image_folder, matched_to_beton, run_loader_bench,
                                write_source_beton)
@@ -137,7 +138,8 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
     if device is None:
         device = "cuda" if torch.cuda.is_available() and set(asked) != {"cpu"} else "cpu"
     dev = resolve_device(device, "--device")
-    decodes = list(dict.fromkeys(resolve_decode(d, dev) for d in asked))  # gpu without CUDA: its one-line error
+    # gpu without CUDA: its one-line error
+    decodes = list(dict.fromkeys(resolve_decode(d, dev, gpu_path_on_cpu=gpu_path_on_cpu) for d in asked))
     source = list_image_folder(images_dir)
     if len(source.samples) < batch:  # checked before the beton is written, to fail fast
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
@@ -147,7 +149,7 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
             _echo_err(f"writing {len(source.samples)} images from {source.root} to {beton_path}")
             manifest = write_source_beton(source, beton_path)
         else:
-            from ffcv_inat.manifest import read_manifest
+            from ffcv_inat.beton import read_manifest
 
             beton_path = Path(beton)
             manifest = read_manifest(beton_path)
@@ -308,9 +310,12 @@ def model_row(m, command: str, env: dict | None = None, blurpool: bool = False) 
 @decode_option(None, "Decode path(s) to run the trainer with (data.decode), each its own run, row and verdict: "
                      "cpu, gpu (the GPU data path), auto. Default: the recipe's data.decode.")
 @results_option
+@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
+              help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @click.pass_context
 @report_user_errors
-def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare, decode_opts, results):
+def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare, decode_opts, results,
+          gpu_path_on_cpu):
     """The real trainer end to end: seconds per epoch, images/s, and what limits them; with
     several --decode paths, which one to use on this machine."""
     from .epoch_bench import run_epoch_bench
@@ -324,7 +329,7 @@ def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare,
     measured, rows = [], []
     for r in run_epoch_bench(recipe, train, list(sets), warmup, epochs, max_steps, run_dir, compare,
                              echo=_echo_err, echo_raw=lambda text: click.echo(text, err=True, nl=False),
-                             decodes=parse_decodes(decode_opts) or None):
+                             decodes=parse_decodes(decode_opts) or None, gpu_path_on_cpu=gpu_path_on_cpu):
         measured.append(r)
         rows.append(epoch_row(r, command_line(ctx), train, env))
         _write_rows(results, rows[-1:])  # each as it comes: a later decode path that fails keeps this one

@@ -31,7 +31,7 @@ def images_per_epoch(images: int | None, beton: str | None) -> int:
     if (images is None) == (beton is None):
         raise UserError("give exactly one of --images-per-epoch N and --train B.beton")
     if beton is not None:
-        from ffcv_inat.manifest import read_manifest
+        from ffcv_inat.beton import read_manifest
 
         return read_manifest(beton).num_images
     if images < 1:
@@ -75,7 +75,7 @@ def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) 
 
 def _decode_on(decode: str, gpu) -> str:
     """The decode path `decode` (data.decode) resolves to on a row's device."""
-    from ffcv_inat.loaders import auto_decode
+    from ffcv_inat.loader import auto_decode
 
     return auto_decode(not is_cpu_device(gpu)) if decode == "auto" else decode
 

@@ -207,7 +207,7 @@ def stored_batches(beton: Path, samples: int, batch: int, workers: int, seed: in
     ffcv reuses its buffers. (make_loader does not take a subset of indices, hence this Loader.)"""
     from ffcv.loader import Loader, OrderOption
 
-    from ffcv_inat.jpeg_bytes import CompressedImageBytes, largest_payload, read_headers
+    from ffcv_inat.loader.gpu import CompressedImageBytes, largest_payload, read_headers
 
     op = CompressedImageBytes(largest_payload(beton), random_crop=True, seed=seed)
     loader = Loader(str(beton), batch_size=batch, num_workers=workers, order=OrderOption.SEQUENTIAL,
@@ -232,7 +232,7 @@ def stored_jpeg_diffs(rows: np.ndarray, headers: np.ndarray, device) -> tuple[Pi
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from ffcv_inat.jpeg_bytes import JPEG_BATCHED, payload
+    from ffcv_inat.loader.gpu import JPEG_BATCHED, payload
 
     datas = [torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers))
              if int(headers[i, 1]) == JPEG_BATCHED]
@@ -254,8 +254,8 @@ def path_diff(rows: np.ndarray, headers: np.ndarray, device, res: int) -> tuple[
     run's DecodeCounts."""
     import torch
 
-    from ffcv_inat.device_decode import images_from_rows
-    from ffcv_inat.loaders import IMAGENET_STD
+    from ffcv_inat.loader.gpu import images_from_rows
+    from ffcv_inat.loader import IMAGENET_STD
 
     got, counts = images_from_rows(rows, headers, device, (res, res), torch.float32)
     want, _ = images_from_rows(rows, headers, torch.device("cpu"), (res, res), torch.float32)
@@ -284,7 +284,7 @@ def _bare_decode(rows: np.ndarray, headers: np.ndarray, device) -> list:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from ffcv_inat.jpeg_bytes import JPEG_BATCHED, payload
+    from ffcv_inat.loader.gpu import JPEG_BATCHED, payload
 
     datas = [torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers))
              if int(headers[i, 1]) == JPEG_BATCHED]
@@ -296,7 +296,7 @@ def stream_hazard(rows: np.ndarray, headers: np.ndarray, device, rounds: int, bu
     """(c): see the module. Needs CUDA."""
     import torch
 
-    from ffcv_inat.device_decode import decode_images
+    from ffcv_inat.loader.gpu import decode_images
 
     def ours():
         return decode_images(rows, headers, device)[0]
@@ -358,7 +358,7 @@ def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, re
                           {"data.train": str(beton)})
         validate(cfg)
         info = DistInfo(0, 1, 0, device)
-        data = read_data(cfg)
+        data = read_data(cfg, decode)  # resolved: run_check has allowed gpu on this device
         t = build_model_and_optimizer(cfg, data.num_classes, info)
         loader, _ = create_loaders(cfg, info, data, 0)
         _LIVE_LOADERS.append(loader)
@@ -370,14 +370,13 @@ def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, re
 
 def run_check(beton: str | Path, device, samples: int, batch: int, res: int, workers: int, seed: int,
               hazard_rounds: int, busy_ms: float, train_steps: int, train_batch: int, recipe: str,
-              echo: Callable[[str], None] = print) -> CheckReport:
+              echo: Callable[[str], None] = print, gpu_path_on_cpu: bool = False) -> CheckReport:
     """Every part that can run on `device`; see the module."""
     import torch
 
-    from ffcv_inat.beton_integrity import check_beton
-    from ffcv_inat.device_decode import DecodeCounts, nvjpeg_backend
-    from ffcv_inat.jpeg_bytes import KIND_NAMES
-    from ffcv_inat.loaders import resolve_decode
+    from ffcv_inat.beton import check_beton
+    from ffcv_inat.loader import resolve_decode
+    from ffcv_inat.loader.gpu import KIND_NAMES, DecodeCounts, nvjpeg_backend
 
     from .results import environment
 
@@ -427,8 +426,8 @@ def run_check(beton: str | Path, device, samples: int, batch: int, res: int, wor
 
     training, training_skipped = None, None
     try:
-        resolve_decode("gpu", device)
-    except UserError as e:  # the GPU path on the CPU: only under the tests' switch
+        resolve_decode("gpu", device, gpu_path_on_cpu=gpu_path_on_cpu)
+    except UserError as e:  # the GPU path on the CPU: only when the tests ask for it
         training_skipped = str(e)
     if train_steps == 0:
         training_skipped = "--train-steps 0"
@@ -461,9 +460,11 @@ def run_check(beton: str | Path, device, samples: int, batch: int, res: int, wor
 @click.option("--train-steps", type=int, default=30, show_default=True, help="Steps of (d) per path; 0 skips it.")
 @click.option("--train-batch", type=int, default=64, show_default=True, help="Batch of (d).")
 @click.option("--recipe", default="pretrain_90ep.yaml", show_default=True, help="Recipe of (d).")
+@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
+              help="Tests: let part (d) run the GPU path's code on the CPU.")
 @report_user_errors
 def main(beton, out, samples, batch, res, workers, device, seed, hazard_repeats, busy_ms, train_steps, train_batch,
-         recipe):
+         recipe, gpu_path_on_cpu):
     """Check the GPU data path's pixels against the CPU's, its stream safety, and its training loss."""
     from ffcv_inat.atomic import write_text_atomic
     from ffcv_inat.environment import resolve_device, resolve_workers
@@ -479,7 +480,7 @@ def main(beton, out, samples, batch, res, workers, device, seed, hazard_repeats,
         raise UserError(f"--out: folder does not exist: {Path(out).parent}")
     report = run_check(beton, resolve_device(device, "--device"), samples, batch, res, resolve_workers(workers), seed,
                        hazard_repeats, busy_ms, train_steps, train_batch, recipe,
-                       echo=lambda s: click.echo(s, err=True))
+                       echo=lambda s: click.echo(s, err=True), gpu_path_on_cpu=gpu_path_on_cpu)
     text = format_report(report)
     write_text_atomic(out, text + "\n")
     click.echo(text)

@@ -53,17 +53,18 @@ class TrainerSettings:
 
     @property
     def train_crop(self) -> str:
-        from ffcv_inat.loaders import training_crop
+        from ffcv_inat.loader import training_crop
 
         return training_crop(self.augment, self.crop)
 
 
-def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, TrainerSettings]:
+def resolve_settings(recipe: str, train: str, sets: list[str], gpu_path_on_cpu: bool = False
+                     ) -> tuple[object, TrainerSettings]:
     """Load the config the way ffcv-train will, and fail here (one line) on what it would refuse."""
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.environment import resolve_device, resolve_workers, run_precision
-    from ffcv_inat.loaders import resolve_decode
-    from ffcv_inat.manifest import read_manifest
+    from ffcv_inat.beton import read_manifest
+    from ffcv_inat.loader import resolve_decode
 
     cfg = load_config(recipe, list(sets), {"data.train": train})
     validate(cfg)
@@ -74,12 +75,14 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
                                 resolve_workers(cfg.data.workers), precision, cfg.channels_last, cfg.compile,
                                 cfg.model.num_classes or manifest.num_classes, manifest.num_images,
                                 cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache, cfg.data.crop,
-                                resolve_decode(cfg.data.decode, dev))
+                                resolve_decode(cfg.data.decode, dev, gpu_path_on_cpu=gpu_path_on_cpu))
 
 
 def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
-                    max_steps: int | None) -> list[str]:
+                    max_steps: int | None, gpu_path_on_cpu: bool = False) -> list[str]:
     cmd = [sys.executable, "-c", TRAINER, "--recipe", recipe, "--train", train, "--out", str(run_dir)]
+    if gpu_path_on_cpu:
+        cmd.append("--gpu-path-on-cpu")
     for s in sets:
         cmd += ["--set", s]
     # Training throughput only: evaluation would add wall time that no epoch figure counts.
@@ -190,7 +193,8 @@ def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], No
 
 def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epochs: int, max_steps: int | None,
                     run_dir: str | None, compare: bool, echo: Callable[[str], None],
-                    echo_raw: Callable[[str], None], decodes: list[str] | None = None) -> Iterator[EpochResult]:
+                    echo_raw: Callable[[str], None], decodes: list[str] | None = None,
+                    gpu_path_on_cpu: bool = False) -> Iterator[EpochResult]:
     """One EpochResult per decode path in `decodes` (DECODES values; None: the recipe's
     data.decode), in that order, each as soon as it is measured (a later path that fails leaves
     the earlier results); paths that resolve alike ("auto" and "gpu" on CUDA) run once. All
@@ -198,7 +202,7 @@ def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epoch
     runs: dict[str, tuple[object, TrainerSettings, list[str]]] = {}
     for decode in decodes or [None]:
         run_sets = list(sets) + ([f"data.decode={decode}"] if decode else [])
-        cfg, settings = resolve_settings(recipe, train, run_sets + ["data.val=null"])
+        cfg, settings = resolve_settings(recipe, train, run_sets + ["data.val=null"], gpu_path_on_cpu)
         if settings.steps_per_epoch == 0:
             raise UserError(f"{train}: {settings.num_images} images make no full batch of {settings.batch}")
         runs.setdefault(settings.decode, (cfg, settings, run_sets))
@@ -210,7 +214,7 @@ def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epoch
     for decode, (cfg, settings, run_sets) in runs.items():
         with tempfile.TemporaryDirectory(prefix="ffcv-bench-epoch-") as tmp:
             out = outs.get(decode, Path(tmp) / "run")
-            cmd = trainer_command(recipe, train, out, run_sets, warmup + epochs, max_steps)
+            cmd = trainer_command(recipe, train, out, run_sets, warmup + epochs, max_steps, gpu_path_on_cpu)
             echo(f"running ffcv-train (decode {decode}): {warmup} warm-up + {epochs} measured epochs"
                  + (f" of at most {max_steps} steps" if max_steps else ""))
             run_trainer(cmd, echo_raw)

@@ -3,7 +3,7 @@
 Both read the same source images and produce the same thing, a uint8 NCHW batch of
 RandomResizedCrop + horizontal flip at `res`, with the same batch size and worker count:
 
-  ffcv     the beton through `ffcv_inat.loaders.make_loader` (what `ffcv-train` trains on),
+  ffcv     the beton through `ffcv_inat.loader.make_loader` (what `ffcv-train` trains on),
            with each training crop decoder asked for (`crops`: "seeded", ours, reproducible;
            "ffcv", ffcv's stock decoder + RandomHorizontalFlip) and each decode path (`decodes`:
            "cpu", JPEGs decoded in ffcv's workers; "gpu", the GPU data path, workers copy bytes
@@ -43,7 +43,7 @@ _LIVE_FFCV_LOADERS: list = []
 
 
 class Pipeline(NamedTuple):
-    """What one loader is: "ffcv" with its training crop decoder (ffcv_inat.loaders: "seeded"
+    """What one loader is: "ffcv" with its training crop decoder (ffcv_inat.loader: "seeded"
     or "ffcv") and decode path ("cpu" or "gpu"), or "pytorch" (crop and decode None)."""
     name: str
     crop: str | None = None
@@ -135,24 +135,26 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
 def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, augment: bool = True,
                 os_cache: bool = True, crop: str = "seeded", decode: str = "cpu", dtype=None):
     """The trainer's loader. On CPU (the default) the CPU decode path's batches stay uint8 like
-    the PyTorch pipeline's; on a GPU, and from the GPU decode path, they arrive normalised on the
-    device (in `dtype`, the GPU path's; default float16), as the trainer receives them."""
+    the PyTorch pipeline's (the loader's torch normalisation, `BetonLoader.finish`, is left out:
+    the PyTorch pipeline has none); on a GPU, and from the GPU decode path, they arrive
+    normalised on the device (in `dtype`, the GPU path's; default float16), as the trainer
+    receives them."""
     import torch
 
-    from ffcv_inat.loaders import make_loader
+    from ffcv_inat.loader import make_loader
 
     loader = make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
                          workers=workers, augment=augment, os_cache=os_cache, crop=crop, decode=decode,
                          dtype=dtype or torch.float16)
+    if decode == "cpu" and loader.finish is not None:
+        loader.finish = None
     _LIVE_FFCV_LOADERS.append(loader)
     return loader
 
 
 def epoch_iterator(pipeline: Pipeline, loader) -> tuple[Iterator, Callable[[Iterator], None]]:
     if pipeline.name == "ffcv":
-        from ffcv_inat.loaders import stop_epoch
-
-        return iter(loader), stop_epoch  # the BetonLoader: its seeded crops follow the epoch
+        return loader.start_epoch(), lambda epoch: epoch.stop()  # its seeded crops follow the epoch
     return iter(loader), lambda it: None
 
 
@@ -266,7 +268,6 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
     is no loading work. The clock, the CPU count and the GPU memory baseline start before the
     epoch's iterator exists: its threads start loading (and the GPU path decoding) at once."""
     images, batches, shape, device = 0, 0, (), ""
-    normalized = getattr(loader, "normalized", False)
     _synchronize_cuda()
     memory_start = _gpu_memory_start()
     cpu_start = cpu_seconds()
@@ -277,7 +278,7 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
         batches += 1
         if not shape:
             shape, device = tuple(x.shape), x.device.type
-            _check_batch(pipeline, x, res, normalized)
+            _check_batch(pipeline, x, res)
         if max_batches is not None and batches >= max_batches:
             break
     _synchronize_cuda()
@@ -341,7 +342,7 @@ def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int
     """A pipeline's figures, with the GPU path's decode counts and nvJPEG backend."""
     counts, backend = None, None
     if hasattr(loader, "counts"):  # the GPU path's DeviceDecodeLoader
-        from ffcv_inat.device_decode import nvjpeg_backend
+        from ffcv_inat.loader.gpu import nvjpeg_backend
 
         counts = loader.counts.as_dict()
         if loader.counts.failed_batches:  # why nvJPEG refused a batch: the only evidence of it
@@ -358,11 +359,12 @@ def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int
     return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo)[0]
 
 
-def _check_batch(pipeline: Pipeline, x, res: int, normalized: bool) -> None:
+def _check_batch(pipeline: Pipeline, x, res: int) -> None:
     """Every pipeline gives N x 3 x res x res: uint8 pixels, or normalised floats where the
-    loader says it normalises (on a GPU, the GPU path)."""
+    loader normalises (on a GPU, the GPU path)."""
     import torch
 
+    normalized = pipeline.decode == "gpu" or x.device.type == "cuda"
     want = "floating point" if normalized else "uint8"
     ok_dtype = x.dtype.is_floating_point if normalized else x.dtype == torch.uint8
     if not ok_dtype or x.ndim != 4 or tuple(x.shape[1:]) != (3, res, res):

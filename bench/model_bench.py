@@ -85,16 +85,13 @@ def prepare_step(cfg, device, num_classes: int = NUM_CLASSES):
     return training.step
 
 
-def synthetic_batch(step, batch: int, res: int, num_classes: int, device):
-    """A batch as the trainer's loader delivers it: normalised fp16 on a GPU, uint8 on CPU,
-    channels-last NCHW; labels as ffcv gives them."""
+def synthetic_batch(batch: int, res: int, num_classes: int, device):
+    """A batch as the trainer's loader delivers it: normalised, float16 on a GPU, float32 on
+    the CPU, channels-last NCHW; labels as ffcv gives them."""
     import torch
 
     gen = torch.Generator(device="cpu").manual_seed(0)
-    if step.normalized:
-        x = torch.randn(batch, 3, res, res, generator=gen).to(torch.float16)
-    else:
-        x = torch.randint(0, 256, (batch, 3, res, res), generator=gen, dtype=torch.uint8)
+    x = torch.randn(batch, 3, res, res, generator=gen).to(torch.float16 if device.type == "cuda" else torch.float32)
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), generator=gen, dtype=torch.int32).to(device)
     return x, y
@@ -150,7 +147,7 @@ def run_model_bench(cfg, steps: int, warmup: int, device, step=None, num_classes
         torch.cuda.reset_peak_memory_stats(device)
     if step is None:
         step = prepare_step(cfg, device, num_classes)
-    x, y = synthetic_batch(step, batch, res, num_classes, device)
+    x, y = synthetic_batch(batch, res, num_classes, device)
     echo(f"  model res {res} batch {batch} {step.precision} channels_last={cfg.channels_last} compile={cfg.compile} "
          f"on {device}: {warmup} warm-up + {steps} measured steps")
     ms, seconds = time_steps(step, x, y, device, warmup, steps, cfg.optim.lr)

@@ -24,12 +24,11 @@ import yaml
 
 from . import UserError
 from .environment import PRECISIONS
+from .loader.constants import CROPS, DECODES
 
 # A recipe value that the user must supply (OmegaConf's convention), e.g. `init: ???`.
 REQUIRED = "???"
 DEVICES = ("auto", "cpu", "cuda")
-CROPS = ("seeded", "ffcv")  # training crop decoders, see ffcv_inat.loaders
-DECODES = ("cpu", "gpu", "auto")  # where JPEGs are decoded, see ffcv_inat.loaders.resolve_decode
 FREEZE = ("none", "backbone")
 
 
@@ -55,13 +54,13 @@ class DataConfig:
     batch_size: int = 256  # global: split over the processes of a distributed run
     res: int = 224  # train resolution (end resolution when progressive resizing is on)
     val_res: int = 224
-    workers: int = 0  # 0 = all usable cores
+    workers: int = 0  # 0 = this process's share of the usable cores (all of them without torchrun)
     augment: bool = True  # RandomResizedCrop + flip; off = centre crop, no flip
     # Who draws the training crops and flips: "seeded" = a function of (seed, epoch, image),
-    # reproducible (ffcv_inat.crops); "ffcv" = ffcv's stock decoder + flip, unseeded.
+    # reproducible (ffcv_inat.loader.crops); "ffcv" = ffcv's stock decoder + flip, unseeded.
     crop: str = "seeded"
     # Where JPEGs are decoded: "cpu" in ffcv's workers; "gpu" on the device (nvJPEG), the workers
-    # only copy bytes (ffcv_inat.device_loader); "auto" = gpu on CUDA, cpu otherwise.
+    # only copy bytes (ffcv_inat.loader.gpu); "auto" = gpu on CUDA, cpu otherwise.
     decode: str = "cpu"
     os_cache: bool = True
 
@@ -328,7 +327,7 @@ def validate(cfg: Config) -> None:
     if cfg.schedule.max_steps_per_epoch is not None and cfg.schedule.max_steps_per_epoch < 1:
         raise UserError(f"{src}: schedule.max_steps_per_epoch must be at least 1 or null")
     if cfg.data.workers < 0:
-        raise UserError(f"{src}: data.workers must be >= 0 (0 = all usable cores)")
+        raise UserError(f"{src}: data.workers must be >= 0 (0 = this process's share of the usable cores)")
     if cfg.data.train is None:
         raise UserError(f"{src}: data.train is required (pass --train B.beton)")
     for key in ("data.train", "data.val", "model.init"):

@@ -18,13 +18,12 @@ from torch import nn
 
 from . import UserError
 from .atomic import atomic_outputs
-from .beton_integrity import check_beton
+from .beton import Manifest, check_beton
 from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights, model_state
 from .config import config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
 from .environment import autocast_dtype, device_name, input_dtype, run_precision, versions
-from .loaders import BetonLoader, make_loader, model_input, resolve_decode, stop_epoch
-from .manifest import Manifest
+from .loader import AnyLoader, make_loader, model_input, resolve_decode
 from .metrics import PER_CLASS_COLUMNS, per_class_counts, per_class_rows, per_supercategory, topk_correct
 from .model import build_model
 from .rundir import PER_CLASS, SUMMARY
@@ -54,7 +53,7 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: BetonLoader, num_classes: int, info: DistInfo, *,
+def evaluate(model: nn.Module, loader: AnyLoader, num_classes: int, info: DistInfo, *,
              total_images: int, precision: str = "fp32", tta_flip: bool = False) -> EvalResult:
     """Top-1/top-5/loss and per-class counts over the whole val beton, summed over processes.
 
@@ -70,10 +69,9 @@ def evaluate(model: nn.Module, loader: BetonLoader, num_classes: int, info: Dist
     topk = torch.zeros(2, dtype=torch.long, device=dev)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     seen = 0
-    iterator = iter(loader)
-    try:
-        for images, labels in iterator:
-            x = model_input(images, loader.normalized, precision)
+    with loader.start_epoch() as batches:  # its end stops the loader's threads, also when a batch raises
+        for images, labels in batches:
+            x = model_input(images, precision)
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 logits = model(x)
                 if tta_flip:
@@ -89,8 +87,6 @@ def evaluate(model: nn.Module, loader: BetonLoader, num_classes: int, info: Dist
             loss_sum += (F.cross_entropy(logits, labels, reduction="none").double() * keep).sum()
             topk += topk_correct(logits, labels, (1, 5), weight=keep)
             counts += per_class_counts(logits.argmax(dim=1), labels, num_classes, weight=keep)
-    finally:
-        stop_epoch(iterator)  # also when a batch raises: the loader's threads hold batches
     for t in (counts, topk, loss_sum):
         all_reduce_sum(t, info)
     n = int(counts[0].sum())
@@ -121,12 +117,14 @@ def write_results(out_dir: Path, manifest: Manifest, result: EvalResult | None, 
 
 def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path | None = None, *,
                         batch_size: int = 256, res: int | None = None, workers: int = 0, tta_flip: bool = False,
-                        device: str = "auto", precision: str = "bf16", decode: str = "cpu") -> dict:
+                        device: str = "auto", precision: str = "bf16", decode: str = "cpu",
+                        gpu_path_on_cpu: bool = False) -> dict:
     """Evaluate an ffcv-train checkpoint or torchvision state_dict on a val beton.
 
     res defaults to the checkpoint's data.val_res (224 for a plain state_dict). With `out`,
     writes per_class.csv and summary.json there (refusing to replace existing results).
-    decode: where JPEGs are decoded, as data.decode (cpu, gpu, auto).
+    decode: where JPEGs are decoded, as data.decode (cpu, gpu, auto); `gpu_path_on_cpu` lets
+    gpu run the GPU path's code on the CPU (for tests).
     """
     checkpoint, val = str(checkpoint), str(val)
     obj = load_file(checkpoint)
@@ -145,7 +143,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
                 raise UserError(f"{out_dir / name} exists: choose another --out")
     info = setup(device)
     try:
-        resolve_decode(decode, info.device)  # decode gpu without CUDA: one line, before any work
+        decode = resolve_decode(decode, info.device, gpu_path_on_cpu=gpu_path_on_cpu)  # once, before any work
         wall_start = time.perf_counter()
         model = build_model(num_classes, blurpool=trained.model.blurpool if trained else False)
         load_weights(model, state, checkpoint)
@@ -154,7 +152,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
         ran = run_precision(precision, info.device)
         loader = make_loader(val, batch_size=per_process_batch(batch_size, info.world_size), res=res, train=False,
                              device=info.device, workers=workers, distributed=info.distributed, decode=decode,
-                             dtype=input_dtype(ran))
+                             dtype=input_dtype(ran), manifest=manifest)
         result = evaluate(model, loader, num_classes, info, total_images=manifest.num_images, precision=ran,
                           tta_flip=tta_flip)
         summary = {
@@ -162,7 +160,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
             "tta_flip": tta_flip, "recipe": trained.recipe if trained else None,
             **result.summary(manifest),
             "wall_seconds": time.perf_counter() - wall_start, "device": device_name(info.device, info.world_size),
-            "precision": ran, "decode": resolve_decode(decode, info.device), "versions": versions(),
+            "precision": ran, "decode": decode, "versions": versions(),
         }
         if out_dir is not None and info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)

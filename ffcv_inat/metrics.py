@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from .manifest import ClassEntry
+from .beton import ClassEntry
 
 NO_SUPERCATEGORY = "(none)"
 PER_CLASS_COLUMNS = ("label", "id", "name", "supercategory", "images", "correct", "accuracy")

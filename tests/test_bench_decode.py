@@ -1,9 +1,9 @@
 """The bench side of the GPU data path on CPU: `ffcv-bench loader/epoch --decode`, their decode
 verdict, the report's, the CPU-time figures, and `python -m ffcv_inat.bench.decode_check`.
 
-There is no GPU here: the GPU path's code runs with device "cpu" under the tests' switch
-(loaders.DECODE_ON_CPU_FOR_TESTS), as the data-path tests run it; without the switch asking for
-it is a one-line error. Real ffcv, torchvision and trainer; speed is never asserted.
+There is no GPU here: the GPU path's code runs with device "cpu" when the tests pass the
+commands' hidden `--gpu-path-on-cpu`, as the data-path tests run it; without it, asking for it
+is a one-line error. Real ffcv, torchvision and trainer; speed is never asserted.
 """
 import csv
 import json
@@ -20,7 +20,6 @@ from ffcv_inat.bench.loader_bench import cpu_seconds, list_image_folder, parse_p
 from ffcv_inat.bench.report import decode_conclusion, loader_table, results_table
 from ffcv_inat.bench.results import append_rows, environment, make_row, read_results
 from ffcv_inat.classes import imagenet_classes
-from ffcv_inat.loaders import DECODE_ON_CPU_FOR_TESTS
 from ffcv_inat.synthetic import make_imagenet
 from test_bench_cli import assert_one_line_error
 
@@ -35,16 +34,6 @@ def data(tmp_path_factory):
     beton = root / "train.beton"
     write_source_beton(list_image_folder(images), beton, workers=1)
     return images, beton
-
-
-@pytest.fixture
-def gpu_path_on_cpu(monkeypatch):
-    monkeypatch.setenv(DECODE_ON_CPU_FOR_TESTS, "1")
-
-
-@pytest.fixture
-def no_gpu_path(monkeypatch):
-    monkeypatch.delenv(DECODE_ON_CPU_FOR_TESTS, raising=False)
 
 
 def invoke(cli, *args):
@@ -66,7 +55,7 @@ def read_rows(path):
     (["--decode", "cpu", "--device", "cuda"], ["--device cuda: no CUDA GPU is visible"]),
     (["--decode", "cpu,tpu"], ["--decode takes cpu, gpu, auto (comma-separated or repeated), got 'tpu'"]),
 ])
-def test_loader_refuses_the_gpu_path_without_cuda(data, tmp_path, no_gpu_path, args, fragments):
+def test_loader_refuses_the_gpu_path_without_cuda(data, tmp_path, args, fragments):
     images, beton = data
     r = invoke(main, "loader", "--images", images, "--beton", beton, "--batch", 4, *args, "--results", tmp_path / "r.csv")
     assert_one_line_error(r, *fragments)
@@ -74,7 +63,7 @@ def test_loader_refuses_the_gpu_path_without_cuda(data, tmp_path, no_gpu_path, a
 
 
 @pytest.mark.timeout(60)
-def test_epoch_refuses_the_gpu_path_without_cuda(data, tmp_path, no_gpu_path):
+def test_epoch_refuses_the_gpu_path_without_cuda(data, tmp_path):
     _, beton = data
     r = invoke(main, "epoch", "--recipe", "smoke_cpu.yaml", "--train", beton, "--decode", "cpu", "--decode", "gpu",
                "--results", tmp_path / "r.csv")
@@ -83,11 +72,12 @@ def test_epoch_refuses_the_gpu_path_without_cuda(data, tmp_path, no_gpu_path):
 
 
 @pytest.mark.timeout(180)
-def test_loader_times_each_decode_path(data, tmp_path, gpu_path_on_cpu):
+def test_loader_times_each_decode_path(data, tmp_path):
     images, beton = data
     out = tmp_path / "r.csv"
     r = invoke(main, "loader", "--images", images, "--beton", beton, "--res", 32, "--batch", 4, "--workers", 1,
-               "--epochs", 2, "--warmup", 1, "--decode", "cpu,gpu", "--decode", "auto", "--results", out)
+               "--epochs", 2, "--warmup", 1, "--decode", "cpu,gpu", "--decode", "auto", "--results", out,
+               "--gpu-path-on-cpu")
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
     # auto is cpu here (no CUDA), so each path runs once
@@ -111,13 +101,13 @@ def test_loader_times_each_decode_path(data, tmp_path, gpu_path_on_cpu):
 
 
 @pytest.mark.timeout(300)
-def test_epoch_runs_the_trainer_per_decode_path(data, tmp_path, gpu_path_on_cpu):
+def test_epoch_runs_the_trainer_per_decode_path(data, tmp_path):
     _, beton = data
     out = tmp_path / "r.csv"
     # whole epochs of 4 steps of 4 images
     r = invoke(main, "epoch", "--recipe", "smoke_cpu.yaml", "--train", beton, "--epochs", 1, "--warmup", 0,
                "--set", "data.batch_size=4", "--set", "data.workers=1", "--decode", "cpu,gpu",
-               "--out", tmp_path / "runs", "--results", out)
+               "--out", tmp_path / "runs", "--results", out, "--gpu-path-on-cpu")
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
     assert [json.loads(row["settings"])["decode"] for row in rows] == ["cpu", "gpu"]
@@ -244,11 +234,11 @@ def test_decode_check_fails_on_differences_sizes_and_corruption():
 
 
 @pytest.mark.timeout(240)
-def test_decode_check_self_check_on_cpu(data, tmp_path, gpu_path_on_cpu):
+def test_decode_check_self_check_on_cpu(data, tmp_path):
     _, beton = data
     out = tmp_path / "check.txt"
     r = invoke(decode_check.main, beton, "--out", out, "--device", "cpu", "--images", 10, "--batch", 4, "--res", 32,
-               "--workers", 1, "--train-steps", 2, "--train-batch", 4, "--recipe", "smoke_cpu.yaml")
+               "--workers", 1, "--train-steps", 2, "--train-batch", 4, "--recipe", "smoke_cpu.yaml", "--gpu-path-on-cpu")
     assert r.exit_code == 0, r.output
     text = out.read_text()
     assert text.strip() in r.output
@@ -264,7 +254,7 @@ def test_decode_check_self_check_on_cpu(data, tmp_path, gpu_path_on_cpu):
 
 
 @pytest.mark.timeout(60)
-def test_decode_check_bad_arguments(data, tmp_path, no_gpu_path):
+def test_decode_check_bad_arguments(data, tmp_path):
     _, beton = data
     assert_one_line_error(invoke(decode_check.main, beton, "--out", tmp_path / "c.txt"),
                           "--device cuda: no CUDA GPU is visible")
@@ -275,7 +265,7 @@ def test_decode_check_bad_arguments(data, tmp_path, no_gpu_path):
     assert_one_line_error(invoke(decode_check.main, tmp_path / "missing.beton", "--out", tmp_path / "c.txt",
                                  "--device", "cpu"), "missing.beton")
     assert not (tmp_path / "c.txt").exists()
-    # without the tests' switch the GPU path's training comparison cannot run on the CPU: it says why
+    # without --gpu-path-on-cpu the GPU path's training comparison cannot run on the CPU: it says why
     r = invoke(decode_check.main, beton, "--out", tmp_path / "c.txt", "--device", "cpu", "--batch", 8, "--res", 32,
                "--workers", 1)
     assert r.exit_code == 0, r.output

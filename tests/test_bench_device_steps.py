@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from ffcv_inat import UserError
 from ffcv_inat.bench import synthetic_beton, train_throughput
-from ffcv_inat.manifest import read_manifest
+from ffcv_inat.beton import read_manifest
 
 
 def invoke(main, *args):

@@ -16,10 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from ffcv_inat import UserError
-from ffcv_inat.beton_integrity import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, HEADER, RGB_FIELD, INT_FIELD,
-                                       check_beton, read_layout, record_integrity, verify_beton, verify_betons)
+from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, HEADER, INT_FIELD, RGB_FIELD, check_beton,
+                              manifest_path, read_layout, read_manifest, record_integrity, verify_beton, verify_betons)
 from ffcv_inat.classes import select_classes
-from ffcv_inat.manifest import manifest_path, read_manifest
 from ffcv_inat.synthetic import make_imagenet
 from ffcv_inat.writers.cli import main as write_beton_cli
 
@@ -73,7 +72,7 @@ def test_our_format_types_match_ffcvs():
     from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, FieldDescType, HeaderType
     from ffcv.writer import MAX_PAGE_SIZE, MIN_PAGE_SIZE
 
-    from ffcv_inat import beton_integrity as bi
+    from ffcv_inat.beton import integrity as bi
 
     assert (HEADER, FIELD_DESC, ALLOC_ENTRY) == (HeaderType, FieldDescType, ALLOC_TABLE_TYPE)
     assert (bi.FORMAT_VERSION, bi.MIN_PAGE_SIZE, bi.MAX_PAGE_SIZE) == (CURRENT_VERSION, MIN_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -144,7 +143,7 @@ def test_truncated_copies(betons, tmp_path):
 def test_truncated_beton_fails_make_loader_and_cli_in_one_line(betons, tmp_path):
     import torch
 
-    from ffcv_inat.loaders import make_loader
+    from ffcv_inat.loader import make_loader
 
     cut = copy_pair(betons["train"], tmp_path)
     with open(cut, "r+b") as f:
@@ -264,7 +263,7 @@ def test_old_style_manifest_loads_with_one_warning_and_can_be_recorded(betons, t
 def test_ffcvs_loader_reads_a_checked_beton(betons):
     import torch
 
-    from ffcv_inat.loaders import make_loader
+    from ffcv_inat.loader import make_loader
 
     loader = make_loader(betons["train"], batch_size=4, res=16, train=False, device=torch.device("cpu"), workers=1)
     labels = torch.cat([y.clone() for _, y in loader])

@@ -1,4 +1,4 @@
-"""The crop function (`ffcv_inat.crops`): torchvision's RandomResizedCrop + flip distribution,
+"""The crop function (`ffcv_inat.loader.crops`): torchvision's RandomResizedCrop + flip distribution,
 drawn as a pure function of (seed, epoch, sample index, image size).
 
 Deterministic: our draws are a function of their arguments and torchvision's are made after
@@ -6,15 +6,34 @@ torch.manual_seed, so each statistic below is one fixed number, not a sample of 
 """
 import math
 
+import numba
 import numpy as np
 import pytest
 import torch
 from torchvision.transforms import RandomHorizontalFlip, RandomResizedCrop
 
-from ffcv_inat.crops import RATIO, SCALE, crop_box, crop_boxes, sample_key
+from ffcv_inat.loader.crops import RATIO, SCALE, crop_box, sample_key
 
 DRAWS = 20_000
 SHAPES = [(375, 500), (64, 640), (2400, 1600)]  # (height, width): ImageNet-like, very wide, large portrait
+
+
+@numba.njit
+def _crop_boxes(seed, epoch, indices, heights, widths, out):
+    for i in range(indices.shape[0]):
+        top, left, h, w, flip = crop_box(seed, epoch, indices[i], heights[i], widths[i])
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4] = top, left, h, w, 1 if flip else 0
+    return out
+
+
+def crop_boxes(seed: int, epoch: int, indices, heights, widths) -> np.ndarray:
+    """`crop_box` of many samples, called from numba code as ffcv's workers call it: int64 rows
+    (top, left, crop_height, crop_width, flip 0/1); `heights` and `widths` may be scalars."""
+    indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+    n = indices.shape[0]
+    heights = np.ascontiguousarray(np.broadcast_to(np.asarray(heights, dtype=np.int64), (n,)))
+    widths = np.ascontiguousarray(np.broadcast_to(np.asarray(widths, dtype=np.int64), (n,)))
+    return _crop_boxes(int(seed), int(epoch), indices, heights, widths, np.empty((n, 5), dtype=np.int64))
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:

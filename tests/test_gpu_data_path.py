@@ -1,9 +1,10 @@
 """The GPU data path (`data.decode: gpu`) on the CPU, with the real ffcv, torch and torchvision.
 
-ffcv workers copy each sample's stored bytes with a header (`ffcv_inat.jpeg_bytes`), the device
-decodes, crops, resizes, flips and normalises (`ffcv_inat.device_decode`), a thread does it
-ahead of the consumer (`ffcv_inat.device_loader`). The same code runs with device "cpu" under
-the tests' switch (`loaders.DECODE_ON_CPU_FOR_TESTS`), so what a GPU runs is pinned here:
+ffcv workers copy each sample's stored bytes with a header (`ffcv_inat.loader.gpu.jpeg_bytes`),
+the device decodes, crops, resizes, flips and normalises (`gpu.device_decode`), a thread does it
+ahead of the consumer (`gpu.device_loader`). The same code runs with device "cpu" when the tests
+ask (`make_loader(decode="gpu", device=cpu)`, `--gpu-path-on-cpu` for the commands), so what a
+GPU runs is pinned here:
 
 - the bytes op hands over every sample's exact stored bytes, its size, kind, index and the crop
   box of `crops.crop_box` (train, per epoch) or `crops.center_box` (eval);
@@ -33,12 +34,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from _train_data import imagenet_a_betons
 from ffcv_inat import UserError
-from ffcv_inat.crops import center_box, crop_box
-from ffcv_inat.device_decode import finish, resized_crops, size_chunks
-from ffcv_inat.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPEG_OTHER, RAW, jpeg_kind,
-                                  largest_payload, payload, read_headers)
-from ffcv_inat.loaders import (DECODE_ON_CPU_FOR_TESTS, DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader,
-                               resolve_decode, stop_epoch)
+from ffcv_inat.loader import DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader, resolve_decode
+from ffcv_inat.loader.crops import center_box, crop_box
+from ffcv_inat.loader.gpu.device_decode import finish, resized_crops, size_chunks
+from ffcv_inat.loader.gpu.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPEG_OTHER, RAW, jpeg_kind,
+                                             largest_payload, payload, read_headers)
 from ffcv_inat.writers.beton import WriteOptions
 from test_seeded_decoder import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
 
@@ -54,14 +54,6 @@ STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
 
 # ---------------------------------------------------------------------------------------------
 # Shared data and loaders
-
-
-@pytest.fixture(scope="module")
-def switch():
-    """The tests' switch that lets data.decode "gpu" run on the CPU, for the module's loaders."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(DECODE_ON_CPU_FOR_TESTS, "1")
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -108,21 +100,21 @@ def gpu_loader(beton, *, train: bool, batch_size: int, workers: int = 2, **kw):
 
 
 @pytest.fixture(scope="module")
-def gpu_eval(switch, beton):
+def gpu_eval(beton):
     return gpu_loader(beton, train=False, batch_size=EVAL_BATCH)
 
 
 @pytest.fixture(scope="module")
-def gpu_train(switch, beton):
+def gpu_train(beton):
     return gpu_loader(beton, train=True, batch_size=TRAIN_BATCH)
 
 
 def epoch_rows(loader, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of the bytes op's rows and the labels, straight from make_loader's ffcv Loader
-    (copied: ffcv reuses its buffers)."""
+    """One epoch of the bytes op's rows and the labels, straight from the ffcv Loader the GPU
+    path's loader wraps (copied: ffcv reuses its buffers)."""
     loader.set_epoch(epoch)
     rows, labels = [], []
-    for r, y in loader.loader:
+    for r, y in loader.source:
         rows.append(np.array(r, copy=True))
         labels.append(y.numpy().copy())
     return np.concatenate(rows), np.concatenate(labels)
@@ -389,7 +381,7 @@ def test_finish_normalises_casts_flips_and_is_channels_last():
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
     mirrored = torch.stack([c.flip(-1) if f else c for c, f in zip(crops, flips)])
     expected = (mirrored - mean) / std
-    f64 = (mirrored.double().numpy() - IMAGENET_MEAN.reshape(1, 3, 1, 1)) / IMAGENET_STD.reshape(1, 3, 1, 1)
+    f64 = (mirrored.double().numpy() - np.reshape(IMAGENET_MEAN, (1, 3, 1, 1))) / np.reshape(IMAGENET_STD, (1, 3, 1, 1))
     assert np.allclose(expected.numpy(), f64, atol=1e-5)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         work = crops.clone()
@@ -452,7 +444,7 @@ def progressive_no_larger(image: torch.Tensor, size: int) -> np.ndarray:
 
 
 @pytest.mark.timeout(120)
-def test_a_progressive_jpeg_in_the_beton_is_decoded_by_the_fallback(switch, tmp_path):
+def test_a_progressive_jpeg_in_the_beton_is_decoded_by_the_fallback(tmp_path):
     beton = write_gradient_beton(tmp_path / "jpg.beton", len(SIZES), "val", WriteOptions(write_mode="jpg", workers=1))
     stored = stored_samples(beton)
     assert {s["mode"] for s in stored} == {0}
@@ -483,7 +475,7 @@ def test_a_progressive_jpeg_in_the_beton_is_decoded_by_the_fallback(switch, tmp_
 
 
 @pytest.mark.timeout(180)
-def test_cpu_and_gpu_paths_crop_the_same_box_and_flip(switch, beton, gpu_train):
+def test_cpu_and_gpu_paths_crop_the_same_box_and_flip(beton, gpu_train):
     """The CPU seeded decoder (ffcv's JPEG decode, OpenCV's INTER_AREA resize, uint8) and the
     GPU path (torchvision's decode, roi_align, float) for the same (seed, epoch, sample):
     the same box and flip, pixels apart only by decoder and resize filter. Measured on this
@@ -498,7 +490,7 @@ def test_cpu_and_gpu_paths_crop_the_same_box_and_flip(switch, beton, gpu_train):
         gpu_train.set_epoch(epoch)
         a = [(x.clone(), y.clone()) for x, y in cpu]  # clone: ffcv reuses the CPU path's buffers
         g = list(gpu_train)
-        cpu_images = torch.cat([x for x, _ in a]).float()
+        cpu_images = denormalised(torch.cat([x for x, _ in a]))  # both loaders hand out normalised batches
         assert cpu_images.shape == (len(rows), 3, RES, RES)
         gpu_images = denormalised(torch.cat([x for x, _ in g]))
         labels = torch.cat([y for _, y in a])
@@ -518,8 +510,7 @@ def test_cpu_and_gpu_paths_crop_the_same_box_and_flip(switch, beton, gpu_train):
 
 
 @pytest.mark.timeout(30)
-def test_resolve_decode(monkeypatch, beton):
-    monkeypatch.delenv(DECODE_ON_CPU_FOR_TESTS, raising=False)
+def test_resolve_decode(beton):
     cuda = torch.device("cuda")  # only a name here: nothing runs on it
     assert resolve_decode("auto", CPU) == "cpu" and resolve_decode("cpu", CPU) == "cpu"
     assert resolve_decode("auto", cuda) == "gpu" and resolve_decode("gpu", cuda) == "gpu"
@@ -529,10 +520,11 @@ def test_resolve_decode(monkeypatch, beton):
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match=r"data\.decode must be one of cpu, gpu, auto, got 'nvjpeg'"):
         resolve_decode("nvjpeg", CPU)
-    with pytest.raises(UserError, match=r"data\.decode: gpu needs a CUDA device"):
-        make_loader(beton, batch_size=4, res=RES, train=False, device=CPU, workers=1, decode="gpu")
-    monkeypatch.setenv(DECODE_ON_CPU_FOR_TESTS, "1")
-    assert resolve_decode("gpu", CPU) == "gpu" and resolve_decode("auto", CPU) == "cpu"
+    # The tests' parameter: the GPU path's code on the CPU. make_loader takes the decision as made.
+    assert resolve_decode("gpu", CPU, gpu_path_on_cpu=True) == "gpu"
+    assert resolve_decode("auto", CPU, gpu_path_on_cpu=True) == "cpu"
+    with pytest.raises(ValueError, match="decode must be resolved to cpu or gpu"):
+        make_loader(beton, batch_size=4, res=RES, train=False, device=CPU, workers=1, decode="auto")
     with pytest.raises(UserError, match=r"data\.crop: ffcv has no GPU path"):
         make_loader(beton, batch_size=4, res=RES, train=True, device=CPU, workers=1, decode="gpu", crop="ffcv")
 
@@ -568,7 +560,7 @@ def one_line_error(result) -> str:
 @pytest.fixture(scope="module")
 def gpu_run(train_data, tmp_path_factory):
     """A short from-scratch run through the bytes path, counting the batches it decoded."""
-    from ffcv_inat import device_loader
+    from ffcv_inat.loader.gpu import device_loader
 
     run = tmp_path_factory.mktemp("gpu_runs") / "run"
     decoded_batches = []
@@ -579,9 +571,8 @@ def gpu_run(train_data, tmp_path_factory):
         return real(rows, headers, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(DECODE_ON_CPU_FOR_TESTS, "1")
         mp.setattr(device_loader, "images_from_rows", counting)  # our own function, still called
-        result = ffcv_train(*train_args(train_data, run))
+        result = ffcv_train(*train_args(train_data, run, "--gpu-path-on-cpu"))
     assert result.exit_code == 0, result.output + repr(result.exception)
     return run, decoded_batches
 
@@ -600,12 +591,11 @@ def test_ffcv_train_learns_through_the_gpu_path_on_cpu(gpu_run):
 
 
 @pytest.mark.timeout(120)
-def test_ffcv_train_eval_decodes_on_the_gpu_path(gpu_run, train_data, tmp_path, monkeypatch):
+def test_ffcv_train_eval_decodes_on_the_gpu_path(gpu_run, train_data, tmp_path):
     run, _ = gpu_run
-    monkeypatch.setenv(DECODE_ON_CPU_FOR_TESTS, "1")
     out = tmp_path / "eval"
     result = ffcv_train("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--val", train_data[1],
-                        "--out", out, "--batch-size", 16, "--workers", 2, "--decode", "gpu")
+                        "--out", out, "--batch-size", 16, "--workers", 2, "--decode", "gpu", "--gpu-path-on-cpu")
     assert result.exit_code == 0, result.output + repr(result.exception)
     run_summary = json.loads((run / "summary.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
@@ -616,8 +606,7 @@ def test_ffcv_train_eval_decodes_on_the_gpu_path(gpu_run, train_data, tmp_path, 
 
 
 @pytest.mark.timeout(120)
-def test_ffcv_train_decode_gpu_without_cuda_is_a_one_line_error(train_data, tmp_path, monkeypatch):
-    monkeypatch.delenv(DECODE_ON_CPU_FOR_TESTS, raising=False)
+def test_ffcv_train_decode_gpu_without_cuda_is_a_one_line_error(train_data, tmp_path):
     error = one_line_error(ffcv_train(*train_args(train_data, tmp_path / "refused")))
     assert "data.decode" in error and "CUDA" in error
 
@@ -625,16 +614,14 @@ def test_ffcv_train_decode_gpu_without_cuda_is_a_one_line_error(train_data, tmp_
 # data.decode is resolved before prepare_run_dir creates anything, so the same command with
 # data.decode=cpu can follow on the same --out.
 @pytest.mark.timeout(120)
-def test_a_refused_decode_gpu_run_leaves_no_run_dir(train_data, tmp_path, monkeypatch):
-    monkeypatch.delenv(DECODE_ON_CPU_FOR_TESTS, raising=False)
+def test_a_refused_decode_gpu_run_leaves_no_run_dir(train_data, tmp_path):
     out = tmp_path / "refused"
     one_line_error(ffcv_train(*train_args(train_data, out)))
     assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.rglob("*"))
 
 
 @pytest.mark.timeout(120)
-def test_ffcv_train_eval_decode_gpu_without_cuda_is_a_one_line_error(train_data, monkeypatch, gpu_run):
-    monkeypatch.delenv(DECODE_ON_CPU_FOR_TESTS, raising=False)
+def test_ffcv_train_eval_decode_gpu_without_cuda_is_a_one_line_error(train_data, gpu_run):
     run, _ = gpu_run
     error = one_line_error(ffcv_train("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--val",
                                       train_data[1], "--decode", "gpu"))
@@ -654,33 +641,95 @@ def wait_until(condition, seconds: float = 60) -> None:
 
 # When the rest of an epoch fits in the queues ahead of the consumer, ffcv's loading thread has
 # produced every batch and blocks on putting its end-of-epoch marker into its full queue, with no
-# timeout (ffcv 1.0.2, EpochIterator.run), deaf to terminate_event: stop_epoch must empty that
+# timeout (ffcv 1.0.2, EpochIterator.run), deaf to terminate_event: stop() must empty that
 # queue. The GPU path meets it more often: its decode thread takes 1 + queue_depth batches more
 # from ffcv. Cases marked `ends` build that state; "mid-epoch" is the ordinary early stop.
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("decode, batch_size, ends", [("gpu", 5, True), ("gpu", 2, False), ("cpu", 8, True)],
                          ids=["gpu-rest-fits-the-queues", "gpu-mid-epoch", "cpu-rest-fits-the-queue"])
-def test_stopping_an_epoch_early_does_not_hang(switch, beton, stored, decode, batch_size, ends):
+def test_stopping_an_epoch_early_does_not_hang(beton, stored, decode, batch_size, ends):
     loader = make_loader(beton, batch_size=batch_size, res=RES, train=False, device=CPU, workers=1, decode=decode,
                          dtype=torch.float32)
     batches = -(-len(stored) // batch_size)
     it = iter(loader)
     images, labels = next(it)
     assert len(labels) == len(images) == batch_size
-    ffcv_iterator = it.inner if decode == "gpu" else it
+    ffcv_iterator = it.inner.ffcv if decode == "gpu" else it.ffcv
     if decode == "gpu":  # the decode thread has taken 1 + queue_depth batches, ffcv's queue is full
         wait_until(lambda: it.queue.full() and ffcv_iterator.output_queue.full())
-        assert (1 + 2 + 1 + loader.loader.batches_ahead >= batches) == ends
+        assert (1 + 2 + 1 + loader.source.loader.batches_ahead >= batches) == ends
     else:
         wait_until(lambda: ffcv_iterator.output_queue.full())
         assert (1 + loader.loader.batches_ahead >= batches) == ends
-    stopper = threading.Thread(target=stop_epoch, args=(it,), daemon=True)
+    stopper = threading.Thread(target=it.stop, daemon=True)
     stopper.start()
     stopper.join(timeout=15)  # a hang detector: it takes well under a second when it works
-    assert not stopper.is_alive(), "stop_epoch hangs (ffcv's end-of-epoch put on a full queue)"
+    assert not stopper.is_alive(), "stop() hangs (ffcv's end-of-epoch put on a full queue)"
     assert not ffcv_iterator.is_alive()  # no loading thread left behind
     if decode == "gpu":
         assert not it._thread.is_alive()
     epoch = [(len(y), x.shape[1:]) for x, y in loader]  # a whole epoch after the stop
     assert sum(n for n, _ in epoch) == len(stored) and len(epoch) == batches
     assert all(shape == (3, RES, RES) for _, shape in epoch)
+
+
+# ffcv's Squeeze() made a last batch of one label a 0-d tensor, and ffcv's thread died on it.
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("decode", ["cpu", "gpu"])
+def test_a_last_batch_of_one_image_is_evaluated(beton, stored, decode):
+    loader = make_loader(beton, batch_size=len(stored) - 1, res=RES, train=False, device=CPU, workers=1,
+                         decode=decode, dtype=torch.float32)
+    with iter(loader) as epoch:
+        batches = [(len(x), y.clone()) for x, y in epoch]
+    assert [n for n, _ in batches] == [len(stored) - 1, 1]
+    assert torch.cat([y for _, y in batches]).tolist() == [s["label"] for s in stored]
+
+
+def ffcv_thread_raises_after(ffcv_iterator, batches: int) -> None:
+    """Make ffcv's loading thread raise when it asks for batch number `batches` of the epoch,
+    as a pipeline that raises makes it die (it reads its batches' indices from iter_ixes)."""
+    rest = ffcv_iterator.iter_ixes
+
+    def indices():
+        for _ in range(batches):
+            yield next(rest)
+        raise ValueError("a pipeline error in ffcv's thread")
+
+    ffcv_iterator.iter_ixes = indices()
+
+
+# Before: the consumer raised after 10 s, stopping took another 120 s and left the thread alive.
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("decode", ["cpu", "gpu"])
+def test_a_dead_ffcv_thread_ends_the_epoch_at_once(beton, decode):
+    loader = make_loader(beton, batch_size=1, res=RES, train=False, device=CPU, workers=1, decode=decode,
+                         dtype=torch.float32)
+    it = iter(loader)
+    ffcv_thread_raises_after(it.inner.ffcv if decode == "gpu" else it.ffcv, 2)  # 32 batches: it is far from done
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"^ffcv's loading thread stopped before the end of the epoch") as e:
+        for _ in it:
+            pass
+    assert "\n" not in str(e.value)
+    it.stop()
+    assert time.monotonic() - start < 5
+    assert not it.is_alive() if decode == "gpu" else not it.ffcv.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_broken_device_decoder_is_an_error_not_cpu_decoding(gpu_eval, monkeypatch):
+    """nvJPEG missing or out of memory: every device call fails. That would decode the run on
+    one CPU thread, one image at a time, silently; it is a one-line error instead."""
+    from ffcv_inat.loader.gpu import device_decode
+
+    rows, _ = epoch_rows(gpu_eval, 0)
+    headers = read_headers(rows)
+    assert (headers[:, FIELD["kind"]] == JPEG_BATCHED).any()
+
+    def broken(datas, device):
+        raise RuntimeError("nvjpegCreate failed\nmore")
+
+    monkeypatch.setattr(device_decode, "_decode_jpegs", broken)  # our own function, in place of nvJPEG
+    with pytest.raises(UserError, match=r"^the cpu JPEG decoder failed on every JPEG of a batch that the CPU "
+                                        r"decodes \(nvjpegCreate failed\); use data.decode: cpu$"):
+        device_decode.decode_images(rows, headers, CPU)

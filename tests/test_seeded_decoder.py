@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 import cv2
+import numba
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from ffcv_inat.crops import crop_box
-from ffcv_inat.loaders import make_loader
+from ffcv_inat.loader import make_loader
+from ffcv_inat.loader.crops import crop_box
 from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton
 
 SEED = 7
@@ -81,7 +82,7 @@ def _stored_images(beton) -> tuple[list[np.ndarray], np.ndarray]:
 def _sequential_decoder_loader(beton, out_hw, workers):
     from ffcv.loader import Loader, OrderOption
 
-    from ffcv_inat.seeded_decoder import SeededRandomResizedCropDecoder
+    from ffcv_inat.loader.seeded_decoder import SeededRandomResizedCropDecoder
 
     decoder = SeededRandomResizedCropDecoder(out_hw, seed=SEED)
     loader = Loader(str(beton), batch_size=BATCH, num_workers=workers, order=OrderOption.SEQUENTIAL,
@@ -161,7 +162,7 @@ def test_the_stock_decoder_stays_selectable(beton):
     from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
 
     from ffcv_inat import UserError
-    from ffcv_inat.seeded_decoder import SeededRandomResizedCropDecoder
+    from ffcv_inat.loader.seeded_decoder import SeededRandomResizedCropDecoder
 
     stock = make_loader(beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=1,
                         crop="ffcv")
@@ -176,16 +177,15 @@ def test_the_stock_decoder_stays_selectable(beton):
 def test_the_epoch_follows_the_shuffle_order(beton):
     """BetonLoader's crop epoch is ffcv's next_epoch when an iterator is created, also when
     the loader is iterated without set_epoch (ffcv increments next_epoch itself)."""
-    from ffcv_inat.loaders import stop_epoch
-    from ffcv_inat.seeded_decoder import read_int64
+    from ffcv_inat.loader.seeded_decoder import load_int64
 
+    read_int64 = numba.njit(lambda address: load_int64(address))  # what the compiled decoder reads
     loader = _train_loader(beton, workers=1)
     loader.set_epoch(6)
     assert loader.epoch == 6 and loader.decoder.epoch == 6
     for expected in (6, 7):
-        it = iter(loader)
-        assert loader.decoder.epoch == expected and read_int64(loader.decoder.epoch_cell.address) == expected
-        stop_epoch(it)
+        with loader.start_epoch():
+            assert loader.decoder.epoch == expected and read_int64(loader.decoder.epoch_cell.address) == expected
     assert loader.epoch == 8
 
 

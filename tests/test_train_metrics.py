@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ffcv_inat.manifest import ClassEntry
+from ffcv_inat.beton import ClassEntry
 from ffcv_inat.metrics import per_class_counts, per_class_rows, per_supercategory, topk_correct
 
 pytestmark = pytest.mark.timeout(30)

@@ -127,7 +127,9 @@ def test_resume_after_kill_equals_uninterrupted(reference_run, data, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 180
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    # save_progress writes last.pt, then log.jsonl: wait for both, or a kill between them (seen on
+    # a loaded machine) leaves no log to compare.
+    while not (ckpt.exists() and (run / "log.jsonl").exists()) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from ffcv_inat.beton import read_manifest
 from ffcv_inat.classes import select_classes
-from ffcv_inat.manifest import read_manifest
 from ffcv_inat.synthetic import make_imagenet
 from ffcv_inat.writers.cli import main as write_beton
 

@@ -14,8 +14,7 @@ import numpy as np
 from ffcv_inat import UserError, __version__
 from ffcv_inat.atomic import atomic_outputs
 from ffcv_inat.environment import usable_cores
-from ffcv_inat.beton_integrity import Damaged, integrity_of
-from ffcv_inat.manifest import ClassEntry, Integrity, Manifest, manifest_path
+from ffcv_inat.beton import ClassEntry, Damaged, Integrity, Manifest, integrity_of, manifest_path
 
 from .images import BadImage, decode_rgb, find_bad_images
 

@@ -97,7 +97,7 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
 
 def verify_main(betons, record: bool) -> None:
     """`--verify`: one line per beton, OK or what differs; nonzero exit if any differs."""
-    from ffcv_inat.beton_integrity import record_integrity, verify_beton
+    from ffcv_inat.beton import record_integrity, verify_beton
 
     failed = 0
     for beton in betons:

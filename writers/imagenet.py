@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ffcv_inat import UserError
+from ffcv_inat.beton import Manifest
 from ffcv_inat.classes import class_by_wnid, select_classes
-from ffcv_inat.manifest import Manifest
 
 from .beton import ClassInfo, WriteOptions, write_beton
 

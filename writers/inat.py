@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ffcv_inat.beton import Manifest
 from ffcv_inat.inat import split_samples
-from ffcv_inat.manifest import Manifest
 
 from .beton import ClassInfo, WriteOptions, write_beton
 

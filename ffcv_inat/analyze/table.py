@@ -16,8 +16,8 @@ import pandas as pd
 import yaml
 
 from .. import UserError
+from ..beton import manifest_path
 from ..classes import subset_label
-from ..manifest import manifest_path
 from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
 from ..study import FAMILIES, IMAGENET_A, family_of, num_pretrain_classes
 

@@ -183,7 +183,7 @@ def _gpus_per_run(gpus_per_run: int | None, gres: str | None) -> int:
 
 
 def _verify_betons(rows) -> None:
-    from ..beton_integrity import verify_betons
+    from ..beton import verify_betons
 
     paths = betons_to_verify(rows)
     if not paths:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ..atomic import pid_alive, write_text_atomic
-from ..manifest import manifest_path
+from ..beton import manifest_path
 from ..rundir import read_summary
 from .plan import TRAIN_KINDS, PlanRow
 

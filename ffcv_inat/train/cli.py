@@ -47,8 +47,10 @@ def _print_metrics(summary: dict) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (shorthand for --set out=DIR).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. optim.lr=0.05.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
+@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
+              help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @report_user_errors
-def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
+def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, gpu_path_on_cpu):
     """Train (pretrain, finetune, linear probe) as a recipe says; writes a run directory."""
     from ..config import load_config
 
@@ -60,7 +62,7 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
                                             "model.init": init, "out": out})
     from .trainer import train  # torch and ffcv: after the config is known to be good
 
-    summary = train(cfg, resume=resume)
+    summary = train(cfg, resume=resume, gpu_path_on_cpu=gpu_path_on_cpu)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     click.echo(f"run dir: {summary['run_dir']}")
@@ -74,7 +76,7 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
 @click.option("--out", type=click.Path(file_okay=False), help="Write per_class.csv and summary.json here.")
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--res", type=int, default=None, help="Eval resolution. Default: the checkpoint's data.val_res, else 224.")
-@click.option("--workers", default=0, show_default=True, help="Loader threads; 0 = all usable cores.")
+@click.option("--workers", default=0, show_default=True, help="Loader threads; 0 = this process's share of the usable cores.")
 @click.option("--tta-flip", is_flag=True, help="Average the logits of each image and its mirror image.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
@@ -83,13 +85,17 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume):
               help="Where JPEGs are decoded, as data.decode: cpu (loader workers), gpu (nvJPEG; workers copy "
                    "bytes), auto (gpu on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
+              help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @report_user_errors
-def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, decode, as_json):
+def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, decode, as_json,
+             gpu_path_on_cpu):
     """Top-1/top-5, per-class and per-supercategory accuracy of a checkpoint on a val beton."""
     from ..evaluation import evaluate_checkpoint
 
     summary = evaluate_checkpoint(checkpoint, val_beton, out, batch_size=batch_size, res=res, workers=workers,
-                                  tta_flip=tta_flip, device=device, precision=precision, decode=decode)
+                                  tta_flip=tta_flip, device=device, precision=precision, decode=decode,
+                                  gpu_path_on_cpu=gpu_path_on_cpu)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:

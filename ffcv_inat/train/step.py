@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import OptimConfig
 from ..environment import autocast_dtype
-from ..loaders import model_input
+from ..loader import model_input
 
 
 def param_groups(model: nn.Module, optim: OptimConfig) -> list[dict]:
@@ -32,20 +32,18 @@ class TrainStep:
     """`step(images, labels, lr) -> loss`: set the LR, convert the batch, forward under
     autocast, backward (scaled in fp16), optimiser step. The loss stays on the device."""
 
-    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, optim: OptimConfig, precision: str,
-                 normalized: bool):
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, optim: OptimConfig, precision: str):
         self.net = net
         self.optimizer = optimizer
         self.criterion = nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing)
         self.precision = precision  # what runs (environment.run_precision), not what was asked
         self.amp = autocast_dtype(precision)
-        self.normalized = normalized  # the loader's batches are already normalised (GPU pipeline)
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x = model_input(images, self.normalized, self.precision)
+        x = model_input(images, self.precision)
         with torch.autocast(x.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             loss = self.criterion(self.net(x), labels.long())
         self.optimizer.zero_grad(set_to_none=True)

@@ -11,8 +11,9 @@
         save_progress             checkpoints/last.pt and log.jsonl
         run_summary               summary.json's contents
 
-Fast path on a GPU (as ffcv-imagenet): uint8 batches arrive normalised on the device from the
-FFCV pipeline, the model is channels-last under bf16 autocast, the LR is set per iteration
+Fast path on a GPU (as ffcv-imagenet): batches arrive on the device already normalised by the
+loader (float16 from the CPU path's pipeline, the precision's input dtype from the GPU path),
+the model is channels-last under bf16 autocast, the LR is set per iteration
 from a pure function, and nothing in the step waits for the GPU: the loss is summed on the
 device and read back only every `log_every` steps and at the end of the epoch.
 
@@ -38,33 +39,34 @@ from tqdm import tqdm
 
 from .. import UserError
 from ..atomic import atomic_outputs
-from ..beton_integrity import check_beton
+from ..beton import Manifest, check_beton
 from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
-from ..loaders import BetonLoader, make_loader, normalizes_on, resolve_decode, stop_epoch, training_crop
-from ..manifest import Manifest
+from ..loader import AnyLoader, make_loader, resolve_decode, training_crop
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
 from ..schedule import lr_at, res_at
 from .step import TrainStep, make_optimizer
 
 
-def train(cfg: Config, *, resume: bool = False) -> dict:
-    """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json)."""
+def train(cfg: Config, *, resume: bool = False, gpu_path_on_cpu: bool = False) -> dict:
+    """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json).
+    `gpu_path_on_cpu`: let data.decode gpu run the GPU path's code on the CPU (for tests)."""
     validate(cfg)
     info = setup(cfg.device)
     try:
-        return run_training(cfg, resume, info)
+        return run_training(cfg, resume, info, gpu_path_on_cpu)
     finally:
         teardown(info)
 
 
-def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
+def run_training(cfg: Config, resume: bool, info: DistInfo, gpu_path_on_cpu: bool = False) -> dict:
     wall_start = time.perf_counter()
-    resolve_decode(cfg.data.decode, info.device)  # data.decode: gpu without CUDA: one line, before any file
+    # data.decode resolved once, before any file: gpu without CUDA is one line and no run dir.
+    decode = resolve_decode(cfg.data.decode, info.device, gpu_path_on_cpu=gpu_path_on_cpu)
     run_dir = prepare_run_dir(cfg, resume, info)
     done = read_summary(run_dir) if resume else None  # a corrupt summary.json: run (again) to the end
     if done is not None:
@@ -73,7 +75,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
         return done
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = read_data(cfg)
+    data = read_data(cfg, decode)
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
     if t.history and info.is_main:
@@ -157,14 +159,16 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
 
 @dataclass(frozen=True)
 class RunData:
-    train: Manifest
+    train: Manifest  # checked against its beton: the loaders take it and do not check again
     val: Manifest | None
     num_classes: int  # outputs of the model's head
+    decode: str  # where the run decodes its JPEGs, resolved: "cpu" or "gpu"
 
 
-def read_data(cfg: Config) -> RunData:
+def read_data(cfg: Config, decode: str) -> RunData:
     """The betons' manifests, each checked against its beton (size, sample count, labels) before
-    anything else touches it, and a check that train and val labels mean the same classes."""
+    anything else touches it, and a check that train and val labels mean the same classes.
+    `decode`: data.decode as `resolve_decode` resolved it for this run."""
     train = check_beton(cfg.data.train)
     val = check_beton(cfg.data.val) if cfg.data.val else None
     num_classes = cfg.model.num_classes or train.num_classes
@@ -174,7 +178,7 @@ def read_data(cfg: Config) -> RunData:
                             "labels would not mean the same thing")
     if val is not None and val.num_classes > num_classes:
         raise UserError(f"{cfg.data.val} has {val.num_classes} classes but the model has {num_classes}")
-    return RunData(train, val, num_classes)
+    return RunData(train, val, num_classes, decode)
 
 
 @dataclass
@@ -234,21 +238,20 @@ def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
-    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev),
-                     normalized=normalizes_on(dev, resolve_decode(cfg.data.decode, dev)))
+    step = TrainStep(net, optimizer, cfg.optim, run_precision(cfg.precision, dev))
     if ckpt is not None:
         step.scaler.load_state_dict(ckpt["scaler"])
     return Training(model, net, step, start_epoch, history, wall_before, head_replaced)
 
 
 def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
-                   ) -> tuple[BetonLoader, BetonLoader | None]:
+                   ) -> tuple[AnyLoader, AnyLoader | None]:
     batch = per_process_batch(cfg.data.batch_size, info.world_size)
     train_loader = make_loader(
         cfg.data.train, batch_size=batch, res=res_at(cfg.progressive, cfg.data.res, start_epoch), train=True,
         device=info.device, workers=cfg.data.workers, augment=cfg.data.augment, crop=cfg.data.crop,
         distributed=info.distributed, seed=cfg.seed, os_cache=cfg.data.os_cache,
-        decode=cfg.data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)),
+        decode=data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)), manifest=data.train,
     )
     if len(train_loader) == 0:
         raise UserError(f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
@@ -259,12 +262,12 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
             cfg.data.val, batch_size=per_process_batch(cfg.eval.batch_size or cfg.data.batch_size, info.world_size),
             res=cfg.data.val_res, train=False,
             device=info.device, workers=cfg.data.workers, distributed=info.distributed, os_cache=cfg.data.os_cache,
-            decode=cfg.data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)),
+            decode=data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)), manifest=data.val,
         )
     return train_loader, val_loader
 
 
-def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInfo, epoch: int,
+def train_one_epoch(t: Training, loader: AnyLoader, cfg: Config, info: DistInfo, epoch: int,
                     steps_per_epoch: int, bar: tqdm) -> tuple[float, int, float, float]:
     """(mean train loss over all processes, steps, last LR, seconds) of one epoch."""
     dev = info.device
@@ -274,9 +277,8 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
     steps, lr = 0, cfg.optim.lr
-    iterator = iter(loader)
-    try:
-        for images, labels in iterator:
+    with loader.start_epoch() as batches:  # its end stops the loader's threads, also on an early exit
+        for images, labels in batches:
             if steps == steps_per_epoch:
                 break
             lr = lr_at(cfg.schedule, cfg.optim.lr, epoch, steps, steps_per_epoch)
@@ -287,9 +289,7 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
                 bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}")
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader below
-    finally:
-        stop_epoch(iterator)  # stop the loader's threads, also when we leave the epoch early
+        seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader
     train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
     if not math.isfinite(train_loss):
         raise UserError(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
@@ -340,7 +340,7 @@ def run_summary(cfg: Config, run_dir: Path, t: Training, data: RunData, info: Di
         "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
         # The augmentation: `seed` also draws the crops and flips when crop is "seeded".
         "seed": cfg.seed, "crop": training_crop(cfg.data.augment, cfg.data.crop),
-        "decode": resolve_decode(cfg.data.decode, dev),  # where the JPEGs were decoded: cpu or gpu
+        "decode": data.decode,  # where the JPEGs were decoded: cpu or gpu
         "device": device_name(dev, info.world_size), "precision": t.step.precision,
         "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
         "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,

@@ -14,14 +14,14 @@ Its random numbers come from a counter-based generator, not a stream: the four i
 hashed into a key with splitmix64's mixing function, and draw number c of a sample is
 mix(key + (c + 1) * golden gamma), the c-th output of a splitmix64 generator seeded with that
 key. There is no state and nothing depends on which thread, worker or process asks, so every
-path that makes a training crop (ffcv's CPU workers via `ffcv_inat.seeded_decoder`, the tests,
-a GPU path) crops the same box for the same arguments. Draws 0-19 are the tries' (area, ratio)
+path that makes a training crop (ffcv's CPU workers via `seeded_decoder`, the GPU path's
+bytes op `gpu.jpeg_bytes`, the tests) crops the same box for the same arguments. Draws 0-19 are the tries' (area, ratio)
 pairs, 20 and 21 the position, 22 the flip.
 
 `center_box(height, width, ratio)` is the evaluation (and un-augmented training) crop.
 
 One implementation, compiled by numba: callable from numba code (the decoder's parallel loop)
-and from Python (`crop_box` on scalars, `crop_boxes` on arrays of indices and sizes).
+and from Python on scalars.
 """
 from __future__ import annotations
 
@@ -119,27 +119,3 @@ def center_box(height, width, ratio):
     width = np.int64(width)
     side = np.int64(ratio * min(height, width))
     return (height - side) // 2, (width - side) // 2, side, side
-
-
-@_jit
-def _crop_boxes(seed, epoch, indices, heights, widths, out):
-    for i in range(indices.shape[0]):
-        top, left, h, w, flip = crop_box(seed, epoch, indices[i], heights[i], widths[i])
-        out[i, 0] = top
-        out[i, 1] = left
-        out[i, 2] = h
-        out[i, 3] = w
-        out[i, 4] = 1 if flip else 0
-    return out
-
-
-def crop_boxes(seed: int, epoch: int, indices, heights, widths) -> np.ndarray:
-    """`crop_box` of many samples: an int64 array of rows (top, left, crop_height, crop_width,
-    flip 0/1). `heights` and `widths` may be scalars (one image size for all)."""
-    indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
-    n = indices.shape[0]
-    heights = np.ascontiguousarray(np.broadcast_to(np.asarray(heights, dtype=np.int64), (n,)))
-    widths = np.ascontiguousarray(np.broadcast_to(np.asarray(widths, dtype=np.int64), (n,)))
-    if n and (heights.min() < 1 or widths.min() < 1):
-        raise ValueError("image heights and widths must be at least 1")
-    return _crop_boxes(int(seed), int(epoch), indices, heights, widths, np.empty((n, 5), dtype=np.int64))

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import UserError
+from .. import UserError
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ClassEntry:
 @dataclass
 class Integrity:
     """What the manifest describes, recorded at write time: checked before any read
-    (size, count) and on demand (checksum); see `ffcv_inat.beton_integrity`."""
+    (size, count) and on demand (checksum); see `integrity`."""
 
     size_bytes: int  # the beton's size
     num_samples: int  # as ffcv's header states it

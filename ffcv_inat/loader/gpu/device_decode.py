@@ -1,6 +1,6 @@
 """The device half of the GPU data path: a batch of stored bytes -> the model's input.
 
-    images_from_rows        the whole step, what `ffcv_inat.device_loader` runs per batch:
+    images_from_rows        the whole step, what `device_loader` runs per batch:
       decode_images           JPEGs with torchvision's batched `decode_jpeg(..., device)`
                               (nvJPEG on a GPU); progressive and other JPEGs on the CPU, in the
                               same batch; raw samples are already pixels
@@ -8,7 +8,7 @@
                               `torchvision.ops.roi_align` per memory-bounded chunk
       finish                  flip, normalise, dtype, channels-last
 
-The same functions run with device="cpu" (the tests, `data.decode: gpu` under the test switch),
+The same functions run with device="cpu" (the tests pass it to `make_loader`),
 so what the GPU runs is what CPU tests pin.
 
 Resize. roi_align with aligned=True samples the box's output pixels at their centres, each the
@@ -30,14 +30,17 @@ caller's stream while kernels that read it are still queued could be overwritten
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.ops import roi_align
 
-from . import UserError
+from ... import UserError
+from ..normalize import imagenet_stats
 from .jpeg_bytes import JPEG_BATCHED, JPEG_OTHER, RAW, payload
-from .loaders import imagenet_stats
 
 # Most memory one chunk's padded float32 images may take; batches of large images are resized
 # in several roi_align calls rather than one huge allocation.
@@ -84,8 +87,6 @@ def indexed(device: torch.device) -> torch.device:
 
 
 def _decode_jpegs(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     if device.type == "cuda":
         device = indexed(device)
         # See the module's nvJPEG hazards. A blocking event, so the host sleeps rather than spins.
@@ -97,12 +98,20 @@ def _decode_jpegs(datas: list[torch.Tensor], device: torch.device) -> list[torch
 
 
 def _decode_on_cpu(data: torch.Tensor, index: int) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     try:
         return decode_jpeg(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
         raise UserError(f"sample {index}: its stored JPEG does not decode ({str(e).splitlines()[0]})") from None
+
+
+def _refuse_a_broken_device_decoder(rows: np.ndarray, headers: np.ndarray, i: int, device: torch.device,
+                                    error: str) -> None:
+    """Every device call of a batch failed: if sample i's JPEG decodes on the CPU (else that
+    decode's own error), the device decoder is broken (nvJPEG missing, out of memory), and
+    going on would decode the whole run one image at a time on one CPU thread, silently."""
+    _decode_on_cpu(torch.from_numpy(payload(rows, headers, i)), int(headers[i, 9]))
+    raise UserError(f"the {device} JPEG decoder failed on every JPEG of a batch that the CPU decodes ({error}); "
+                    "use data.decode: cpu")
 
 
 def decode_images(rows: np.ndarray, headers: np.ndarray, device: torch.device
@@ -145,6 +154,8 @@ def decode_images(rows: np.ndarray, headers: np.ndarray, device: torch.device
                     counts.one_by_one += 1
                 except RuntimeError:
                     on_cpu.append(i)
+            if counts.one_by_one == 0:
+                _refuse_a_broken_device_decoder(rows, headers, batched[0], device, counts.failed_batches[-1])
     for i in on_cpu:
         data = torch.from_numpy(payload(rows, headers, i))
         images[i] = _decode_on_cpu(data, int(headers[i, 9])).to(device)
@@ -190,8 +201,6 @@ def resized_crops(images: list[torch.Tensor], boxes: np.ndarray, size: tuple[int
                   max_chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """Box i (top, left, height, width) of images[i], resized to `size`: float32
     (n, 3, size[0], size[1]) in 0..255 on the images' device."""
-    from torchvision.ops import roi_align
-
     device = images[0].device
     n = len(images)
     out = torch.empty((n, 3, size[0], size[1]), dtype=torch.float32, device=device)
@@ -237,8 +246,6 @@ def nvjpeg_backend() -> str:
     so this asks nvJPEG the question torchvision asks (can a hardware-backend handle be
     created?) of the libnvjpeg this process loaded: "hardware", "cuda (...)", or
     "unknown (...)". Call it after a CUDA decode, when the library is loaded."""
-    import ctypes
-
     if not torch.cuda.is_available():
         return "none (no CUDA)"
     try:

@@ -6,7 +6,7 @@ allowed", "index 0 is out of bounds") or, with another beton's manifest, trains 
 that mean other classes. Two levels of checking:
 
 - `check_beton(path)`: cheap and always on (every reader calls it before ffcv opens the
-  file; `ffcv_inat.loaders.make_loader` does). It reads the header, the field table, the
+  file; `ffcv_inat.loader.make_loader` does unless handed the checked manifest). It reads the header, the field table, the
   per-sample metadata (not the image data) and the allocation table, and compares them with
   the manifest: size, sample count, labels within the classes, images per class.
 - `verify_beton(path)`: the cheap check plus the sha256 of the whole file (a full read),
@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
-from . import UserError
+from .. import UserError
+from ..atomic import write_text_atomic
 from .manifest import Integrity, Manifest, manifest_path, read_manifest
 
 # ffcv 1.0.2's on-disk types (ffcv/types.py), repeated so that checking a beton does not import
@@ -180,8 +182,6 @@ def read_labels(path: str | Path, layout: BetonLayout) -> np.ndarray:
 
 def sha256_of(path: str | Path, progress: bool = False) -> str:
     """The file's sha256 (hex, as `sha256sum` prints it), read in 8 MiB chunks."""
-    from tqdm import tqdm
-
     h = hashlib.sha256()
     size = os.path.getsize(path)
     with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
@@ -318,8 +318,6 @@ def record_integrity(beton: str | Path, progress: bool = True) -> tuple[Manifest
     """Record size, sample count and sha256 into an old manifest, atomically, after the cheap
     check passed. Returns (manifest, whether it was changed); a manifest that already records
     them is verified instead and left as it is."""
-    from .atomic import write_text_atomic
-
     beton = Path(beton)
     manifest = check_beton(beton, warn_unrecorded=False)
     if manifest.integrity is not None:

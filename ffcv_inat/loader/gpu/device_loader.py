@@ -1,9 +1,10 @@
 """The GPU data path's loader (`data.decode: gpu`): ffcv workers copy bytes, the device decodes.
 
-`DeviceDecodeLoader` has `BetonLoader`'s interface (iterate, `set_epoch`, `set_resolution`,
-`normalized`), so the trainer, the evaluation and the bench use either without knowing which.
-Its ffcv Loader runs `jpeg_bytes.CompressedImageBytes` on the image field and leaves labels on
-the CPU; a background thread turns each batch into the model's input with
+`DeviceDecodeLoader` wraps a `BetonLoader` whose ffcv Loader runs `jpeg_bytes.CompressedImageBytes`
+on the image field and leaves labels on the CPU (as timm's PrefetchLoader wraps a loader: length,
+epoch and `set_epoch` are the inner loader's), and has its interface (iterate, `start_epoch`,
+`set_epoch`, `set_resolution`), so the trainer, the evaluation and the bench use either without
+knowing which. A background thread turns each batch into the model's input with
 `device_decode.images_from_rows` while the caller trains on the previous one.
 
 Overlap and streams. On a GPU the thread issues its work on a side CUDA stream and hands each
@@ -29,15 +30,16 @@ from queue import Empty, Full, Queue
 
 import torch
 
+from ..beton_loader import BetonLoader
 from .device_decode import DecodeCounts, images_from_rows, to_device
 from .jpeg_bytes import read_headers
-from .loaders import BetonLoader, stop_epoch
 
 _END = object()
 
 
 @dataclass
-class DeviceDecodeLoader(BetonLoader):
+class DeviceDecodeLoader:
+    source: BetonLoader  # ffcv's rows of stored bytes and the labels, its decoder the bytes op
     device: torch.device = torch.device("cpu")
     size: tuple[int, int] = (224, 224)
     dtype: torch.dtype = torch.float16  # of the images handed out
@@ -45,28 +47,47 @@ class DeviceDecodeLoader(BetonLoader):
     counts: DecodeCounts = field(default_factory=DecodeCounts)  # summed over every batch handed out
     _stream: object = None  # the side CUDA stream, made at the first epoch
 
-    def __iter__(self):
-        self._set_crop_epoch(self.loader.next_epoch)
+    def __iter__(self) -> "DecodingIterator":
+        return self.start_epoch()
+
+    def start_epoch(self) -> "DecodingIterator":
+        """The next epoch's batches (also what iter() gives); `stop()` ends them."""
         if self._stream is None and self.device.type == "cuda":
-            self._stream = torch.cuda.Stream(self.device)
-        return DecodingIterator(iter(self.loader), self.device, self.size, self.dtype, self.queue_depth, self.counts,
+            # From the high-priority pool: torch hands out 32 streams per priority round-robin and
+            # ffcv's EpochIterator takes five new default-priority ones every epoch, so a
+            # default-priority side stream would, every few epochs, be one of ffcv's, and a host
+            # wait on one would block on the other. ffcv never asks for priority -1.
+            self._stream = torch.cuda.Stream(self.device, priority=-1)
+        return DecodingIterator(self.source, self.device, self.size, self.dtype, self.queue_depth, self.counts,
                                 self._stream)
+
+    @property
+    def epoch(self) -> int:
+        return self.source.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.source.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.source)
 
     def set_resolution(self, res: int) -> None:
         self.size = (res, res)
 
 
 class DecodingIterator:
-    """One epoch: a thread decodes ahead of the consumer. Stop it early with
-    `loaders.stop_epoch` (terminate_event, join, close), as ffcv's own iterator."""
+    """One epoch: a thread decodes ahead of the consumer. `stop()` ends it, early or not, and
+    quickly also when ffcv's loading thread has died."""
 
-    def __init__(self, inner, device: torch.device, size: tuple[int, int], dtype: torch.dtype, depth: int,
-                 counts: DecodeCounts, stream=None):
-        self.inner = inner  # ffcv's EpochIterator
+    def __init__(self, source: BetonLoader, device: torch.device, size: tuple[int, int], dtype: torch.dtype,
+                 depth: int, counts: DecodeCounts, stream=None):
         self.device, self.size, self.dtype = device, size, dtype
         self.counts = counts
         self.queue: Queue = Queue(maxsize=max(1, depth))
         self.terminate_event = threading.Event()
+        # ffcv's epoch: a dead loading thread raises there (the decode thread hands it on), and
+        # terminate_event ends its waits, so the decode thread never blocks on ffcv for long.
+        self.inner = source.start_epoch(cancel=self.terminate_event)
         self.stream = stream  # a CUDA stream, or None on the CPU
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="device-decode", daemon=True)
@@ -103,7 +124,6 @@ class DecodingIterator:
         return self
 
     def __next__(self):
-        stalled = 0.0
         while True:
             try:
                 item = self.queue.get(timeout=0.5)
@@ -111,12 +131,6 @@ class DecodingIterator:
             except Empty:
                 if not self._thread.is_alive() and self.queue.empty():
                     raise StopIteration from None
-                # ffcv's thread dies without a word when its pipeline raises (its traceback is
-                # printed); the decode thread would then wait on ffcv's queue for ever.
-                stalled = stalled + 0.5 if not self.inner.is_alive() and self.inner.output_queue.empty() else 0.0
-                if stalled >= 10:
-                    raise RuntimeError("ffcv's loading thread stopped before the end of the epoch "
-                                       "(its traceback is above)") from None
         if item is _END:
             raise StopIteration
         if isinstance(item, BaseException):
@@ -130,15 +144,20 @@ class DecodingIterator:
             labels.record_stream(consumer)
         return images, labels
 
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+    def __enter__(self) -> "DecodingIterator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the decode thread (it sees terminate_event within 0.5 s, or after the batch it
+        is decoding), then ffcv's epoch: one consumer of ffcv's queue at a time."""
         self.terminate_event.set()
         if not self._closed:
             self._closed = True
             self._thread.join(timeout=60)
-            stop_epoch(self.inner)
+            self.inner.stop()

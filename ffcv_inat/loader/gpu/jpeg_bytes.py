@@ -12,8 +12,8 @@ The header carries what the device needs to finish the image without touching ff
 byte count, the kind (RAW, JPEG_BATCHED: baseline 8-bit with 1 or 3 components, which nvJPEG
 decodes in its batched call, or JPEG_OTHER: progressive, lossless, CMYK, ... which go to the CPU
 decoder), the image size, the crop box and flip, and the sample index. Training boxes and flips
-are `ffcv_inat.crops.crop_box(seed, epoch, index, height, width)`, the same function the CPU
-decoder crops with; evaluation boxes are `crops.center_box`. `ffcv_inat.device_decode` turns a
+are `crops.crop_box(seed, epoch, index, height, width)`, the same function the CPU
+decoder crops with; evaluation boxes are `crops.center_box`. `device_decode` turns a
 batch of rows into images.
 """
 from __future__ import annotations
@@ -27,9 +27,10 @@ from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
+from ffcv.reader import Reader
 
-from .crops import center_box, crop_box
-from .seeded_decoder import EpochCell, EpochFromCell, load_int64
+from ..crops import center_box, crop_box
+from ..seeded_decoder import EpochCell, EpochFromCell, load_int64
 
 HEADER_FIELDS = ("nbytes", "kind", "height", "width", "top", "left", "crop_height", "crop_width", "flip", "index")
 HEADER_BYTES = 8 * len(HEADER_FIELDS)
@@ -94,8 +95,6 @@ def payload(rows: np.ndarray, headers: np.ndarray, i: int) -> np.ndarray:
 
 def largest_payload(beton: str | Path, field: str = "image") -> int:
     """The most bytes any sample of `field` stores: the width of a row's payload."""
-    from ffcv.reader import Reader
-
     reader = Reader(str(beton))
     ptrs = reader.metadata[f"f{reader.field_names.index(field)}"]["data_ptr"]
     table = reader.alloc_table

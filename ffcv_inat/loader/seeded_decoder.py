@@ -3,7 +3,7 @@
 `SeededRandomResizedCropDecoder` decodes as ffcv's `RandomResizedCropRGBImageDecoder` does
 (ffcv's `imdecode` for JPEG samples, the stored pixels for raw ones, then ffcv's `resize_crop`,
 OpenCV's INTER_AREA resize of the box, into the output batch), but takes each sample's box and flip from
-`ffcv_inat.crops.crop_box(seed, epoch, sample index, height, width)` instead of numba's
+`crops.crop_box(seed, epoch, sample index, height, width)` instead of numba's
 unseeded per-thread generator, and mirrors the flipped ones in place, so no separate
 RandomHorizontalFlip op (and no extra copy of the batch) follows it. A batch is therefore the
 same with any number of workers, in any process, on resume.
@@ -13,8 +13,8 @@ variables it reads, numpy arrays included, as constants. So the epoch lives in a
 a one-element array owned by the decoder; the compiled code holds only its address and reads it
 through a pointer (`load_int64`) at the start of every batch. `set_epoch` writes it; call it
 before the epoch's iterator is created (ffcv's loading thread starts at once) and never while an
-epoch is in flight. `ffcv_inat.loaders.BetonLoader` does this for you, from the epoch of its
-shuffle order. The GPU path's bytes op (`ffcv_inat.jpeg_bytes`) reads its epoch the same way.
+epoch is in flight. `beton_loader.BetonLoader` does this for you, from the epoch of its
+shuffle order. The GPU path's bytes op (`gpu.jpeg_bytes`) reads its epoch the same way.
 """
 from __future__ import annotations
 
@@ -42,12 +42,6 @@ def load_int64(typingctx, address):
         return builder.load(ptr)
 
     return types.int64(address), codegen
-
-
-@numba.njit(nogil=True)
-def read_int64(address):
-    """`load_int64` callable from Python too (for tests)."""
-    return load_int64(address)
 
 
 class EpochCell:

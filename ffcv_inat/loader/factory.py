@@ -1,0 +1,103 @@
+"""`make_loader`, the one factory of the data path, and the run decisions it takes as made.
+
+Training crops (`crop`, config `data.crop`): "seeded", the default, is our
+`SeededRandomResizedCropDecoder` (`seeded_decoder`), whose RandomResizedCrop and flip are a pure
+function of (seed, epoch, sample index, image size) (`crops`), so a run is reproducible;
+"ffcv" is ffcv's RandomResizedCropRGBImageDecoder + RandomHorizontalFlip, which draw from
+numba's unseeded generator (kept to compare: `ffcv-bench loader --crop`). The epoch of the
+crops is always the epoch of the shuffle order (`BetonLoader.set_epoch`).
+
+Where JPEGs are decoded (`decode`, config `data.decode`), resolved once per run by
+`choices.resolve_decode`: "cpu" decodes in ffcv's workers (`presets`); "gpu" is the GPU data path
+(`gpu`): workers only copy each sample's stored bytes with its crop box and flip, boxes from the
+same `crops` functions, and the device decodes, crops, flips and normalises.
+
+Every loader hands out the model's input: normalised, channels-last NCHW (`normalize`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from ffcv.loader import Loader, OrderOption
+
+from .. import UserError
+from ..beton import Manifest, check_beton
+from ..environment import resolve_workers
+from . import presets
+from .beton_loader import BetonLoader
+from .constants import CROPS, DEFAULT_CROP_RATIO
+from .gpu import CompressedImageBytes, DeviceDecodeLoader, indexed, largest_payload
+
+# What make_loader returns: either path's loader, the same interface (iterate, start_epoch,
+# set_epoch, set_resolution, len).
+AnyLoader = BetonLoader | DeviceDecodeLoader
+
+
+def make_loader(
+    beton: str | Path,
+    *,
+    batch_size: int,
+    res: int,
+    train: bool,
+    device: torch.device,
+    workers: int,
+    augment: bool = True,
+    crop: str = "seeded",
+    distributed: bool = False,
+    seed: int = 0,
+    drop_last: bool | None = None,
+    os_cache: bool = True,
+    crop_ratio: float = DEFAULT_CROP_RATIO,
+    batches_ahead: int = 3,
+    decode: str = "cpu",
+    dtype: torch.dtype = torch.float16,
+    manifest: Manifest | None = None,
+) -> AnyLoader:
+    """A loader over `beton` yielding (images, labels) on `device`, images as the model takes them.
+
+    train=True: shuffled, RandomResizedCrop + horizontal flip by the `crop` decoder (CROPS;
+    "seeded": a function of (seed, epoch, sample)), or with augment=False a centre crop and no
+    flip; train=False: sequential, centre crop. `seed` sets the shuffle order and the seeded
+    crops; the epoch is the loader's (`set_epoch`). `decode` is resolved, "cpu" or "gpu"
+    (`resolve_decode` decides, once per run); "gpu" runs on any `device` (the tests run it on
+    the CPU). `dtype`: the GPU path's images (the CPU path's are float16 on a GPU, float32 on the CPU).
+    `manifest`: the beton's, already checked (`check_beton`, once per beton per process);
+    without it the beton is checked here, so a damaged or mismatched file is a one-line
+    UserError, not one of ffcv's opaque errors.
+    """
+    if crop not in CROPS:
+        raise UserError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+    if decode not in ("cpu", "gpu"):
+        raise ValueError(f"decode must be resolved to cpu or gpu (resolve_decode), got {decode!r}")
+    beton = Path(beton)
+    if manifest is None:
+        check_beton(beton)
+    random_crop = train and augment
+    if decode == "gpu" and random_crop and crop != "seeded":
+        raise UserError(f"data.crop: {crop} has no GPU path (it draws inside ffcv's decoder); the GPU path crops "
+                        "with the seeded function: use data.crop: seeded, or data.decode: cpu")
+    if train:
+        # QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv supports it
+        # only without os_cache and without distributed loading.
+        order = OrderOption.RANDOM if (os_cache or distributed) else OrderOption.QUASI_RANDOM
+    else:
+        order = OrderOption.SEQUENTIAL
+
+    def ffcv_loader(image_ops: list, label_ops: list) -> Loader:
+        return Loader(str(beton), batch_size=batch_size, num_workers=resolve_workers(workers), order=order,
+                      os_cache=os_cache, drop_last=train if drop_last is None else drop_last,
+                      pipelines={"image": image_ops, "label": label_ops}, distributed=distributed, seed=seed,
+                      batches_ahead=batches_ahead)
+
+    if decode == "gpu":
+        op = CompressedImageBytes(largest_payload(beton), random_crop=random_crop, seed=seed, ratio=crop_ratio)
+        source = BetonLoader(ffcv_loader([op], presets.labels(None)), op)
+        return DeviceDecodeLoader(source, device=indexed(device), size=(res, res), dtype=dtype)
+    if random_crop and crop == "seeded":
+        images = presets.seeded_train(res, seed, device)
+    elif random_crop:
+        images = presets.ffcv_train(res, device)
+    else:
+        images = presets.center(res, crop_ratio, device)
+    return BetonLoader(ffcv_loader(images.ops, presets.labels(device)), images.decoder, images.finish)
