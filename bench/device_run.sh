@@ -60,7 +60,7 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-470}          # 8 minutes less a margin for start-up and the report
-STEPS=${STEPS:-"data model epoch decode_check loader model_compile"}
+STEPS=${STEPS:-"data decode_check model epoch loader model_compile"}
 CLASSES=${CLASSES:-100}
 PER_CLASS=${PER_CLASS:-40}         # 4,000 images: 15 steps of 256 per epoch
 SIZE=${SIZE:-512}                  # the GPU-path targets' beton (512-px JPEGs), as the H100 loader record
