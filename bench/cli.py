@@ -17,6 +17,7 @@ from ffcv_inat.cli_errors import parse_int_list, report_user_errors
 from ffcv_inat.config import CROPS, DECODES
 from ffcv_inat.environment import PRECISIONS
 
+from .loader_bench import MIN_ROUND_SECONDS
 from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -98,8 +99,16 @@ def main():
 @click.option("--res", "res_list", default="160,192,224", show_default=True, help="Output resolutions, comma-separated.")
 @click.option("--workers", type=int, default=8, show_default=True, help="Workers of both pipelines (ffcv threads, DataLoader processes).")
 @click.option("--batch", type=int, default=256, show_default=True)
-@click.option("--epochs", type=int, default=3, show_default=True, help="Measured epochs per pipeline and resolution.")
-@click.option("--warmup", type=int, default=1, show_default=True, help="Warm-up epochs before them, not counted.")
+@click.option("--epochs", type=int, default=3, show_default=True,
+              help="Measured rounds per pipeline and resolution, each of whole epochs lasting --min-seconds.")
+@click.option("--warmup", type=int, default=1, show_default=True,
+              help="Warm-up rounds before them, not counted; more follow until two agree within 10%.")
+@click.option("--min-seconds", type=float, default=MIN_ROUND_SECONDS, show_default=True,
+              help="Shortest measured round: whole epochs, going over a small beton again, until this long.")
+@click.option("--label", default=None,
+              help="What the images are, kept in the rows (settings.images_label), e.g. 'real photos' or 'synthetic'.")
+@click.option("--ceiling/--no-ceiling", default=True, show_default=True,
+              help="Also time this machine's decode and decode + resize of the beton's JPEGs on --workers threads.")
 @click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "pytorch"]), multiple=True,
               help="Run only this pipeline (repeatable). Default: both.")
 @click.option("--crop", "crops", type=click.Choice(CROPS), multiple=True,
@@ -115,8 +124,8 @@ def main():
 @results_option
 @click.pass_context
 @report_user_errors
-def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, crops, decode_opts, device,
-           results):
+def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min_seconds, label, ceiling, pipelines, crops,
+           decode_opts, device, results):
     """Images/s of the toolkit's FFCV pipeline (per decode path) vs the standard PyTorch one, on the
     same images, with the CPU cores each keeps busy."""
     import torch
@@ -124,13 +133,13 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
     from ffcv_inat.environment import resolve_device
     from ffcv_inat.loaders import resolve_decode
 
-    from .loader_bench import (list_image_folder, matched_to_beton, run_loader_bench,
-                               write_source_beton)
+    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, ceiling_lines, measure_ceiling
+    from .loader_bench import list_image_folder, matched_to_beton, run_loader_bench, write_source_beton
     from .report import decode_conclusion, loader_table
 
     resolutions = parse_int_list(res_list, "--res")
     _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
-                    *(("--res", r, 16) for r in resolutions))
+                    ("--min-seconds", min_seconds, 0), *(("--res", r, 16) for r in resolutions))
     pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
     crops = list(dict.fromkeys(crops)) or ["seeded"]
     asked = parse_decodes(decode_opts) or ["cpu"]
@@ -155,11 +164,13 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
         _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
                   f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev)
+                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev, min_seconds=min_seconds)
+        top = measure_ceiling(beton_path, resolutions, workers, dev if "gpu" in decodes else None, batch,
+                              min_seconds=min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err) if ceiling else None
     settings = {"images": recorded_path(source.root.resolve()), "num_images": len(source.samples),
                 "num_classes": len(source.classes), "beton": beton and recorded_path(Path(beton).resolve()),
-                "warmup_epochs": warmup, "measured_epochs": epochs}
-    rows = _loader_rows(measured, command_line(ctx), settings)
+                "images_label": label, "measured_rounds": epochs, "min_round_seconds": min_seconds}
+    rows = _loader_rows(measured, command_line(ctx), settings, top)
     _write_rows(results, rows)
     tables = crops if "ffcv" in pipelines else [None]
     for crop in tables:  # one table per crop decoder: the table has one column per decode path
@@ -171,7 +182,7 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
     for m in measured:
         if m.decode_counts is not None:
             click.echo(gpu_path_line(m.res, m.decode_counts, m.nvjpeg_backend))
-    for line in decode_conclusion(rows):
+    for line in decode_conclusion(rows) + (ceiling_lines(measured, top) if top else []):
         click.echo(line)
 
 
@@ -184,14 +195,17 @@ def gpu_path_line(res: int, counts: dict, backend: str | None) -> str:
             f"nvJPEG backend: {backend or 'none (the path ran on the CPU)'}")
 
 
-def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
+def _loader_rows(measured, command: str, settings: dict, top=None) -> list[dict]:
     """One row per pipeline, crop decoder, decode path and resolution; ffcv rows name their
     decoder in settings["crop"] and decode path in settings["decode"], and carry ratio = their
     median / PyTorch's at the same resolution. Every row says where its batches landed
     (settings["device"]) and the CPU cores it kept busy (settings["cores_used"], median, with
     _min and _max over the measured epochs); GPU-path rows also how their samples were decoded
     (settings["decode_counts"], every epoch run) and nvJPEG's backend; rows on a GPU the most GPU
-    memory one epoch added (settings["gpu_memory_added_mb"])."""
+    memory one epoch added (settings["gpu_memory_added_mb"]); with `top` (ceiling.Ceiling) this
+    machine's ceiling on the same JPEGs and the fraction of it reached (settings["ceiling"]),
+    and every row its warm-up rounds and epochs per measured round."""
+    from .ceiling import ceiling_settings
     from .results import environment
     from .stats import ratio
 
@@ -209,11 +223,15 @@ def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
             extra.update(decode_counts=m.decode_counts, nvjpeg_backend=m.nvjpeg_backend)
         if m.gpu_memory_mb is not None:  # the issue's budget for the GPU path: <= 2 GiB at batch 256
             extra["gpu_memory_added_mb"] = round(m.gpu_memory_mb, 1)
+        if top is not None:
+            extra["ceiling"] = ceiling_settings(top, m.res, m.measured.median, m.decode)
+        if m.round_epochs is not None:
+            extra["epochs_per_round"] = m.round_epochs.median
         r = (ratio(m.measured.median, torch_at[m.res].measured.median)
              if m.pipeline == "ffcv" and m.res in torch_at else None)
         rows.append(make_row(
             "loader", m.pipeline, command,
-            dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape), device=m.device, **extra),
+            dict(settings, images_per_epoch=m.images_per_epoch, warmup_rounds=m.warmup, batch_shape=list(m.shape), device=m.device, **extra),
             env=env, res=m.res, batch=m.batch, workers=m.workers,
             images_per_second=m.measured.median, images_per_second_min=m.measured.min,
             images_per_second_max=m.measured.max, runs=m.measured.n, ratio=r))

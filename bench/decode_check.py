@@ -44,6 +44,8 @@ import numpy as np
 from ffcv_inat import UserError
 from ffcv_inat.cli_errors import report_user_errors
 
+from .stored_jpegs import stored_batches
+
 # The largest mean difference, in levels of 255, that (b) accepts; a wrong colour conversion,
 # crop or orientation is tens of levels. (a) is not held to it: nvJPEG's default chroma
 # upsampling and libjpeg-turbo's "fancy" one differ by about 1.3 levels on the bench's images
@@ -202,24 +204,6 @@ def format_report(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> str:
 
 
 # ------------------------------------------------------------------ the parts that run things
-
-def stored_batches(beton: Path, samples: int, batch: int, workers: int, seed: int
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows, headers) of the first `samples` samples in order, `batch` at a time, as the GPU
-    path's ffcv op writes them (training crops and flips of `seed`, epoch 0). Rows are copies:
-    ffcv reuses its buffers. (make_loader does not take a subset of indices, hence this Loader.)"""
-    from ffcv.loader import Loader, OrderOption
-
-    from ffcv_inat.jpeg_bytes import CompressedImageBytes, largest_payload, read_headers
-
-    op = CompressedImageBytes(largest_payload(beton), random_crop=True, seed=seed)
-    loader = Loader(str(beton), batch_size=batch, num_workers=workers, order=OrderOption.SEQUENTIAL,
-                    indices=np.arange(samples), drop_last=False, pipelines={"image": [op], "label": None})
-    _LIVE_LOADERS.append(loader)
-    for (rows,) in loader:
-        rows = np.array(rows, copy=True)
-        yield rows, read_headers(rows)
-
 
 def _quiet(device) -> None:
     """Nothing queued on the device before a bare decode_jpeg: (a) tests decoding, not the hazard."""

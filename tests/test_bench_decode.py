@@ -87,7 +87,8 @@ def test_loader_times_each_decode_path(data, tmp_path, gpu_path_on_cpu):
     images, beton = data
     out = tmp_path / "r.csv"
     r = invoke(main, "loader", "--images", images, "--beton", beton, "--res", 32, "--batch", 4, "--workers", 1,
-               "--epochs", 2, "--warmup", 1, "--decode", "cpu,gpu", "--decode", "auto", "--results", out)
+               "--epochs", 2, "--warmup", 1, "--min-seconds", 0, "--no-ceiling", "--decode", "cpu,gpu", "--decode", "auto",
+               "--results", out)
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
     # auto is cpu here (no CUDA), so each path runs once
@@ -97,13 +98,15 @@ def test_loader_times_each_decode_path(data, tmp_path, gpu_path_on_cpu):
     # the GPU path on the CPU: normalised float batches of the same shape, on the device it ran on
     assert cpu["batch_shape"] == gpu["batch_shape"] == torch_["batch_shape"] == [4, 3, 32, 32]
     assert cpu["device"] == gpu["device"] == "cpu"
-    # 3 epochs of 16 images, all baseline JPEGs: decoded in the batched call
-    assert gpu["decode_counts"] == {"batched": 48, "one_by_one": 0, "cpu": 0, "raw": 0}
+    # every epoch run (warm-up rounds until settled, then 2 measured) of 16 baseline JPEGs: the batched call
+    epochs = gpu["warmup_rounds"] + 2
+    assert 1 <= gpu["warmup_rounds"] <= 4 and gpu["epochs_per_round"] == 1
+    assert gpu["decode_counts"] == {"batched": 16 * epochs, "one_by_one": 0, "cpu": 0, "raw": 0}
     assert "decode_counts" not in cpu and gpu["nvjpeg_backend"] is None  # no CUDA device: not asked
     assert float(rows[1]["ratio"]) > 0
     assert "ffcv, cpu decode" in r.output and "ffcv, gpu decode" in r.output and "ffcv gpu / pytorch" in r.output
-    assert ("GPU path at res 32, samples of every epoch run: 48 in the batched device call, 0 one by one on the "
-            "device") in r.output
+    assert (f"GPU path at res 32, samples of every epoch run: {16 * epochs} in the batched device call, 0 one by one "
+            "on the device") in r.output
     verdict = [line for line in r.output.splitlines() if line.startswith("decode verdict: ")]
     assert len(verdict) == 1 and "by loader throughput alone (no end-to-end figures)" in verdict[0]
     assert "res 32: cpu " in verdict[0] and " vs gpu " in verdict[0]
