@@ -86,6 +86,7 @@ def main():
     ffcv-bench model --res 224 --batch 256 --precision bf16 --compile
     ffcv-bench epoch --recipe pretrain_90ep.yaml --train A.beton --max-steps 100 --decode cpu,gpu
     ffcv-bench cost --recipe pretrain_90ep.yaml --train A.beton
+    ffcv-bench cost --plan plan.csv --machine H100 --devices 8
     ffcv-bench report
     """
 
@@ -162,7 +163,7 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
             manifest = read_manifest(beton_path)
         source = matched_to_beton(source, manifest)
         _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
-                  f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
+                  f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                     echo=_echo_err, crops=crops, decodes=decodes, device=dev, min_seconds=min_seconds)
         top = measure_ceiling(beton_path, resolutions, workers, dev if "gpu" in decodes else None, batch,
@@ -378,7 +379,9 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
+@click.option("--recipe", default=None, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
+@click.option("--plan", "plan_csv", type=click.Path(dir_okay=False), default=None,
+              help="Or: a plan of ffcv-sweep plan; every training run priced, the grid's device-hours and wall time.")
 @click.option("--images-per-epoch", type=int, default=None, help="Training images per epoch.")
 @click.option("--train", "train", type=click.Path(dir_okay=False), default=None,
               help="Or: the train beton, whose manifest gives images per epoch.")
@@ -389,14 +392,21 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
                    "the device that figure is from (e.g. H100, cpu), which names the hours.")
 @click.option("--gpus", type=int, default=None,
               help="GPUs that produced the throughput (for e.g. H100-hours). Default: the row's GPU count, else 1.")
+@click.option("--devices", default="1,8,64", show_default=True,
+              help="With --plan: wall time on each of these numbers of devices, comma-separated.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Recipe overrides, e.g. schedule.epochs=60.")
 @results_option
 @report_user_errors
-def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets, results):
-    """Predicted wall time and device-hours (e.g. H100-hours) of a whole recipe, from measured throughput."""
+def cost(recipe, plan_csv, images_per_epoch, train, images_per_second, machine, gpus, devices, sets, results):
+    """Predicted wall time and device-hours (e.g. H100-hours) of a whole recipe, or of every run
+    of a plan, from measured throughput."""
     from .cost import Measured, describe, images_per_epoch as count_images, latest_epoch_throughput, predict, recipe_facts
     from .results import read_results
 
+    if (recipe is None) == (plan_csv is None):
+        raise UserError("give exactly one of --recipe R and --plan PLAN.csv")
+    if plan_csv is not None:
+        return _study_cost(plan_csv, machine, parse_int_list(devices, "--devices"), results)
     facts = recipe_facts(recipe, list(sets))
     n = count_images(images_per_epoch, train)
     if gpus is not None:
@@ -408,6 +418,17 @@ def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets
     else:
         measured = latest_epoch_throughput(read_results(results), facts, machine)
     click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source, measured.gpu))
+
+
+def _study_cost(plan_csv: str, machine: str | None, devices: list[int], results: str) -> None:
+    from ffcv_inat.sweep.plan import read_plan
+
+    from .results import read_results
+    from .study_cost import describe_study, study_costs
+
+    _check_at_least(*(("--devices", n, 1) for n in devices))
+    costs, why = study_costs(read_plan(plan_csv), read_results(results), machine)
+    click.echo(describe_study(costs, why, devices))
 
 
 @main.command(context_settings=CONTEXT)
