@@ -92,8 +92,9 @@ def main():
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--images", "images_dir", required=True, type=click.Path(),
-              help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train).")
+@click.option("--images", "images_dir", default=None, type=click.Path(),
+              help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train). Not needed for --pipeline ffcv "
+                   "alone on an existing --beton.")
 @click.option("--beton", type=click.Path(dir_okay=False), default=None,
               help="The same images as a beton; written here from --images if missing. "
                    "Default: written to a temporary folder and removed afterwards.")
@@ -134,9 +135,8 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
     from ffcv_inat.environment import resolve_device
     from ffcv_inat.loaders import resolve_decode
 
-    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, ceiling_lines, measure_ceiling
-    from .loader_bench import list_image_folder, matched_to_beton, run_loader_bench, write_source_beton
-    from .report import decode_conclusion, loader_table
+    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, measure_ceiling
+    from .loader_bench import run_loader_bench
 
     resolutions = parse_int_list(res_list, "--res")
     _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
@@ -148,33 +148,57 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
         device = "cuda" if torch.cuda.is_available() and set(asked) != {"cpu"} else "cpu"
     dev = resolve_device(device, "--device")
     decodes = list(dict.fromkeys(resolve_decode(d, dev) for d in asked))  # gpu without CUDA: its one-line error
-    source = list_image_folder(images_dir)
-    if len(source.samples) < batch:  # checked before the beton is written, to fail fast
-        raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
+    if images_dir is None and (beton is None or pipelines != ["ffcv"]):
+        raise UserError("--images DIR is needed, unless --pipeline ffcv alone times an existing --beton")
     with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
-        if beton is None or not Path(beton).exists():
-            beton_path = Path(beton) if beton else Path(tmp) / "bench.beton"
-            _echo_err(f"writing {len(source.samples)} images from {source.root} to {beton_path}")
-            manifest = write_source_beton(source, beton_path)
-        else:
-            from ffcv_inat.manifest import read_manifest
-
-            beton_path = Path(beton)
-            manifest = read_manifest(beton_path)
-        source = matched_to_beton(source, manifest)
-        _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
+        source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
+        _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
                   f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
         measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                     echo=_echo_err, crops=crops, decodes=decodes, device=dev, min_seconds=min_seconds)
         top = measure_ceiling(beton_path, resolutions, workers, dev if "gpu" in decodes else None, batch,
                               min_seconds=min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err) if ceiling else None
-    settings = {"images": recorded_path(source.root.resolve()), "num_images": len(source.samples),
-                "num_classes": len(source.classes), "beton": beton and recorded_path(Path(beton).resolve()),
+    settings = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
+                "num_images": manifest.num_images, "num_classes": manifest.num_classes,
+                "beton": beton and recorded_path(Path(beton).resolve()),
                 "images_label": label, "measured_rounds": epochs, "min_round_seconds": min_seconds}
     rows = _loader_rows(measured, command_line(ctx), settings, top)
     _write_rows(results, rows)
-    tables = crops if "ffcv" in pipelines else [None]
-    for crop in tables:  # one table per crop decoder: the table has one column per decode path
+    _print_loader(rows, measured, crops if "ffcv" in pipelines else [None], top)
+
+
+def _bench_source(images_dir: str | None, beton: str | None, batch: int, tmp: Path):
+    """(the ImageFolder's images matched to the beton, or None without --images; the beton,
+    written from the images when missing; its manifest)."""
+    from ffcv_inat.manifest import read_manifest
+
+    from .loader_bench import list_image_folder, matched_to_beton, write_source_beton
+
+    if images_dir is None:
+        manifest = read_manifest(beton)
+        if manifest.num_images < batch:
+            raise UserError(f"--batch {batch} is larger than the {manifest.num_images} images: no full batch")
+        return None, Path(beton), manifest
+    source = list_image_folder(images_dir)
+    if len(source.samples) < batch:  # checked before the beton is written, to fail fast
+        raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
+    if beton is None or not Path(beton).exists():
+        beton_path = Path(beton) if beton else tmp / "bench.beton"
+        _echo_err(f"writing {len(source.samples)} images from {source.root} to {beton_path}")
+        manifest = write_source_beton(source, beton_path)
+    else:
+        beton_path = Path(beton)
+        manifest = read_manifest(beton_path)
+    return matched_to_beton(source, manifest), beton_path, manifest
+
+
+def _print_loader(rows: list[dict], measured, tables: list, top) -> None:
+    """A table per crop decoder (a column per decode path), the crop comparison, the GPU path's
+    decode counts, the decode verdict, and each figure's fraction of this machine's ceiling."""
+    from .ceiling import ceiling_lines
+    from .report import decode_conclusion, loader_table
+
+    for crop in tables:
         if len(tables) > 1:
             click.echo(f"ffcv crop decoder: {crop}")
         click.echo(loader_table([r for r in rows if json.loads(r["settings"]).get("crop") in (crop, None)]))

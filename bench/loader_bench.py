@@ -410,7 +410,7 @@ def _check_batch(pipeline: Pipeline, x, res: int, normalized: bool) -> None:
         raise RuntimeError(f"{pipeline} pipeline gave {x.dtype} {tuple(x.shape)}, not {want} Nx3x{res}x{res}")
 
 
-def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
+def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
                      warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
                      max_batches: int | None = None, echo: Callable[[str], None] = print,
                      crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
@@ -419,7 +419,7 @@ def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
     (default the host), their measured epochs interleaved."""
     pipelines = list(pipelines)
-    if len(source.samples) < batch:
+    if source is not None and len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
     results = []
     for res in resolutions:

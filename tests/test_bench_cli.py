@@ -103,6 +103,21 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
     assert all("1 thread); decode alone would be " in line for line in ceiling)
 
 
+@pytest.mark.timeout(120)
+def test_loader_times_a_beton_alone_without_its_images(data, tmp_path):
+    _, beton = data
+    out = tmp_path / "r.csv"
+    r = invoke("loader", "--beton", beton, "--pipeline", "ffcv", "--res", 32, "--batch", 4, "--workers", 1,
+               "--epochs", 1, "--warmup", 0, "--min-seconds", 0, "--no-ceiling", "--label", "real photos",
+               "--results", out)
+    assert r.exit_code == 0, r.output
+    (row,) = read_rows(out)
+    s = json.loads(row["settings"])
+    assert row["pipeline"] == "ffcv" and s["images"] == beton.name and s["images_label"] == "real photos"
+    assert s["num_images"] == 16 and "ceiling" not in s
+    assert_one_line_error(invoke("loader", "--beton", beton), "--images DIR is needed, unless --pipeline ffcv alone")
+
+
 @pytest.mark.timeout(60)
 def test_loader_refuses_a_beton_of_other_images(data, tmp_path):
     images, beton = data
