@@ -66,8 +66,14 @@ PER_CLASS=${PER_CLASS:-40}         # 4,000 images: 15 steps of 256 per epoch
 SIZE=${SIZE:-512}                  # the GPU-path targets' beton (512-px JPEGs), as the H100 loader record
 WORKERS=${WORKERS:-16}
 BATCH=${BATCH:-256}
-LOADER_RES=${LOADER_RES:-160,192,224}
+# Real photos first (bench/real_photos.py writes this beton here; carry bench/real_photos to the
+# GPU machine): the loader (ffcv per decode path, with the machine's ceiling) and the decode check
+# run on them; synthetic images follow as a second, labelled loader row with torchvision beside it.
+REAL_BETON=${REAL_BETON:-$REPO/bench/real_photos/real.beton}
+LOADER_RES=${LOADER_RES:-160,224}          # real photos
+SYNTH_LOADER_RES=${SYNTH_LOADER_RES:-224}  # the synthetic row
 LOADER_EPOCHS=${LOADER_EPOCHS:-2}
+LOADER_MIN_SECONDS=${LOADER_MIN_SECONDS:-2}  # shortest measured round (whole epochs)
 MODEL_RES=${MODEL_RES:-160,192,224}
 MODEL_BATCH=${MODEL_BATCH:-256}
 MODEL_STEPS=${MODEL_STEPS:-30}
@@ -188,6 +194,10 @@ ANALYZE=("$PY" -m ffcv_inat.analyze.cli)
 for step in $STEPS; do
   case $step in
     data)
+      if [ ! -e "$REAL_BETON" ]; then
+        say "[failed] data: no real-photo beton at $REAL_BETON: write it before the GPU run (python -m ffcv_inat.bench.real_photos IMAGEN_CLONE bench/real_photos, see bench/README.md) and carry bench/real_photos"
+        FAILED+=("data (real photos)")
+      fi
       if [ -n "${KEEP_WORK:-}" ] && [ -e "$BETON" ]; then
         say "[ok] data: kept $BETON and $DATA from an earlier run"
       else
@@ -204,15 +214,24 @@ for step in $STEPS; do
           --results "$RESULTS"
       done ;;
     loader)
-      run_step --limit "$LOADER_LIMIT_S" loader "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" --res "$LOADER_RES" --workers "$WORKERS" \
-        --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --decode "$DECODES" --results "$RESULTS" ;;
+      common=(--workers "$WORKERS" --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --min-seconds "$LOADER_MIN_SECONDS"
+              --decode "$DECODES" --results "$RESULTS")
+      if [ -e "$REAL_BETON" ]; then  # the photos stay here: the ffcv pipeline alone reads the beton
+        run_step --limit "$LOADER_LIMIT_S" "loader real photos" "${BENCH[@]}" loader --beton "$REAL_BETON" --pipeline ffcv \
+          --res "$LOADER_RES" --label "real photos (ajschumacher/imagen)" "${common[@]}"
+      else
+        say "[skipped] loader real photos: no $REAL_BETON"
+      fi
+      run_step --limit "$LOADER_LIMIT_S" "loader synthetic" "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" \
+        --res "$SYNTH_LOADER_RES" --label "synthetic (stripes + noise, ${SIZE} px)" "${common[@]}" ;;
     epoch)
       steps=(); [ -n "$EPOCH_STEPS" ] && steps=(--max-steps "$EPOCH_STEPS")
       run_step --limit "$EPOCH_LIMIT_S" epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" ${steps[@]+"${steps[@]}"} \
         --epochs "$EPOCH_EPOCHS" --warmup 1 --set "data.workers=$WORKERS" --decode "$DECODES" --results "$RESULTS" ;;
     decode_check)
       # --show: its report goes to stdout too; the file is kept as bench/results/ names it.
-      run_step --limit "$CHECK_LIMIT_S" --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$BETON" --out "${PREFIX}_decode_check.txt" \
+      check_beton=$BETON; [ -e "$REAL_BETON" ] && check_beton=$REAL_BETON  # real photos when carried
+      run_step --limit "$CHECK_LIMIT_S" --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$check_beton" --out "${PREFIX}_decode_check.txt" \
         --images "$CHECK_IMAGES" --batch "$BATCH" --res "$CHECK_RES" --workers "$WORKERS" --device "$CHECK_DEVICE" \
         --train-steps "$CHECK_TRAIN_STEPS" --train-batch "$CHECK_TRAIN_BATCH" --recipe "$CHECK_RECIPE" ;;
     train)
