@@ -132,13 +132,17 @@ CEILING_IMAGES = 1000
 def measure_ceiling(beton, resolutions, workers: int, gpu_device=None, batch: int = 256,
                     samples: int = CEILING_IMAGES, min_seconds: float = MIN_ROUND_SECONDS,
                     echo: Callable[[str], None] = print) -> Ceiling | None:
-    """The CPU ceiling on `beton`'s first JPEGs, and with `gpu_device` (a CUDA device, when the
-    GPU path was measured) the device's batched decode rate; None when the beton holds no JPEG."""
+    """The CPU ceiling on `beton`'s first JPEGs with as many threads as an ffcv loader of
+    `workers` runs, and with `gpu_device` (a CUDA device, when the GPU path is measured) the
+    device's batched decode rate; None when the beton holds no JPEG."""
     import torch
 
     from .stored_jpegs import read_stored_jpegs
 
-    jpegs = read_stored_jpegs(beton, samples, workers)
+    from ffcv_inat.environment import resolve_workers
+
+    workers = resolve_workers(workers)  # the threads the ffcv loader really runs (capped at the usable cores)
+    jpegs = read_stored_jpegs(beton, samples, workers=1)  # copying bytes: one worker is plenty
     if not len(jpegs):
         echo(f"ceiling: {beton} holds no JPEGs (raw pixels only): nothing to decode")
         return None

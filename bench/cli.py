@@ -154,10 +154,10 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
         source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
         _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
                   f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
-        measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev, min_seconds=min_seconds)
         top = measure_ceiling(beton_path, resolutions, workers, dev if "gpu" in decodes else None, batch,
                               min_seconds=min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err) if ceiling else None
+        measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
+                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev, min_seconds=min_seconds)
     settings = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
                 "num_images": manifest.num_images, "num_classes": manifest.num_classes,
                 "beton": beton and recorded_path(Path(beton).resolve()),
