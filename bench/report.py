@@ -87,7 +87,7 @@ def loader_table(rows: Iterable[dict]) -> str:
                      and not _nan(cells[d]["ratio"]) else "-" for d in decodes]
         body.append(line)
     first = rows[0] if rows else {}
-    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured epochs, and the CPU cores "
+    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured rounds, and the CPU cores "
              f"busy (median); batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, "
              f"{first.get('cpu_count', '?')} CPUs, GPU {first.get('gpu', '?')}")
     return title + "\n" + _text_table(header, body)
