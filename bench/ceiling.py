@@ -68,37 +68,69 @@ def _one_pass(pool: ThreadPoolExecutor, jpegs: StoredJpegs, workers: int, res: i
         f.result()
 
 
+def round_rate(one_pass: Callable[[], int], min_seconds: float) -> float:
+    """images/s of one round: passes (`one_pass` returns the images it did) until `min_seconds`
+    have gone by."""
+    images, start = 0, time.perf_counter()
+    while True:
+        images += one_pass()
+        seconds = time.perf_counter() - start
+        if seconds >= min_seconds:
+            return throughput(images, seconds)
+
+
 def timed_rounds(one_pass: Callable[[], int], rounds: int = ROUNDS, min_seconds: float = MIN_ROUND_SECONDS) -> Spread:
-    """images/s of `rounds` rounds, each of passes (`one_pass` returns the images it did) until
-    `min_seconds` have gone by; one pass before them warms caches and threads, uncounted."""
+    """images/s of `rounds` rounds; one pass before them warms caches and threads, uncounted."""
     one_pass()
-    rates = []
-    for _ in range(rounds):
-        images, start = 0, time.perf_counter()
-        while True:
-            images += one_pass()
-            seconds = time.perf_counter() - start
-            if seconds >= min_seconds:
-                break
-        rates.append(throughput(images, seconds))
-    return spread(rates)
+    return spread([round_rate(one_pass, min_seconds) for _ in range(rounds)])
+
+
+class CeilingRounds:
+    """The CPU ceiling measured a round at a time, so that its rounds can run between a
+    loader's measured rounds and see the same load (a shared machine's changes within seconds).
+    A context manager: its threads stop on exit."""
+
+    def __init__(self, jpegs: StoredJpegs, workers: int, min_seconds: float = MIN_ROUND_SECONDS):
+        if not len(jpegs):
+            raise ValueError("no stored JPEGs to time")
+        self.jpegs, self.workers, self.min_seconds = jpegs, workers, min_seconds
+        self.pool = ThreadPoolExecutor(workers)
+        self.decode: list[float] = []
+        self.resized: dict[int, list[float]] = {}
+        self._pass(None)  # warms the threads and caches, uncounted
+
+    def _pass(self, res: int | None) -> int:
+        _one_pass(self.pool, self.jpegs, self.workers, res)
+        return len(self.jpegs)
+
+    def round(self, res: int) -> tuple[float, float]:
+        """One round of decode alone and one of decode + resize to `res`: their images/s."""
+        if res not in self.resized:
+            self._pass(res)  # the first at a new size allocates and warms its buffers
+        self.decode.append(round_rate(lambda: self._pass(None), self.min_seconds))
+        self.resized.setdefault(res, []).append(round_rate(lambda: self._pass(res), self.min_seconds))
+        return self.decode[-1], self.resized[res][-1]
+
+    def result(self) -> Ceiling:
+        return Ceiling(self.workers, len(self.jpegs), self.jpegs.mean_bytes, spread(self.decode),
+                       {res: spread(rates) for res, rates in self.resized.items()})
+
+    def __enter__(self) -> "CeilingRounds":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown()
 
 
 def cpu_ceiling(jpegs: StoredJpegs, workers: int, resolutions, rounds: int = ROUNDS,
                 min_seconds: float = MIN_ROUND_SECONDS) -> Ceiling:
-    """Decode-only and decode + resize rates of `jpegs` on `workers` threads, at each resolution."""
-    if not len(jpegs):
-        raise ValueError("no stored JPEGs to time")
-    with ThreadPoolExecutor(workers) as pool:
-        def rate(res):
-            def one_pass() -> int:
-                _one_pass(pool, jpegs, workers, res)
-                return len(jpegs)
-            return timed_rounds(one_pass, rounds, min_seconds)
-
-        decode = rate(None)
-        resized = {int(res): rate(int(res)) for res in resolutions}
-    return Ceiling(workers, len(jpegs), jpegs.mean_bytes, decode, resized)
+    """Decode-only and decode + resize rates of `jpegs` on `workers` threads, at each resolution,
+    `rounds` rounds each."""
+    with CeilingRounds(jpegs, workers, min_seconds) as c:
+        for _ in range(rounds):
+            for res in resolutions:
+                c.round(int(res))
+        return c.result()
 
 
 def device_decode_rate(jpegs: StoredJpegs, device, batch: int, rounds: int = ROUNDS,
@@ -129,29 +161,34 @@ def device_decode_rate(jpegs: StoredJpegs, device, batch: int, rounds: int = ROU
 CEILING_IMAGES = 1000
 
 
-def measure_ceiling(beton, resolutions, workers: int, gpu_device=None, batch: int = 256,
-                    samples: int = CEILING_IMAGES, min_seconds: float = MIN_ROUND_SECONDS,
-                    echo: Callable[[str], None] = print) -> Ceiling | None:
-    """The CPU ceiling on `beton`'s first JPEGs with as many threads as an ffcv loader of
-    `workers` runs, and with `gpu_device` (a CUDA device, when the GPU path is measured) the
-    device's batched decode rate; None when the beton holds no JPEG."""
-    import torch
+def open_ceiling(beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, samples: int = CEILING_IMAGES,
+                 echo: Callable[[str], None] = print) -> CeilingRounds | None:
+    """Rounds of the CPU ceiling on `beton`'s first JPEGs, with as many threads as an ffcv
+    loader of `workers` runs; None when the beton holds no JPEG."""
+    from ffcv_inat.environment import resolve_workers
 
     from .stored_jpegs import read_stored_jpegs
-
-    from ffcv_inat.environment import resolve_workers
 
     workers = resolve_workers(workers)  # the threads the ffcv loader really runs (capped at the usable cores)
     jpegs = read_stored_jpegs(beton, samples, workers=1)  # copying bytes: one worker is plenty
     if not len(jpegs):
         echo(f"ceiling: {beton} holds no JPEGs (raw pixels only): nothing to decode")
         return None
-    echo(f"ceiling: {len(jpegs)} stored JPEGs of {jpegs.mean_bytes / 1e3:.0f} kB on average, {workers} threads")
-    c = cpu_ceiling(jpegs, workers, resolutions, min_seconds=min_seconds)
+    echo(f"ceiling: {len(jpegs)} stored JPEGs of {jpegs.mean_bytes / 1e3:.0f} kB on average, {workers} threads, "
+         "a round of it after each measured round of the loaders")
+    return CeilingRounds(jpegs, workers, min_seconds)
+
+
+def finish_ceiling(rounds: CeilingRounds, gpu_device=None, batch: int = 256) -> Ceiling:
+    """The ceiling of the rounds run, and with `gpu_device` (a CUDA device, when the GPU path is
+    measured) the device's batched decode rate of the same bytes."""
+    import torch
+
+    c = rounds.result()
     if gpu_device is not None and torch.device(gpu_device).type == "cuda":
         from dataclasses import replace
 
-        c = replace(c, device_decode=device_decode_rate(jpegs, gpu_device, batch, min_seconds=min_seconds),
+        c = replace(c, device_decode=device_decode_rate(rounds.jpegs, gpu_device, batch, min_seconds=rounds.min_seconds),
                     device=torch.cuda.get_device_name(torch.device(gpu_device)))
     return c
 

@@ -5,6 +5,7 @@ machine and versions it ran on; `ffcv-bench report` prints them and draws the pl
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -135,7 +136,7 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
     from ffcv_inat.environment import resolve_device
     from ffcv_inat.loaders import resolve_decode
 
-    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, measure_ceiling
+    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, finish_ceiling, open_ceiling
     from .loader_bench import run_loader_bench
 
     resolutions = parse_int_list(res_list, "--res")
@@ -154,10 +155,13 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
         source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
         _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
                   f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
-        top = measure_ceiling(beton_path, resolutions, workers, dev if "gpu" in decodes else None, batch,
-                              min_seconds=min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err) if ceiling else None
-        measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev, min_seconds=min_seconds)
+        rounds = (open_ceiling(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err)
+                  if ceiling else None)
+        with rounds or contextlib.nullcontext():
+            measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
+                                        echo=_echo_err, crops=crops, decodes=decodes, device=dev,
+                                        min_seconds=min_seconds, ceiling_round=rounds and rounds.round)
+            top = finish_ceiling(rounds, dev if "gpu" in decodes else None, batch) if rounds else None
     settings = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
                 "num_images": manifest.num_images, "num_classes": manifest.num_classes,
                 "beton": beton and recorded_path(Path(beton).resolve()),

@@ -328,9 +328,11 @@ def warm_up(names: list, one: Callable[[Pipeline, str], float], warmup: int, max
 
 def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
                    max_batches: int | None = None, echo: Callable[[str], None] = print,
-                   min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP) -> list[LoaderResult]:
+                   min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP,
+                   after_round: Callable[[], None] | None = None) -> list[LoaderResult]:
     """Warm-up rounds of each pipeline until its rate settles, then their measured rounds
-    interleaved; a round is whole epochs lasting at least `min_seconds`.
+    interleaved; a round is whole epochs lasting at least `min_seconds`. `after_round` runs
+    after each measured round of all pipelines (the ceiling's rounds, under the same load).
 
     Interleaving (and alternating which goes first) exposes every pipeline alike to drift in
     the machine's load, which on a shared machine is larger than the difference measured.
@@ -356,6 +358,8 @@ def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, worker
     for e in range(epochs):
         for name in (names if e % 2 == 0 else names[::-1]):
             measured[name].append(one(name, f"measured {e + 1}/{epochs}"))
+        if after_round is not None:
+            after_round()
     return [_result(n, loaders[n], res, batch, workers, warmed[n], measured[n], memory.get(n)) for n in names]
 
 
@@ -414,10 +418,12 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
                      warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
                      max_batches: int | None = None, echo: Callable[[str], None] = print,
                      crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
-                     device=None, min_seconds: float = MIN_ROUND_SECONDS) -> list[LoaderResult]:
+                     device=None, min_seconds: float = MIN_ROUND_SECONDS,
+                     ceiling_round: Callable[[int], tuple] | None = None) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
-    (default the host), their measured epochs interleaved."""
+    (default the host), their measured rounds interleaved, with `ceiling_round(res)` (the
+    ceiling's, ceiling.CeilingRounds.round) after each."""
     pipelines = list(pipelines)
     if source is not None and len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
@@ -431,6 +437,12 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
                                                                           crop=crop, decode=decode)
         if "pytorch" in pipelines:
             loaders[Pipeline("pytorch")] = pytorch_loader(source, res, batch, workers)
-        results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds)
+        after = None
+        if ceiling_round is not None:
+            def after(res=res):
+                decode, resized = ceiling_round(res)
+                echo(f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize {resized:,.0f} img/s")
+        results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
+                                  after_round=after)
         loaders.clear()  # the DataLoader's persistent workers stop before the next resolution
     return results

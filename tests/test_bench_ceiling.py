@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ffcv_inat.bench.ceiling import cpu_ceiling, device_decode_rate, measure_ceiling, timed_rounds, _decode_chunk
+from ffcv_inat.bench.ceiling import (_decode_chunk, cpu_ceiling, device_decode_rate, finish_ceiling, open_ceiling,
+                                    timed_rounds)
 from ffcv_inat.bench.loader_bench import list_image_folder, write_source_beton
 from ffcv_inat.bench.stored_jpegs import read_stored_jpegs
 from ffcv_inat.crops import crop_box
@@ -38,11 +39,15 @@ def test_the_ceiling_times_the_betons_own_jpegs_with_the_seeded_boxes(beton):
     _decode_chunk(jpegs, range(len(jpegs)), 16)  # every box lies inside its image: no error from libffcv
     c = cpu_ceiling(jpegs, workers=2, resolutions=[16, 24], rounds=2, min_seconds=0)
     assert (c.workers, c.images) == (2, 6) and set(c.decode_resize) == {16, 24}
-    assert c.decode.n == 2 and all(s.min <= s.median <= s.max for s in (c.decode, *c.decode_resize.values()))
+    assert c.decode.n == 4 and all(s.n == 2 for s in c.decode_resize.values())  # decode alone beside each
+    assert all(s.min <= s.median <= s.max for s in (c.decode, *c.decode_resize.values()))
     # the GPU path's counterpart, here with torchvision on the CPU in the device's place
     assert device_decode_rate(jpegs, "cpu", batch=4, rounds=1, min_seconds=0).n == 1
-    assert measure_ceiling(beton, [16], 1, gpu_device=torch.device("cpu"), min_seconds=0,
-                           echo=lambda m: None).device_decode is None  # no CUDA: no device figure
+    with open_ceiling(beton, 1, min_seconds=0, echo=lambda m: None) as rounds:
+        rounds.round(16)
+        c = finish_ceiling(rounds, gpu_device=torch.device("cpu"))
+    assert c.images == 6 and c.decode.n == 1 and set(c.decode_resize) == {16}
+    assert c.device_decode is None  # no CUDA: no device figure
 
 
 def test_timed_rounds_go_over_the_images_until_the_round_is_long_enough():
