@@ -210,16 +210,19 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
     loader = df[df["bench"] == "loader"].copy()
     loader["crop"] = loader.apply(crop_decoder, axis=1)
     loader["decode"] = loader.apply(lambda r: decode_path(r) or "cpu", axis=1)  # PyTorch decodes on the CPU
-    loader = _latest(loader, ["machine", "pipeline", "crop", "decode", "res", "batch", "workers"])
+    # real photos and synthetic images are separate lines: they decode at different speeds
+    loader["images"] = loader.apply(lambda r: _settings(r).get("images_label") or "images unlabelled", axis=1)
+    loader = _latest(loader, ["machine", "images", "pipeline", "crop", "decode", "res", "batch", "workers"])
     if len(loader):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for (machine, pipeline, crop, decode, batch, workers), g in loader.groupby(
-                ["machine", "pipeline", "crop", "decode", "batch", "workers"]):
+        for (machine, images, pipeline, crop, decode, batch, workers), g in loader.groupby(
+                ["machine", "images", "pipeline", "crop", "decode", "batch", "workers"]):
             g = g.sort_values("res")
             err = [g["images_per_second"] - g["images_per_second_min"], g["images_per_second_max"] - g["images_per_second"]]
             ax.errorbar(g["res"], g["images_per_second"], yerr=err, marker="o", capsize=3,
                         linestyle="-" if pipeline == "ffcv" else "--",
-                        label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, batch {batch}, {workers} workers")
+                        label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, {images}, batch {batch}, "
+                              f"{workers} workers")
         ax.set(xlabel="resolution (px)", ylabel="images/s (median, min-max bars)",
                title="Training data pipeline throughput: FFCV vs PyTorch ImageFolder")
         ax.set_yscale("log")
