@@ -1,5 +1,7 @@
 """The bench side of the GPU data path on CPU: `ffcv-bench loader/epoch --decode`, their decode
-verdict, the report's, the CPU-time figures, and `python -m ffcv_inat.bench.decode_check`.
+verdict, the report's, the CPU-time figures, `python -m ffcv_inat.bench.decode_check`, and this
+machine's ceiling on the beton's stored JPEGs (bench/ceiling.py, the device rate with the CPU in
+the device's place).
 
 There is no GPU here: the GPU path's code runs with device "cpu" under the tests' switch
 (loaders.DECODE_ON_CPU_FOR_TESTS), as the data-path tests run it; without the switch asking for
@@ -15,6 +17,10 @@ import torch
 from click.testing import CliRunner
 
 from ffcv_inat.bench import decode_check
+from ffcv_inat.bench.ceiling import (_decode_chunk, cpu_ceiling, device_decode_rate, finish_ceiling, open_ceiling,
+                                    timed_rounds)
+from ffcv_inat.bench.stored_jpegs import read_stored_jpegs
+from ffcv_inat.crops import crop_box
 from ffcv_inat.bench.cli import main
 from ffcv_inat.bench.loader_bench import cpu_seconds, list_image_folder, parse_proc_stat, write_source_beton
 from ffcv_inat.bench.report import decode_conclusion, loader_table, results_table
@@ -308,3 +314,39 @@ def test_decode_check_bad_arguments(data, tmp_path, no_gpu_path):
     assert r.exit_code == 0, r.output
     assert "(d) training: not run (data.decode: gpu needs a CUDA device" in (tmp_path / "c.txt").read_text()
     assert os.path.getsize(tmp_path / "c.txt") > 0
+
+
+# ------------------------------------------------------------------ this machine's ceiling (bench/ceiling.py)
+
+@pytest.mark.timeout(120)
+def test_the_ceiling_times_the_betons_own_jpegs_with_the_seeded_boxes(data):
+    _, beton = data
+    jpegs = read_stored_jpegs(beton, 100, workers=1)
+    assert len(jpegs) == 16 and jpegs.raw_skipped == 0 and jpegs.sizes.tolist() == [[40, 40]] * 16
+    assert all(bytes(d[:2]) == b"\xff\xd8" for d in jpegs.datas)  # JPEG files, as stored
+    # the boxes and flips the seeded decoder cuts in epoch 0 (seed 0) of each sample
+    for i, (h, w) in enumerate(jpegs.sizes.tolist()):
+        assert jpegs.boxes[i].tolist() == [int(v) for v in crop_box(0, 0, i, h, w)]
+    _decode_chunk(jpegs, range(len(jpegs)), 16)  # every box lies inside its image: no error from libffcv
+    c = cpu_ceiling(jpegs, workers=2, resolutions=[16, 24], rounds=2, min_seconds=0)
+    assert (c.workers, c.images) == (2, 16) and set(c.decode_resize) == {16, 24}
+    assert c.decode.n == 4 and all(s.n == 2 for s in c.decode_resize.values())  # decode alone beside each
+    assert all(s.min <= s.median <= s.max for s in (c.decode, *c.decode_resize.values()))
+    # the GPU path's counterpart, here with torchvision on the CPU in the device's place
+    assert device_decode_rate(jpegs, "cpu", batch=4, rounds=1, min_seconds=0).n == 1
+    with open_ceiling(beton, 1, min_seconds=0, echo=lambda m: None) as rounds:
+        rounds.round(16)
+        c = finish_ceiling(rounds, gpu_device=torch.device("cpu"))
+    assert c.images == 16 and c.decode.n == 1 and set(c.decode_resize) == {16}
+    assert c.device_decode is None  # no CUDA: no device figure
+
+
+def test_timed_rounds_go_over_the_images_until_the_round_is_long_enough():
+    passes = []
+
+    def one_pass():
+        passes.append(1)
+        return 10
+
+    s = timed_rounds(one_pass, rounds=2, min_seconds=0)
+    assert len(passes) == 3 and s.n == 2  # one uncounted pass, then one pass per round
