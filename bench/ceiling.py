@@ -188,8 +188,8 @@ def finish_ceiling(rounds: CeilingRounds, gpu_device=None, batch: int = 256) -> 
     if gpu_device is not None and torch.device(gpu_device).type == "cuda":
         from dataclasses import replace
 
-        c = replace(c, device_decode=device_decode_rate(rounds.jpegs, gpu_device, batch, min_seconds=rounds.min_seconds),
-                    device=torch.cuda.get_device_name(torch.device(gpu_device)))
+        rate = device_decode_rate(rounds.jpegs, gpu_device, batch, min_seconds=rounds.min_seconds)
+        c = replace(c, device_decode=rate, device=torch.cuda.get_device_name(torch.device(gpu_device)))
     return c
 
 

@@ -127,8 +127,8 @@ def main():
 @results_option
 @click.pass_context
 @report_user_errors
-def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min_seconds, label, ceiling, pipelines, crops,
-           decode_opts, device, results):
+def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min_seconds, label, ceiling, pipelines,
+           crops, decode_opts, device, results):
     """Images/s of the toolkit's FFCV pipeline (per decode path) vs the standard PyTorch one, on the
     same images, with the CPU cores each keeps busy."""
     import torch
@@ -260,7 +260,8 @@ def _loader_rows(measured, command: str, settings: dict, top=None) -> list[dict]
              if m.pipeline == "ffcv" and m.res in torch_at else None)
         rows.append(make_row(
             "loader", m.pipeline, command,
-            dict(settings, images_per_epoch=m.images_per_epoch, warmup_rounds=m.warmup, batch_shape=list(m.shape), device=m.device, **extra),
+            dict(settings, images_per_epoch=m.images_per_epoch, warmup_rounds=m.warmup, batch_shape=list(m.shape),
+                 device=m.device, **extra),
             env=env, res=m.res, batch=m.batch, workers=m.workers,
             images_per_second=m.measured.median, images_per_second_min=m.measured.min,
             images_per_second_max=m.measured.max, runs=m.measured.n, ratio=r))
