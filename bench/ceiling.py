@@ -1,5 +1,6 @@
 """This machine's ceiling for a loader: how fast its CPU decodes a beton's own stored JPEGs, and
-decodes, crops, resizes and flips them, with as many threads as the loader has workers.
+decodes, crops, resizes and flips them, with as many threads as the ffcv loader runs (its
+workers, capped at the usable cores), on the beton's first CEILING_IMAGES JPEGs.
 
 It calls the very functions ffcv's compiled decoders call, ffcv's libffcv `imdecode`
 (libjpeg-turbo) and `resize_crop` (OpenCV's INTER_AREA resize), on the boxes and flips the
@@ -32,7 +33,7 @@ ROUNDS = 3
 @dataclass(frozen=True)
 class Ceiling:
     """Rates of this machine's CPU on a beton's stored JPEGs, images/s over measured rounds."""
-    workers: int  # threads, as the loader's workers
+    workers: int  # threads, as the ffcv loader runs them
     images: int  # distinct JPEGs timed
     mean_bytes: float
     decode: Spread  # decode only
