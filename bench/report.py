@@ -166,7 +166,9 @@ def results_table(df) -> str:
     """Every row, the columns a reader compares (command, settings and verdicts stay in the CSV;
     `decode`, the decode path of ffcv and trainer rows, comes from settings)."""
     view = df[REPORT_COLUMNS].copy()
-    view.insert(REPORT_COLUMNS.index("pipeline") + 1, "decode", [decode_path(r) or "" for r in df.to_dict("records")])
+    records = df.to_dict("records")
+    view.insert(REPORT_COLUMNS.index("pipeline") + 1, "decode", [decode_path(r) or "" for r in records])
+    view["of_ceiling"] = [_ceiling_share(r) for r in records]  # loader rows: share of this machine's ceiling
     view["timestamp"] = view["timestamp"].astype(str).str.slice(0, 16)
     whole = {c: _cell(".0f") for c in ("cpu_count", "res", "batch", "workers", "runs", "peak_memory_mb")}
     figures = {c: _cell(",.1f") for c in ("images_per_second", "images_per_second_min", "images_per_second_max",
@@ -176,13 +178,19 @@ def results_table(df) -> str:
     verdicts = df[df["verdict"].notna() & (df["verdict"].astype(str) != "")]
     for _, r in verdicts.iterrows():
         text += f"\n{str(r['timestamp'])[:16]} {r['host']} ({r['gpu']}): {r['verdict']}"
-    records = df.to_dict("records")
     for machine in dict.fromkeys(_machine(r) for r in records):
         mine = [r for r in records if _machine(r) == machine]
         runs = _latest_runs(mine, "epoch") + _latest_runs(mine, "loader")
         for line in decode_conclusion(runs):
             text += f"\n{machine}, newest runs with the GPU decode path: {line}"
     return text
+
+
+def _ceiling_share(row) -> str:
+    """A loader row's median as a share of its machine's decode + resize ceiling (settings.ceiling),
+    e.g. "72%"; empty for other rows and rows from before the ceiling."""
+    c = _settings(row).get("ceiling") if row["bench"] == "loader" else None
+    return f"{100 * c['fraction']:.0f}%" if c else ""
 
 
 def _machine(row) -> str:

@@ -101,6 +101,14 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
     ceiling = [line for line in r.output.splitlines() if "of this machine's decode + resize ceiling" in line]
     assert [line.split(" (spread")[0] for line in ceiling] == ["res 32 ffcv seeded/cpu decode", "res 32 pytorch"]
     assert all("1 thread); decode alone would be " in line for line in ceiling)
+    # ffcv-bench report keeps the share of the ceiling in a column of its own
+    from ffcv_inat.bench.report import results_table
+    from ffcv_inat.bench.results import read_results
+
+    table = results_table(read_results(out)).splitlines()
+    assert table[0].split()[-1] == "of_ceiling"
+    share = f"{100 * json.loads(ffcv['settings'])['ceiling']['fraction']:.0f}%"
+    assert table[1].split()[-1] == share
 
 
 @pytest.mark.timeout(120)
