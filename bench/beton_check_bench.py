@@ -26,6 +26,7 @@ import numpy as np
 from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, FORMAT_VERSION, HEADER, INT_FIELD, RGB_FIELD,
                               ClassEntry, Integrity, Manifest, check_beton, integrity_of, manifest_path, sha256_of)
 from ffcv_inat.environment import cpu_name
+from ffcv_inat.study import IMAGENET_TRAIN_IMAGES
 
 SIDE = 128
 CLASSES = 1000
@@ -68,7 +69,7 @@ def write_real(path: Path, gib: float, workers: int) -> Manifest:
     return m
 
 
-def write_sparse_imagenet_layout(path: Path, n: int = 1_281_167, mean_bytes: int = 50_000) -> Manifest:
+def write_sparse_imagenet_layout(path: Path, n: int = IMAGENET_TRAIN_IMAGES, mean_bytes: int = 50_000) -> Manifest:
     """ffcv's layout for n JPEG samples of ~mean_bytes, data region sparse."""
     page = 8 << 20
     meta_dtype = np.dtype([("", FIELD_METADATA[RGB_FIELD]), ("", FIELD_METADATA[INT_FIELD])], align=True)

@@ -5,6 +5,7 @@ machine and versions it ran on; `ffcv-bench report` prints them and draws the pl
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -17,6 +18,7 @@ from ffcv_inat.cli_errors import parse_int_list, report_user_errors
 from ffcv_inat.config import CROPS, DECODES
 from ffcv_inat.environment import PRECISIONS
 
+from .loader_bench import MIN_ROUND_SECONDS
 from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -85,21 +87,31 @@ def main():
     ffcv-bench model --res 224 --batch 256 --precision bf16 --compile
     ffcv-bench epoch --recipe pretrain_90ep.yaml --train A.beton --max-steps 100 --decode cpu,gpu
     ffcv-bench cost --recipe pretrain_90ep.yaml --train A.beton
+    ffcv-bench cost --plan plan.csv --machine H100 --devices 8
     ffcv-bench report
     """
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--images", "images_dir", required=True, type=click.Path(),
-              help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train).")
+@click.option("--images", "images_dir", default=None, type=click.Path(),
+              help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train). Not needed for --pipeline ffcv "
+                   "alone on an existing --beton.")
 @click.option("--beton", type=click.Path(dir_okay=False), default=None,
               help="The same images as a beton; written here from --images if missing. "
                    "Default: written to a temporary folder and removed afterwards.")
 @click.option("--res", "res_list", default="160,192,224", show_default=True, help="Output resolutions, comma-separated.")
 @click.option("--workers", type=int, default=8, show_default=True, help="Workers of both pipelines (ffcv threads, DataLoader processes).")
 @click.option("--batch", type=int, default=256, show_default=True)
-@click.option("--epochs", type=int, default=3, show_default=True, help="Measured epochs per pipeline and resolution.")
-@click.option("--warmup", type=int, default=1, show_default=True, help="Warm-up epochs before them, not counted.")
+@click.option("--epochs", type=int, default=3, show_default=True,
+              help="Measured rounds per pipeline and resolution, each of whole epochs lasting --min-seconds.")
+@click.option("--warmup", type=int, default=1, show_default=True,
+              help="Warm-up rounds before them, not counted; more follow until two agree within 10%.")
+@click.option("--min-seconds", type=float, default=MIN_ROUND_SECONDS, show_default=True,
+              help="Shortest measured round: whole epochs, going over a small beton again, until this long.")
+@click.option("--label", default=None,
+              help="What the images are, kept in the rows (settings.images_label), e.g. 'real photos' or 'synthetic'.")
+@click.option("--ceiling/--no-ceiling", default=True, show_default=True,
+              help="Also time this machine's decode and decode + resize of the beton's JPEGs on --workers threads.")
 @click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "pytorch"]), multiple=True,
               help="Run only this pipeline (repeatable). Default: both.")
 @click.option("--crop", "crops", type=click.Choice(CROPS), multiple=True,
@@ -116,8 +128,8 @@ def main():
               help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @click.pass_context
 @report_user_errors
-def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pipelines, crops, decode_opts, device,
-           results, gpu_path_on_cpu):
+def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min_seconds, label, ceiling, pipelines,
+           crops, decode_opts, device, results, gpu_path_on_cpu):
     """Images/s of the toolkit's FFCV pipeline (per decode path) vs the standard PyTorch one, on the
     same images, with the CPU cores each keeps busy."""
     import torch
@@ -125,46 +137,73 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
     from ffcv_inat.environment import resolve_device
     from ffcv_inat.loader import resolve_decode
 
-    from .loader_bench import (list_image_folder, matched_to_beton, run_loader_bench,
-                               write_source_beton)
-    from .report import decode_conclusion, loader_table
+    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, finish_ceiling, open_ceiling
+    from .loader_bench import run_loader_bench
 
     resolutions = parse_int_list(res_list, "--res")
     _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
-                    *(("--res", r, 16) for r in resolutions))
+                    ("--min-seconds", min_seconds, 0), *(("--res", r, 16) for r in resolutions))
     pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
     crops = list(dict.fromkeys(crops)) or ["seeded"]
     asked = parse_decodes(decode_opts) or ["cpu"]
     if device is None:
         device = "cuda" if torch.cuda.is_available() and set(asked) != {"cpu"} else "cpu"
     dev = resolve_device(device, "--device")
-    # gpu without CUDA: its one-line error
-    decodes = list(dict.fromkeys(resolve_decode(d, dev, gpu_path_on_cpu=gpu_path_on_cpu) for d in asked))
+    decodes = list(dict.fromkeys(resolve_decode(d, dev, gpu_path_on_cpu=gpu_path_on_cpu) for d in asked))  # gpu without CUDA: its one-line error
+    if images_dir is None and (beton is None or pipelines != ["ffcv"]):
+        raise UserError("--images DIR is needed, unless --pipeline ffcv alone times an existing --beton")
+    with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
+        source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
+        _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
+                  f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
+        rounds = (open_ceiling(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err)
+                  if ceiling else None)
+        with rounds or contextlib.nullcontext():
+            measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
+                                        echo=_echo_err, crops=crops, decodes=decodes, device=dev,
+                                        min_seconds=min_seconds, ceiling_round=rounds and rounds.round)
+            top = finish_ceiling(rounds, dev if "gpu" in decodes else None, batch) if rounds else None
+    settings = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
+                "num_images": manifest.num_images, "num_classes": manifest.num_classes,
+                "beton": beton and recorded_path(Path(beton).resolve()),
+                "images_label": label, "measured_rounds": epochs, "min_round_seconds": min_seconds}
+    rows = _loader_rows(measured, command_line(ctx), settings, top)
+    _write_rows(results, rows)
+    _print_loader(rows, measured, crops if "ffcv" in pipelines else [None], top)
+
+
+def _bench_source(images_dir: str | None, beton: str | None, batch: int, tmp: Path):
+    """(the ImageFolder's images matched to the beton, or None without --images; the beton,
+    written from the images when missing; its manifest)."""
+    from ffcv_inat.beton import read_manifest
+
+    from .loader_bench import list_image_folder, matched_to_beton, write_source_beton
+
+    if images_dir is None:
+        manifest = read_manifest(beton)
+        if manifest.num_images < batch:
+            raise UserError(f"--batch {batch} is larger than the {manifest.num_images} images: no full batch")
+        return None, Path(beton), manifest
     source = list_image_folder(images_dir)
     if len(source.samples) < batch:  # checked before the beton is written, to fail fast
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
-    with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
-        if beton is None or not Path(beton).exists():
-            beton_path = Path(beton) if beton else Path(tmp) / "bench.beton"
-            _echo_err(f"writing {len(source.samples)} images from {source.root} to {beton_path}")
-            manifest = write_source_beton(source, beton_path)
-        else:
-            from ffcv_inat.beton import read_manifest
+    if beton is None or not Path(beton).exists():
+        beton_path = Path(beton) if beton else tmp / "bench.beton"
+        _echo_err(f"writing {len(source.samples)} images from {source.root} to {beton_path}")
+        manifest = write_source_beton(source, beton_path)
+    else:
+        beton_path = Path(beton)
+        manifest = read_manifest(beton_path)
+    return matched_to_beton(source, manifest), beton_path, manifest
 
-            beton_path = Path(beton)
-            manifest = read_manifest(beton_path)
-        source = matched_to_beton(source, manifest)
-        _echo_err(f"{len(source.samples)} images, {len(source.classes)} classes; batch {batch}, {workers} workers, "
-                  f"{warmup} warm-up + {epochs} measured epochs per pipeline and resolution")
-        measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                    echo=_echo_err, crops=crops, decodes=decodes, device=dev)
-    settings = {"images": recorded_path(source.root.resolve()), "num_images": len(source.samples),
-                "num_classes": len(source.classes), "beton": beton and recorded_path(Path(beton).resolve()),
-                "warmup_epochs": warmup, "measured_epochs": epochs}
-    rows = _loader_rows(measured, command_line(ctx), settings)
-    _write_rows(results, rows)
-    tables = crops if "ffcv" in pipelines else [None]
-    for crop in tables:  # one table per crop decoder: the table has one column per decode path
+
+def _print_loader(rows: list[dict], measured, tables: list, top) -> None:
+    """A table per crop decoder (a column per decode path), the crop comparison, the GPU path's
+    decode counts, the decode verdict, and each figure's fraction of this machine's ceiling."""
+    from .ceiling import ceiling_lines
+    from .report import decode_conclusion, loader_table
+
+    for crop in tables:
         if len(tables) > 1:
             click.echo(f"ffcv crop decoder: {crop}")
         click.echo(loader_table([r for r in rows if json.loads(r["settings"]).get("crop") in (crop, None)]))
@@ -173,7 +212,7 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, pip
     for m in measured:
         if m.decode_counts is not None:
             click.echo(gpu_path_line(m.res, m.decode_counts, m.nvjpeg_backend))
-    for line in decode_conclusion(rows):
+    for line in decode_conclusion(rows) + (ceiling_lines(measured, top) if top else []):
         click.echo(line)
 
 
@@ -186,14 +225,17 @@ def gpu_path_line(res: int, counts: dict, backend: str | None) -> str:
             f"nvJPEG backend: {backend or 'none (the path ran on the CPU)'}")
 
 
-def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
+def _loader_rows(measured, command: str, settings: dict, top=None) -> list[dict]:
     """One row per pipeline, crop decoder, decode path and resolution; ffcv rows name their
     decoder in settings["crop"] and decode path in settings["decode"], and carry ratio = their
     median / PyTorch's at the same resolution. Every row says where its batches landed
     (settings["device"]) and the CPU cores it kept busy (settings["cores_used"], median, with
     _min and _max over the measured epochs); GPU-path rows also how their samples were decoded
     (settings["decode_counts"], every epoch run) and nvJPEG's backend; rows on a GPU the most GPU
-    memory one epoch added (settings["gpu_memory_added_mb"])."""
+    memory one epoch added (settings["gpu_memory_added_mb"]); with `top` (ceiling.Ceiling) this
+    machine's ceiling on the same JPEGs and the fraction of it reached (settings["ceiling"]),
+    and every row its warm-up rounds and epochs per measured round."""
+    from .ceiling import ceiling_settings
     from .results import environment
     from .stats import ratio
 
@@ -211,11 +253,16 @@ def _loader_rows(measured, command: str, settings: dict) -> list[dict]:
             extra.update(decode_counts=m.decode_counts, nvjpeg_backend=m.nvjpeg_backend)
         if m.gpu_memory_mb is not None:  # the issue's budget for the GPU path: <= 2 GiB at batch 256
             extra["gpu_memory_added_mb"] = round(m.gpu_memory_mb, 1)
+        if top is not None:
+            extra["ceiling"] = ceiling_settings(top, m.res, m.measured.median, m.decode)
+        if m.round_epochs is not None:
+            extra["epochs_per_round"] = m.round_epochs.median
         r = (ratio(m.measured.median, torch_at[m.res].measured.median)
              if m.pipeline == "ffcv" and m.res in torch_at else None)
         rows.append(make_row(
             "loader", m.pipeline, command,
-            dict(settings, images_per_epoch=m.images_per_epoch, batch_shape=list(m.shape), device=m.device, **extra),
+            dict(settings, images_per_epoch=m.images_per_epoch, warmup_rounds=m.warmup, batch_shape=list(m.shape),
+                 device=m.device, **extra),
             env=env, res=m.res, batch=m.batch, workers=m.workers,
             images_per_second=m.measured.median, images_per_second_min=m.measured.min,
             images_per_second_max=m.measured.max, runs=m.measured.n, ratio=r))
@@ -365,7 +412,9 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
+@click.option("--recipe", default=None, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
+@click.option("--plan", "plan_csv", type=click.Path(dir_okay=False), default=None,
+              help="Or: a plan of ffcv-sweep plan; every training run priced, the grid's device-hours and wall time.")
 @click.option("--images-per-epoch", type=int, default=None, help="Training images per epoch.")
 @click.option("--train", "train", type=click.Path(dir_okay=False), default=None,
               help="Or: the train beton, whose manifest gives images per epoch.")
@@ -376,14 +425,21 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
                    "the device that figure is from (e.g. H100, cpu), which names the hours.")
 @click.option("--gpus", type=int, default=None,
               help="GPUs that produced the throughput (for e.g. H100-hours). Default: the row's GPU count, else 1.")
+@click.option("--devices", default="1,8,64", show_default=True,
+              help="With --plan: wall time on each of these numbers of devices, comma-separated.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Recipe overrides, e.g. schedule.epochs=60.")
 @results_option
 @report_user_errors
-def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets, results):
-    """Predicted wall time and device-hours (e.g. H100-hours) of a whole recipe, from measured throughput."""
+def cost(recipe, plan_csv, images_per_epoch, train, images_per_second, machine, gpus, devices, sets, results):
+    """Predicted wall time and device-hours (e.g. H100-hours) of a whole recipe, or of every run
+    of a plan, from measured throughput."""
     from .cost import Measured, describe, images_per_epoch as count_images, latest_epoch_throughput, predict, recipe_facts
     from .results import read_results
 
+    if (recipe is None) == (plan_csv is None):
+        raise UserError("give exactly one of --recipe R and --plan PLAN.csv")
+    if plan_csv is not None:
+        return _study_cost(plan_csv, machine, parse_int_list(devices, "--devices"), results)
     facts = recipe_facts(recipe, list(sets))
     n = count_images(images_per_epoch, train)
     if gpus is not None:
@@ -395,6 +451,17 @@ def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets
     else:
         measured = latest_epoch_throughput(read_results(results), facts, machine)
     click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source, measured.gpu))
+
+
+def _study_cost(plan_csv: str, machine: str | None, devices: list[int], results: str) -> None:
+    from ffcv_inat.sweep.plan import read_plan
+
+    from .results import read_results
+    from .study_cost import describe_study, study_costs
+
+    _check_at_least(*(("--devices", n, 1) for n in devices))
+    costs, why = study_costs(read_plan(plan_csv), read_results(results), machine)
+    click.echo(describe_study(costs, why, devices))
 
 
 @main.command(context_settings=CONTEXT)

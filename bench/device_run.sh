@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The prepared GPU run of the bench suite: the steps named in $STEPS, in order, within $BUDGET_S.
-#   data           synthetic ImageNet-like images (100 classes x 40 of 512 px) and their beton
+#   data           checks the real photos' beton ($REAL_BETON, written before the run by
+#                  python -m ffcv_inat.bench.real_photos and carried; one line when absent), then
+#                  synthetic ImageNet-like images (100 classes x 40 of 512 px) and their beton
 #                  (python -m ffcv_inat.bench.synthetic_beton); the steps after it read them
+#   decode_check   python -m ffcv_inat.bench.decode_check on the first 1,000 images of the real
+#                  photos (the synthetic beton without them): the GPU path's pixels vs the CPU's, its
+#                  stream safety, its training loss vs the CPU path's. First: the GPU-path timings
+#                  below mean nothing if it fails. Its report is written before its slow part (d)
 #   model          ffcv-bench model: ResNet-50 train step, res 160/192/224, bf16, channels-last
 #                  (MODEL_LAYOUTS="--channels-last --no-channels-last" adds the other layout)
 #   epoch          ffcv-bench epoch: ffcv-train pretrain_90ep.yaml end to end, once per decode path
 #                  in $DECODES, each with its bottleneck verdict, and which path to use here
-#   decode_check   python -m ffcv_inat.bench.decode_check on the beton's first 1,000 images: the GPU
-#                  path's pixels vs the CPU's, its stream safety, and its training loss vs the CPU path's
-#   loader         ffcv-bench loader: ffcv per decode path vs torchvision ImageFolder+DataLoader,
-#                  16 workers, batch 256, with the CPU cores each keeps busy
+#   loader         ffcv-bench loader on the real photos first (ffcv per decode path, the machine's
+#                  CPU ceiling and the device's nvJPEG decode rate on the same bytes), then on the
+#                  synthetic images as a second, labelled row with torchvision ImageFolder+DataLoader
+#                  beside it; 16 workers, batch 256, rounds of at least LOADER_MIN_SECONDS
 #   model_compile  the model step with torch.compile, at MODEL_COMPILE_RES (slowest, so last)
 #   train          ffcv-train pretrain_90ep.yaml on the data step's beton without and with
 #                  torch.compile; epoch seconds, images/s and peak GPU memory of each run from its
@@ -35,14 +41,15 @@
 #   decode_check   ~70 s   reading + (a) + (b) ~15 s (the CPU side decodes a 448-px JPEG in ~2.5 ms, a 512-px one ~30% more, as
 #                          measured on the 2-core dev VM), (c) 50 rounds of 200 ms ~15 s, (d) two
 #                          30-step runs of batch 64 with their loaders' compilation ~40 s
-#   loader         ~100 s  3 res x 3 pipelines x 3 epochs of 3,840 images; measured on the H100 with
-#                          the CPU path: 1.2-1.5 s an epoch after a 7-11 s first one, torchvision
-#                          2.6 s an epoch; the GPU path's epochs assumed alike
+#   loader         ~120 s  real photos: ceiling ~20 s (CPU rates at 2 res + nvJPEG, 3 rounds of 1.5 s each),
+#                          2 res x 2 decode paths x ~5 rounds of 2 s; synthetic: 1 res x 3 pipelines x
+#                          ~5 rounds of 2 s, its ceiling ~10 s; torchvision's workers start (~10 s)
 #   model_compile  ~80 s   torch.compile of the train step at res 224 only: each new resolution
 #                          compiles again, which all three would not fit
-# Sum ~405 s, 65 s to spare. The order puts the training figures first (ResNet-50 img/s and peak
-# memory from model, epoch time from epoch), as before the GPU path existed; a step that runs past
-# what is left is stopped and logged, and the steps after it are skipped.
+# Sum ~425 s, 45 s to spare. The correctness check comes right after the data, before the timings
+# that depend on it; then the training figures (ResNet-50 img/s and peak memory from model, epoch
+# time from epoch); a step that runs past what is left is stopped and logged, and the steps after
+# it are skipped.
 #
 # Run from anywhere, with $OUT set and ffcv importable (the caller prepares PYTHONPATH and
 # LD_LIBRARY_PATH, e.g. `source bench/gpu_env.sh`; see bench/README.md). The code measured
@@ -60,14 +67,20 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-470}          # 8 minutes less a margin for start-up and the report
-STEPS=${STEPS:-"data model epoch decode_check loader model_compile"}
+STEPS=${STEPS:-"data decode_check model epoch loader model_compile"}
 CLASSES=${CLASSES:-100}
 PER_CLASS=${PER_CLASS:-40}         # 4,000 images: 15 steps of 256 per epoch
 SIZE=${SIZE:-512}                  # the GPU-path targets' beton (512-px JPEGs), as the H100 loader record
 WORKERS=${WORKERS:-16}
 BATCH=${BATCH:-256}
-LOADER_RES=${LOADER_RES:-160,192,224}
+# Real photos first (bench/real_photos.py writes this beton here; carry bench/real_photos to the
+# GPU machine): the loader (ffcv per decode path, with the machine's ceiling) and the decode check
+# run on them; synthetic images follow as a second, labelled loader row with torchvision beside it.
+REAL_BETON=${REAL_BETON:-$REPO/bench/real_photos/real.beton}
+LOADER_RES=${LOADER_RES:-160,224}          # real photos
+SYNTH_LOADER_RES=${SYNTH_LOADER_RES:-224}  # the synthetic row
 LOADER_EPOCHS=${LOADER_EPOCHS:-2}
+LOADER_MIN_SECONDS=${LOADER_MIN_SECONDS:-2}  # shortest measured round (whole epochs)
 MODEL_RES=${MODEL_RES:-160,192,224}
 MODEL_BATCH=${MODEL_BATCH:-256}
 MODEL_STEPS=${MODEL_STEPS:-30}
@@ -188,6 +201,10 @@ ANALYZE=("$PY" -m ffcv_inat.analyze.cli)
 for step in $STEPS; do
   case $step in
     data)
+      if [ ! -e "$REAL_BETON" ]; then
+        say "[failed] data: no real-photo beton at $REAL_BETON: write it before the GPU run (python -m ffcv_inat.bench.real_photos IMAGEN_CLONE bench/real_photos, see bench/README.md) and carry bench/real_photos"
+        FAILED+=("data (real photos)")
+      fi
       if [ -n "${KEEP_WORK:-}" ] && [ -e "$BETON" ]; then
         say "[ok] data: kept $BETON and $DATA from an earlier run"
       else
@@ -204,15 +221,24 @@ for step in $STEPS; do
           --results "$RESULTS"
       done ;;
     loader)
-      run_step --limit "$LOADER_LIMIT_S" loader "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" --res "$LOADER_RES" --workers "$WORKERS" \
-        --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --decode "$DECODES" --results "$RESULTS" ;;
+      common=(--workers "$WORKERS" --batch "$BATCH" --epochs "$LOADER_EPOCHS" --warmup 1 --min-seconds "$LOADER_MIN_SECONDS"
+              --decode "$DECODES" --results "$RESULTS")
+      if [ -e "$REAL_BETON" ]; then  # the photos stay here: the ffcv pipeline alone reads the beton
+        run_step --limit "$LOADER_LIMIT_S" "loader real photos" "${BENCH[@]}" loader --beton "$REAL_BETON" --pipeline ffcv \
+          --res "$LOADER_RES" --label "real photos (ajschumacher/imagen)" "${common[@]}"
+      else
+        say "[skipped] loader real photos: no $REAL_BETON"
+      fi
+      run_step --limit "$LOADER_LIMIT_S" "loader synthetic" "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" \
+        --res "$SYNTH_LOADER_RES" --label "synthetic (stripes + noise, ${SIZE} px)" "${common[@]}" ;;
     epoch)
       steps=(); [ -n "$EPOCH_STEPS" ] && steps=(--max-steps "$EPOCH_STEPS")
       run_step --limit "$EPOCH_LIMIT_S" epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" ${steps[@]+"${steps[@]}"} \
         --epochs "$EPOCH_EPOCHS" --warmup 1 --set "data.workers=$WORKERS" --decode "$DECODES" --results "$RESULTS" ;;
     decode_check)
       # --show: its report goes to stdout too; the file is kept as bench/results/ names it.
-      run_step --limit "$CHECK_LIMIT_S" --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$BETON" --out "${PREFIX}_decode_check.txt" \
+      check_beton=$BETON; [ -e "$REAL_BETON" ] && check_beton=$REAL_BETON  # real photos when carried
+      run_step --limit "$CHECK_LIMIT_S" --show decode_check "$PY" -m ffcv_inat.bench.decode_check "$check_beton" --out "${PREFIX}_decode_check.txt" \
         --images "$CHECK_IMAGES" --batch "$BATCH" --res "$CHECK_RES" --workers "$WORKERS" --device "$CHECK_DEVICE" \
         --train-steps "$CHECK_TRAIN_STEPS" --train-batch "$CHECK_TRAIN_BATCH" --recipe "$CHECK_RECIPE" ;;
     train)

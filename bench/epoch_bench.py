@@ -178,7 +178,8 @@ def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], No
                          dtype=input_dtype(s.precision))
     # The loader alone reads what the trainer read: whole epochs when it ran whole epochs.
     lo = time_pipeline(Pipeline("ffcv", s.crop, s.decode), loader, result.res, s.batch, s.workers,
-                       max(1, result.warmup), 1, max_batches=steps if result.extrapolated else None, echo=echo)
+                       max(1, result.warmup), 1, max_batches=steps if result.extrapolated else None, echo=echo,
+                       max_extra_warmup=0)  # the trainer's own batches: no more
     if model_only is None:
         echo(f"model alone: {steps} steps on synthetic tensors")
         mo = run_model_bench(bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),

@@ -29,13 +29,21 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ffcv_inat import UserError
 
-from .stats import Spread, cores_used, spread, throughput
+from .stats import Spread, cores_used, settled, spread, throughput
 
 PIPELINES = ("ffcv", "pytorch")
 
 # Cores busy are measured only over epochs at least this long: /proc counts CPU time in clock
 # ticks (10 ms), so a shorter epoch's figure is mostly rounding.
 MIN_SECONDS_FOR_CORES = 0.5
+
+# A measured round of a loader lasts at least this long by default (whole epochs, going over a
+# small beton again): on 1,000 photos an epoch is under a second, and single epochs measured 2.5x
+# apart on this 2-core machine. Warm-up goes on until two rounds agree within SETTLE_TOLERANCE,
+# for at most MAX_EXTRA_WARMUP more rounds than asked.
+MIN_ROUND_SECONDS = 4.0
+SETTLE_TOLERANCE = 0.10
+MAX_EXTRA_WARMUP = 3
 
 # ffcv Loaders made here live as long as the process: freeing one earlier makes numba's
 # finalizer of its compiled pipeline raise a (harmless, but loud) KeyError.
@@ -175,6 +183,7 @@ class LoaderResult:
     decode_counts: dict | None = None  # GPU path: how its samples were decoded, every epoch run (warm-up too)
     nvjpeg_backend: str | None = None  # GPU path on a GPU: nvJPEG's backend (device_decode.nvjpeg_backend)
     gpu_memory_mb: float | None = None  # the most GPU memory one of its epochs added (None: no CUDA)
+    round_epochs: Spread | None = None  # epochs per measured round
 
 
 def parse_proc_stat(text: str) -> tuple[int, int, int]:
@@ -258,6 +267,7 @@ class EpochTiming(NamedTuple):
     device: str  # where the first batch landed: cpu or cuda
     cpu_seconds: float | None  # this process and its workers over the epoch; None: not measurable
     gpu_memory_mb: float | None = None  # GPU memory the epoch added at its peak (None: no CUDA)
+    epochs: int = 1  # epochs summed in it (time_round)
 
 
 def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = None) -> EpochTiming:
@@ -290,57 +300,89 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
     return EpochTiming(images, seconds, shape, device, cpu, _gpu_memory_added(memory_start))
 
 
+def time_round(pipeline: Pipeline, loader, res: int, max_batches: int | None, min_seconds: float) -> EpochTiming:
+    """Whole epochs (or their first max_batches batches) until `min_seconds` of them have gone
+    by, summed: a small beton's epoch is too short a measurement on its own."""
+    total = time_epoch(pipeline, loader, res, max_batches)
+    epochs = 1
+    while total.seconds < min_seconds and total.images > 0:
+        t = time_epoch(pipeline, loader, res, max_batches)
+        cpu = total.cpu_seconds + t.cpu_seconds if None not in (total.cpu_seconds, t.cpu_seconds) else None
+        memory = max(total.gpu_memory_mb, t.gpu_memory_mb) if None not in (total.gpu_memory_mb, t.gpu_memory_mb) else None
+        total = EpochTiming(total.images + t.images, total.seconds + t.seconds, total.shape, total.device, cpu, memory)
+        epochs += 1
+    return total._replace(epochs=epochs)
+
+
+def warm_up(names: list, one: Callable[[Pipeline, str], float], warmup: int, max_extra: int = MAX_EXTRA_WARMUP,
+            tolerance: float = SETTLE_TOLERANCE) -> dict:
+    """`warmup` rounds of each pipeline, then more (at most `max_extra`) until its last two
+    rounds agree within `tolerance` (stats.settled); {pipeline: warm-up rounds run}."""
+    done = {}
+    for name in names:
+        rates = [one(name, f"warm-up {k + 1}") for k in range(warmup)]
+        while warmup and not settled(rates, tolerance) and len(rates) < warmup + max_extra:
+            rates.append(one(name, f"warm-up {len(rates) + 1}, settling"))
+        done[name] = len(rates)
+    return done
+
+
 def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
-                   max_batches: int | None = None, echo: Callable[[str], None] = print) -> list[LoaderResult]:
-    """Warm-up epochs of each pipeline, then their measured epochs interleaved.
+                   max_batches: int | None = None, echo: Callable[[str], None] = print,
+                   min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP,
+                   after_round: Callable[[], None] | None = None) -> list[LoaderResult]:
+    """Warm-up rounds of each pipeline until its rate settles, then their measured rounds
+    interleaved; a round is whole epochs lasting at least `min_seconds`. `after_round` runs
+    after each measured round of all pipelines (the ceiling's rounds, under the same load).
 
     Interleaving (and alternating which goes first) exposes every pipeline alike to drift in
     the machine's load, which on a shared machine is larger than the difference measured.
     """
     names = list(loaders)
-    rates: dict[Pipeline, list[float]] = {n: [] for n in names}
-    cores: dict[Pipeline, list[float]] = {n: [] for n in names}
-    shapes: dict[Pipeline, tuple] = {}
-    devices: dict[Pipeline, str] = {}
-    images: dict[Pipeline, int] = {}
+    measured: dict[Pipeline, list[EpochTiming]] = {n: [] for n in names}
     memory: dict[Pipeline, float] = {}
-    total = warmup + epochs
 
-    def one(name: Pipeline, e: int) -> tuple[float, float | None]:
-        t = time_epoch(name, loaders[name], res, max_batches)
+    def one(name: Pipeline, label: str) -> EpochTiming:
+        t = time_round(name, loaders[name], res, max_batches, min_seconds)
         if t.images == 0:
             raise UserError(f"{name} gave no full batch of {batch}: use a smaller --batch")
-        shapes.setdefault(name, t.shape)
-        devices.setdefault(name, t.device)
-        images[name] = t.images
         if t.gpu_memory_mb is not None:
             memory[name] = max(memory.get(name, 0.0), t.gpu_memory_mb)
-        rate = throughput(t.images, t.seconds)
-        busy = (cores_used(t.cpu_seconds, t.seconds)
-                if t.cpu_seconds is not None and t.seconds >= MIN_SECONDS_FOR_CORES else None)
-        kind = "warm-up" if e < warmup else "measured"
-        echo(f"  {str(name):15s} res {res:4d}  epoch {e + 1}/{total} ({kind}): {t.images} images in {t.seconds:.2f} s "
-             f"= {rate:,.0f} img/s" + (f", {busy:.1f} cores busy" if busy is not None else "")
+        busy = _busy(t)
+        echo(f"  {str(name):15s} res {res:4d}  {label}: {t.epochs} epoch{'s' if t.epochs > 1 else ''}, "
+             f"{t.images} images in {t.seconds:.2f} s = {throughput(t.images, t.seconds):,.0f} img/s"
+             + (f", {busy:.1f} cores busy" if busy is not None else "")
              + (f", +{t.gpu_memory_mb:,.0f} MiB GPU memory at peak" if t.gpu_memory_mb is not None else ""))
-        return rate, busy
+        return t
 
-    for e in range(warmup):
-        for name in names:
-            one(name, e)
+    warmed = warm_up(names, lambda n, label: _rate(one(n, label)), warmup, max_extra_warmup)
     for e in range(epochs):
         for name in (names if e % 2 == 0 else names[::-1]):
-            rate, busy = one(name, warmup + e)
-            rates[name].append(rate)
-            if busy is not None:
-                cores[name].append(busy)
-    return [_result(n, loaders[n], res, batch, workers, warmup, spread(rates[n]), images[n], shapes[n], devices[n],
-                    spread(cores[n]) if len(cores[n]) == len(rates[n]) else None, memory.get(n)) for n in names]
+            measured[name].append(one(name, f"measured {e + 1}/{epochs}"))
+        if after_round is not None:
+            after_round()
+    return [_result(n, loaders[n], res, batch, workers, warmed[n], measured[n], memory.get(n)) for n in names]
 
 
-def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, measured: Spread, images: int,
-            shape: tuple, device: str, cores: Spread | None, gpu_memory_mb: float | None = None) -> LoaderResult:
-    """A pipeline's figures, with the GPU path's decode counts and nvJPEG backend."""
+def _rate(t: EpochTiming) -> float:
+    return throughput(t.images, t.seconds)
+
+
+def _busy(t: EpochTiming) -> float | None:
+    """CPU cores busy over a round; None where not measurable or too short for /proc's ticks."""
+    if t.cpu_seconds is None or t.seconds < MIN_SECONDS_FOR_CORES:
+        return None
+    return cores_used(t.cpu_seconds, t.seconds)
+
+
+def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, rounds: list[EpochTiming],
+            gpu_memory_mb: float | None = None) -> LoaderResult:
+    """A pipeline's figures over its measured rounds, with the GPU path's decode counts and
+    nvJPEG backend."""
+    busy = [_busy(t) for t in rounds]
+    cores = spread(busy) if None not in busy else None
     counts, backend = None, None
+    device = rounds[0].device
     if hasattr(loader, "counts"):  # the GPU path's DeviceDecodeLoader
         from ffcv_inat.loader.gpu import nvjpeg_backend
 
@@ -349,14 +391,17 @@ def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int
             counts["first_failure"] = loader.counts.failed_batches[0]
         if device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
             backend = nvjpeg_backend()
-    return LoaderResult(p.name, p.crop, res, batch, workers, warmup, measured, images, shape, p.decode, device,
-                        cores, counts, backend, gpu_memory_mb)
+    return LoaderResult(p.name, p.crop, res, batch, workers, warmup, spread([_rate(t) for t in rounds]),
+                        rounds[-1].images // rounds[-1].epochs, rounds[0].shape, p.decode, device, cores, counts,
+                        backend, gpu_memory_mb, spread([t.epochs for t in rounds]))
 
 
 def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
-                  max_batches: int | None = None, echo: Callable[[str], None] = print) -> LoaderResult:
-    """One pipeline alone: warmup + epochs epochs; images/s of the measured ones."""
-    return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo)[0]
+                  max_batches: int | None = None, echo: Callable[[str], None] = print,
+                  min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP) -> LoaderResult:
+    """One pipeline alone: warm-up rounds, then `epochs` measured rounds; their images/s."""
+    return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
+                          max_extra_warmup)[0]
 
 
 def _check_batch(pipeline: Pipeline, x, res: int) -> None:
@@ -371,16 +416,18 @@ def _check_batch(pipeline: Pipeline, x, res: int) -> None:
         raise RuntimeError(f"{pipeline} pipeline gave {x.dtype} {tuple(x.shape)}, not {want} Nx3x{res}x{res}")
 
 
-def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
+def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
                      warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
                      max_batches: int | None = None, echo: Callable[[str], None] = print,
                      crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
-                     device=None) -> list[LoaderResult]:
+                     device=None, min_seconds: float = MIN_ROUND_SECONDS,
+                     ceiling_round: Callable[[int], tuple] | None = None) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
-    (default the host), their measured epochs interleaved."""
+    (default the host), their measured rounds interleaved, with `ceiling_round(res)` (the
+    ceiling's, ceiling.CeilingRounds.round) after each."""
     pipelines = list(pipelines)
-    if len(source.samples) < batch:
+    if source is not None and len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
     results = []
     for res in resolutions:
@@ -392,6 +439,12 @@ def run_loader_bench(source: SourceImages, beton: Path, resolutions: Iterable[in
                                                                           crop=crop, decode=decode)
         if "pytorch" in pipelines:
             loaders[Pipeline("pytorch")] = pytorch_loader(source, res, batch, workers)
-        results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo)
+        after = None
+        if ceiling_round is not None:
+            def after(res=res):
+                decode, resized = ceiling_round(res)
+                echo(f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize {resized:,.0f} img/s")
+        results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
+                                  after_round=after)
         loaders.clear()  # the DataLoader's persistent workers stop before the next resolution
     return results

@@ -87,7 +87,7 @@ def loader_table(rows: Iterable[dict]) -> str:
                      and not _nan(cells[d]["ratio"]) else "-" for d in decodes]
         body.append(line)
     first = rows[0] if rows else {}
-    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured epochs, and the CPU cores "
+    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured rounds, and the CPU cores "
              f"busy (median); batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, "
              f"{first.get('cpu_count', '?')} CPUs, GPU {first.get('gpu', '?')}")
     return title + "\n" + _text_table(header, body)
@@ -166,7 +166,9 @@ def results_table(df) -> str:
     """Every row, the columns a reader compares (command, settings and verdicts stay in the CSV;
     `decode`, the decode path of ffcv and trainer rows, comes from settings)."""
     view = df[REPORT_COLUMNS].copy()
-    view.insert(REPORT_COLUMNS.index("pipeline") + 1, "decode", [decode_path(r) or "" for r in df.to_dict("records")])
+    records = df.to_dict("records")
+    view.insert(REPORT_COLUMNS.index("pipeline") + 1, "decode", [decode_path(r) or "" for r in records])
+    view["of_ceiling"] = [_ceiling_share(r) for r in records]  # loader rows: share of this machine's ceiling
     view["timestamp"] = view["timestamp"].astype(str).str.slice(0, 16)
     whole = {c: _cell(".0f") for c in ("cpu_count", "res", "batch", "workers", "runs", "peak_memory_mb")}
     figures = {c: _cell(",.1f") for c in ("images_per_second", "images_per_second_min", "images_per_second_max",
@@ -176,13 +178,19 @@ def results_table(df) -> str:
     verdicts = df[df["verdict"].notna() & (df["verdict"].astype(str) != "")]
     for _, r in verdicts.iterrows():
         text += f"\n{str(r['timestamp'])[:16]} {r['host']} ({r['gpu']}): {r['verdict']}"
-    records = df.to_dict("records")
     for machine in dict.fromkeys(_machine(r) for r in records):
         mine = [r for r in records if _machine(r) == machine]
         runs = _latest_runs(mine, "epoch") + _latest_runs(mine, "loader")
         for line in decode_conclusion(runs):
             text += f"\n{machine}, newest runs with the GPU decode path: {line}"
     return text
+
+
+def _ceiling_share(row) -> str:
+    """A loader row's median as a share of its machine's decode + resize ceiling (settings.ceiling),
+    e.g. "72%"; empty for other rows and rows from before the ceiling."""
+    c = _settings(row).get("ceiling") if row["bench"] == "loader" else None
+    return f"{100 * c['fraction']:.0f}%" if c else ""
 
 
 def _machine(row) -> str:
@@ -210,16 +218,19 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
     loader = df[df["bench"] == "loader"].copy()
     loader["crop"] = loader.apply(crop_decoder, axis=1)
     loader["decode"] = loader.apply(lambda r: decode_path(r) or "cpu", axis=1)  # PyTorch decodes on the CPU
-    loader = _latest(loader, ["machine", "pipeline", "crop", "decode", "res", "batch", "workers"])
+    # real photos and synthetic images are separate lines: they decode at different speeds
+    loader["images"] = loader.apply(lambda r: _settings(r).get("images_label") or "images unlabelled", axis=1)
+    loader = _latest(loader, ["machine", "images", "pipeline", "crop", "decode", "res", "batch", "workers"])
     if len(loader):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for (machine, pipeline, crop, decode, batch, workers), g in loader.groupby(
-                ["machine", "pipeline", "crop", "decode", "batch", "workers"]):
+        for (machine, images, pipeline, crop, decode, batch, workers), g in loader.groupby(
+                ["machine", "images", "pipeline", "crop", "decode", "batch", "workers"]):
             g = g.sort_values("res")
             err = [g["images_per_second"] - g["images_per_second_min"], g["images_per_second_max"] - g["images_per_second"]]
             ax.errorbar(g["res"], g["images_per_second"], yerr=err, marker="o", capsize=3,
                         linestyle="-" if pipeline == "ffcv" else "--",
-                        label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, batch {batch}, {workers} workers")
+                        label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, {images}, batch {batch}, "
+                              f"{workers} workers")
         ax.set(xlabel="resolution (px)", ylabel="images/s (median, min-max bars)",
                title="Training data pipeline throughput: FFCV vs PyTorch ImageFolder")
         ax.set_yscale("log")

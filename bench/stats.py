@@ -26,6 +26,20 @@ def spread(values: Sequence[float]) -> Spread:
     return Spread(statistics.median(values), min(values), max(values), len(values))
 
 
+def spread_factor(s: Spread) -> float:
+    """max / min of the measurements: 1.15 means the fastest was 15% above the slowest."""
+    return s.max / s.min if s.min > 0 else math.inf
+
+
+def settled(rates: Sequence[float], tolerance: float) -> bool:
+    """Whether the last two rates agree within `tolerance` (max / min - 1); a warm-up has
+    settled then."""
+    if len(rates) < 2:
+        return False
+    a, b = rates[-2:]
+    return min(a, b) > 0 and max(a, b) / min(a, b) - 1 <= tolerance
+
+
 def throughput(images: int, seconds: float) -> float:
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
@@ -241,3 +255,14 @@ def target_verdict(figures: dict[int, dict[str, DecodeFigure]], images_per_secon
         met = f.images_per_second >= images_per_second and f.cores <= cores
         parts.append(f"{d} decode {'meets' if met else 'misses'} it ({_figure(d, f)})")
     return f"target >= {images_per_second:,.0f} img/s at {res} px on <= {cores:g} CPU cores: " + "; ".join(parts)
+
+
+def ceiling_sentence(rate: float, decode_resize: Spread, decode: Spread, threads: int) -> str:
+    """A loader's rate against this machine's CPU ceiling (bench/ceiling.py) on the same JPEGs:
+    the fraction of decode + resize it reaches, and what decode alone would give."""
+    if decode_resize.median <= 0 or decode.median <= 0:
+        raise ValueError("ceiling rates must be positive")
+    return (f"{rate:,.0f} img/s = {100 * rate / decode_resize.median:.0f}% of this machine's decode + resize "
+            f"ceiling ({decode_resize.median:,.0f} img/s, spread {spread_factor(decode_resize):.2f}x, "
+            f"{threads} thread{'s' if threads != 1 else ''}); decode alone would be {decode.median:,.0f} img/s "
+            f"({decode.median / decode_resize.median:.2f}x decode + resize)")

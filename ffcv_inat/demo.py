@@ -85,7 +85,8 @@ def main(out, workers):
     click.secho("\n== 4. ffcv-bench loader: ffcv vs torchvision ImageFolder + DataLoader", bold=True)
     run_step([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
            "--beton", str(out / "betons" / "imagenet_all_train.beton"), "--res", "32,64", "--workers",
-           str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--results", str(out / "bench.csv")])
+           str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--min-seconds", "1",  # short rounds: a demo
+           "--results", str(out / "bench.csv")])
     click.secho("\n== 5. ffcv-sweep smoke grid -> ffcv-analyze: the paper's findings and figures", bold=True)
     sweep = out / "sweep"
     run_step([py, "-m", "ffcv_inat.sweep.cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])

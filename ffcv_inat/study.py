@@ -17,6 +17,11 @@ FAMILIES = tuple(FAMILY_END)
 INAT = "inat-mini-a"
 IMAGENET_A = "imagenet-a"
 
+# Dataset sizes, for estimates made before a beton exists (its manifest then has the count).
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1k train, all 1,000 classes
+INAT_MINI_PER_SPECIES = 50  # iNat-2021 train_mini: 50 images of every species
+INAT_ANIMAL_SPECIES = 5_388  # kingdom Animalia among iNat-2021's 10,000 species
+
 # Expected share of animal classes among R-k's k random classes (398 of 1,000): Figure 6.
 ANIMAL_SHARE = NUM_ANIMAL_CLASSES / NUM_IMAGENET_CLASSES
 

@@ -65,11 +65,12 @@ def assert_environment(row):
 
 
 @pytest.mark.timeout(240)
-def test_loader_compares_both_pipelines_on_the_same_images(data, tmp_path):
+def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path):
     images, _ = data
     out = tmp_path / "r.csv"
+    # rounds of at least 0.3 s: several epochs of 16 images each, the ceiling's rounds as long
     r = invoke("loader", "--images", images, "--res", 32, "--batch", 4, "--workers", 1, "--epochs", 1,
-               "--warmup", 1, "--results", out)
+               "--warmup", 1, "--min-seconds", 0.3, "--label", "synthetic", "--results", out)
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
     assert [row["pipeline"] for row in rows] == ["ffcv", "pytorch"]
@@ -83,7 +84,13 @@ def test_loader_compares_both_pipelines_on_the_same_images(data, tmp_path):
         # drop_last: 16 images at batch 4 = 4 full batches per epoch; both give uint8 Nx3x32x32
         assert s["num_images"] == 16 and s["images_per_epoch"] == 16 and s["batch_shape"] == [4, 3, 32, 32]
         assert s["images"] == "train"  # a folder outside the repo: its name, never this machine's absolute path
+        assert s["images_label"] == "synthetic" and s["min_round_seconds"] == 0.3 and s["measured_rounds"] == 1
         assert s["device"] == "cpu"  # the batches stay on the host (the default without the GPU path)
+        c = s["ceiling"]  # the same 16 JPEGs decoded on 1 thread, and decoded + resized to 32 px
+        assert c["threads"] == 1 and c["images"] == 16 and c["decode"]["median"] > 0
+        assert c["decode_resize"]["min"] <= c["decode_resize"]["median"] <= c["decode_resize"]["max"]
+        assert c["fraction"] == pytest.approx(float(row["images_per_second"]) / c["decode_resize"]["median"], abs=1e-3)
+        assert "device_decode" not in c  # no GPU path measured
     assert json.loads(ffcv["settings"])["decode"] == "cpu" and "decode" not in json.loads(torch_["settings"])
     assert "--decode cpu" in ffcv["command"]  # the default, recorded so the command can be retyped
     assert float(ffcv["ratio"]) == pytest.approx(float(ffcv["images_per_second"]) / float(torch_["images_per_second"]),
@@ -91,6 +98,32 @@ def test_loader_compares_both_pipelines_on_the_same_images(data, tmp_path):
     assert torch_["ratio"] == ""
     assert "ffcv cpu / pytorch" in r.output and f"{float(ffcv['ratio']):.2f}x" in r.output
     assert "decode verdict" not in r.output  # one decode path: nothing to compare
+    ceiling = [line for line in r.output.splitlines() if "of this machine's decode + resize ceiling" in line]
+    assert [line.split(" (spread")[0] for line in ceiling] == ["res 32 ffcv seeded/cpu decode", "res 32 pytorch"]
+    assert all("1 thread); decode alone would be " in line for line in ceiling)
+    # ffcv-bench report keeps the share of the ceiling in a column of its own
+    from ffcv_inat.bench.report import results_table
+    from ffcv_inat.bench.results import read_results
+
+    table = results_table(read_results(out)).splitlines()
+    assert table[0].split()[-1] == "of_ceiling"
+    share = f"{100 * json.loads(ffcv['settings'])['ceiling']['fraction']:.0f}%"
+    assert table[1].split()[-1] == share
+
+
+@pytest.mark.timeout(120)
+def test_loader_times_a_beton_alone_without_its_images(data, tmp_path):
+    _, beton = data
+    out = tmp_path / "r.csv"
+    r = invoke("loader", "--beton", beton, "--pipeline", "ffcv", "--res", 32, "--batch", 4, "--workers", 1,
+               "--epochs", 1, "--warmup", 0, "--min-seconds", 0, "--no-ceiling", "--label", "real photos",
+               "--results", out)
+    assert r.exit_code == 0, r.output
+    (row,) = read_rows(out)
+    s = json.loads(row["settings"])
+    assert row["pipeline"] == "ffcv" and s["images"] == beton.name and s["images_label"] == "real photos"
+    assert s["num_images"] == 16 and "ceiling" not in s
+    assert_one_line_error(invoke("loader", "--beton", beton), "--images DIR is needed, unless --pipeline ffcv alone")
 
 
 @pytest.mark.timeout(60)
@@ -107,6 +140,7 @@ def test_loader_refuses_a_beton_of_other_images(data, tmp_path):
 @pytest.mark.parametrize("args, fragments", [
     (["--res", "abc"], ["--res takes comma-separated whole numbers"]),
     (["--workers", "0"], ["--workers must be at least 1"]),
+    (["--min-seconds", "-1"], ["--min-seconds must be at least 0, got -1.0"]),
     (["--res", "160,8"], ["--res must be at least 16, got 8"]),
     (["--batch", "100"], ["--batch 100 is larger than the 16 images"]),
 ])

@@ -3,6 +3,7 @@ data, runs the steps asked for, logs a failing step without stopping the rest, a
 the results CSV, report and log in $OUT. (The Python of its steps is tested on its own in
 tests/test_bench_device_steps.py.)"""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from ffcv_inat.bench import real_photos
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "device_run.sh"
 TINY = {"CLASSES": "2", "PER_CLASS": "4", "SIZE": "48", "WORKERS": "1", "BATCH": "4", "LOADER_RES": "32",
-        "LOADER_EPOCHS": "1", "MODEL_RES": "64", "MODEL_BATCH": "2", "MODEL_STEPS": "1", "MODEL_WARMUP": "1",
+        "SYNTH_LOADER_RES": "32", "LOADER_MIN_SECONDS": "0", "LOADER_EPOCHS": "1", "MODEL_RES": "64", "MODEL_BATCH": "2", "MODEL_STEPS": "1", "MODEL_WARMUP": "1",
         "MODEL_PRECISION": "fp32", "CHECK_RES": "32", "CHECK_TRAIN_STEPS": "1", "CHECK_TRAIN_BATCH": "4",
         "CHECK_RECIPE": "smoke_cpu.yaml"}
 
@@ -32,17 +35,32 @@ def named(out, what: str) -> Path:
     return path
 
 
-@pytest.mark.timeout(240)
+def real_photos_beton(tmp_path) -> Path:
+    """A beton of 8 small photos named as ajschumacher/imagen names them, by bench/real_photos.py."""
+    from PIL import Image
+
+    src = tmp_path / "imagen" / "imagen"
+    src.mkdir(parents=True)
+    for i in range(8):
+        wnid = ("n01440764", "n01443537")[i % 2]
+        Image.new("RGB", (40 + i, 36), (30 * i, 90, 200 - 20 * i)).save(src / f"{wnid}_{i}_fish.jpg", quality=90)
+    real_photos.write_real_photos(tmp_path / "imagen", tmp_path / "real", max_images=8, echo=lambda m: None)
+    return tmp_path / "real" / real_photos.BETON_NAME
+
+
+@pytest.mark.timeout(280)
 def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
     out = tmp_path / "out"
     # "bogus" is no step, the training run gets a recipe that does not exist (so its figures
     # find no epoch) and the sweep a run id that is not in its plan: they fail, and the steps
-    # after them still run; the loader bench writes its rows. Without CUDA the decode check
-    # runs as its self-check (--device cpu) and the decode paths are "cpu" alone.
-    p = run_script(out, 220, STEPS="data bogus train decode_check loader smoke_sweep",
-                   TRAIN_RECIPE="no_such_recipe.yaml", TRAIN_COMPILE="false", SWEEP_ONLY="--only no_such_run")
+    # after them still run; the loader bench writes its rows, real photos first. Without CUDA the
+    # decode check runs as its self-check (--device cpu) and the decode paths are "cpu" alone.
+    p = run_script(out, 260, STEPS="data bogus train decode_check loader smoke_sweep",
+                   TRAIN_RECIPE="no_such_recipe.yaml", TRAIN_COMPILE="false", SWEEP_ONLY="--only no_such_run",
+                   REAL_BETON=str(real_photos_beton(tmp_path)))
     assert p.returncode == 1, p.stdout + p.stderr
-    assert "[ok] data" in p.stdout and "[ok] decode_check" in p.stdout and "[ok] loader" in p.stdout
+    assert "[ok] data" in p.stdout and "[ok] decode_check" in p.stdout
+    assert "[ok] loader real photos" in p.stdout and "[ok] loader synthetic" in p.stdout
     assert "decode paths: cpu;" in p.stdout
     assert "[failed] unknown step bogus" in p.stdout
     for failed in ("train compile=false", "train compile=false figures", "smoke_sweep run", "smoke_sweep analyze"):
@@ -56,25 +74,33 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
     assert "no run 'no_such_run' in the plan" in log and "runs dir not found" in log
     check = named(out, "decode_check.txt").read_text()
     assert check in p.stdout  # --show
+    assert "GPU data path check of real.beton: first 8 of 8 samples" in check  # the real photos
     assert "device cpu: a self-check of this script" in check and "result: PASS" in check
     assert "(c) stream hazard: not run (needs CUDA" in check
     assert "(d) training: not run (data.decode: gpu needs a CUDA device" in check  # as on a user's machine
     with (out / "results.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["bench"], r["pipeline"], r["workers"], r["res"]) for r in rows] == [
-        ("loader", "ffcv", "1", "32"), ("loader", "pytorch", "1", "32")]
-    assert rows[0]["gpu"] == "none" and float(rows[0]["ratio"]) > 0
+        ("loader", "ffcv", "1", "32"), ("loader", "ffcv", "1", "32"), ("loader", "pytorch", "1", "32")]
+    labels = [json.loads(r["settings"])["images_label"] for r in rows]
+    assert labels == ["real photos (ajschumacher/imagen)"] + ["synthetic (stripes + noise, 48 px)"] * 2
+    assert all("ceiling" in json.loads(r["settings"]) for r in rows)
+    assert rows[0]["gpu"] == "none" and rows[0]["ratio"] == "" and float(rows[1]["ratio"]) > 0  # no pytorch beside real
     assert "--decode cpu" in rows[0]["command"]
     assert (out / "loader_throughput.png").is_file() and "ffcv" in named(out, "report.txt").read_text()
 
 
 @pytest.mark.timeout(60)
 def test_no_step_starts_once_the_budget_is_spent(tmp_path):
-    p = run_script(tmp_path / "out", 50, BUDGET_S="0")
+    p = run_script(tmp_path / "out", 50, BUDGET_S="0", REAL_BETON=str(tmp_path / "none.beton"))
     assert p.returncode == 1
-    # the standing GPU bench: the training figures (model, epoch) first
-    assert "steps: data model epoch decode_check loader model_compile;" in p.stdout
-    for step in ("data", "model --channels-last", "epoch", "decode_check", "loader", "model --compile --channels-last"):
+    # the real photos' beton is written before the GPU run: without it, one line says how
+    assert (f"[failed] data: no real-photo beton at {tmp_path / 'none.beton'}: write it before the GPU run "
+            "(python -m ffcv_inat.bench.real_photos") in p.stdout
+    # the standing GPU bench: the correctness check before the timings that depend on it
+    assert "steps: data decode_check model epoch loader model_compile;" in p.stdout
+    for step in ("data", "decode_check", "model --channels-last", "epoch", "loader synthetic",
+                 "model --compile --channels-last"):
         assert f"[skipped] {step}:" in p.stdout
     assert "no-channels-last" not in p.stdout  # only with MODEL_LAYOUTS="--channels-last --no-channels-last"
     assert "no results rows were written" in p.stdout

@@ -223,3 +223,17 @@ def test_target_verdict_checks_speed_and_cores_at_224():
     assert "gpu decode misses it" in v
     assert "cores not measured" in target_verdict(_figures(r224={"gpu": (9000, None)}))
     assert target_verdict(_figures(r160={"gpu": (9000, 1.0)})) is None
+
+
+def test_ceiling_sentence_states_the_fraction_and_what_decode_alone_gives():
+    from ffcv_inat.bench.stats import Spread, ceiling_sentence, settled, spread_factor
+
+    resize, decode = Spread(1384.0, 1300.0, 1430.0, 3), Spread(2143.0, 2100.0, 2200.0, 3)
+    assert spread_factor(resize) == pytest.approx(1.1)
+    assert ceiling_sentence(1277.0, resize, decode, 2) == (
+        "1,277 img/s = 92% of this machine's decode + resize ceiling (1,384 img/s, spread 1.10x, 2 threads); "
+        "decode alone would be 2,143 img/s (1.55x decode + resize)")
+    assert "1 thread);" in ceiling_sentence(10.0, resize, decode, 1)
+    # a warm-up has settled when its last two rounds agree within the tolerance
+    assert not settled([500.0], 0.1) and not settled([300.0, 500.0], 0.1)
+    assert settled([300.0, 500.0, 530.0], 0.1) and not settled([500.0, 560.0], 0.1)
