@@ -134,14 +134,47 @@ def test_resume_after_kill_equals_uninterrupted(reference_run, data, tmp_path):
     assert ckpt.exists() and not (run / "summary.json").exists(), "the run must die in epoch 2"
     assert [h["epoch"] for h in read_log(run)] == [1]
     cli(*train_args(data["A"], run, "--resume"))
+    assert_same_run(run, reference_run)
+
+
+def assert_same_run(run, reference_run):
+    """The final weights, the log (each epoch once) and the per-class results equal the reference's."""
     ref = torch.load(reference_run / "checkpoints" / "last.pt", weights_only=True)
-    got = torch.load(ckpt, weights_only=True)
+    got = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert got["epoch"] == ref["epoch"] == 2
     for k, v in ref["model"].items():
         assert torch.equal(v, got["model"][k]), k
     strip = lambda log: [{k: v for k, v in h.items() if "second" not in k} for h in log]  # noqa: E731
     assert strip(read_log(run)) == strip(read_log(reference_run))
     assert (run / "per_class.csv").read_text() == (reference_run / "per_class.csv").read_text()
+
+
+@pytest.mark.timeout(240)
+def test_full_disk_is_refused_up_front_or_one_line_and_resumes_bit_identical(reference_run, data, small_disk):
+    """A run dir with room for one checkpoint (~190 MB: ResNet-50 and its momentum) but not two:
+    the start refuses it with the estimate; forced, the second checkpoint fails as one line,
+    the first stays whole, no temporary is left; with room again, --resume ends as the reference."""
+    disk = small_disk(300)
+    run = disk.path / "run"
+    ckpt = run / "checkpoints" / "last.pt"
+    result = CliRunner().invoke(main, train_args(data["A"], run))
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert f"Error: {ckpt}: not enough room (needs ≈ " in result.output
+    assert "two checkpoints of ≈ 1" in result.output and f"free on {disk.path}); " in result.output
+    assert not ckpt.exists()
+
+    result = CliRunner().invoke(main, train_args(data["A"], run, "--resume", "--no-space-check"))
+    assert result.exit_code == 1, result.output
+    last_line = result.output.strip().splitlines()[-1]
+    assert last_line.startswith(f"Error: {ckpt}: disk full (needs ≈ 1") and last_line.endswith(f"free on {disk.path})")
+    assert "Traceback" not in result.output
+    assert [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1 and [h["epoch"] for h in read_log(run)] == [1]
+    assert not (run / "summary.json").exists()
+
+    disk.resize(600)
+    cli(*train_args(data["A"], run, "--resume"))
+    assert_same_run(run, reference_run)
 
 
 @pytest.mark.timeout(180)

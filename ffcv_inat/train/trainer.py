@@ -37,13 +37,14 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import UserError
-from ..atomic import atomic_outputs
+from ..atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
 from ..beton_integrity import check_beton
-from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
+from ..checkpoint import checkpoint_bytes, checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
+from ..failures import Diverged, OutOfMemory, out_of_memory_line
 from ..loaders import BetonLoader, make_loader, normalizes_on, resolve_decode, stop_epoch, training_crop
 from ..manifest import Manifest
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
@@ -52,17 +53,18 @@ from ..schedule import lr_at, res_at
 from .step import TrainStep, make_optimizer
 
 
-def train(cfg: Config, *, resume: bool = False) -> dict:
-    """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json)."""
+def train(cfg: Config, *, resume: bool = False, space_check: bool = True) -> dict:
+    """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json).
+    `space_check`: refuse to start where the run dir has no room for two checkpoints."""
     validate(cfg)
     info = setup(cfg.device)
     try:
-        return run_training(cfg, resume, info)
+        return run_training(cfg, resume, info, space_check)
     finally:
         teardown(info)
 
 
-def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
+def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = True) -> dict:
     wall_start = time.perf_counter()
     resolve_decode(cfg.data.decode, info.device)  # data.decode: gpu without CUDA: one line, before any file
     run_dir = prepare_run_dir(cfg, resume, info)
@@ -76,6 +78,8 @@ def run_training(cfg: Config, resume: bool, info: DistInfo) -> dict:
     data = read_data(cfg)
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
+    if info.is_main and space_check:
+        check_checkpoint_room(ckpt_path, checkpoint_bytes(t.model, t.step.optimizer))
     if t.history and info.is_main:
         write_log(run_dir, t.history)  # the log may lag or lead the checkpoint by an epoch
     train_loader, val_loader = create_loaders(cfg, info, data, t.start_epoch)
@@ -153,6 +157,17 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
                 tmp.write_text(to_yaml(cfg))
     barrier(info)
     return run_dir
+
+
+def check_checkpoint_room(ckpt_path: Path, size: int) -> None:
+    """Refuse to start a run whose checkpoints will not fit: a new last.pt is written beside
+    the old one, so two must fit (one more where a last.pt is there already); say the estimate."""
+    needed = size if ckpt_path.is_file() else 2 * size
+    require_room(ckpt_path, needed, estimate=f"two checkpoints of ≈ {format_size(size)} (model and optimiser "
+                 "state; a new one is written beside the last)",
+                 override="free some space, choose another --out, or pass --no-space-check")
+    print(f"checkpoints: ≈ {format_size(size)} each, {format_size(free_bytes(ckpt_path.parent))} free on "
+          f"{mount_of(ckpt_path)}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -288,12 +303,23 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader below
+    except torch.OutOfMemoryError:
+        raise out_of_memory(cfg, info, t.step.precision, res_at(cfg.progressive, cfg.data.res, epoch)) from None
     finally:
         stop_epoch(iterator)  # stop the loader's threads, also when we leave the epoch early
     train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
     if not math.isfinite(train_loss):
-        raise UserError(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
+        raise Diverged(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
     return train_loss, steps, lr, seconds
+
+
+def out_of_memory(cfg: Config, info: DistInfo, precision: str, res: int) -> OutOfMemory:
+    """A training step's CUDA out-of-memory error as one line: the settings, the peak, what to change."""
+    peak = total = None
+    if info.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(info.device) / 2**20
+        total = torch.cuda.get_device_properties(info.device).total_memory / 2**20
+    return OutOfMemory(out_of_memory_line(cfg.data.batch_size, info.world_size, res, precision, peak, total))
 
 
 def epoch_record(epoch: int, lr: float, train_loss: float, result: EvalResult | None, seconds: float, steps: int,
