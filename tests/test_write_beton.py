@@ -54,14 +54,14 @@ def small_imagenet(tmp_path_factory):
 # pixel by ~6 on average here; another image differs by ~50.
 @pytest.mark.parametrize("mode,tolerance", [("raw", 0.0), ("jpg", 10.0)])
 def test_round_trip_every_image_with_its_label(small_imagenet, tmp_path, mode, tolerance):
-    from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton as write
+    from ffcv_inat.writers.beton import BetonContents, ClassInfo, WriteOptions, write_beton as write
     from ffcv_inat.writers.imagenet import list_class_images
 
     # The small tree has three classes only, so call the shared writer directly with them.
     samples = list_class_images(small_imagenet, "train", WNIDS_A3)
     out = tmp_path / f"rt_{mode}.beton"
-    write(out, samples, [ClassInfo(w, w, "animal") for w in WNIDS_A3], dataset="imagenet", split="train",
-          subset="A", k=None, seed=None, opts=WriteOptions(write_mode=mode, workers=2))
+    write(out, samples, [ClassInfo(w, w, "animal") for w in WNIDS_A3], BetonContents("imagenet", "train", "A"),
+          WriteOptions(write_mode=mode, workers=2))
     images, labels = read_all(out)
     assert labels.tolist() == [y for _, y in samples]
     for img, (path, _) in zip(images, samples):
@@ -226,11 +226,11 @@ def slow_imagenet(tmp_path_factory):
 def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
     out = tmp_path / "out.beton"
     script = (
-        "import sys; from ffcv_inat.writers.beton import write_beton, WriteOptions, ClassInfo;"
+        "import sys; from ffcv_inat.writers.beton import write_beton, BetonContents, WriteOptions, ClassInfo;"
         "from ffcv_inat.writers.imagenet import list_class_images;"
         f"w={WNIDS_A3!r}; s=list_class_images(sys.argv[1], 'train', w);"
-        "write_beton(sys.argv[2], s, [ClassInfo(x, x, None) for x in w], dataset='imagenet', split='train',"
-        "subset='A', k=None, seed=None, opts=WriteOptions(workers=1, write_mode='raw', chunksize=10))"
+        "write_beton(sys.argv[2], s, [ClassInfo(x, x, None) for x in w], BetonContents('imagenet', 'train', 'A'),"
+        "WriteOptions(workers=1, write_mode='raw', chunksize=10))"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(slow_imagenet), str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
