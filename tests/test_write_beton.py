@@ -254,3 +254,53 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
         from ffcv_inat.atomic import remove_stale_temps
         remove_stale_temps(out)
         assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def imagenet_128px(tmp_path_factory):
+    """60 images of 128 px in the 3 classes `--subset A --k 3` draws: 49 kB each stored raw."""
+    return make_imagenet(tmp_path_factory.mktemp("in128"), train_per_class=20, val_per_class=1, size=128,
+                         wnids=select_classes("A", 3, 0))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["raw", "jpg"])
+def test_size_estimate_is_close_to_the_written_beton(imagenet_128px, tmp_path, mode):
+    from ffcv_inat.writers.beton import WriteOptions, _ffcv_fields, page_size_for
+    from ffcv_inat.writers.beton_size import estimate_beton_bytes
+    from ffcv_inat.writers.imagenet import list_class_images
+
+    out = tmp_path / "x.beton"
+    assert run(["--data-dir", imagenet_128px, "--subset", "A", "--k", 3, "--out", out, "--max-res", 128,
+                "--write-mode", mode, "--workers", 1]).exit_code == 0
+    opts = WriteOptions(max_res=128, write_mode=mode, workers=1)
+    paths = [p for p, _ in list_class_images(imagenet_128px, "train", select_classes("A", 3, 0))]
+    estimate = estimate_beton_bytes(paths, opts, _ffcv_fields(opts), page_size_for(len(paths), 128))
+    assert estimate.sampled == 32 and estimate.num_images == 60
+    assert abs(estimate.num_bytes - out.stat().st_size) / out.stat().st_size < 0.1
+
+
+@pytest.mark.timeout(120)
+def test_full_disk_is_refused_up_front_or_one_line_and_keeps_the_old_beton(imagenet_128px, small_disk):
+    """An 8 MB filesystem holding a 4.2 MB beton: writing a 6.3 MB one over it (beside it until
+    the rename) is refused with the estimate; forced, the write fails as one line, leaving the
+    small beton and its manifest as they were."""
+    disk = small_disk(8)
+    out = disk.path / "x.beton"
+    args = ["--data-dir", imagenet_128px, "--subset", "A", "--k", 3, "--out", out, "--write-mode", "raw",
+            "--workers", 1]
+    assert run([*args, "--max-res", 32]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in disk.path.iterdir()}
+    assert sorted(before) == ["x.beton", "x.json"]
+
+    r = run([*args, "--max-res", 128, "--overwrite"])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1].startswith(f"Error: {out}: not enough room (needs ≈ 6.3 MB: ")
+    assert "60 images at ≈ 49 kB each (a sample of 32)" in r.output and "--no-space-check" in r.output
+
+    r = run([*args, "--max-res", 128, "--overwrite", "--no-space-check"])
+    assert r.exit_code == 1
+    line = r.output[r.output.index("Error: "):].strip()  # after ffcv's progress bar, which ends in \r
+    assert line.startswith(f"Error: {out}: disk full (needs ≈ 6.3 MB, ") and line.endswith(f"free on {disk.path})")
+    assert "Traceback" not in r.output
+    assert {p.name: p.read_bytes() for p in disk.path.iterdir()} == before

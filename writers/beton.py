@@ -1,6 +1,7 @@
 """The one mechanism both converters use: checked images -> .beton + manifest, atomically."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from ffcv_inat.manifest import ClassEntry, Integrity, Manifest, manifest_path
 
 from .beton_size import estimate_beton_bytes
 from .images import BadImage, decode_rgb, find_bad_images
+from .worker_failure import WorkerFailed, report_to, worker_failures_raise
 
 WRITE_MODES = ("jpg", "raw", "proportion")
 ON_ERROR = ("skip", "fail")
@@ -65,7 +67,8 @@ class LabelledImages:
 
     Files were checked before, so a failure here means the file changed under us; it must
     not kill the worker (the writer would wait forever), so it is recorded in `failure_dir`
-    and a black pixel written instead, and the caller fails the whole write.
+    and a black pixel written instead, and the caller fails the whole write. A worker that
+    dies anyway (in ffcv's code: a full disk) reports to the main process (worker_failure).
     """
 
     def __init__(self, paths: Sequence[str], labels: Sequence[int], max_res: int, failure_dir: str):
@@ -73,11 +76,13 @@ class LabelledImages:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.max_res = max_res
         self.failure_dir = failure_dir
+        self.parent = os.getpid()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        report_to(self.parent, self.failure_dir)
         try:
             image = decode_rgb(self.paths[i], min_side=self.max_res)
         except (BadImage, OSError) as e:
@@ -188,13 +193,18 @@ def write_files(out: Path, kept: Sequence[tuple[str, int]], manifest: Manifest, 
         manifest_path(out), out, expected_bytes=expected_bytes
     ) as (tmp_json, tmp_beton):
         data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir)
-        writer = DatasetWriter(str(tmp_beton), fields, num_workers=opts.num_workers(),
-                               page_size=page_size_for(len(kept), opts.max_res))
+        page_size = page_size_for(len(kept), opts.max_res)
+        writer = DatasetWriter(str(tmp_beton), fields, num_workers=opts.num_workers(), page_size=page_size)
         try:
-            writer.from_indexed_dataset(data, chunksize=opts.chunksize)
+            with worker_failures_raise(failure_dir):
+                writer.from_indexed_dataset(data, chunksize=opts.chunksize)
+        except WorkerFailed as e:
+            if free_bytes(out.parent) < page_size:  # its page did not fit: atomic_outputs says so in one line
+                raise OSError(errno.ENOSPC, "no room for a writer worker's page") from None
+            raise UserError(f"an ffcv writer worker died ({e}); nothing was written") from None
         finally:
             _release_shared_memory(writer)
-        failures = sorted(Path(failure_dir).iterdir(), key=lambda f: int(f.name))
+        failures = sorted((f for f in Path(failure_dir).iterdir() if f.name.isdigit()), key=lambda f: int(f.name))
         if failures:
             path, reason = failures[0].read_text().split("\t", 1)
             raise UserError(f"{path} could not be read while writing ({reason}); nothing was written")

@@ -1,10 +1,12 @@
 """How big a beton will be, estimated from a sample of its images before the long write.
 
 Each sampled image is decoded, resized and encoded exactly as ffcv's RGBImageField stores it
-(ffcv's own `resizer` and `encode_jpeg`); the mean stored size times the image count, plus
-ffcv's per-sample tables and the unfilled tail of each worker's last page, is the estimate.
+(ffcv's own `resizer` and `encode_jpeg`); the mean stored size, laid out in ffcv's pages
+with its tables, is the estimate.
 """
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 from typing import Sequence
@@ -65,10 +67,17 @@ def estimate_beton_bytes(paths: Sequence[str], opts, fields: dict, page_size: in
             continue
         sizes.append(stored_bytes(image, opts.write_mode, opts.max_res, opts.jpeg_quality, opts.compress_prob))
     per_image = sum(sizes) / len(sizes) if sizes else 0.0
-    data = per_image * len(paths)
-    tables = len(paths) * (get_metadata_type(list(fields.values())).itemsize + ALLOC_TABLE_TYPE.itemsize)
-    # Samples never straddle pages: each page loses about half a sample at its end, and each
-    # worker's last page is written whole.
-    pages = data / page_size
-    padding = pages * per_image / 2 + opts.num_workers() * page_size
-    return SizeEstimate(int(data + tables + padding + 4096), len(paths), per_image, len(sizes))
+    n = len(paths)
+    # ffcv's layout: header, field descriptions and per-sample metadata padded to a whole page;
+    # then whole pages of samples (a sample never straddles two; each worker fills its own
+    # pages, so each busy worker leaves one partly empty); then the allocation table.
+    tables = _round_up(4096 + n * get_metadata_type(list(fields.values())).itemsize, page_size)
+    per_page = max(1, int(page_size // per_image)) if per_image else max(1, n)
+    busy_workers = min(opts.num_workers(), math.ceil(n / opts.chunksize))
+    pages = math.ceil(n / per_page) + busy_workers - 1
+    num_bytes = tables + pages * page_size + n * ALLOC_TABLE_TYPE.itemsize
+    return SizeEstimate(num_bytes, n, per_image, len(sizes))
+
+
+def _round_up(num_bytes: int, multiple: int) -> int:
+    return -(-num_bytes // multiple) * multiple
