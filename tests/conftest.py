@@ -81,6 +81,10 @@ class SmallDisk:
     def resize(self, megabytes: int) -> None:
         subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(self.path)], check=True)
 
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
     def unmount(self) -> None:
         subprocess.run(["umount", "--lazy", str(self.path)], check=True)
 

@@ -1,0 +1,93 @@
+"""A full disk as one line (atomic.DiskFull), and the error kinds a command records for a sweep."""
+from __future__ import annotations
+
+import errno
+import json
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ffcv_inat import UserError
+from ffcv_inat.atomic import DiskFull, atomic_outputs, format_size, is_disk_full, write_text_atomic
+from ffcv_inat.checkpoint import save_checkpoint, tensor_bytes
+from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.failures import ERROR_RECORD_ENV, KINDS, Diverged, MachineLacks, is_permanent, read_failure
+
+
+@pytest.mark.parametrize("num_bytes,text", [(190_400_000, "190 MB"), (61_000_000, "61 MB"), (4_230_000, "4.2 MB"),
+                                            (120_000, "0.1 MB"), (12_345, "12 kB"), (3, "1 kB")])
+def test_sizes_read_as_people_write_them(num_bytes, text):
+    assert format_size(num_bytes) == text
+
+
+def test_what_counts_as_a_full_disk():
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(RuntimeError("CUDA error: an illegal memory access"))
+
+
+@pytest.mark.timeout(60)
+def test_checkpoint_on_a_full_disk_is_one_line_and_keeps_the_last_one(small_disk):
+    """torch.save's zip writer on a 1 MB filesystem raises its own RuntimeError (no errno);
+    it is the same one line, and the last good checkpoint stays."""
+    disk = small_disk(1)
+    ckpt = disk.path / "checkpoints" / "last.pt"
+    save_checkpoint(ckpt, {"model": {"w": torch.zeros(50_000)}, "epoch": 1})  # 200 kB
+    before = ckpt.read_bytes()
+    state = {"model": {"w": torch.ones(300_000)}, "epoch": 2}  # 1.2 MB
+    with pytest.raises(DiskFull) as e:
+        save_checkpoint(ckpt, state)
+    assert str(e.value).startswith(f"{ckpt}: disk full (needs ≈ 1.2 MB, ")
+    assert str(e.value).endswith(f" free on {disk.path})")
+    assert e.value.needed == tensor_bytes(state) == 1_200_000
+    assert [p.name for p in ckpt.parent.iterdir()] == ["last.pt"] and ckpt.read_bytes() == before
+
+
+@pytest.mark.timeout(60)
+def test_small_files_on_a_full_disk(small_disk):
+    """write_text_atomic (sweep state, manifests) and atomic_outputs without an estimate
+    (logs, summaries, figures): one line each, the old file kept, no temporary left."""
+    disk = small_disk(1)
+    state = disk.path / "sweep_state.json"
+    write_text_atomic(state, '{"status": "running"}')
+    (disk.path / "filler").write_bytes(b"\0" * (disk.free_bytes() - 4096))
+    with pytest.raises(DiskFull) as e:
+        write_text_atomic(state, "x" * 100_000)
+    assert str(e.value).startswith(f"{state}: disk full (needs ≈ 0.1 MB, ")
+    with pytest.raises(DiskFull) as e:
+        with atomic_outputs(disk.path / "summary.json") as (tmp,):
+            tmp.write_text("y" * 100_000)
+    assert str(e.value).startswith(f"{disk.path / 'summary.json'}: disk full (needs more than ")
+    assert sorted(p.name for p in disk.path.iterdir()) == ["filler", "sweep_state.json"]
+    assert state.read_text() == '{"status": "running"}'
+
+
+def test_permanent_kinds_are_the_causes_a_retry_cannot_change():
+    assert {k for k in KINDS if is_permanent(k)} == {"input", "diverged", "disk_full", "out_of_memory"}
+    assert not is_permanent("machine") and not is_permanent("terminated") and not is_permanent(None)
+    assert UserError("x").kind == "input" and Diverged("x").kind == "diverged"
+    assert DiskFull.kind == "disk_full" and MachineLacks("x").kind == "machine"
+
+
+@pytest.mark.parametrize("error,kind,permanent", [
+    (UserError("data.train: file not found: a.beton"), "input", True),
+    (MachineLacks("device cuda: no CUDA GPU is visible on this machine"), "machine", False),
+])
+def test_a_command_records_its_error_kind_where_the_sweep_asks(tmp_path, monkeypatch, error, kind, permanent):
+    @click.command()
+    @report_user_errors
+    def command():
+        raise error
+
+    record = tmp_path / "error.json"
+    monkeypatch.setenv(ERROR_RECORD_ENV, str(record))
+    result = CliRunner().invoke(command, [])
+    assert result.exit_code == 1 and result.output == f"Error: {error}\n"
+    assert json.loads(record.read_text()) == {"kind": kind, "permanent": permanent, "error": str(error)}
+    assert read_failure(record)["kind"] == kind
+    monkeypatch.delenv(ERROR_RECORD_ENV)
+    record.unlink()
+    assert CliRunner().invoke(command, []).exit_code == 1 and not record.exists()  # no sweep: no record
