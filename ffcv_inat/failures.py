@@ -57,10 +57,12 @@ def kind_of(exc: BaseException) -> str | None:
 
 def record_failure(exc: BaseException) -> None:
     """Write {kind, permanent, error} to $FFCV_INAT_ERROR_RECORD, if a sweep asked for it.
-    Best effort: a record that cannot be written (the disk is full after all) is a failure
-    the sweep retries, as before there were records."""
+
+    The first cause wins: under torchrun, when one rank fails the others are stopped with
+    SIGTERM, and their "terminated" must not replace its record. Best effort: a record that
+    cannot be written (the disk is full after all) is a failure the sweep retries."""
     path, kind = os.environ.get(ERROR_RECORD_ENV), kind_of(exc)
-    if not path or kind is None:
+    if not path or kind is None or (not is_permanent(kind) and Path(path).exists()):
         return
     record = {"kind": kind, "permanent": is_permanent(kind), "error": str(exc).splitlines()[0][:500]}
     try:

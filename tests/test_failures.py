@@ -91,3 +91,18 @@ def test_a_command_records_its_error_kind_where_the_sweep_asks(tmp_path, monkeyp
     monkeypatch.delenv(ERROR_RECORD_ENV)
     record.unlink()
     assert CliRunner().invoke(command, []).exit_code == 1 and not record.exists()  # no sweep: no record
+
+
+def test_a_later_termination_does_not_replace_the_cause(tmp_path, monkeypatch):
+    """torchrun stops the other ranks (SIGTERM) when one fails: the first, permanent cause stays."""
+    from ffcv_inat.atomic import Terminated
+    from ffcv_inat.failures import record_failure
+
+    record = tmp_path / "error.json"
+    monkeypatch.setenv(ERROR_RECORD_ENV, str(record))
+    record_failure(Diverged("train loss is nan in epoch 3: the run diverged (lower optim.lr)"))
+    record_failure(Terminated("terminated by signal 15"))
+    assert read_failure(record)["kind"] == "diverged"
+    record.unlink()
+    record_failure(Terminated("terminated by signal 15"))
+    assert read_failure(record) == {"kind": "terminated", "permanent": False, "error": "terminated by signal 15"}

@@ -6,11 +6,6 @@ contract, `ffcv-train eval`, resume-after-kill, and the init of a linear probe.
 import csv
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
