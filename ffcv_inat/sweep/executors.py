@@ -6,8 +6,9 @@ has more than one process) with stdout/stderr appended to stdout.log/stderr.log 
 that failed after writing a checkpoint is retried with --resume, so a retry loses at most
 the epoch in progress. A failure the run recorded as permanent (error.json: a config error, a
 damaged beton, a diverged loss, a full disk, out of GPU memory; ffcv_inat.failures) is not
-retried; one that left no record or can pass (killed, a node failure, preemption) is. Runs whose outputs are complete are never started again. The SLURM
-executor (slurm.py) runs the same `run_row` inside each job.
+retried; one that left no record or can pass (killed, a node failure, preemption) is. Runs
+whose outputs are complete are never started again. The SLURM executor (slurm.py) runs the
+same `run_row` inside each job.
 """
 from __future__ import annotations
 

@@ -162,10 +162,10 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
 def check_checkpoint_room(ckpt_path: Path, size: int) -> None:
     """Refuse to start a run whose checkpoints will not fit: a new last.pt is written beside
     the old one, so two must fit (one more where a last.pt is there already); say the estimate."""
-    needed = size if ckpt_path.is_file() else 2 * size
-    require_room(ckpt_path, needed, estimate=f"two checkpoints of ≈ {format_size(size)} (model and optimiser "
-                 "state; a new one is written beside the last)",
-                 override="free some space, choose another --out, or pass --no-space-check")
+    count = "one more checkpoint" if ckpt_path.is_file() else "two checkpoints"
+    require_room(ckpt_path, size if ckpt_path.is_file() else 2 * size,
+                 estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new one is written "
+                 "beside the last)", override="free some space, choose another --out, or pass --no-space-check")
     print(f"checkpoints: ≈ {format_size(size)} each, {format_size(free_bytes(ckpt_path.parent))} free on "
           f"{mount_of(ckpt_path)}", file=sys.stderr)
 
