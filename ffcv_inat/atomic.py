@@ -102,8 +102,10 @@ def free_bytes(path: str | Path) -> int:
 
 
 def format_size(num_bytes: float) -> str:
-    """190 MB, 4.2 MB, 12 kB: two significant figures or whole megabytes."""
+    """77 GB, 1.2 GB, 190 MB, 4.2 MB, 12 kB: two significant figures or whole units."""
     mb = num_bytes / 1e6
+    if mb >= 1000:
+        return f"{mb / 1000:.0f} GB" if mb >= 10_000 else f"{mb / 1000:.1f} GB"
     if mb >= 10:
         return f"{mb:.0f} MB"
     if mb >= 0.1:
