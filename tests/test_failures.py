@@ -16,8 +16,10 @@ from ffcv_inat.cli_errors import report_user_errors
 from ffcv_inat.failures import ERROR_RECORD_ENV, KINDS, Diverged, MachineLacks, is_permanent, read_failure
 
 
-@pytest.mark.parametrize("num_bytes,text", [(76_979_000_000, "77 GB"), (1_234_000_000, "1.2 GB"), (190_400_000, "190 MB"), (61_000_000, "61 MB"), (4_230_000, "4.2 MB"),
-                                            (120_000, "0.1 MB"), (12_345, "12 kB"), (3, "1 kB")])
+@pytest.mark.parametrize("num_bytes,text", [
+    (76_979_000_000, "77 GB"), (1_234_000_000, "1.2 GB"), (190_400_000, "190 MB"), (61_000_000, "61 MB"),
+    (4_230_000, "4.2 MB"), (120_000, "0.1 MB"), (12_345, "12 kB"), (3, "1 kB"),
+])
 def test_sizes_read_as_people_write_them(num_bytes, text):
     assert format_size(num_bytes) == text
 

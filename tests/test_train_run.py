@@ -155,7 +155,8 @@ def test_full_disk_is_refused_up_front_or_one_line_and_resumes_bit_identical(ref
     result = CliRunner().invoke(main, train_args(data["A"], run, "--resume", "--no-space-check"))
     assert result.exit_code == 1, result.output
     last_line = result.output.strip().splitlines()[-1]
-    assert last_line.startswith(f"Error: {ckpt}: disk full (needs ≈ 1") and last_line.endswith(f"free on {disk.path})")
+    assert last_line.startswith(f"Error: {ckpt}: disk full (needs ≈ 1")
+    assert last_line.endswith(f"free on {disk.path})")
     assert "Traceback" not in result.output
     assert [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1 and [h["epoch"] for h in read_log(run)] == [1]
@@ -209,7 +210,8 @@ def test_out_of_gpu_memory_in_a_step_is_one_line_with_what_to_change(data, tmp_p
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     train, val = data["A"]
-    cfg = load_config("smoke_cpu.yaml", [*SETS, "data.batch_size=8"], {"data.train": str(train), "out": str(tmp_path)})
+    cfg = load_config("smoke_cpu.yaml", [*SETS, "data.batch_size=8"],
+                      {"data.train": str(train), "out": str(tmp_path)})
     info = setup("cpu")
     run_data = read_data(cfg)
     t = build_model_and_optimizer(cfg, run_data.num_classes, info)

@@ -39,7 +39,8 @@ from tqdm import tqdm
 from .. import UserError
 from ..atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
 from ..beton_integrity import check_beton
-from ..checkpoint import checkpoint_bytes, checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
+from ..checkpoint import (checkpoint_bytes, checkpoint_num_classes, load_file, load_weights, model_state, rng_state,
+                          save_checkpoint, set_rng_state)
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
