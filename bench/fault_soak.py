@@ -147,7 +147,9 @@ def main(kills, epochs, seed, work):
         betons = make_betons(root / "data")
         reference = root / "reference"
         start = time.monotonic()
-        subprocess.run(train_command(reference, *betons, epochs), check=True, stdout=subprocess.DEVNULL)
+        ref = subprocess.run(train_command(reference, *betons, epochs), capture_output=True, text=True)
+        if ref.returncode != 0:
+            raise click.ClickException(f"the uninterrupted run failed: {(ref.stderr.strip().splitlines() or ['?'])[-1]}")
         whole = time.monotonic() - start
         result = soak(root / "run", reference, betons, epochs, kills, seed, max_delay_s=whole)
     for n, k in enumerate(result.kills, start=1):
