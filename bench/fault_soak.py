@@ -24,6 +24,7 @@ from typing import Sequence
 
 import click
 
+from ffcv_inat.atomic import temp_path_for
 from ffcv_inat.rundir import CHECKPOINT, read_log
 
 SMOKE_SETS = ("schedule.step_every=1", "data.augment=true")  # an LR step and seeded crops to replay
@@ -40,10 +41,10 @@ def train_command(run: Path, train: Path, val: Path, epochs: int) -> list[str]:
     return cmd + ["--resume"]
 
 
-def checkpoint_being_written(run: Path) -> bool:
-    """A temporary of last.pt exists: torch.save is writing it (atomic.temp_path_for's name)."""
-    ckpt = run / CHECKPOINT
-    return any(ckpt.parent.glob(f".{ckpt.name}.*.tmp")) if ckpt.parent.is_dir() else False
+def checkpoint_being_written(run: Path, pid: int) -> bool:
+    """Process `pid`'s temporary of last.pt exists: it is in torch.save. (Not another pid's: a
+    kill -9 leaves its temporary until the next checkpoint of the run replaces it.)"""
+    return temp_path_for(run / CHECKPOINT, pid).exists()
 
 
 @dataclass
@@ -70,7 +71,10 @@ def run_until_killed(cmd: Sequence[str], run: Path, moment: str, delay_s: float)
     start = time.monotonic()
     deadline = start + WAIT_LIMIT_S
     while proc.poll() is None and time.monotonic() < deadline:
-        due = checkpoint_being_written(run) if moment == "checkpoint write" else time.monotonic() - start >= delay_s
+        if moment == "checkpoint write":
+            due = checkpoint_being_written(run, proc.pid)
+        else:
+            due = time.monotonic() - start >= delay_s
         if due:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -24,9 +24,10 @@ from typing import Iterator
 from . import UserError
 
 
-def temp_path_for(final: Path) -> Path:
+def temp_path_for(final: Path, pid: int | None = None) -> Path:
+    """Where process `pid` (default: this one) writes `final` before renaming it into place."""
     final = Path(final)
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    return final.with_name(f".{final.name}.{os.getpid() if pid is None else pid}.tmp")
 
 
 def pid_alive(pid: int) -> bool:
