@@ -5,10 +5,10 @@ that it ends exactly as an uninterrupted run.
 
 Each kill is either at a random moment of the run (start-up, an epoch, an evaluation) or the
 moment a checkpoint's temporary file appears (in the middle of torch.save); after each, the
-run is restarted with `--resume`. At the end the final weights must equal the uninterrupted
-run's bit for bit, log.jsonl must list each epoch once, and no temporary may be left at a
-final path. On synthetic 32-px betons with the smoke recipe (CPU); tests/test_train_run.py
-runs a short version.
+run is restarted with `--resume`; a run that finishes before its kill is followed by a new one
+until all kills have landed. Each run's final weights must equal the uninterrupted run's bit
+for bit, its log.jsonl must list each epoch once, and no temporary may be left. On synthetic
+32-px betons with the smoke recipe (CPU); tests/test_train_run.py runs a short version.
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ class Kill:
 @dataclass
 class SoakResult:
     kills: list[Kill] = field(default_factory=list)
+    runs: list[Path] = field(default_factory=list)  # one per round: a run killed until it finished
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -106,21 +107,33 @@ def compare_runs(run: Path, reference: Path, epochs: int) -> list[str]:
     return problems
 
 
-def soak(run: Path, reference: Path, betons: tuple[Path, Path], epochs: int, kills: int, seed: int,
+def soak(work: Path, reference: Path, betons: tuple[Path, Path], epochs: int, kills: int, seed: int,
          max_delay_s: float) -> SoakResult:
-    """Kill the run in `run` `kills` times (about a third of them during a checkpoint write, the
-    rest after a random delay up to `max_delay_s`), resume to the end, compare with `reference`."""
+    """SIGKILL runs in WORK/run<i> `kills` times in all (every third kill during a checkpoint
+    write, the others after a random delay up to `max_delay_s`), resuming after each; a run
+    that finishes before its kill ends a round and the next round starts a new run. Each run,
+    resumed to its end, is compared with `reference`."""
     rng = random.Random(seed)
     result = SoakResult()
-    for n in range(kills):
-        moment = "checkpoint write" if n % 3 == 0 else "random"
-        delay = rng.uniform(1.0, max_delay_s)
-        result.kills.append(run_until_killed(train_command(run, *betons, epochs), run, moment, delay))
-    final = subprocess.run(train_command(run, *betons, epochs), capture_output=True, text=True)
-    if final.returncode != 0:
-        result.problems.append(f"the last --resume failed: {(final.stderr.strip().splitlines() or ['?'])[-1]}")
-        return result
-    result.problems = compare_runs(run, reference, epochs)
+    while sum(k.killed for k in result.kills) < kills and len(result.runs) < 3 * kills:
+        run = work / f"run{len(result.runs)}"
+        result.runs.append(run)
+        while sum(k.killed for k in result.kills) < kills:
+            moment = "checkpoint write" if len(result.kills) % 3 == 0 else "random"
+            delay = rng.uniform(1.0, max_delay_s)
+            kill = run_until_killed(train_command(run, *betons, epochs), run, moment, delay)
+            result.kills.append(kill)
+            if not kill.killed:
+                break  # the run finished first
+        final = subprocess.run(train_command(run, *betons, epochs), capture_output=True, text=True)
+        if final.returncode != 0:
+            last = (final.stderr.strip().splitlines() or ["?"])[-1]
+            result.problems.append(f"{run.name}: the last --resume failed: {last}")
+        else:
+            result.problems += [f"{run.name}: {p}" for p in compare_runs(run, reference, epochs)]
+    if sum(k.killed for k in result.kills) < kills:
+        landed = sum(k.killed for k in result.kills)
+        result.problems.append(f"only {landed} of {kills} kills landed before the runs ended")
     return result
 
 
@@ -153,13 +166,15 @@ def main(kills, epochs, seed, work):
         start = time.monotonic()
         ref = subprocess.run(train_command(reference, *betons, epochs), capture_output=True, text=True)
         if ref.returncode != 0:
-            raise click.ClickException(f"the uninterrupted run failed: {(ref.stderr.strip().splitlines() or ['?'])[-1]}")
+            last = (ref.stderr.strip().splitlines() or ["?"])[-1]
+            raise click.ClickException(f"the uninterrupted run failed: {last}")
         whole = time.monotonic() - start
-        result = soak(root / "run", reference, betons, epochs, kills, seed, max_delay_s=whole)
+        result = soak(root, reference, betons, epochs, kills, seed, max_delay_s=whole)
     for n, k in enumerate(result.kills, start=1):
         click.echo(f"kill {n}: {k.moment} after {k.after_s:.2f}s" + ("" if k.killed else ": the run had ended"))
     mid = sum(k.killed and k.moment == "checkpoint write" for k in result.kills)
-    click.echo(f"{sum(k.killed for k in result.kills)} kills ({mid} mid-checkpoint) of a {whole:.0f}s run: "
+    click.echo(f"{sum(k.killed for k in result.kills)} kills ({mid} mid-checkpoint) over {len(result.runs)} "
+               f"runs of {whole:.0f}s each: "
                + ("OK, bit-identical to the uninterrupted run, each epoch logged once" if result.ok
                   else "FAILED: " + "; ".join(result.problems)))
     if not result.ok:

@@ -120,10 +120,11 @@ def test_resume_after_kills_equals_uninterrupted(reference_run, data, tmp_path):
     and flips, functions of (seed, epoch, image), must be replayed on resume."""
     from ffcv_inat.bench.fault_soak import soak
 
-    result = soak(tmp_path / "run", reference_run, data["A"], epochs=2, kills=2, seed=0, max_delay_s=10)
+    result = soak(tmp_path, reference_run, data["A"], epochs=2, kills=2, seed=0, max_delay_s=10)
     assert result.kills[0].moment == "checkpoint write" and result.kills[0].killed
     assert result.ok, result.problems
-    assert (tmp_path / "run" / "per_class.csv").read_text() == (reference_run / "per_class.csv").read_text()
+    for run in result.runs:
+        assert (run / "per_class.csv").read_text() == (reference_run / "per_class.csv").read_text()
 
 
 def assert_same_run(run, reference_run):
