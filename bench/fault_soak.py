@@ -159,6 +159,8 @@ def make_betons(root: Path) -> tuple[Path, Path]:
 def main(kills, epochs, seed, work):
     """Kill a short ffcv-train run with SIGKILL KILLS times, resume it each time, and check that it
     ends bit-identical to an uninterrupted run with each epoch logged once."""
+    if work and Path(work).is_dir() and any(Path(work).iterdir()):
+        raise click.ClickException(f"--work {work} is not empty: its finished runs would take no kills")
     with tempfile.TemporaryDirectory(prefix="fault-soak-") as tmp:
         root = Path(work or tmp)
         betons = make_betons(root / "data")
