@@ -176,7 +176,7 @@ def main(kills, epochs, seed, work):
         click.echo(f"kill {n}: {k.moment} after {k.after_s:.2f}s" + ("" if k.killed else ": the run had ended"))
     mid = sum(k.killed and k.moment == "checkpoint write" for k in result.kills)
     click.echo(f"{sum(k.killed for k in result.kills)} kills ({mid} mid-checkpoint) over {len(result.runs)} "
-               f"runs of {whole:.0f}s each: "
+               f"run{'s' if len(result.runs) != 1 else ''} of {whole:.0f}s uninterrupted: "
                + ("OK, bit-identical to the uninterrupted run, each epoch logged once" if result.ok
                   else "FAILED: " + "; ".join(result.problems)))
     if not result.ok:
