@@ -141,3 +141,24 @@ def test_failing_run_is_retried_reported_and_blocks_its_dependents(tmp_path):
     assert st["attempt"] == 1 and st["error_kind"] == "input" and st["permanent"] is True
     r = CliRunner().invoke(sweep_main, ["status", str(plan)])
     assert "failed   beton_inat-mini-a_train, 1 attempts (input, not retried: " in r.output
+
+
+@pytest.mark.timeout(180)
+def test_a_full_disk_is_a_permanent_failure_not_retried(inat_dir, small_disk):
+    """write-beton refuses a 2 MB filesystem for a 4 MB beton and records disk_full: the sweep
+    tries once, not --attempts times, and keeps the line for `status`."""
+    from ffcv_inat.sweep.plan import PlanRow
+    from ffcv_inat.sweep.state import row_status
+
+    disk = small_disk(2)
+    row = PlanRow("beton_inat-mini-a_train", "beton", split="train", inputs={"data_dir": str(inat_dir)},
+                  options={"dataset": "inat-mini-a", "split": "train", "workers": 1},
+                  outputs=str(disk.path / "betons" / "inat_mini_a_train.beton"))
+    lines: list[str] = []
+    res = run_local([row], attempts=3, echo=lines.append)
+    assert res.failed == [row.run_id] and not any("attempt 2" in ln for ln in lines)
+    st = read_state(row)
+    assert st["attempt"] == 1 and st["error_kind"] == "disk_full" and st["permanent"] is True
+    assert st["error"].startswith(f"{row.outputs}: not enough room (needs ≈ 4.2 MB: ")
+    assert row_status(row).detail == f"disk_full, not retried: {st['error']}"
+    assert not Path(row.outputs).exists()
