@@ -82,13 +82,14 @@ def read_failure(path: str | Path) -> dict | None:
     return record
 
 
-def out_of_memory_line(batch_size: int, world_size: int, res: int, precision: str, peak_mb: float | None,
-                       total_mb: float | None) -> str:
-    """The one line for a training step that ran out of GPU memory, with what to change."""
+def out_of_memory_line(batch: tuple[str, int], res: tuple[str, int], world_size: int, precision: str,
+                       peak_mb: float | None, total_mb: float | None) -> str:
+    """The one line for a step that ran out of GPU memory, with what to change: `batch` and
+    `res` are (config key, value), e.g. ("data.batch_size", 256) and ("data.res", 224)."""
+    (batch_key, batch_size), (res_key, res_value) = batch, res
     per_process = f" ({batch_size // world_size} per GPU)" if world_size > 1 else ""
     peak = "peak unknown" if peak_mb is None else f"peak {peak_mb:,.0f} MB"
     of = "" if total_mb is None else f" of {total_mb:,.0f} MB"
-    smaller = max(1, batch_size // 2)
-    return (f"out of GPU memory at data.batch_size {batch_size}{per_process}, data.res {res}, precision "
-            f"{precision} ({peak}{of}): lower data.batch_size (e.g. --set data.batch_size={smaller}) "
-            f"or data.res")
+    return (f"out of GPU memory at {batch_key} {batch_size}{per_process}, {res_key} {res_value}, precision "
+            f"{precision} ({peak}{of}): lower {batch_key} (e.g. --set {batch_key}={max(1, batch_size // 2)}) "
+            f"or {res_key}")

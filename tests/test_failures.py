@@ -108,3 +108,17 @@ def test_a_later_termination_does_not_replace_the_cause(tmp_path, monkeypatch):
     record.unlink()
     record_failure(Terminated("terminated by signal 15"))
     assert read_failure(record) == {"kind": "terminated", "permanent": False, "error": "terminated by signal 15"}
+
+
+@pytest.mark.parametrize("batch,res,world,peak,total,line", [
+    (("data.batch_size", 256), ("data.res", 224), 1, 79_811.4, 81_559.0,
+     "out of GPU memory at data.batch_size 256, data.res 224, precision bf16 (peak 79,811 MB of 81,559 MB): "
+     "lower data.batch_size (e.g. --set data.batch_size=128) or data.res"),
+    (("eval.batch_size", 1024), ("data.val_res", 256), 8, None, None,
+     "out of GPU memory at eval.batch_size 1024 (128 per GPU), data.val_res 256, precision bf16 (peak unknown): "
+     "lower eval.batch_size (e.g. --set eval.batch_size=512) or data.val_res"),
+])
+def test_out_of_memory_line_names_the_settings_and_what_to_change(batch, res, world, peak, total, line):
+    from ffcv_inat.failures import out_of_memory_line
+
+    assert out_of_memory_line(batch, res, world, "bf16", peak, total) == line

@@ -89,8 +89,12 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
         steps_per_epoch = min(steps_per_epoch, cfg.schedule.max_steps_per_epoch)
 
     def run_eval() -> EvalResult:
-        return evaluate(t.net, val_loader, data.num_classes, info, total_images=data.val.num_images,
-                        precision=t.step.precision, tta_flip=cfg.eval.tta_flip)
+        try:
+            return evaluate(t.net, val_loader, data.num_classes, info, total_images=data.val.num_images,
+                            precision=t.step.precision, tta_flip=cfg.eval.tta_flip)
+        except torch.OutOfMemoryError:
+            raise out_of_memory(info, t.step.precision, ("eval.batch_size", cfg.eval.batch_size or cfg.data.batch_size),
+                                ("data.val_res", cfg.data.val_res)) from None
 
     last_eval: EvalResult | None = None
     epochs = cfg.schedule.epochs
@@ -305,7 +309,8 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader below
     except torch.OutOfMemoryError:
-        raise out_of_memory(cfg, info, t.step.precision, res_at(cfg.progressive, cfg.data.res, epoch)) from None
+        raise out_of_memory(info, t.step.precision, ("data.batch_size", cfg.data.batch_size),
+                            ("data.res", res_at(cfg.progressive, cfg.data.res, epoch))) from None
     finally:
         stop_epoch(iterator)  # stop the loader's threads, also when we leave the epoch early
     train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
@@ -314,13 +319,14 @@ def train_one_epoch(t: Training, loader: BetonLoader, cfg: Config, info: DistInf
     return train_loss, steps, lr, seconds
 
 
-def out_of_memory(cfg: Config, info: DistInfo, precision: str, res: int) -> OutOfMemory:
-    """A training step's CUDA out-of-memory error as one line: the settings, the peak, what to change."""
+def out_of_memory(info: DistInfo, precision: str, batch: tuple[str, int], res: tuple[str, int]) -> OutOfMemory:
+    """CUDA's out-of-memory error in a training or evaluation step as one line: the settings
+    ((config key, value) of the batch size and the resolution), the peak, what to change."""
     peak = total = None
     if info.device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(info.device) / 2**20
         total = torch.cuda.get_device_properties(info.device).total_memory / 2**20
-    return OutOfMemory(out_of_memory_line(cfg.data.batch_size, info.world_size, res, precision, peak, total))
+    return OutOfMemory(out_of_memory_line(batch, res, info.world_size, precision, peak, total))
 
 
 def epoch_record(epoch: int, lr: float, train_loss: float, result: EvalResult | None, seconds: float, steps: int,
