@@ -97,11 +97,11 @@ def _class_infos(classes: list[str]):
 
 def write_source_beton(source: SourceImages, out: Path, workers: int = 0):
     """Write `source` to `out` (+ manifest) with the writer's default options."""
-    from ffcv_inat.writers.beton import WriteOptions, write_beton
+    from ffcv_inat.writers.beton import BetonContents, WriteOptions, write_beton
 
     dataset, infos = _class_infos(source.classes)
-    return write_beton(out, source.samples, infos, dataset=dataset, split=source.root.name, subset=None, k=None,
-                       seed=None, opts=WriteOptions(workers=workers), root=source.root)
+    return write_beton(out, source.samples, infos, BetonContents(dataset, source.root.name),
+                       WriteOptions(workers=workers), root=source.root)
 
 
 def matched_to_beton(source: SourceImages, manifest) -> SourceImages:

@@ -23,10 +23,34 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically; a full disk is atomic.DiskFull with the state's size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_outputs(path) as (tmp,):
+    with atomic_outputs(path, expected_bytes=tensor_bytes(state)) as (tmp,):
         torch.save({"format": FORMAT, **state}, tmp)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in nested dicts, lists and tuples: what torch.save writes, less its
+    small framing (the history, config and RNG states add kilobytes)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """The size last.pt will have, before the first step: the model's state, plus the
+    optimiser's buffers (SGD's momentum, one per trainable parameter, exists only once it
+    has stepped; a restored optimiser has them already)."""
+    if optimizer.state:
+        return tensor_bytes(model.state_dict()) + tensor_bytes(optimizer.state_dict())
+    momentum = sum(p.numel() * p.element_size() for g in optimizer.param_groups if g.get("momentum")
+                   for p in g["params"])
+    return tensor_bytes(model.state_dict()) + momentum
 
 
 def load_file(path: str | Path) -> Any:

@@ -8,16 +8,21 @@ import click
 
 from . import UserError
 from .atomic import Terminated
+from .failures import record_failure
 
 
 def report_user_errors(fn):
+    """UserError -> its one line and exit 1; SIGTERM -> exit 143; both recorded for a sweep
+    (failures.record_failure) with their kind."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
+            record_failure(e)
             raise click.ClickException(str(e)) from None
-        except Terminated:
+        except Terminated as e:
+            record_failure(e)
             click.echo("terminated by a signal; cleaned up", err=True)
             raise SystemExit(143) from None
 

@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from . import UserError
 from .environment import resolve_device
+from .failures import MachineLacks
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
     if resolve_device(choice).type == "cpu":
         return torch.device("cpu")
     if local_rank >= torch.cuda.device_count():
-        raise UserError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices")
+        raise MachineLacks(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices")
     return torch.device("cuda", local_rank)
 
 

@@ -82,6 +82,7 @@ def resolve_device(name: str | None, option: str = "device"):
     import torch
 
     from . import UserError
+    from .failures import MachineLacks
 
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -92,7 +93,7 @@ def resolve_device(name: str | None, option: str = "device"):
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"{option} must be auto, cpu or cuda, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{option} {name}: no CUDA GPU is visible on this machine")
+        raise MachineLacks(f"{option} {name}: no CUDA GPU is visible on this machine")
     return device
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -66,3 +67,37 @@ def slurm_cluster(tmp_path_factory):
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+class SmallDisk:
+    """A tmpfs of a given size mounted at `path` (tests run as root, here and in CI): a real
+    filesystem that fills up. `resize` makes room again (remount), as a user freeing space."""
+
+    def __init__(self, path, megabytes: int):
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], check=True)
+
+    def resize(self, megabytes: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(self.path)], check=True)
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "--lazy", str(self.path)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(megabytes) -> a SmallDisk under tmp_path; every one is unmounted at teardown."""
+    disks = []
+
+    def make(megabytes: int, name: str = "disk") -> SmallDisk:
+        disks.append(SmallDisk(tmp_path / name, megabytes))
+        return disks[-1]
+
+    yield make
+    for disk in disks:
+        disk.unmount()

@@ -28,7 +28,7 @@ WNIDS = select_classes("A")[:3]
 @pytest.fixture(scope="module")
 def betons(tmp_path_factory):
     """{'train': 12 images of 3 classes, 'val': 6 images of the same classes}, each with its manifest."""
-    from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton
+    from ffcv_inat.writers.beton import BetonContents, ClassInfo, WriteOptions, write_beton
     from ffcv_inat.writers.imagenet import list_class_images
 
     root = tmp_path_factory.mktemp("integrity")
@@ -37,8 +37,7 @@ def betons(tmp_path_factory):
     for split in ("train", "val"):
         out[split] = root / f"{split}.beton"
         write_beton(out[split], list_class_images(tree, split, WNIDS), [ClassInfo(w, w, "animal") for w in WNIDS],
-                    dataset="imagenet", split=split, subset="A", k=None, seed=None,
-                    opts=WriteOptions(max_res=24, workers=1, write_mode="raw"))
+                    BetonContents("imagenet", split, "A"), WriteOptions(max_res=24, workers=1, write_mode="raw"))
     return out
 
 

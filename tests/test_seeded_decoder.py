@@ -15,7 +15,7 @@ from PIL import Image
 
 from ffcv_inat.loader import make_loader
 from ffcv_inat.loader.crops import crop_box
-from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton
+from ffcv_inat.writers.beton import BetonContents, ClassInfo, WriteOptions, write_beton
 
 SEED = 7
 BATCH = 8
@@ -46,8 +46,8 @@ def write_gradient_beton(out, count: int, split: str, opts: WriteOptions):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(gradient_image(i, h, w)).save(path)
         samples.append((str(path), i % 2))
-    write_beton(out, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)], dataset="imagefolder",
-                split=split, subset=None, k=None, seed=None, opts=opts)
+    write_beton(out, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)],
+                BetonContents("imagefolder", split), opts)
     return out
 
 

@@ -127,3 +127,38 @@ def test_failing_run_is_retried_reported_and_blocks_its_dependents(tmp_path):
     assert "1 failed, 1 blocked" in r.output
     r = CliRunner().invoke(sweep_main, ["status", str(plan)])
     assert "failed   data_synthetic, 2 attempts" in r.output and "is a file" in r.output
+
+    # A permanent failure: write-beton records an input error (an empty data folder); it is
+    # tried once, not --attempts times, and blocks the run that needs it.
+    (tmp_path / "data").unlink()
+    (tmp_path / "data" / "inat2021").mkdir(parents=True)
+    r = CliRunner().invoke(sweep_main, ["run", str(plan), "--attempts", "3", "--only", "scratch_s0"])
+    assert r.exit_code != 0
+    assert "attempt 1 failed" in r.output and "attempt 2 failed" not in r.output
+    assert "input (a config error or bad input" in r.output and "not tried again" in r.output
+    assert "scratch_s0: skipped, needs beton_inat-mini-a_" in r.output
+    st = read_state(next(row for row in read_plan(plan) if row.run_id == "beton_inat-mini-a_train"))
+    assert st["attempt"] == 1 and st["error_kind"] == "input" and st["permanent"] is True
+    r = CliRunner().invoke(sweep_main, ["status", str(plan)])
+    assert "failed   beton_inat-mini-a_train, 1 attempts (input, not retried: " in r.output
+
+
+@pytest.mark.timeout(180)
+def test_a_full_disk_is_a_permanent_failure_not_retried(inat_dir, small_disk):
+    """write-beton refuses a 2 MB filesystem for a 4 MB beton and records disk_full: the sweep
+    tries once, not --attempts times, and keeps the line for `status`."""
+    from ffcv_inat.sweep.plan import PlanRow
+    from ffcv_inat.sweep.state import row_status
+
+    disk = small_disk(2)
+    row = PlanRow("beton_inat-mini-a_train", "beton", split="train", inputs={"data_dir": str(inat_dir)},
+                  options={"dataset": "inat-mini-a", "split": "train", "workers": 1},
+                  outputs=str(disk.path / "betons" / "inat_mini_a_train.beton"))
+    lines: list[str] = []
+    res = run_local([row], attempts=3, echo=lines.append)
+    assert res.failed == [row.run_id] and not any("attempt 2" in ln for ln in lines)
+    st = read_state(row)
+    assert st["attempt"] == 1 and st["error_kind"] == "disk_full" and st["permanent"] is True
+    assert st["error"].startswith(f"{row.outputs}: not enough room (needs ≈ 4.2 MB: ")
+    assert row_status(row).detail == f"disk_full, not retried: {st['error']}"
+    assert not Path(row.outputs).exists()

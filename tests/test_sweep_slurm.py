@@ -239,18 +239,20 @@ def test_bad_input_fails_once_with_its_error_and_log_paths(slurm_cluster, smoke_
     assert r.exit_code == 1
     st = read_state(pre)
     job = st["job_id"]
-    # The same error twice: not tried a third time; the job fails once (FAILED, never requeued),
-    # and SLURM cancels the finetune that needed it (afterok, kill-on-invalid-dep).
-    assert st["status"] == "failed" and st["attempt"] == 2 and "truncated copy?" in st["error"]
-    assert f"pretrain_R-8-s0: FAILED (job {job}) after 2 attempts: Error: " in r.output
+    # The run records a permanent failure (a damaged beton): not tried again; the job fails once
+    # (FAILED, never requeued), and SLURM cancels the finetune that needed it (afterok,
+    # kill-on-invalid-dep).
+    assert st["status"] == "failed" and st["attempt"] == 1 and "truncated copy?" in st["error"]
+    assert st["error_kind"] == "input" and st["permanent"] is True
+    assert f"pretrain_R-8-s0: FAILED (job {job}) after 1 attempts: " in r.output
     assert "finetune_R-8-s0: cancelled by SLURM, a dependency failed" in r.output
     assert "0 ran, 5 already done, 1 failed, 1 blocked" in r.output
-    assert (Path(pre.outputs) / "stderr.log").read_text().count("truncated copy?") == 2
+    assert (Path(pre.outputs) / "stderr.log").read_text().count("truncated copy?") == 1
     assert slurm_cluster.wait_state(job, {"FAILED"}) == "FAILED"
     assert "Restarts=0" in slurm_cluster.run("scontrol", "show", "job", job).stdout
     assert not (Path(fine.outputs) / "stderr.log").exists()  # never started
     r = sweep("status", plan)
-    assert "failed   pretrain_R-8-s0, 2 attempts (Error: " in r.output
+    assert "failed   pretrain_R-8-s0, 1 attempts (input, not retried: " in r.output
     assert f"logs: {Path(pre.outputs)}/stdout.log, stderr.log" in r.output
     assert f"job {job} log: {job_logs(pre, job)[0]}" in r.output
     assert "pending  finetune_R-8-s0 (job " in r.output and "never started" in r.output

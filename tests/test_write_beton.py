@@ -54,14 +54,14 @@ def small_imagenet(tmp_path_factory):
 # pixel by ~6 on average here; another image differs by ~50.
 @pytest.mark.parametrize("mode,tolerance", [("raw", 0.0), ("jpg", 10.0)])
 def test_round_trip_every_image_with_its_label(small_imagenet, tmp_path, mode, tolerance):
-    from ffcv_inat.writers.beton import ClassInfo, WriteOptions, write_beton as write
+    from ffcv_inat.writers.beton import BetonContents, ClassInfo, WriteOptions, write_beton as write
     from ffcv_inat.writers.imagenet import list_class_images
 
     # The small tree has three classes only, so call the shared writer directly with them.
     samples = list_class_images(small_imagenet, "train", WNIDS_A3)
     out = tmp_path / f"rt_{mode}.beton"
-    write(out, samples, [ClassInfo(w, w, "animal") for w in WNIDS_A3], dataset="imagenet", split="train",
-          subset="A", k=None, seed=None, opts=WriteOptions(write_mode=mode, workers=2))
+    write(out, samples, [ClassInfo(w, w, "animal") for w in WNIDS_A3], BetonContents("imagenet", "train", "A"),
+          WriteOptions(write_mode=mode, workers=2))
     images, labels = read_all(out)
     assert labels.tolist() == [y for _, y in samples]
     for img, (path, _) in zip(images, samples):
@@ -226,11 +226,11 @@ def slow_imagenet(tmp_path_factory):
 def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
     out = tmp_path / "out.beton"
     script = (
-        "import sys; from ffcv_inat.writers.beton import write_beton, WriteOptions, ClassInfo;"
+        "import sys; from ffcv_inat.writers.beton import write_beton, BetonContents, WriteOptions, ClassInfo;"
         "from ffcv_inat.writers.imagenet import list_class_images;"
         f"w={WNIDS_A3!r}; s=list_class_images(sys.argv[1], 'train', w);"
-        "write_beton(sys.argv[2], s, [ClassInfo(x, x, None) for x in w], dataset='imagenet', split='train',"
-        "subset='A', k=None, seed=None, opts=WriteOptions(workers=1, write_mode='raw', chunksize=10))"
+        "write_beton(sys.argv[2], s, [ClassInfo(x, x, None) for x in w], BetonContents('imagenet', 'train', 'A'),"
+        "WriteOptions(workers=1, write_mode='raw', chunksize=10))"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(slow_imagenet), str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -254,3 +254,53 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
         from ffcv_inat.atomic import remove_stale_temps
         remove_stale_temps(out)
         assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def imagenet_128px(tmp_path_factory):
+    """60 images of 128 px in the 3 classes `--subset A --k 3` draws: 49 kB each stored raw."""
+    return make_imagenet(tmp_path_factory.mktemp("in128"), train_per_class=20, val_per_class=1, size=128,
+                         wnids=select_classes("A", 3, 0))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["raw", "jpg"])
+def test_size_estimate_is_close_to_the_written_beton(imagenet_128px, tmp_path, mode):
+    from ffcv_inat.writers.beton import WriteOptions, _ffcv_fields, page_size_for
+    from ffcv_inat.writers.beton_size import estimate_beton_bytes
+    from ffcv_inat.writers.imagenet import list_class_images
+
+    out = tmp_path / "x.beton"
+    assert run(["--data-dir", imagenet_128px, "--subset", "A", "--k", 3, "--out", out, "--max-res", 128,
+                "--write-mode", mode, "--workers", 1]).exit_code == 0
+    opts = WriteOptions(max_res=128, write_mode=mode, workers=1)
+    paths = [p for p, _ in list_class_images(imagenet_128px, "train", select_classes("A", 3, 0))]
+    estimate = estimate_beton_bytes(paths, opts, _ffcv_fields(opts), page_size_for(len(paths), 128))
+    assert estimate.sampled == 32 and estimate.num_images == 60
+    assert abs(estimate.num_bytes - out.stat().st_size) / out.stat().st_size < 0.1
+
+
+@pytest.mark.timeout(120)
+def test_full_disk_is_refused_up_front_or_one_line_and_keeps_the_old_beton(imagenet_128px, small_disk):
+    """An 8 MB filesystem holding a 4.2 MB beton: writing a 6.3 MB one over it (beside it until
+    the rename) is refused with the estimate; forced, the write fails as one line, leaving the
+    small beton and its manifest as they were."""
+    disk = small_disk(8)
+    out = disk.path / "x.beton"
+    args = ["--data-dir", imagenet_128px, "--subset", "A", "--k", 3, "--out", out, "--write-mode", "raw",
+            "--workers", 1]
+    assert run([*args, "--max-res", 32]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in disk.path.iterdir()}
+    assert sorted(before) == ["x.beton", "x.json"]
+
+    r = run([*args, "--max-res", 128, "--overwrite"])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1].startswith(f"Error: {out}: not enough room (needs ≈ 6.3 MB: ")
+    assert "60 images at ≈ 49 kB each (a sample of 32)" in r.output and "--no-space-check" in r.output
+
+    r = run([*args, "--max-res", 128, "--overwrite", "--no-space-check"])
+    assert r.exit_code == 1
+    line = r.output[r.output.index("Error: "):].strip()  # after ffcv's progress bar, which ends in \r
+    assert line.startswith(f"Error: {out}: disk full (needs ≈ 6.3 MB, ") and line.endswith(f"free on {disk.path})")
+    assert "Traceback" not in r.output
+    assert {p.name: p.read_bytes() for p in disk.path.iterdir()} == before

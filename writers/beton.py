@@ -1,25 +1,30 @@
 """The one mechanism both converters use: checked images -> .beton + manifest, atomically."""
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ffcv_inat import UserError, __version__
-from ffcv_inat.atomic import atomic_outputs
+from ffcv_inat.atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
 from ffcv_inat.environment import usable_cores
 from ffcv_inat.beton import ClassEntry, Damaged, Integrity, Manifest, integrity_of, manifest_path
 
+from .beton_size import estimate_beton_bytes
 from .images import BadImage, decode_rgb, find_bad_images
+from .worker_failure import WorkerFailed, report_to, worker_failures_raise
 
 WRITE_MODES = ("jpg", "raw", "proportion")
 ON_ERROR = ("skip", "fail")
+RUN_ONLY_OPTIONS = ("workers", "chunksize", "space_check")  # how a write ran, not what it wrote: not in the manifest
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class WriteOptions:
     workers: int = 0  # 0 = all usable cores
     on_error: str = "skip"
     chunksize: int = 100
+    space_check: bool = True  # refuse a destination without room for the estimated size
 
     def num_workers(self) -> int:
         return self.workers if self.workers > 0 else usable_cores()
@@ -60,7 +66,8 @@ class LabelledImages:
 
     Files were checked before, so a failure here means the file changed under us; it must
     not kill the worker (the writer would wait forever), so it is recorded in `failure_dir`
-    and a black pixel written instead, and the caller fails the whole write.
+    and a black pixel written instead, and the caller fails the whole write. A worker that
+    dies anyway (in ffcv's code: a full disk) reports to the main process (worker_failure).
     """
 
     def __init__(self, paths: Sequence[str], labels: Sequence[int], max_res: int, failure_dir: str):
@@ -68,11 +75,13 @@ class LabelledImages:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.max_res = max_res
         self.failure_dir = failure_dir
+        self.parent = os.getpid()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        report_to(self.parent, self.failure_dir)
         try:
             image = decode_rgb(self.paths[i], min_side=self.max_res)
         except (BadImage, OSError) as e:
@@ -108,78 +117,99 @@ def check_out_path(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def write_beton(
-    out: str | Path,
-    samples: Sequence[tuple[str, int]],
-    classes: Sequence[ClassInfo],
-    *,
-    dataset: str,
-    split: str,
-    subset: str | None,
-    k: int | None,
-    seed: int | None,
-    opts: WriteOptions,
-    overwrite: bool = False,
-    notes: dict | None = None,
-    root: str | Path | None = None,
-) -> Manifest:
+@dataclass(frozen=True)
+class BetonContents:
+    """What a beton holds, as its manifest records it."""
+    dataset: str
+    split: str
+    subset: str | None = None
+    k: int | None = None
+    seed: int | None = None
+    notes: dict = field(default_factory=dict)
+
+
+def write_beton(out: str | Path, samples: Sequence[tuple[str, int]], classes: Sequence[ClassInfo],
+                contents: BetonContents, opts: WriteOptions, *, overwrite: bool = False,
+                root: str | Path | None = None) -> Manifest:
     """Write samples (absolute path, label) to `out` and its manifest; return the manifest.
 
-    Paths in the manifest's `skipped` list are relative to `root` when given.
+    Before the long work, the beton's size is estimated from a sample of the images and a
+    destination without room for it is refused (unless `opts.space_check` is off). Paths in
+    the manifest's `skipped` list are relative to `root` when given.
     """
     opts.validate()
     out = check_out_path(out, overwrite)
     if not samples:
-        raise UserError(f"no images to write for {dataset} {split}")
-    paths = [p for p, _ in samples]
-    rel = (lambda p: os.path.relpath(p, root)) if root is not None else (lambda p: p)
+        raise UserError(f"no images to write for {contents.dataset} {contents.split}")
+    fields = _ffcv_fields(opts)
+    size = estimate_beton_bytes([p for p, _ in samples], opts, fields, page_size_for(len(samples), opts.max_res))
+    if opts.space_check:
+        require_room(out, size.num_bytes, estimate=size.describe(),
+                     override="free some space, choose another --out, or pass --no-space-check")
+    print(f"{out}: ≈ {format_size(size.num_bytes)} ({size.describe()}); "
+          f"{format_size(free_bytes(out.parent))} free on {mount_of(out)}", file=sys.stderr)
+    kept, bad = checked_samples(samples, opts, contents)
+    manifest = Manifest(
+        dataset=contents.dataset, split=contents.split, subset=contents.subset, k=contents.k, seed=contents.seed,
+        num_images=len(kept), classes=class_entries(classes, kept),
+        skipped=[{"path": os.path.relpath(p, root) if root is not None else p, "reason": r} for p, r in bad.items()],
+        write_options={k_: v for k_, v in asdict(opts).items() if k_ not in RUN_ONLY_OPTIONS},
+        notes=dict(contents.notes), version=__version__,
+    )
+    write_files(out, kept, manifest, opts, fields, size.num_bytes)
+    return manifest
 
-    bad = find_bad_images(paths, opts.num_workers())
+
+def checked_samples(samples: Sequence[tuple[str, int]], opts: WriteOptions, contents: BetonContents
+                    ) -> tuple[list[tuple[str, int]], dict[str, str]]:
+    """(the samples whose files decode, {path: reason} of those that do not); with
+    on_error=fail, or when none decodes, a one-line UserError."""
+    bad = find_bad_images([p for p, _ in samples], opts.num_workers())
     if bad and opts.on_error == "fail":
         path, reason = next(iter(bad.items()))
         raise UserError(f"cannot read {path}: {reason} (use --on-error skip to leave such files out)")
     kept = [(p, y) for p, y in samples if p not in bad]
     if not kept:
-        raise UserError(f"every image of {dataset} {split} failed to decode; first: {next(iter(bad.items()))}")
-    counts = Counter(y for _, y in kept)
-    manifest = Manifest(
-        dataset=dataset,
-        split=split,
-        subset=subset,
-        k=k,
-        seed=seed,
-        num_images=len(kept),
-        classes=[
-            ClassEntry(label=i, id=c.id, name=c.name, supercategory=c.supercategory, num_images=counts.get(i, 0))
-            for i, c in enumerate(classes)
-        ],
-        skipped=[{"path": rel(p), "reason": r} for p, r in bad.items()],
-        write_options={k_: v for k_, v in asdict(opts).items() if k_ not in ("workers", "chunksize")},
-        notes=dict(notes or {}),
-        version=__version__,
-    )
+        raise UserError(f"every image of {contents.dataset} {contents.split} failed to decode; "
+                        f"first: {next(iter(bad.items()))}")
+    return kept, bad
 
+
+def class_entries(classes: Sequence[ClassInfo], kept: Sequence[tuple[str, int]]) -> list[ClassEntry]:
+    counts = Counter(y for _, y in kept)
+    return [ClassEntry(label=i, id=c.id, name=c.name, supercategory=c.supercategory, num_images=counts.get(i, 0))
+            for i, c in enumerate(classes)]
+
+
+def write_files(out: Path, kept: Sequence[tuple[str, int]], manifest: Manifest, opts: WriteOptions, fields: dict,
+                expected_bytes: int) -> None:
+    """The beton (ffcv's DatasetWriter) and then its manifest, both or neither; `expected_bytes`
+    is the estimate a full disk's error line quotes."""
     from ffcv.writer import DatasetWriter
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ffcv-inat-failures-") as failure_dir, atomic_outputs(
-        manifest_path(out), out
+        manifest_path(out), out, expected_bytes=expected_bytes
     ) as (tmp_json, tmp_beton):
         data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir)
-        writer = DatasetWriter(str(tmp_beton), _ffcv_fields(opts), num_workers=opts.num_workers(),
-                               page_size=page_size_for(len(kept), opts.max_res))
+        page_size = page_size_for(len(kept), opts.max_res)
+        writer = DatasetWriter(str(tmp_beton), fields, num_workers=opts.num_workers(), page_size=page_size)
         try:
-            writer.from_indexed_dataset(data, chunksize=opts.chunksize)
+            with worker_failures_raise(failure_dir):
+                writer.from_indexed_dataset(data, chunksize=opts.chunksize)
+        except WorkerFailed as e:
+            if free_bytes(out.parent) < page_size:  # its page did not fit: atomic_outputs says so in one line
+                raise OSError(errno.ENOSPC, "no room for a writer worker's page") from None
+            raise UserError(f"an ffcv writer worker died ({e}); nothing was written") from None
         finally:
             _release_shared_memory(writer)
-        failures = sorted(Path(failure_dir).iterdir(), key=lambda f: int(f.name))
+        failures = sorted((f for f in Path(failure_dir).iterdir() if f.name.isdigit()), key=lambda f: int(f.name))
         if failures:
             path, reason = failures[0].read_text().split("\t", 1)
             raise UserError(f"{path} could not be read while writing ({reason}); nothing was written")
         manifest.notes["write_seconds"] = round(time.perf_counter() - start, 3)
         manifest.integrity = _integrity_of_written(tmp_beton, len(kept))
         tmp_json.write_text(manifest.to_json())
-    return manifest
 
 
 def _integrity_of_written(beton: Path, num_images: int) -> Integrity:

@@ -45,13 +45,15 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="skip", show_default=True,
               help="Undecodable files: skip (listed in the manifest) or fail naming the file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--no-space-check", is_flag=True,
+              help="Write even where --out's filesystem seems to lack room for the estimated size.")
 @click.option("--verify", "verify", multiple=True, type=click.Path(dir_okay=False), metavar="PATH.beton",
               help="Write nothing: check PATH.beton against its manifest and recompute its sha256 (repeatable).")
 @click.option("--record", is_flag=True,
               help="With --verify: record size, sample count and sha256 into a manifest written before they were.")
 @report_user_errors
 def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, write_mode, jpeg_quality,
-         compress_prob, workers, on_error, overwrite, verify, record):
+         compress_prob, workers, on_error, overwrite, no_space_check, verify, record):
     """Write an FFCV .beton and its manifest, or --verify one.
 
     \b
@@ -64,7 +66,8 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
     if record:
         raise UserError("--record goes with --verify PATH.beton")
     opts = WriteOptions(max_res=max_res, write_mode=write_mode, jpeg_quality=jpeg_quality,
-                        compress_prob=compress_prob, workers=workers, on_error=on_error)
+                        compress_prob=compress_prob, workers=workers, on_error=on_error,
+                        space_check=not no_space_check)
     out = out or default_out_name(dataset, split, subset, k, seed)
     check_out_path(out, overwrite)  # before any slow work
     opts.validate()

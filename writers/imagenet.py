@@ -7,7 +7,7 @@ from ffcv_inat import UserError
 from ffcv_inat.beton import Manifest
 from ffcv_inat.classes import class_by_wnid, select_classes
 
-from .beton import ClassInfo, WriteOptions, write_beton
+from .beton import BetonContents, ClassInfo, WriteOptions, write_beton
 
 SPLITS = ("train", "val")
 
@@ -48,7 +48,5 @@ def write_imagenet(
     table = class_by_wnid()
     classes = [ClassInfo(w, table[w].name, table[w].group) for w in wnids]
     samples = list_class_images(data_dir, split, wnids)
-    return write_beton(
-        out, samples, classes, dataset="imagenet", split=split, subset=subset, k=k,
-        seed=seed if k is not None else None, opts=opts, overwrite=overwrite, root=data_dir,
-    )
+    contents = BetonContents("imagenet", split, subset, k, seed if k is not None else None)
+    return write_beton(out, samples, classes, contents, opts, overwrite=overwrite, root=data_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 from ffcv_inat.beton import Manifest
 from ffcv_inat.inat import split_samples
 
-from .beton import ClassInfo, WriteOptions, write_beton
+from .beton import BetonContents, ClassInfo, WriteOptions, write_beton
 
 
 def write_inat_mini_a(
@@ -26,7 +26,5 @@ def write_inat_mini_a(
         for s in groups.get(cat.id, [])
     ]
     classes = [ClassInfo(str(c.id), c.name, c.supercategory) for c in categories]
-    return write_beton(
-        out, samples, classes, dataset="inat-mini-a", split=split, subset="A", k=None,
-        seed=seed if split == "eval" else None, opts=opts, overwrite=overwrite, notes=notes, root=data_dir,
-    )
+    contents = BetonContents("inat-mini-a", split, "A", None, seed if split == "eval" else None, notes)
+    return write_beton(out, samples, classes, contents, opts, overwrite=overwrite, root=data_dir)

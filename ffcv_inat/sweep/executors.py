@@ -4,8 +4,11 @@ Every run is a real subprocess of `ffcv-train` / `write-beton` (through torchrun
 has more than one process) with stdout/stderr appended to stdout.log/stderr.log in its log dir
 (the run dir for training runs). Each attempt is recorded in sweep_state.json; a training run
 that failed after writing a checkpoint is retried with --resume, so a retry loses at most
-the epoch in progress. Runs whose outputs are complete are never started again. The SLURM
-executor (slurm.py) runs the same `run_row` inside each job.
+the epoch in progress. A failure the run recorded as permanent (error.json: a config error, a
+damaged beton, a diverged loss, a full disk, out of GPU memory; ffcv_inat.failures) is not
+retried; one that left no record or can pass (killed, a node failure, preemption) is. Runs
+whose outputs are complete are never started again. The SLURM executor (slurm.py) runs the
+same `run_row` inside each job.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ import click
 
 from .. import UserError
 from ..atomic import Terminated, interrupts_as_exceptions
+from ..failures import ERROR_RECORD_ENV, KINDS, is_permanent, read_failure
 from .plan import TRAIN_KINDS, PlanRow, topological_order
-from .state import is_complete, log_dir, read_state, work_dir_of, write_state
+from .state import ERROR_RECORD, is_complete, log_dir, read_state, work_dir_of, write_state
 
 DEFAULT_ATTEMPTS = 3  # first try + 2 retries: enough for a flaky node, not a broken config
 
@@ -135,8 +139,8 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
             echo: Callable[[str], None] = lambda s: None, job: JobInfo | None = None, cpu: bool = False) -> bool:
     """Run one row until its outputs are complete, at most `attempts` times; True when done.
 
-    An attempt that fails with the same last error line as the attempt before is not tried
-    again: the failure is deterministic (a bad input), which a retry cannot fix.
+    An attempt whose run recorded a permanent failure (failures.KINDS) is not tried again: the
+    same inputs and settings would fail the same way.
     """
     logs = log_dir(row)
     logs.mkdir(parents=True, exist_ok=True)
@@ -149,9 +153,11 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
             extra["restarts"] = job.restarts
     if row.kind in TRAIN_KINDS:
         extra["procs"] = procs
-    previous_error = None
+    record = logs / ERROR_RECORD
+    env = {**os.environ, ERROR_RECORD_ENV: str(record.resolve())}
     for attempt in range(first, first + attempts):
         cmd = row_command(row, procs, cpu)
+        record.unlink(missing_ok=True)  # an earlier attempt's
         start = time.time()
         with (logs / "stdout.log").open("a") as out, (logs / "stderr.log").open("a") as err:
             header = f"\n=== ffcv-sweep attempt {attempt}, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n"
@@ -160,7 +166,8 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
             out.flush()
             err.flush()
             # Own session: Ctrl-C reaches the sweep, which stops the run's whole process group.
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env=env)
             write_state(row, status="running", attempt=attempt, pid=proc.pid, command=cmd, **extra)
             try:
                 rc = proc.wait()
@@ -178,15 +185,18 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
         if rc == 0 and is_complete(row):
             write_state(row, status="done", attempt=attempt, seconds=round(seconds, 1), **extra)
             return True
-        error = _last_line(logs / "stderr.log") or f"exit code {rc}"
+        failure = read_failure(record) if rc != 0 else None
+        error = (failure or {}).get("error") or _last_line(logs / "stderr.log") or f"exit code {rc}"
         if rc == 0:
             error = f"exited 0 but its outputs are incomplete ({row.outputs})"
-        write_state(row, status="failed", attempt=attempt, returncode=rc, error=error, **extra)
+        kind = failure["kind"] if failure else None
+        permanent = is_permanent(kind)
+        write_state(row, status="failed", attempt=attempt, returncode=rc, error=error,
+                    **({"error_kind": kind, "permanent": permanent} if kind else {}), **extra)
         echo(f"  attempt {attempt} failed (exit {rc}): {error}")
-        if error == previous_error:
-            echo(f"  the same error as attempt {attempt - 1}: not tried again (a bad input, not a flaky node)")
+        if permanent:
+            echo(f"  {kind} ({KINDS[kind][1]}): a retry would fail the same way, not tried again")
             break
-        previous_error = error
     return False
 
 

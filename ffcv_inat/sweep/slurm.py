@@ -27,7 +27,7 @@ import click
 from .. import UserError
 from ..atomic import Terminated, interrupts_as_exceptions
 from .plan import TRAIN_KINDS, PlanRow, topological_order
-from .state import (SLURM_IN_FLIGHT, SUBMITIT_DIR, is_complete, job_end_reason, job_logs, log_dir, plan_status,
+from .state import (SLURM_IN_FLIGHT, SUBMITIT_DIR, failure_detail, is_complete, job_end_reason, job_logs, log_dir, plan_status,
                     read_state, restore_state, squeue_states, write_state)
 from .executors import (DEFAULT_ATTEMPTS, JobInfo, SweepResult, previous_attempts, procs_of, run_row,
                         stop_on_first_sigterm, sweep_lock, trains_on_cpu)
@@ -525,7 +525,7 @@ class _SlurmSweep:
         if status == "failed" or (status == "done" and st.get("job_id") == job):
             self.res.ran.append(rid)
             self.res.failed.append(rid)
-            self.echo(f"{rid}: FAILED (job {job}) after {st.get('attempt', '?')} attempts: {st.get('error', '')}; "
+            self.echo(f"{rid}: FAILED (job {job}) after {st.get('attempt', '?')} attempts: {failure_detail(st)}; "
                       f"logs: {log_dir(row)}, job log: {err_log}")
             return
         if status == "queued" and st.get("job_id") == job:  # never started

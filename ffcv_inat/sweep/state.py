@@ -5,7 +5,8 @@ done     its outputs are complete: a complete summary.json (training, read by ru
          as ffcv-analyze reads it), beton + manifest, data dir
 running  a sweep_state.json says running and its process (this host) or SLURM job is alive
 queued   submitted to SLURM and not started (or requeued: preempted, out of time)
-failed   the last attempt failed (sweep_state.json keeps the return code and the error line)
+failed   the last attempt failed (sweep_state.json keeps the return code and the error line, and
+         for a failure the run recorded, its kind and whether a retry could help: `permanent`)
 pending  none of the above, including runs whose sweep or SLURM job was stopped ("interrupted":
          the next `ffcv-sweep run` resumes them from their last checkpoint)
 
@@ -33,6 +34,7 @@ from .plan import TRAIN_KINDS, PlanRow
 
 STATUSES = ("done", "running", "queued", "failed", "pending")
 STATE_FILE = "sweep_state.json"
+ERROR_RECORD = "error.json"  # what a failed attempt recorded (failures.record_failure), in the log dir
 SUBMITIT_DIR = "submitit"  # submitit's pickles and the job's own stdout/stderr, in the row's log dir
 
 # squeue's job states (squeue -t all), grouped by what they mean for a run.
@@ -142,12 +144,6 @@ def squeue_states(job_ids: Iterable[str]) -> dict[str, str] | None:
     return states
 
 
-def slurm_job_alive(job_id: str) -> bool | None:
-    """True/False from squeue; None where SLURM cannot be asked (no squeue here)."""
-    states = squeue_states([job_id])
-    return None if states is None else states.get(str(job_id), "") in SLURM_IN_FLIGHT
-
-
 _END_LINE = re.compile(r"\*\*\* JOB (\d+) ON \S+ CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?))?(?: \(|\s*\*\*\*)")
 
 
@@ -209,10 +205,16 @@ def row_status(row: PlanRow, queue: Mapping[str, str] | None | object = _ASK) ->
             return RowStatus(row, "running", attempt, f"pid {st['pid']}")
         return RowStatus(row, "pending", attempt, "interrupted")
     if status == "failed":
-        return RowStatus(row, "failed", attempt, st.get("error", ""), job_id=job)
+        return RowStatus(row, "failed", attempt, failure_detail(st), job_id=job)
     if status in ("interrupted", "queued"):  # stopped with its sweep (Ctrl-C, SIGTERM): runs again next time
         return RowStatus(row, "pending", attempt, "interrupted")
     return RowStatus(row, "pending", attempt)
+
+
+def failure_detail(st: dict) -> str:
+    """A failed state's line: the error, after its kind when a retry cannot help."""
+    error = st.get("error", "")
+    return f"{st.get('error_kind')}, not retried: {error}" if st.get("permanent") else error
 
 
 def _slurm_row_status(row: PlanRow, st: dict, attempt: int, job: str, queue) -> RowStatus:

@@ -47,10 +47,12 @@ def _print_metrics(summary: dict) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (shorthand for --set out=DIR).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. optim.lr=0.05.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
+@click.option("--no-space-check", is_flag=True,
+              help="Start even where the run dir's filesystem seems to lack room for two checkpoints.")
 @click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
               help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @report_user_errors
-def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, gpu_path_on_cpu):
+def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_check, gpu_path_on_cpu):
     """Train (pretrain, finetune, linear probe) as a recipe says; writes a run directory."""
     from ..config import load_config
 
@@ -62,7 +64,7 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, gpu_path_
                                             "model.init": init, "out": out})
     from .trainer import train  # torch and ffcv: after the config is known to be good
 
-    summary = train(cfg, resume=resume, gpu_path_on_cpu=gpu_path_on_cpu)
+    summary = train(cfg, resume=resume, space_check=not no_space_check, gpu_path_on_cpu=gpu_path_on_cpu)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     click.echo(f"run dir: {summary['run_dir']}")

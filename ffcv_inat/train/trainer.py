@@ -38,13 +38,15 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import UserError
-from ..atomic import atomic_outputs
+from ..atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
 from ..beton import Manifest, check_beton
-from ..checkpoint import checkpoint_num_classes, load_file, load_weights, model_state, rng_state, save_checkpoint, set_rng_state
+from ..checkpoint import (checkpoint_bytes, checkpoint_num_classes, load_file, load_weights, model_state, rng_state,
+                          save_checkpoint, set_rng_state)
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
 from ..evaluation import EvalResult, evaluate, write_results
+from ..failures import Diverged, OutOfMemory, out_of_memory_line
 from ..loader import AnyLoader, make_loader, resolve_decode, training_crop
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
 from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
@@ -52,18 +54,20 @@ from ..schedule import lr_at, res_at
 from .step import TrainStep, make_optimizer
 
 
-def train(cfg: Config, *, resume: bool = False, gpu_path_on_cpu: bool = False) -> dict:
+def train(cfg: Config, *, resume: bool = False, space_check: bool = True, gpu_path_on_cpu: bool = False) -> dict:
     """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json).
+    `space_check`: refuse to start where the run dir has no room for two checkpoints.
     `gpu_path_on_cpu`: let data.decode gpu run the GPU path's code on the CPU (for tests)."""
     validate(cfg)
     info = setup(cfg.device)
     try:
-        return run_training(cfg, resume, info, gpu_path_on_cpu)
+        return run_training(cfg, resume, info, space_check, gpu_path_on_cpu)
     finally:
         teardown(info)
 
 
-def run_training(cfg: Config, resume: bool, info: DistInfo, gpu_path_on_cpu: bool = False) -> dict:
+def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = True,
+                 gpu_path_on_cpu: bool = False) -> dict:
     wall_start = time.perf_counter()
     # data.decode resolved once, before any file: gpu without CUDA is one line and no run dir.
     decode = resolve_decode(cfg.data.decode, info.device, gpu_path_on_cpu=gpu_path_on_cpu)
@@ -78,6 +82,8 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, gpu_path_on_cpu: boo
     data = read_data(cfg, decode)
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
+    if info.is_main and space_check:
+        check_checkpoint_room(ckpt_path, checkpoint_bytes(t.model, t.step.optimizer))
     if t.history and info.is_main:
         write_log(run_dir, t.history)  # the log may lag or lead the checkpoint by an epoch
     train_loader, val_loader = create_loaders(cfg, info, data, t.start_epoch)
@@ -86,8 +92,12 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, gpu_path_on_cpu: boo
         steps_per_epoch = min(steps_per_epoch, cfg.schedule.max_steps_per_epoch)
 
     def run_eval() -> EvalResult:
-        return evaluate(t.net, val_loader, data.num_classes, info, total_images=data.val.num_images,
-                        precision=t.step.precision, tta_flip=cfg.eval.tta_flip)
+        try:
+            return evaluate(t.net, val_loader, data.num_classes, info, total_images=data.val.num_images,
+                            precision=t.step.precision, tta_flip=cfg.eval.tta_flip)
+        except torch.OutOfMemoryError:
+            raise out_of_memory(info, t.step.precision, ("eval.batch_size", cfg.eval.batch_size or cfg.data.batch_size),
+                                ("data.val_res", cfg.data.val_res)) from None
 
     last_eval: EvalResult | None = None
     epochs = cfg.schedule.epochs
@@ -155,6 +165,17 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
                 tmp.write_text(to_yaml(cfg))
     barrier(info)
     return run_dir
+
+
+def check_checkpoint_room(ckpt_path: Path, size: int) -> None:
+    """Refuse to start a run whose checkpoints will not fit: a new last.pt is written beside
+    the old one, so two must fit (one more where a last.pt is there already); say the estimate."""
+    count = "one more checkpoint" if ckpt_path.is_file() else "two checkpoints"
+    require_room(ckpt_path, size if ckpt_path.is_file() else 2 * size,
+                 estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new one is written "
+                 "beside the last)", override="free some space, choose another --out, or pass --no-space-check")
+    print(f"checkpoints: ≈ {format_size(size)} each, {format_size(free_bytes(ckpt_path.parent))} free on "
+          f"{mount_of(ckpt_path)}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -277,23 +298,37 @@ def train_one_epoch(t: Training, loader: AnyLoader, cfg: Config, info: DistInfo,
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
     steps, lr = 0, cfg.optim.lr
-    with loader.start_epoch() as batches:  # its end stops the loader's threads, also on an early exit
-        for images, labels in batches:
-            if steps == steps_per_epoch:
-                break
-            lr = lr_at(cfg.schedule, cfg.optim.lr, epoch, steps, steps_per_epoch)
-            loss = t.step(images, labels, lr)
-            loss_sum += loss.float()
-            steps += 1
-            if cfg.log_every and steps % cfg.log_every == 0 and info.is_main:
-                bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}")
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader
+    try:
+        with loader.start_epoch() as batches:  # its end stops the loader's threads, also on an early exit
+            for images, labels in batches:
+                if steps == steps_per_epoch:
+                    break
+                lr = lr_at(cfg.schedule, cfg.optim.lr, epoch, steps, steps_per_epoch)
+                loss = t.step(images, labels, lr)
+                loss_sum += loss.float()
+                steps += 1
+                if cfg.log_every and steps % cfg.log_every == 0 and info.is_main:
+                    bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}")
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader
+    except torch.OutOfMemoryError:
+        raise out_of_memory(info, t.step.precision, ("data.batch_size", cfg.data.batch_size),
+                            ("data.res", res_at(cfg.progressive, cfg.data.res, epoch))) from None
     train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
     if not math.isfinite(train_loss):
-        raise UserError(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
+        raise Diverged(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
     return train_loss, steps, lr, seconds
+
+
+def out_of_memory(info: DistInfo, precision: str, batch: tuple[str, int], res: tuple[str, int]) -> OutOfMemory:
+    """CUDA's out-of-memory error in a training or evaluation step as one line: the settings
+    ((config key, value) of the batch size and the resolution), the peak, what to change."""
+    peak = total = None
+    if info.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(info.device) / 2**20
+        total = torch.cuda.get_device_properties(info.device).total_memory / 2**20
+    return OutOfMemory(out_of_memory_line(batch, res, info.world_size, precision, peak, total))
 
 
 def epoch_record(epoch: int, lr: float, train_loss: float, result: EvalResult | None, seconds: float, steps: int,
