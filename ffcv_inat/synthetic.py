@@ -43,7 +43,6 @@ INAT_SUPERCATEGORIES = {
     "Animalia": (142, ("Animalia", "Annelida", "Clitellata")),
 }
 ODD_KINDS = ("grayscale", "cmyk", "png_named_jpeg", "truncated", "empty", "not_an_image")
-BROKEN_KINDS = ("truncated", "empty", "not_an_image")
 
 
 def _stable_rng(*key) -> np.random.Generator:
