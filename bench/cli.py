@@ -13,13 +13,11 @@ from pathlib import Path
 import click
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import parse_int_list, report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, parse_int_list, report_user_errors
 from ffcv_inat.config import CROPS, DECODES
 from ffcv_inat.environment import PRECISIONS
 
 from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _echo_err(msg: str) -> None:
@@ -76,7 +74,7 @@ def _write_rows(results: str, rows: list[dict]) -> None:
     _echo_err(f"appended {len(rows)} row{'s' if len(rows) != 1 else ''} to {path}")
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT_SETTINGS)
 def main():
     """Benchmarks of the toolkit: loader, model, end-to-end epoch, and cost predictions.
 
@@ -89,7 +87,7 @@ def main():
     """
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--images", "images_dir", required=True, type=click.Path(),
               help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train).")
 @click.option("--beton", type=click.Path(dir_okay=False), default=None,
@@ -239,7 +237,7 @@ def _check_at_least(*checks) -> None:
             raise UserError(f"{name} must be at least {least}, got {value}")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--res", "res_list", default="224", show_default=True, help="Input resolutions, comma-separated.")
 @click.option("--batch", type=int, default=256, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
@@ -292,7 +290,7 @@ def model_row(m, command: str, env: dict | None = None, blurpool: bool = False) 
         peak_memory_mb=m.peak_memory_mb, memory_kind=m.memory_kind)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
 @click.option("--train", "train", required=True, type=click.Path(dir_okay=False), help="Train beton (with its manifest).")
 @click.option("--max-steps", type=int, default=None,
@@ -359,7 +357,7 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
         extrapolated=r.extrapolated, verdict=r.verdict.text if r.verdict else None)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
 @click.option("--images-per-epoch", type=int, default=None, help="Training images per epoch.")
 @click.option("--train", "train", type=click.Path(dir_okay=False), default=None,
@@ -392,7 +390,7 @@ def cost(recipe, images_per_epoch, train, images_per_second, machine, gpus, sets
     click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source, measured.gpu))
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--results", "results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default="bench/results/results.csv", help="CSV to read.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,

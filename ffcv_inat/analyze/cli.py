@@ -9,7 +9,7 @@ from .. import UserError
 from .table import (SPECIES_CSV_HELP, format_table, gather, join_species, per_class_table, read_species_csv,
                        species_gain, supercategory_table)
 from ..atomic import atomic_outputs
-from ..cli_errors import report_user_errors
+from ..command_line import CONTEXT_SETTINGS, report_user_errors
 
 
 def _write_csv(df, path: Path) -> Path:
@@ -18,7 +18,7 @@ def _write_csv(df, path: Path) -> Path:
     return path
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("runs_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Where results.csv and the figures go. Default: RUNS_DIR/../analysis.")
