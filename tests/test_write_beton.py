@@ -217,8 +217,9 @@ def test_empty_class_folder_and_missing_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def slow_imagenet(tmp_path_factory):
-    """Enough large-ish images that a one-worker write takes a few seconds."""
-    return make_imagenet(tmp_path_factory.mktemp("slow"), train_per_class=400, val_per_class=0, size=160,
+    """Enough large-ish images that a one-worker write takes seconds (600 raw images of 160 px:
+    ~4 s on 2 cores; the signal comes within ~20 ms of the write's start)."""
+    return make_imagenet(tmp_path_factory.mktemp("slow"), train_per_class=200, val_per_class=0, size=160,
                          wnids=WNIDS_A3)
 
 
