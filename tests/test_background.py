@@ -1,0 +1,47 @@
+"""tests/background.py, which the smoke grid and torchrun fixtures rely on: commands in order,
+the first failure ends the run, detached from pytest, stopped by its process group."""
+import os
+import time
+
+import pytest
+
+from background import BackgroundRun
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after "pid (comm) ": state, ppid, pgrp, ... (nice is index 16)."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def niceness_in_group(pgid: int) -> set[int]:
+    out = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = stat_fields(int(entry))
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            out.add(int(fields[16]))
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_runs_commands_in_order_until_one_fails(tmp_path):
+    run = BackgroundRun([["sh", "-c", "echo first; echo to-stderr >&2"], ["sh", "-c", "echo second; exit 3"],
+                         ["echo", "never"]], tmp_path)
+    assert run.wait(timeout=30) == 3
+    assert run.output.read_text() == "first\nto-stderr\nsecond\n"  # stderr with stdout unless kept apart
+
+
+@pytest.mark.timeout(60)
+def test_detached_low_priority_and_stopped_by_its_group(tmp_path):
+    run = BackgroundRun([["sleep", "60"]], tmp_path)
+    assert int(stat_fields(run.pgid)[1]) != os.getpid()  # not a descendant: ffcv-bench's CPU time leaves it out
+    deadline = time.monotonic() + 20
+    while niceness_in_group(run.pgid) != {19} and time.monotonic() < deadline:  # the wrapper, then sleep
+        time.sleep(0.1)
+    assert niceness_in_group(run.pgid) == {19} and run._alive()
+    run.stop(grace=10)
+    assert not run._alive() and not run.rc_file.exists()  # stopped, not ended
