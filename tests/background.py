@@ -4,14 +4,15 @@ each; the torchrun run).
 
 Detached from pytest (its own session, re-parented by `setsid --fork`): a living descendant of
 the test process would count in the CPU time that ffcv-bench measures of "this process and its
-children". At the lowest priority (nice 19), so the tests in the foreground keep the cores they
-ask for and only idle time goes to it. Stopped by its process group's id, never by name.
+children". At the lowest priority (nice 19, for its autogroup too), so the tests in the
+foreground keep the cores they ask for and only idle time goes to it. Stopped by its process group's id, never by name.
 
 Run as a script, this file is the wrapper: it runs the commands one after the other (stopping
 at the first that fails) and records the exit status.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,6 +86,10 @@ class BackgroundRun:
 def _run_commands(pid_file: str, stdout: str, stderr: str, rc_file: str, commands: str) -> None:
     _write_whole(Path(pid_file), str(os.getpid()))  # setsid made it the process group's leader
     os.nice(19)  # inherited by every command
+    # With autogroup scheduling the new session is a group of its own that gets an equal share
+    # beside pytest's whatever its processes' nice: lower the group's weight too.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text("19")
     returncode = 0
     with open(stdout, "w") as out, open(stderr, "w") if stderr else nullcontext(subprocess.STDOUT) as err:
         for cmd in json.loads(commands):
