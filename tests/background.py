@@ -54,12 +54,17 @@ class BackgroundRun:
                 time.sleep(0.2)
 
     def wait(self, timeout: float = 900) -> int:
-        """The exit status, once the run has ended (a test's own timeout is the real limit)."""
+        """The exit status, once the run has ended (a test's own timeout is the real limit).
+        A test now waits for it: back to normal priority, where allowed (root; CI runs as root),
+        so that other users of the machine do not starve it."""
+        if not self.rc_file.exists():
+            self._renice(0)
         return int(self._poll(self.rc_file.read_text, timeout, "exit status"))
 
-    def _alive(self) -> bool:
-        """Whether a process of the run's group still runs. Read from /proc rather than asked
-        with kill(0): an init that does not reap leaves the ended ones as zombies."""
+    def _members(self) -> list[int]:
+        """The run's processes that still run. Read from /proc rather than asked with kill(0):
+        an init that does not reap leaves the ended ones as zombies."""
+        pids = []
         for entry in os.listdir("/proc"):
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
@@ -67,8 +72,20 @@ class BackgroundRun:
                 continue
             fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
             if fields and fields[0] != "Z" and int(fields[2]) == self.pgid:
-                return True
-        return False
+                pids.append(int(entry))
+        return pids
+
+    def _alive(self) -> bool:
+        return bool(self._members())
+
+    def _renice(self, nice: int) -> None:
+        """Every running process of the run (the commands it starts later inherit it) and the
+        session's autogroup; a process that ended meanwhile, or no right to do it, is no error."""
+        for pid in self._members():
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, nice)
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM to every process of the run, SIGKILL to those left after `grace` seconds."""
