@@ -25,6 +25,7 @@ import numpy as np
 
 from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, FORMAT_VERSION, HEADER, INT_FIELD, RGB_FIELD,
                               ClassEntry, Integrity, Manifest, check_beton, integrity_of, manifest_path, sha256_of)
+from ffcv_inat.command_line import CONTEXT_SETTINGS
 from ffcv_inat.environment import cpu_name
 from ffcv_inat.study import IMAGENET_TRAIN_IMAGES
 
@@ -120,7 +121,7 @@ def time_check(path: Path, repeats: int, cold: bool) -> float:
     return statistics.median(times) * 1e3
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("work_dir", type=click.Path(file_okay=False))
 @click.option("--gib", type=float, default=1.0, show_default=True)
 @click.option("--repeats", type=int, default=11, show_default=True)

@@ -14,14 +14,12 @@ from pathlib import Path
 import click
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import parse_int_list, report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, parse_int_list, report_user_errors
 from ffcv_inat.config import CROPS, DECODES
 from ffcv_inat.environment import PRECISIONS
 
 from .loader_bench import MIN_ROUND_SECONDS
 from .results import DEFAULT_RESULTS, append_rows, make_row, recorded_path
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _echo_err(msg: str) -> None:
@@ -78,7 +76,7 @@ def _write_rows(results: str, rows: list[dict]) -> None:
     _echo_err(f"appended {len(rows)} row{'s' if len(rows) != 1 else ''} to {path}")
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT_SETTINGS)
 def main():
     """Benchmarks of the toolkit: loader, model, end-to-end epoch, and cost predictions.
 
@@ -92,7 +90,7 @@ def main():
     """
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--images", "images_dir", default=None, type=click.Path(),
               help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train). Not needed for --pipeline ffcv "
                    "alone on an existing --beton.")
@@ -288,7 +286,7 @@ def _check_at_least(*checks) -> None:
             raise UserError(f"{name} must be at least {least}, got {value}")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--res", "res_list", default="224", show_default=True, help="Input resolutions, comma-separated.")
 @click.option("--batch", type=int, default=256, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
@@ -341,7 +339,7 @@ def model_row(m, command: str, env: dict | None = None, blurpool: bool = False) 
         peak_memory_mb=m.peak_memory_mb, memory_kind=m.memory_kind)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
 @click.option("--train", "train", required=True, type=click.Path(dir_okay=False), help="Train beton (with its manifest).")
 @click.option("--max-steps", type=int, default=None,
@@ -411,7 +409,7 @@ def epoch_row(r, command: str, train: str, env: dict | None = None) -> dict:
         extrapolated=r.extrapolated, verdict=r.verdict.text if r.verdict else None)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--recipe", default=None, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
 @click.option("--plan", "plan_csv", type=click.Path(dir_okay=False), default=None,
               help="Or: a plan of ffcv-sweep plan; every training run priced, the grid's device-hours and wall time.")
@@ -464,7 +462,7 @@ def _study_cost(plan_csv: str, machine: str | None, devices: list[int], results:
     click.echo(describe_study(costs, why, devices))
 
 
-@main.command(context_settings=CONTEXT)
+@main.command()
 @click.option("--results", "results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default="bench/results/results.csv", help="CSV to read.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,

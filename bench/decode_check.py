@@ -42,7 +42,7 @@ import click
 import numpy as np
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, report_user_errors
 
 from .stored_jpegs import stored_batches
 
@@ -475,7 +475,7 @@ def run_check(beton: str | Path, device, s: CheckSettings, echo: Callable[[str],
     return report
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("beton", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the report here too.")
 @click.option("--images", "samples", type=int, default=1000, show_default=True,

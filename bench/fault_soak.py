@@ -25,6 +25,7 @@ from typing import Sequence
 import click
 
 from ffcv_inat.atomic import temp_path_for
+from ffcv_inat.command_line import CONTEXT_SETTINGS
 from ffcv_inat.rundir import CHECKPOINT, read_log
 
 SMOKE_SETS = ("schedule.step_every=1", "data.augment=true")  # an LR step and seeded crops to replay
@@ -151,7 +152,7 @@ def make_betons(root: Path) -> tuple[Path, Path]:
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--kills", type=int, default=8, show_default=True, help="SIGKILLs, a third of them mid-checkpoint.")
 @click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the kill moments.")

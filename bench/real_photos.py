@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, report_user_errors
 
 BETON_NAME = "real.beton"
 PHOTOS_DIR = "photos"
@@ -66,7 +66,7 @@ def write_real_photos(source: str | Path, out_dir: str | Path, max_images: int, 
     return beton
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("source", type=click.Path(file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--max-images", type=int, default=1000, show_default=True, help="The first N photos, by file name.")

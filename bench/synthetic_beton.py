@@ -17,7 +17,7 @@ from typing import Callable
 import click
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, report_user_errors
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def make_synthetic_beton(out_dir: str | Path, classes: int, per_class: int, size
     return SyntheticBeton(images, beton, m.num_images, m.num_classes)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--classes", type=int, default=100, show_default=True, help="ImageNet classes, drawn at random.")
 @click.option("--per-class", type=int, default=40, show_default=True, help="Images per class.")

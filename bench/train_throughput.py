@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ffcv_inat import UserError
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, report_user_errors
 from ffcv_inat.rundir import LOG, read_log, read_summary
 
 from .stats import spread
@@ -59,7 +59,7 @@ def describe(r: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--label", default=None, help="Names the run in the printout and the row (e.g. compile=true).")
 @click.option("--rows", type=click.Path(dir_okay=False), default=None,

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from . import UserError
 
@@ -104,6 +104,3 @@ def subset_label(subset: str, k: int | None) -> str:
     """Short display name: A, NA, all, R-100, NA-300."""
     return subset if k is None else f"{subset}-{k}"
 
-
-def labels_for(wnids: Sequence[str]) -> dict[str, int]:
-    return {w: i for i, w in enumerate(wnids)}

@@ -23,7 +23,7 @@ import click
 import pandas as pd
 
 from .classes import subset_label
-from .cli_errors import report_user_errors, run_step
+from .command_line import CONTEXT_SETTINGS, report_user_errors, run_step
 from .environment import usable_cores
 from .synthetic import make_study_data
 
@@ -61,7 +61,7 @@ def write_demo_betons(data: Path, betons: Path, workers: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--out", type=click.Path(file_okay=False), default="demo_out", show_default=True)
 @click.option("--workers", type=int, default=0, help="Default: all cores.")
 @report_user_errors

@@ -1,7 +1,7 @@
 """Why a command failed, in a form a sweep can act on: an error kind, and whether a retry helps.
 
 Every one-line error is a `UserError` whose `kind` names its cause (KINDS). When a command
-(`ffcv-train`, `write-beton`) fails with one, `cli_errors.report_user_errors` records the kind
+(`ffcv-train`, `write-beton`) fails with one, `command_line.report_user_errors` records the kind
 and the line in the JSON file that $FFCV_INAT_ERROR_RECORD names; `ffcv-sweep` sets it to the
 row's error.json (the run dir of a training run) and reads it after a failed attempt. A
 permanent kind is not retried: the same inputs and settings fail the same way. A failure that

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .classes import imagenet_classes, select_classes
+from .command_line import CONTEXT_SETTINGS
 
 # iNat-2021 species per supercategory (10,000 in all), with a representative taxon path.
 INAT_SUPERCATEGORIES = {
@@ -43,7 +44,6 @@ INAT_SUPERCATEGORIES = {
     "Animalia": (142, ("Animalia", "Annelida", "Clitellata")),
 }
 ODD_KINDS = ("grayscale", "cmyk", "png_named_jpeg", "truncated", "empty", "not_an_image")
-BROKEN_KINDS = ("truncated", "empty", "not_an_image")
 
 
 def _stable_rng(*key) -> np.random.Generator:
@@ -295,7 +295,7 @@ CLI_DEFAULT = StudyData(imagenet_train=3, imagenet_val=1, inat_species=60, inat_
                         inat_val=2, size=48)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--preset", type=click.Choice(sorted(STUDY_PRESETS)), default=None,
               help="Start from a named preset (the options below, where given, change it).")

@@ -1,13 +1,16 @@
-"""Shared synthetic datasets: made once per test session by the package itself."""
+"""Shared synthetic datasets and the smoke grid: made once per test session by the package itself."""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from background import BackgroundRun
 from ffcv_inat.synthetic import make_imagenet, make_inat
 
 # One run of each downstream kind of the smoke grid, plus what they need: data, 6 betons,
@@ -32,20 +35,94 @@ def inat_dir(tmp_path_factory):
                      train_extra_per_class=5, val_per_class=2, size=32, odd_files=True)
 
 
-@pytest.fixture(scope="session")
-def smoke_grid(tmp_path_factory):
-    """The smoke plan (R family) and a real run of SMOKE_SLICE with its dependencies, once
-    per session: test_sweep_e2e.py and test_analyze_smoke.py both use it."""
+# Fixtures made by a process started in the background at the session's first test
+# (tests/background.py), when a test of the session needs them.
+BACKGROUND_FIXTURES = ("smoke_grid", "torchrun_two_process_run")
+
+
+def session_uses(request, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected
+def pytest_collection_modifyitems(config, items):
+    """The users of a background fixture run last (in their order), so that what they wait for
+    is made while the other tests run."""
+    items.sort(key=lambda item: any(f in getattr(item, "fixturenames", ()) for f in BACKGROUND_FIXTURES))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def smoke_grid_in_background(request, tmp_path_factory):
+    """Plans the smoke grid (R family) and starts its real run of SMOKE_SLICE with dependencies
+    in the background at the session's first test, when any test of the session needs it: its
+    ~12 processes then use the core the other tests leave idle (tests/background.py)."""
+    if not session_uses(request, "smoke_grid"):
+        yield None
+        return
     from ffcv_inat.sweep.cli import main as sweep_main
 
     work = tmp_path_factory.mktemp("sweep")
     plan = work / "plan.csv"
     r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--out", str(plan)])  # R-8 and all
     assert r.exit_code == 0, r.output
-    start = time.time()
-    r = CliRunner().invoke(sweep_main, ["run", str(plan), *only_args()])
-    assert r.exit_code == 0, r.output
-    return {"plan": plan, "work": work, "seconds": time.time() - start, "output": r.output}
+    run = BackgroundRun([[sys.executable, "-m", "ffcv_inat.sweep.cli", "run", str(plan), *only_args()]],
+                        tmp_path_factory.mktemp("smoke_sweep_process"))
+    try:
+        yield {"plan": plan, "work": work, "run": run}
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def smoke_grid(smoke_grid_in_background):
+    """The smoke plan and its run of SMOKE_SLICE, once per session: test_sweep_e2e.py,
+    test_analyze_smoke.py and test_sweep_slurm.py use it."""
+    started = smoke_grid_in_background
+    returncode = started["run"].wait()  # the first user's timeout allows for making it
+    output = started["run"].output.read_text()
+    assert returncode == 0, output
+    return {"plan": started["plan"], "work": started["work"], "output": output}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torchrun_two_process_run_in_background(request, tmp_path_factory):
+    """A real 2-process DistributedDataParallel training run (gloo on CPU) launched by torchrun
+    through tests/_rank_writes.py, which records which rank moves which file into place; started
+    in the background at the session's first test, when a test of the session needs it.
+    3 classes x 5 val images = 15: an odd count, so ffcv's distributed order pads rank 1 with a
+    repeat and the evaluation must count every image exactly once."""
+    if not session_uses(request, "torchrun_two_process_run"):
+        yield None
+        return
+    root = tmp_path_factory.mktemp("torchrun")
+    data, run_dir, writes = root / "data", root / "run", root / "writes"
+    writes.mkdir()
+    train, val = data / "A_train.beton", data / "A_val.beton"  # what imagenet_a_betons writes
+    make_betons = [sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+                   "from _train_data import imagenet_a_betons;"
+                   "imagenet_a_betons(Path(sys.argv[2]), k=3, train_per_class=24, val_per_class=5)",
+                   str(Path(__file__).parent), str(data)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                str(Path(__file__).with_name("_rank_writes.py")),
+                "--recipe", "smoke_cpu.yaml", "--train", str(train), "--val", str(val), "--out", str(run_dir),
+                "--set", "schedule.epochs=1", "--set", "schedule.max_steps_per_epoch=2", "--set", "eval.batch_size=8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK_WRITES_DIR": str(writes)}
+    run = BackgroundRun([make_betons, torchrun], tmp_path_factory.mktemp("torchrun_process"), env=env,
+                        separate_stderr=True)
+    try:
+        yield {"val": val, "run_dir": run_dir, "writes": writes, "run": run}
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def torchrun_two_process_run(torchrun_two_process_run_in_background):
+    """The finished run: val beton, run dir, the folder of rank<N>.txt records, its stdout."""
+    started = torchrun_two_process_run_in_background
+    returncode = started["run"].wait()
+    stdout, stderr = started["run"].output.read_text(), started["run"].errors.read_text()
+    assert returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return {**{k: started[k] for k in ("val", "run_dir", "writes")}, "stdout": stdout}
 
 
 @pytest.fixture(scope="session")

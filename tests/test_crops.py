@@ -4,7 +4,6 @@ drawn as a pure function of (seed, epoch, sample index, image size).
 Deterministic: our draws are a function of their arguments and torchvision's are made after
 torch.manual_seed, so each statistic below is one fixed number, not a sample of one.
 """
-import math
 
 import numba
 import numpy as np
@@ -123,5 +122,6 @@ def test_fixed_values():
     assert crop_boxes(0, 0, [1, 2], 375, 500).tolist() == [[86, 126, 250, 326, 0], [116, 229, 155, 200, 1]]
 
 
-def test_ratio_bounds_are_torchvisions():
-    assert SCALE == (0.08, 1.0) and RATIO == (3 / 4, 4 / 3) and math.isclose(RATIO[0] * RATIO[1], 1)
+def test_scale_and_ratio_bounds_are_torchvisions_defaults():
+    defaults = RandomResizedCrop(size=8)  # the bounds torchvision uses when a recipe names none
+    assert SCALE == tuple(defaults.scale) and RATIO == tuple(defaults.ratio)

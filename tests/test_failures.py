@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ffcv_inat import UserError
 from ffcv_inat.atomic import DiskFull, atomic_outputs, format_size, is_disk_full, write_text_atomic
 from ffcv_inat.checkpoint import save_checkpoint, tensor_bytes
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.command_line import report_user_errors
 from ffcv_inat.failures import ERROR_RECORD_ENV, KINDS, Diverged, MachineLacks, is_permanent, read_failure
 
 

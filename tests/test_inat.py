@@ -1,4 +1,5 @@
 """iNat-Mini-A split logic on the synthetic iNat-2021 tree (pure functions, no images read)."""
+import json
 from collections import Counter
 
 from ffcv_inat.inat import image_key, load_json, split_samples
@@ -24,9 +25,23 @@ def test_train_is_animals_of_train_mini_in_category_order(inat_dir):
     assert all(s.path.startswith("train_mini/") for g in groups.values() for s in g)
 
 
-def test_all_splits_share_labels(inat_dir):
-    orders = [[c.id for c in split_samples(inat_dir, s)[0]] for s in ("train", "eval", "val")]
-    assert orders[0] == orders[1] == orders[2]
+def test_all_splits_take_their_labels_from_train_mini(inat_dir, tmp_path):
+    # The other files' category lists differ from train_mini's in order and content (train.json
+    # reversed with an extra animal species, val.json reversed without the first one): reading
+    # each split's own categories would give other labels.
+    for name in ("train_mini.json", "train.json", "val.json"):
+        data = load_json(inat_dir, name)
+        cats = data["categories"] if name == "train_mini.json" else data["categories"][::-1]
+        if name == "train.json":
+            cats = [*cats, {**cats[0], "id": 99_999, "kingdom": "Animalia", "name": "extra species"}]
+        if name == "val.json":
+            first_animal = min(c["id"] for c in cats if c["kingdom"] == "Animalia")
+            cats = [c for c in cats if c["id"] != first_animal]
+        (tmp_path / name).write_text(json.dumps({**data, "categories": cats}))
+    mini_animals = sorted(c["id"] for c in load_json(inat_dir, "train_mini.json")["categories"]
+                          if c["kingdom"] == "Animalia")
+    orders = [[c.id for c in split_samples(tmp_path, s)[0]] for s in ("train", "eval", "val")]
+    assert orders == [mini_animals] * 3
 
 
 def test_eval_never_contains_train_mini(inat_dir):
@@ -52,3 +67,6 @@ def test_eval_draw_seeded_and_short_classes_reported(inat_dir):
 
 def test_image_key_matches_across_splits():
     assert image_key("train/00001_A_B/x.jpg") == image_key("train_mini/00001_A_B/x.jpg")
+    # ... and tells other photos apart: another file, or the same file name in another species.
+    assert image_key("train/00001_A_B/x.jpg") != image_key("train_mini/00001_A_B/y.jpg")
+    assert image_key("train/00001_A_B/x.jpg") != image_key("train/00002_A_B/x.jpg")

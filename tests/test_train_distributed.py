@@ -1,33 +1,19 @@
-"""A real 2-process DistributedDataParallel run (gloo on CPU) launched by torchrun."""
+"""A real 2-process DistributedDataParallel run (gloo on CPU) launched by torchrun: the session
+fixture `torchrun_two_process_run` (tests/conftest.py), started in the background."""
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from _train_data import imagenet_a_betons
 from ffcv_inat.train.cli import main
 
 
-@pytest.mark.timeout(280)
-def test_torchrun_two_processes_train_and_only_rank0_writes(tmp_path):
-    # 3 classes x 5 val images = 15: an odd count, so ffcv's distributed order pads rank 1
-    # with a repeat and the evaluation must count every image exactly once.
-    train, val = imagenet_a_betons(tmp_path / "data", k=3, train_per_class=24, val_per_class=5)
-    run, writes = tmp_path / "run", tmp_path / "writes"
-    writes.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).with_name("_rank_writes.py")),
-           "--recipe", "smoke_cpu.yaml", "--train", str(train), "--val", str(val), "--out", str(run),
-           "--set", "schedule.epochs=1", "--set", "schedule.max_steps_per_epoch=2", "--set", "eval.batch_size=8"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK_WRITES_DIR": str(writes)}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=260)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("run dir:") == 1  # only rank 0 reports
+@pytest.mark.timeout(280)  # the first user waits for the run, if it is still going
+def test_torchrun_two_processes_train_and_only_rank0_writes(torchrun_two_process_run, tmp_path):
+    val, run, writes = (torchrun_two_process_run[k] for k in ("val", "run_dir", "writes"))
+    assert torchrun_two_process_run["stdout"].count("run dir:") == 1  # only rank 0 reports
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["batch_size"] == 16 and summary["eval_images"] == 15

@@ -1,6 +1,7 @@
 """write-beton end to end with the real ffcv DatasetWriter and Loader."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -216,8 +217,9 @@ def test_empty_class_folder_and_missing_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def slow_imagenet(tmp_path_factory):
-    """Enough large-ish images that a one-worker write takes a few seconds."""
-    return make_imagenet(tmp_path_factory.mktemp("slow"), train_per_class=400, val_per_class=0, size=160,
+    """Enough large-ish images that a one-worker write takes seconds (600 raw images of 160 px:
+    ~4 s on 2 cores; the signal comes within ~20 ms of the write's start)."""
+    return make_imagenet(tmp_path_factory.mktemp("slow"), train_per_class=200, val_per_class=0, size=160,
                          wnids=WNIDS_A3)
 
 
@@ -235,7 +237,8 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-c", script, str(slow_imagenet), str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             # A shell's background jobs ignore SIGINT; a user's Ctrl-C does not.
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            start_new_session=True)  # its own process group: its workers are stopped by its id
     deadline = time.time() + 60
     while not list(tmp_path.glob(".out.beton.*.tmp")):  # the DatasetWriter has started
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -249,8 +252,10 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
         assert list(tmp_path.iterdir()) == []
     else:
         # kill -9 runs no cleanup: a hidden temporary may stay, never a file at --out; the
-        # next write to the same --out removes it. (Stop ffcv's orphaned workers first.)
-        subprocess.run(["pkill", "-9", "-f", "ffcv_inat.writers.beton import write_beton"], check=False)
+        # next write to the same --out removes it. (Stop ffcv's orphaned workers first: by the
+        # group's id, never by name, which would also hit another test run's writers.)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         from ffcv_inat.atomic import remove_stale_temps
         remove_stale_temps(out)
         assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import click
 
 from ffcv_inat import UserError
 from ffcv_inat.classes import SUBSETS, subset_label
-from ffcv_inat.cli_errors import report_user_errors
+from ffcv_inat.command_line import CONTEXT_SETTINGS, report_user_errors
 
 from .beton import ON_ERROR, WRITE_MODES, WriteOptions, check_out_path
 
@@ -23,7 +23,7 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
     return f"inat_mini_a_{split}{f'_s{seed}' if split == 'eval' else ''}.beton"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--dataset", type=click.Choice(DATASETS), default="imagenet", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Dataset root. Default: $IMAGENET_DIR or $INAT_DIR.")

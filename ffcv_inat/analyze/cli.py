@@ -10,8 +10,8 @@ from .. import UserError
 from .findings import findings_markdown, findings_table, format_findings
 from .table import (SPECIES_CSV_HELP, format_table, gather, join_species, per_class_table, read_species_csv,
                        species_gain, supercategory_table)
-from ..atomic import atomic_outputs
-from ..cli_errors import report_user_errors
+from ..atomic import atomic_outputs, write_text_atomic
+from ..command_line import CONTEXT_SETTINGS, report_user_errors
 
 
 def _write_csv(df, path: Path) -> Path:
@@ -20,13 +20,7 @@ def _write_csv(df, path: Path) -> Path:
     return path
 
 
-def _write_text(text: str, path: Path) -> Path:
-    with atomic_outputs(path) as (tmp,):
-        tmp.write_text(text)
-    return path
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("runs_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Where results.csv and the figures go. Default: RUNS_DIR/../analysis.")
@@ -54,8 +48,8 @@ def main(runs_dir, out_dir, species_csv, pretrained, caption):
     written = [_write_csv(df, out / "results.csv")]
     findings = findings_table(df)
     click.echo("\n" + format_findings(findings, caption) + "\n")
-    written += [_write_csv(findings, out / "findings.csv"), _write_text(findings_markdown(findings, caption),
-                                                                         out / "findings.md")]
+    write_text_atomic(out / "findings.md", findings_markdown(findings, caption))
+    written += [_write_csv(findings, out / "findings.csv"), out / "findings.md"]
     super_table = supercategory_table(df)
     if not super_table.empty:
         written.append(_write_csv(super_table.rename_axis("supercategory").reset_index(), out / "supercategory.csv"))

@@ -14,16 +14,13 @@ from pathlib import Path
 import click
 
 from .. import UserError
-from ..cli_errors import parse_int_list, report_user_errors
+from ..command_line import CONTEXT_SETTINGS, parse_int_list, report_user_errors
 from .executors import DEFAULT_ATTEMPTS, betons_to_verify, run_local
 from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
 from .state import STATUSES, count_statuses, log_dir, plan_status
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT_SETTINGS)
 def main():
     """Plan, run and follow the study's grid: betons -> pretraining -> finetuning / linear probe."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from ..atomic import temp_path_for
+from ..command_line import CONTEXT_SETTINGS
 from ..synthetic import STUDY_PRESETS, StudyData, make_study_data
 
 
@@ -31,7 +32,7 @@ def make_synthetic_data(out: str | Path, data: StudyData | str = "smoke") -> Pat
     return out
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--preset", type=click.Choice(sorted(STUDY_PRESETS)), default="smoke", show_default=True,
               help="Which synthetic study data (ffcv_inat.synthetic.STUDY_PRESETS).")

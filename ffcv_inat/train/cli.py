@@ -8,24 +8,21 @@ from pathlib import Path
 import click
 
 from .. import UserError
-from ..cli_errors import report_user_errors
+from ..command_line import CONTEXT_SETTINGS, report_user_errors
 from ..config import DECODES, DEVICES
 from ..environment import PRECISIONS
 from ..rundir import CONFIG
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
 
 class _TrainByDefault(click.Group):
     """`ffcv-train --recipe ...` runs the `train` command; `ffcv-train eval ...` evaluates."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in CONTEXT["help_option_names"]:
+        if args and args[0] not in self.commands and args[0] not in CONTEXT_SETTINGS["help_option_names"]:
             args = ["train", *args]
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_TrainByDefault, context_settings=CONTEXT)
+@click.group(cls=_TrainByDefault, context_settings=CONTEXT_SETTINGS)
 def main():
     """Train ResNet-50 from FFCV betons (`ffcv-train --recipe R ...`, the default command) or
     evaluate a checkpoint (`ffcv-train eval ...`)."""
@@ -38,7 +35,7 @@ def _print_metrics(summary: dict) -> None:
             click.echo(f"  {name:<20} {'-' if acc is None else f'{acc:.4f}'}")
 
 
-@main.command("train", context_settings=CONTEXT)
+@main.command("train")
 @click.option("--recipe", help="Bundled recipe file name (e.g. pretrain_90ep.yaml) or a YAML path. "
               "With --resume it defaults to RUN_DIR/config.yaml.")
 @click.option("--train", "train_beton", type=click.Path(dir_okay=False), help="Shorthand for --set data.train=B.")
@@ -71,7 +68,7 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_
     _print_metrics(summary)
 
 
-@main.command("eval", context_settings=CONTEXT)
+@main.command("eval")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
               help="ffcv-train checkpoint or torchvision ResNet-50 state_dict.")
 @click.option("--val", "val_beton", required=True, type=click.Path(dir_okay=False), help="Val beton (with its manifest).")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_errors import report_user_errors, run_step
+from ..command_line import CONTEXT_SETTINGS, report_user_errors, run_step
 from ..rundir import checkpoint_of, read_summary
 from ..synthetic import make_study_data, study_preset
 
@@ -35,7 +35,7 @@ def _betons(root: Path, workers: int) -> dict[str, Path]:
     return out
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--workers", default=2, show_default=True)
 @report_user_errors

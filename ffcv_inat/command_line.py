@@ -1,4 +1,6 @@
-"""How every command reports bad input: one line, nonzero exit, no traceback."""
+"""What every command line of the toolkit shares: click's settings, bad input reported as one
+line with a nonzero exit and no traceback, list options parsed, and a command run as its own
+process (the demos' steps)."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +11,9 @@ import click
 from . import UserError
 from .atomic import Terminated
 from .failures import record_failure
+
+# Every command and group takes these; a group's subcommands inherit them from its context.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def report_user_errors(fn):
