@@ -163,15 +163,15 @@ CEILING_IMAGES = 1000
 
 
 def open_ceiling(beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, samples: int = CEILING_IMAGES,
-                 echo: Callable[[str], None] = print) -> CeilingRounds | None:
+                 echo: Callable[[str], None] = print, manifest=None) -> CeilingRounds | None:
     """Rounds of the CPU ceiling on `beton`'s first JPEGs, with as many threads as an ffcv
-    loader of `workers` runs; None when the beton holds no JPEG."""
+    loader of `workers` runs; None when the beton holds no JPEG. `manifest`: the beton's, checked."""
     from ffcv_inat.environment import resolve_workers
 
     from .stored_jpegs import read_stored_jpegs
 
     workers = resolve_workers(workers)  # the threads the ffcv loader really runs (capped at the usable cores)
-    jpegs = read_stored_jpegs(beton, samples, workers=1)  # copying bytes: one worker is plenty
+    jpegs = read_stored_jpegs(beton, samples, workers=1, manifest=manifest)  # copying bytes: one worker is plenty
     if not len(jpegs):
         echo(f"ceiling: {beton} holds no JPEGs (raw pixels only): nothing to decode")
         return None

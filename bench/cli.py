@@ -154,12 +154,14 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
         source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
         _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
                   f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
-        rounds = (open_ceiling(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err)
+        rounds = (open_ceiling(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err,
+                               manifest=manifest)
                   if ceiling else None)
         with rounds or contextlib.nullcontext():
             measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                         echo=_echo_err, crops=crops, decodes=decodes, device=dev,
-                                        min_seconds=min_seconds, ceiling_round=rounds and rounds.round)
+                                        min_seconds=min_seconds, ceiling_round=rounds and rounds.round,
+                                        manifest=manifest)
             top = finish_ceiling(rounds, dev if "gpu" in decodes else None, batch) if rounds else None
     settings = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
                 "num_images": manifest.num_images, "num_classes": manifest.num_classes,
@@ -172,13 +174,13 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
 
 def _bench_source(images_dir: str | None, beton: str | None, batch: int, tmp: Path):
     """(the ImageFolder's images matched to the beton, or None without --images; the beton,
-    written from the images when missing; its manifest)."""
-    from ffcv_inat.beton import read_manifest
+    written from the images when missing; its manifest, checked against it once for every loader)."""
+    from ffcv_inat.beton import check_beton
 
     from .loader_bench import list_image_folder, matched_to_beton, write_source_beton
 
     if images_dir is None:
-        manifest = read_manifest(beton)
+        manifest = check_beton(beton)
         if manifest.num_images < batch:
             raise UserError(f"--batch {batch} is larger than the {manifest.num_images} images: no full batch")
         return None, Path(beton), manifest
@@ -191,7 +193,7 @@ def _bench_source(images_dir: str | None, beton: str | None, batch: int, tmp: Pa
         manifest = write_source_beton(source, beton_path)
     else:
         beton_path = Path(beton)
-        manifest = read_manifest(beton_path)
+        manifest = check_beton(beton_path)
     return matched_to_beton(source, manifest), beton_path, manifest
 
 

@@ -141,19 +141,19 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
 
 
 def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, augment: bool = True,
-                os_cache: bool = True, crop: str = "seeded", decode: str = "cpu", dtype=None):
+                os_cache: bool = True, crop: str = "seeded", decode: str = "cpu", dtype=None, manifest=None):
     """The trainer's loader. On CPU (the default) the CPU decode path's batches stay uint8 like
     the PyTorch pipeline's (the loader's torch normalisation, `BetonLoader.finish`, is left out:
     the PyTorch pipeline has none); on a GPU, and from the GPU decode path, they arrive
     normalised on the device (in `dtype`, the GPU path's; default float16), as the trainer
-    receives them."""
+    receives them. `manifest`: the beton's, checked by the caller (make_loader checks when None)."""
     import torch
 
     from ffcv_inat.loader import make_loader
 
     loader = make_loader(beton, batch_size=batch, res=res, train=True, device=device or torch.device("cpu"),
                          workers=workers, augment=augment, os_cache=os_cache, crop=crop, decode=decode,
-                         dtype=dtype or torch.float16)
+                         dtype=dtype or torch.float16, manifest=manifest)
     if decode == "cpu" and loader.finish is not None:
         loader.finish = None
     _LIVE_FFCV_LOADERS.append(loader)
@@ -421,11 +421,12 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
                      max_batches: int | None = None, echo: Callable[[str], None] = print,
                      crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
                      device=None, min_seconds: float = MIN_ROUND_SECONDS,
-                     ceiling_round: Callable[[int], tuple] | None = None) -> list[LoaderResult]:
+                     ceiling_round: Callable[[int], tuple] | None = None, manifest=None) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
     (default the host), their measured rounds interleaved, with `ceiling_round(res)` (the
-    ceiling's, ceiling.CeilingRounds.round) after each."""
+    ceiling's, ceiling.CeilingRounds.round) after each. `manifest`: the beton's, checked once by the
+    caller and handed to every loader (checked by each loader when None)."""
     pipelines = list(pipelines)
     if source is not None and len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
@@ -436,7 +437,7 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
             for crop in crops:
                 for decode in decodes:
                     loaders[Pipeline("ffcv", crop, decode)] = ffcv_loader(beton, res, batch, workers, device=device,
-                                                                          crop=crop, decode=decode)
+                                                                          crop=crop, decode=decode, manifest=manifest)
         if "pytorch" in pipelines:
             loaders[Pipeline("pytorch")] = pytorch_loader(source, res, batch, workers)
         after = None

@@ -47,13 +47,15 @@ class StoredJpegs:
         return float(np.mean([d.size for d in self.datas])) if self.datas else 0.0
 
 
-def read_stored_jpegs(beton: str | Path, samples: int, workers: int, seed: int = 0, batch: int = 256) -> StoredJpegs:
-    """The first `samples` samples of `beton` (all if it has fewer) that are JPEGs."""
+def read_stored_jpegs(beton: str | Path, samples: int, workers: int, seed: int = 0, batch: int = 256,
+                      manifest=None) -> StoredJpegs:
+    """The first `samples` samples of `beton` (all if it has fewer) that are JPEGs. `manifest`:
+    the beton's, already checked by the caller (checked here when None)."""
     from ffcv_inat.beton import check_beton
     from ffcv_inat.loader.gpu import HEADER_FIELDS, RAW, payload
 
     beton = Path(beton)
-    n = min(samples, check_beton(beton).num_images)
+    n = min(samples, (manifest or check_beton(beton)).num_images)
     col = {name: i for i, name in enumerate(HEADER_FIELDS)}
     datas, sizes, boxes, raw = [], [], [], 0
     for rows, headers in stored_batches(beton, n, min(batch, n), workers, seed):
