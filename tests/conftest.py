@@ -37,7 +37,7 @@ def inat_dir(tmp_path_factory):
 
 # Fixtures made by a process started in the background at the session's first test
 # (tests/background.py), when a test of the session needs them.
-BACKGROUND_FIXTURES = ("smoke_grid", "torchrun_two_process_run")
+BACKGROUND_FIXTURES = ("smoke_grid", "torchrun_two_process_run", "device_run_script")
 
 
 def session_uses(request, fixture: str) -> bool:
@@ -123,6 +123,38 @@ def torchrun_two_process_run(torchrun_two_process_run_in_background):
     stdout, stderr = started["run"].output.read_text(), started["run"].errors.read_text()
     assert returncode == 0, stdout[-3000:] + stderr[-3000:]
     return {**{k: started[k] for k in ("val", "run_dir", "writes")}, "stdout": stdout}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def device_run_script_in_background(request, tmp_path_factory):
+    """bench/device_run.sh with tiny sizes and failing steps (tests/_device_run.py), from the
+    filesystem's root, started in the background at the session's first test when a test of the
+    session needs it: ~15 processes of torch and ffcv start-up, mostly one core each."""
+    if not session_uses(request, "device_run_script"):
+        yield None
+        return
+    from _device_run import FAILING_STEPS, SCRIPT, TINY, real_photos_beton
+
+    folder = tmp_path_factory.mktemp("device_run")
+    out = folder / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, **TINY, **FAILING_STEPS,
+           "REAL_BETON": str(real_photos_beton(folder))}
+    run = BackgroundRun([["bash", "-c", 'cd / && exec bash "$0"', str(SCRIPT)]], folder, env=env,
+                        separate_stderr=True)
+    try:
+        yield {"out": out, "run": run}
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def device_run_script(device_run_script_in_background):
+    """The finished run: its CompletedProcess (exit status, stdout, stderr) and its $OUT."""
+    started = device_run_script_in_background
+    returncode = started["run"].wait()
+    result = subprocess.CompletedProcess(["bash", "device_run.sh"], returncode, started["run"].output.read_text(),
+                                         started["run"].errors.read_text())
+    return {"result": result, "out": started["out"]}
 
 
 @pytest.fixture(scope="session")

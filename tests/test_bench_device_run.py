@@ -11,14 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ffcv_inat.bench import real_photos
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "device_run.sh"
-TINY = {"CLASSES": "2", "PER_CLASS": "4", "SIZE": "48", "WORKERS": "1", "BATCH": "4", "LOADER_RES": "32",
-        "SYNTH_LOADER_RES": "32", "LOADER_MIN_SECONDS": "0", "LOADER_EPOCHS": "1", "MODEL_RES": "64", "MODEL_BATCH": "2", "MODEL_STEPS": "1", "MODEL_WARMUP": "1",
-        "MODEL_PRECISION": "fp32", "CHECK_RES": "32", "CHECK_TRAIN_STEPS": "1", "CHECK_TRAIN_BATCH": "4",
-        "CHECK_RECIPE": "smoke_cpu.yaml"}
+from _device_run import SCRIPT, TINY
 
 
 def run_script(out, limit: float, **env):
@@ -35,29 +28,14 @@ def named(out, what: str) -> Path:
     return path
 
 
-def real_photos_beton(tmp_path) -> Path:
-    """A beton of 8 small photos named as ajschumacher/imagen names them, by bench/real_photos.py."""
-    from PIL import Image
-
-    src = tmp_path / "imagen" / "imagen"
-    src.mkdir(parents=True)
-    for i in range(8):
-        wnid = ("n01440764", "n01443537")[i % 2]
-        Image.new("RGB", (40 + i, 36), (30 * i, 90, 200 - 20 * i)).save(src / f"{wnid}_{i}_fish.jpg", quality=90)
-    real_photos.write_real_photos(tmp_path / "imagen", tmp_path / "real", max_images=8, echo=lambda m: None)
-    return tmp_path / "real" / real_photos.BETON_NAME
-
-
 @pytest.mark.timeout(280)
-def test_steps_run_and_a_failing_step_does_not_stop_the_rest(tmp_path):
-    out = tmp_path / "out"
-    # "bogus" is no step, the training run gets a recipe that does not exist (so its figures
-    # find no epoch) and the sweep a run id that is not in its plan: they fail, and the steps
-    # after them still run; the loader bench writes its rows, real photos first. Without CUDA the
-    # decode check runs as its self-check (--device cpu) and the decode paths are "cpu" alone.
-    p = run_script(out, 260, STEPS="data bogus train decode_check loader smoke_sweep",
-                   TRAIN_RECIPE="no_such_recipe.yaml", TRAIN_COMPILE="false", SWEEP_ONLY="--only no_such_run",
-                   REAL_BETON=str(real_photos_beton(tmp_path)))
+def test_steps_run_and_a_failing_step_does_not_stop_the_rest(device_run_script):
+    # The run of FAILING_STEPS (tests/_device_run.py), started in the background at the session's
+    # first test: "bogus" is no step, the training run gets a recipe that does not exist (so its
+    # figures find no epoch) and the sweep a run id that is not in its plan: they fail, and the
+    # steps after them still run; the loader bench writes its rows, real photos first. Without
+    # CUDA the decode check runs as its self-check (--device cpu) and the decode paths are "cpu" alone.
+    p, out = device_run_script["result"], device_run_script["out"]
     assert p.returncode == 1, p.stdout + p.stderr
     assert "[ok] data" in p.stdout and "[ok] decode_check" in p.stdout
     assert "[ok] loader real photos" in p.stdout and "[ok] loader synthetic" in p.stdout
