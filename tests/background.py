@@ -36,6 +36,7 @@ class BackgroundRun:
 
     def __init__(self, commands: list[list[str]], folder: Path, env: dict[str, str] | None = None,
                  separate_stderr: bool = False):
+        self.commands = commands
         self.pid_file, self.rc_file = folder / "pid", folder / "returncode"
         self.output, self.errors = folder / "stdout.txt", folder / "stderr.txt" if separate_stderr else None
         subprocess.run(["setsid", "--fork", sys.executable, __file__, str(self.pid_file), str(self.output),
@@ -60,6 +61,12 @@ class BackgroundRun:
         if not self.rc_file.exists():
             self._renice(0)
         return int(self._poll(self.rc_file.read_text, timeout, "exit status"))
+
+    def result(self, timeout: float = 900) -> subprocess.CompletedProcess:
+        """Once the run has ended: its exit status, stdout and stderr (None unless separate)."""
+        returncode = self.wait(timeout)
+        return subprocess.CompletedProcess(self.commands, returncode, self.output.read_text(),
+                                           self.errors.read_text() if self.errors else None)
 
     def _members(self) -> list[int]:
         """The run's processes that still run. Read from /proc rather than asked with kill(0):

@@ -78,10 +78,9 @@ def smoke_grid(smoke_grid_in_background):
     """The smoke plan and its run of SMOKE_SLICE, once per session: test_sweep_e2e.py,
     test_analyze_smoke.py and test_sweep_slurm.py use it."""
     started = smoke_grid_in_background
-    returncode = started["run"].wait()  # the first user's timeout allows for making it
-    output = started["run"].output.read_text()
-    assert returncode == 0, output
-    return {"plan": started["plan"], "work": started["work"], "output": output}
+    p = started["run"].result()  # the first user's timeout allows for making it
+    assert p.returncode == 0, p.stdout
+    return {"plan": started["plan"], "work": started["work"], "output": p.stdout}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -119,10 +118,9 @@ def torchrun_two_process_run_in_background(request, tmp_path_factory):
 def torchrun_two_process_run(torchrun_two_process_run_in_background):
     """The finished run: val beton, run dir, the folder of rank<N>.txt records, its stdout."""
     started = torchrun_two_process_run_in_background
-    returncode = started["run"].wait()
-    stdout, stderr = started["run"].output.read_text(), started["run"].errors.read_text()
-    assert returncode == 0, stdout[-3000:] + stderr[-3000:]
-    return {**{k: started[k] for k in ("val", "run_dir", "writes")}, "stdout": stdout}
+    p = started["run"].result()
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return {**{k: started[k] for k in ("val", "run_dir", "writes")}, "stdout": p.stdout}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -151,10 +149,7 @@ def device_run_script_in_background(request, tmp_path_factory):
 def device_run_script(device_run_script_in_background):
     """The finished run: its CompletedProcess (exit status, stdout, stderr) and its $OUT."""
     started = device_run_script_in_background
-    returncode = started["run"].wait()
-    result = subprocess.CompletedProcess(["bash", "device_run.sh"], returncode, started["run"].output.read_text(),
-                                         started["run"].errors.read_text())
-    return {"result": result, "out": started["out"]}
+    return {"result": started["run"].result(), "out": started["out"]}
 
 
 @pytest.fixture(scope="session")
