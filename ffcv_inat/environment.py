@@ -10,6 +10,12 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from . import UserError, __version__
+from .failures import MachineLacks
+
+# torch is imported inside the functions that use it: `config` imports PRECISIONS from here, and
+# a recipe's one-line errors must not wait for torch's import (seconds on a 2-core machine).
+
 PRECISIONS = ("bf16", "fp16", "fp32")
 
 
@@ -43,8 +49,6 @@ def package_version(dist: str) -> str | None:
 def versions() -> dict[str, str | None]:
     import numpy as np
     import torch
-
-    from . import __version__
 
     return {
         "ffcv_inat": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -81,9 +85,6 @@ def resolve_device(name: str | None, option: str = "device"):
     error naming `option` (the config key or command-line flag it came from)."""
     import torch
 
-    from . import UserError
-    from .failures import MachineLacks
-
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -106,8 +107,6 @@ def run_precision(requested: str, device) -> str:
     import torch
 
     if requested not in PRECISIONS:
-        from . import UserError
-
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if device.type != "cuda" or requested == "fp32":
         return "fp32"

@@ -64,6 +64,11 @@ def worker_failures_raise(folder: str | Path) -> Iterator[None]:
         return
 
     def handler(signum, frame):
+        # Already failing (SIGTERM or Ctrl-C became an exception, and ffcv's pool is stopping its
+        # workers, which inherited that handler and die with a traceback): the first cause wins.
+        # Raising here would cut the pool's clean-up short and leave the process hanging at exit.
+        if sys.exc_info()[1] is not None:
+            return
         raise WorkerFailed(_last_line(Path(folder)))
 
     previous = signal.signal(signal.SIGUSR1, handler)

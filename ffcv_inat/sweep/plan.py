@@ -21,7 +21,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import yaml
+
 from .. import UserError
+from ..atomic import atomic_outputs
+from ..config import find_recipe, flatten, load_config
 from ..rundir import checkpoint_of, run_dir_of
 from ..study import FAMILY_END, FAMILIES, IMAGENET_A, INAT, family_size
 from ..synthetic import study_preset
@@ -91,9 +95,7 @@ def training_run_id(kind: str, subset: str, k: int | None, seed: int) -> str:
 
 @lru_cache(maxsize=None)
 def _resolved_recipe(name: str):
-    from ..config import load_config  # the trainer's own loader: defaults + recipe, typed
-
-    return load_config(name)
+    return load_config(name)  # the trainer's own loader: defaults + recipe, typed
 
 
 def schedule_overrides(recipe: str, scale: float) -> list[str]:
@@ -319,18 +321,12 @@ SMOKE_GRID_OVERRIDES = (
 def _yaml_scalar(v) -> str:
     """A recipe value as `--set` writes it: flow YAML, so that config.parse_set reads back the
     same value (strings such as "yes" or "a: b" come quoted)."""
-    import yaml
-
     return yaml.safe_dump(v, default_flow_style=True, width=1 << 16).removesuffix("\n...\n").strip()
 
 
 @lru_cache(maxsize=None)
 def smoke_recipe_overrides() -> tuple[str, ...]:
     """smoke_cpu.yaml's own values as --set items, in file order, without STRUCTURE_KEYS."""
-    import yaml
-
-    from ..config import find_recipe, flatten
-
     _, text = find_recipe(SMOKE_RECIPE)
     return tuple(f"{key}={_yaml_scalar(value)}" for key, value in flatten(yaml.safe_load(text) or {}).items()
                  if key not in STRUCTURE_KEYS)
@@ -380,8 +376,6 @@ def check_training_configs(rows: Sequence[PlanRow]) -> None:
 
 @lru_cache(maxsize=None)
 def _check_config(recipe: str, overrides: tuple[str, ...]) -> None:
-    from ..config import load_config
-
     load_config(recipe, list(overrides))
 
 
@@ -448,8 +442,6 @@ def plan_to_csv(rows: Sequence[PlanRow]) -> str:
 
 
 def write_plan(rows: Sequence[PlanRow], path: str | Path) -> None:
-    from ..atomic import atomic_outputs
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_outputs(path) as (tmp,):
