@@ -177,7 +177,7 @@ def test_the_stock_decoder_stays_selectable(beton):
 def test_the_epoch_follows_the_shuffle_order(beton):
     """BetonLoader's crop epoch is ffcv's next_epoch when an iterator is created, also when
     the loader is iterated without set_epoch (ffcv increments next_epoch itself)."""
-    from ffcv_inat.loader.seeded_decoder import load_int64
+    from ffcv_inat.loader.pointers import load_int64
 
     read_int64 = numba.njit(lambda address: load_int64(address))  # what the compiled decoder reads
     loader = _train_loader(beton, workers=1)

@@ -3,7 +3,9 @@ write them out: what each image and label goes through between the beton and the
 
     train (seeded)   SeededRandomResizedCropDecoder (crop + flip of crops.crop_box)  -> to_model
     train (ffcv)     RandomResizedCropRGBImageDecoder, RandomHorizontalFlip           -> to_model
-    eval / no aug.   CenterCropRGBImageDecoder (centre DEFAULT_CROP_RATIO of the image) -> to_model
+    eval / no aug.   CenterCropDecoder (crops.center_box, ffcv's centre crop)         -> to_model
+                     (ours, seeded and centre, decode as `batch_decode` says: a dynamic
+                     split of the batch between threads, one decode buffer per thread)
     to_model         ToTensor, ToDevice, ToTorchImage (channels-last uint8), and on a GPU
                      NormalizeImage (float16); on the CPU the loader normalises in torch (`normalize`)
     labels           IntDecoder, ToTensor, Squeeze(1), ToDevice
@@ -17,9 +19,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from ffcv.fields.basics import IntDecoder
-from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
+from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
 from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
+from .center_decoder import CenterCropDecoder
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .normalize import normalize
 from .seeded_decoder import SeededRandomResizedCropDecoder
@@ -42,7 +45,7 @@ def ffcv_train(res: int, device: torch.device) -> ImagePipeline:
 
 
 def center(res: int, ratio: float, device: torch.device) -> ImagePipeline:
-    decoder = CenterCropRGBImageDecoder((res, res), ratio=ratio)
+    decoder = CenterCropDecoder((res, res), ratio=ratio)
     return _to_model(decoder, [decoder], device)
 
 

@@ -30,7 +30,8 @@ from ffcv.pipeline.state import State
 from ffcv.reader import Reader
 
 from ..crops import center_box, crop_box
-from ..seeded_decoder import EpochCell, EpochFromCell, load_int64
+from ..pointers import load_int64
+from ..seeded_decoder import EpochCell, EpochFromCell
 
 HEADER_FIELDS = ("nbytes", "kind", "height", "width", "top", "left", "crop_height", "crop_width", "flip", "index")
 HEADER_BYTES = 8 * len(HEADER_FIELDS)
