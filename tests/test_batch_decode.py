@@ -61,18 +61,18 @@ def test_one_decode_buffer_per_thread_and_ffcv_allocates_only_the_output(mixed, 
         arrays = _arrays(epoch.ffcv.memory_allocations["operation"].values())
     assert loader.decoder.scratch.buffers.shape == (2, largest)
     slots = loader.loader.batches_ahead + 2
-    assert [a.shape for a in arrays if a.ndim == 5] == [(slots, BATCH, 16, 16, 3)]  # the output batches
+    assert [tuple(a.shape) for a in arrays if a.ndim == 5] == [(slots, BATCH, 16, 16, 3)]  # the output batches
     assert not [a.shape for a in arrays if a.shape[-1] == largest], "per-image decode buffers"
 
 
 def _arrays(allocations) -> list:
-    """The arrays of ffcv's per-op allocations (an array, a tuple of them, or None each)."""
+    """The arrays (numpy or torch) of ffcv's per-op allocations (one, a tuple of them, or None each)."""
     out = []
     for a in allocations:
         if isinstance(a, (tuple, list)):
             out += _arrays(a)
         elif a is not None:
-            out.append(np.asarray(a))
+            out.append(a)
     return out
 
 
@@ -124,3 +124,26 @@ def test_a_batchs_images_are_handed_to_threads_dynamically(tmp_path):
 def test_crop_decoder_subclasses_give_their_box():
     with pytest.raises(NotImplementedError):
         CropDecoder((8, 8)).box_code()
+
+
+@pytest.mark.timeout(120)
+def test_batch_slots_are_allocated_once_until_the_resolution_changes(mixed):
+    """keep_buffers_across_epochs: the same slot memory every epoch (ffcv allocates afresh), new
+    slots for a new resolution, and the batches unchanged by the reuse."""
+    loader = make_loader(mixed, batch_size=BATCH, res=16, train=True, device=torch.device("cpu"), workers=2, seed=3)
+
+    def epoch_slots_and_images(epoch: int):
+        loader.set_epoch(epoch)
+        with loader.start_epoch() as it:
+            images = [x.clone() for x, _ in it]
+            slots = [id(a) for a in _arrays(it.ffcv.memory_allocations["operation"].values())]
+        return slots, torch.cat(images)
+
+    first, images_a = epoch_slots_and_images(0)
+    again, _ = epoch_slots_and_images(1)
+    assert first == again
+    same_epoch, images_b = epoch_slots_and_images(0)
+    assert torch.equal(images_a, images_b)
+    loader.set_resolution(24)
+    resized, images_c = epoch_slots_and_images(0)
+    assert resized != first and images_c.shape[-1] == 24

@@ -25,7 +25,7 @@ from .. import UserError
 from ..beton import Manifest, check_beton
 from ..environment import resolve_workers
 from . import presets
-from .beton_loader import BetonLoader
+from .beton_loader import BetonLoader, keep_buffers_across_epochs
 from .constants import CROPS, DEFAULT_CROP_RATIO
 from .gpu import CompressedImageBytes, DeviceDecodeLoader, indexed, largest_payload
 
@@ -85,10 +85,12 @@ def make_loader(
         order = OrderOption.SEQUENTIAL
 
     def ffcv_loader(image_ops: list, label_ops: list) -> Loader:
-        return Loader(str(beton), batch_size=batch_size, num_workers=resolve_workers(workers), order=order,
-                      os_cache=os_cache, drop_last=train if drop_last is None else drop_last,
-                      pipelines={"image": image_ops, "label": label_ops}, distributed=distributed, seed=seed,
-                      batches_ahead=batches_ahead)
+        loader = Loader(str(beton), batch_size=batch_size, num_workers=resolve_workers(workers), order=order,
+                        os_cache=os_cache, drop_last=train if drop_last is None else drop_last,
+                        pipelines={"image": image_ops, "label": label_ops}, distributed=distributed, seed=seed,
+                        batches_ahead=batches_ahead)
+        keep_buffers_across_epochs(loader)
+        return loader
 
     if decode == "gpu":
         op = CompressedImageBytes(largest_payload(beton), random_crop=random_crop, seed=seed, ratio=crop_ratio)
