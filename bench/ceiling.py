@@ -14,6 +14,7 @@ On a GPU the device's own ceiling is its batched nvJPEG decode of the same bytes
 """
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -178,6 +179,38 @@ def open_ceiling(beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, sa
     echo(f"ceiling: {len(jpegs)} stored JPEGs of {jpegs.mean_bytes / 1e3:.0f} kB on average, {workers} threads, "
          "a round of it after each measured round of the loaders")
     return CeilingRounds(jpegs, workers, min_seconds)
+
+
+def echo_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ceiling_opened(rounds: CeilingRounds | None) -> bool:
+    return rounds is not None
+
+
+class CeilingProcess:
+    """The ceiling's rounds in a process of its own (`isolated.Isolated`), as every loader of
+    `ffcv-bench loader` runs: its threads share no process with a loader's. `opened` is False
+    when the beton holds no JPEG."""
+
+    def __init__(self, beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, manifest=None):
+        from .isolated import Isolated
+
+        self.process = Isolated(open_ceiling, beton, workers, min_seconds, CEILING_IMAGES, echo_to_stderr, manifest,
+                                name="ceiling")
+
+    def opened(self) -> bool:
+        return self.process.call(ceiling_opened)
+
+    def round(self, res: int) -> tuple[float, float]:
+        return self.process.call(CeilingRounds.round, res)
+
+    def finish(self, gpu_device=None, batch: int = 256) -> Ceiling:
+        return self.process.call(finish_ceiling, gpu_device, batch)
+
+    def close(self) -> None:
+        self.process.close()
 
 
 def finish_ceiling(rounds: CeilingRounds, gpu_device=None, batch: int = 256) -> Ceiling:

@@ -5,7 +5,6 @@ machine and versions it ran on; `ffcv-bench report` prints them and draws the pl
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import tempfile
@@ -110,8 +109,8 @@ def main():
               help="What the images are, kept in the rows (settings.images_label), e.g. 'real photos' or 'synthetic'.")
 @click.option("--ceiling/--no-ceiling", default=True, show_default=True,
               help="Also time this machine's decode and decode + resize of the beton's JPEGs on --workers threads.")
-@click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "pytorch"]), multiple=True,
-              help="Run only this pipeline (repeatable). Default: both.")
+@click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "dali", "pytorch"]), multiple=True,
+              help="Run only this pipeline (repeatable). Default: ffcv, dali (when installed) and pytorch.")
 @click.option("--crop", "crops", type=click.Choice(CROPS), multiple=True,
               help="The ffcv pipeline's training crop decoder (repeatable: each is timed, interleaved): seeded "
                    "(ours, a function of seed, epoch and image) or ffcv (ffcv's stock decoder + flip). "
@@ -128,20 +127,23 @@ def main():
 @report_user_errors
 def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min_seconds, label, ceiling, pipelines,
            crops, decode_opts, device, results, gpu_path_on_cpu):
-    """Images/s of the toolkit's FFCV pipeline (per decode path) vs the standard PyTorch one, on the
-    same images, with the CPU cores each keeps busy."""
+    """Images/s of the toolkit's FFCV pipeline (per decode path) vs NVIDIA DALI's CPU pipeline and
+    the standard PyTorch one, on the same images, each in its own process, with the CPU cores each
+    keeps busy, the memory each adds, and this machine's ceiling."""
     import torch
 
     from ffcv_inat.environment import resolve_device
     from ffcv_inat.loader import resolve_decode
 
-    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, finish_ceiling, open_ceiling
-    from .loader_bench import run_loader_bench
+    from .ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, CeilingProcess
+    from .loader_bench import DALI_MISSING, dali_available, run_loader_bench
 
     resolutions = parse_int_list(res_list, "--res")
     _check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
                     ("--min-seconds", min_seconds, 0), *(("--res", r, 16) for r in resolutions))
-    pipelines = list(dict.fromkeys(pipelines)) or ["ffcv", "pytorch"]
+    pipelines = list(dict.fromkeys(pipelines)) or default_pipelines()
+    if "dali" in pipelines and not dali_available():
+        raise UserError(DALI_MISSING)
     crops = list(dict.fromkeys(crops)) or ["seeded"]
     asked = parse_decodes(decode_opts) or ["cpu"]
     if device is None:
@@ -153,16 +155,22 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
     with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
         source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
         _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
-                  f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution")
-        rounds = (open_ceiling(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), echo=_echo_err,
-                               manifest=manifest)
+                  f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution; "
+                  f"pipelines {', '.join(pipelines)}{' and the ceiling' if ceiling else ''}, each in its own process")
+        rounds = (CeilingProcess(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), manifest=manifest)
                   if ceiling else None)
-        with rounds or contextlib.nullcontext():
+        try:
+            if rounds is not None and not rounds.opened():
+                rounds.close()
+                rounds = None
             measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                         echo=_echo_err, crops=crops, decodes=decodes, device=dev,
                                         min_seconds=min_seconds, ceiling_round=rounds and rounds.round,
                                         manifest=manifest)
-            top = finish_ceiling(rounds, dev if "gpu" in decodes else None, batch) if rounds else None
+            top = rounds.finish(dev if "gpu" in decodes else None, batch) if rounds else None
+        finally:
+            if rounds is not None:
+                rounds.close()
     settings = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
                 "num_images": manifest.num_images, "num_classes": manifest.num_classes,
                 "beton": beton and recorded_path(Path(beton).resolve()),
@@ -170,6 +178,16 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
     rows = _loader_rows(measured, command_line(ctx), settings, top)
     _write_rows(results, rows)
     _print_loader(rows, measured, crops if "ffcv" in pipelines else [None], top)
+
+
+def default_pipelines() -> list[str]:
+    """ffcv, DALI (when installed: else a line says how) and PyTorch."""
+    from .loader_bench import dali_available
+
+    if dali_available():
+        return ["ffcv", "dali", "pytorch"]
+    _echo_err("DALI is not installed, so its CPU pipeline is not measured: pip install 'ffcv-inat[dali]'")
+    return ["ffcv", "pytorch"]
 
 
 def _bench_source(images_dir: str | None, beton: str | None, batch: int, tmp: Path):
@@ -212,8 +230,31 @@ def _print_loader(rows: list[dict], measured, tables: list, top) -> None:
     for m in measured:
         if m.decode_counts is not None:
             click.echo(gpu_path_line(m.res, m.decode_counts, m.nvjpeg_backend))
-    for line in decode_conclusion(rows) + (ceiling_lines(measured, top) if top else []):
+    for line in decode_conclusion(rows) + (ceiling_lines(measured, top) if top else []) + peer_lines(measured, top):
         click.echo(line)
+
+
+def peer_lines(measured, top=None) -> list[str]:
+    """One line per ffcv figure: against DALI's and PyTorch's at its resolution, and the
+    ceiling's; and the memory each pipeline added."""
+    from .stats import ratio
+
+    at = {(m.pipeline, m.res): m.measured.median for m in measured if m.pipeline != "ffcv"}
+    lines = []
+    for m in measured:
+        if m.pipeline != "ffcv":
+            continue
+        parts = [f"{ratio(m.measured.median, at[(peer, m.res)]):.2f}x {label}"
+                 for peer, label in (("dali", "DALI (CPU)"), ("pytorch", "PyTorch")) if (peer, m.res) in at]
+        if top is not None:
+            parts.append(f"{m.measured.median / top.decode_resize[m.res].median:.2f} of the ceiling")
+        if parts:
+            lines.append(f"res {m.res} ffcv {m.crop}/{m.decode}: {m.measured.median:,.0f} img/s = " + ", ".join(parts))
+    memory = [f"{m.pipeline}{f' {m.crop}/{m.decode}' if m.decode else ''} {m.memory_mb:,.0f} MiB"
+              for m in measured if m.memory_mb is not None]
+    if memory:
+        lines.append("anonymous memory each loader added to its process (and its workers'): " + ", ".join(memory))
+    return lines
 
 
 def gpu_path_line(res: int, counts: dict, backend: str | None) -> str:
@@ -241,6 +282,7 @@ def _loader_rows(measured, command: str, settings: dict, top=None) -> list[dict]
 
     env = environment()
     torch_at = {m.res: m for m in measured if m.pipeline == "pytorch"}
+    dali_at = {m.res: m for m in measured if m.pipeline == "dali"}
     rows = []
     for m in measured:
         extra = {"crop": m.crop} if m.crop is not None else {}
@@ -257,8 +299,12 @@ def _loader_rows(measured, command: str, settings: dict, top=None) -> list[dict]
             extra["ceiling"] = ceiling_settings(top, m.res, m.measured.median, m.decode)
         if m.round_epochs is not None:
             extra["epochs_per_round"] = m.round_epochs.median
+        if m.memory_mb is not None:
+            extra["memory_added_mb"] = round(m.memory_mb, 1)
+        if m.pipeline == "ffcv" and m.res in dali_at:
+            extra["vs_dali"] = round(ratio(m.measured.median, dali_at[m.res].measured.median), 3)
         r = (ratio(m.measured.median, torch_at[m.res].measured.median)
-             if m.pipeline == "ffcv" and m.res in torch_at else None)
+             if m.pipeline in ("ffcv", "dali") and m.res in torch_at else None)
         rows.append(make_row(
             "loader", m.pipeline, command,
             dict(settings, images_per_epoch=m.images_per_epoch, warmup_rounds=m.warmup, batch_shape=list(m.shape),

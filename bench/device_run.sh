@@ -229,8 +229,9 @@ for step in $STEPS; do
       else
         say "[skipped] loader real photos: no $REAL_BETON"
       fi
+      # DALI is not carried to the GPU machine: ffcv and torchvision only, as budgeted
       run_step --limit "$LOADER_LIMIT_S" "loader synthetic" "${BENCH[@]}" loader --images "$DATA/train" --beton "$BETON" \
-        --res "$SYNTH_LOADER_RES" --label "synthetic (stripes + noise, ${SIZE} px)" "${common[@]}" ;;
+        --pipeline ffcv --pipeline pytorch --res "$SYNTH_LOADER_RES" --label "synthetic (stripes + noise, ${SIZE} px)" "${common[@]}" ;;
     epoch)
       steps=(); [ -n "$EPOCH_STEPS" ] && steps=(--max-steps "$EPOCH_STEPS")
       run_step --limit "$EPOCH_LIMIT_S" epoch "${BENCH[@]}" epoch --recipe "$EPOCH_RECIPE" --train "$BETON" ${steps[@]+"${steps[@]}"} \

@@ -1,6 +1,6 @@
-"""Loader throughput: the toolkit's FFCV training pipeline against the standard PyTorch one.
+"""Loader throughput: the toolkit's FFCV training pipeline against its peers.
 
-Both read the same source images and produce the same thing, a uint8 NCHW batch of
+Every pipeline reads the same images and produces the same thing, a uint8 NCHW batch of
 RandomResizedCrop + horizontal flip at `res`, with the same batch size and worker count:
 
   ffcv     the beton through `ffcv_inat.loader.make_loader` (what `ffcv-train` trains on),
@@ -8,16 +8,21 @@ RandomResizedCrop + horizontal flip at `res`, with the same batch size and worke
            "ffcv", ffcv's stock decoder + RandomHorizontalFlip) and each decode path (`decodes`:
            "cpu", JPEGs decoded in ffcv's workers; "gpu", the GPU data path, workers copy bytes
            and the device decodes). Its batches land on `device`: uint8 on the host like the
-           PyTorch pipeline's, or on a GPU normalised as the trainer takes them (the GPU path's
-           always are)
+           others', or on a GPU normalised as the trainer takes them (the GPU path's always are)
+  dali     NVIDIA DALI's CPU pipeline (`dali_pipeline`, the optional extra `ffcv-inat[dali]`):
+           its file reader on the ImageFolder's files, fused decode + random crop, resize,
+           flip, uint8 CHW, on `workers` threads
   pytorch  torchvision ImageFolder + RandomResizedCrop + RandomHorizontalFlip + PILToTensor in
            a DataLoader (shuffled, persistent workers, drop_last), what a user writes instead
 
-Each pipeline runs warm-up epochs (numba compilation, worker start, page cache) that are
-not counted, then measured epochs, interleaved between the pipelines; a figure is the median
-over measured epochs. Each measured epoch also gives the CPU cores the pipeline kept busy
-(CPU seconds of this process and its worker processes / wall seconds), the figure a GPU decode
-path is meant to lower. The clock stops only once the device has finished the epoch's work.
+Each pipeline lives in a process of its own (`isolated.Isolated`, the ceiling too): in one
+process the pipelines disturbed each other's figures (bench/README.md says how). Each runs
+warm-up rounds (numba compilation, worker start, page cache) that are not counted, then
+measured rounds, interleaved in time between the pipelines, one pipeline working at a time; a
+figure is the median over measured rounds. Each measured round also gives the CPU cores the
+pipeline kept busy (CPU seconds of its process and its worker processes / wall seconds), the
+figure a GPU decode path is meant to lower, and each pipeline the anonymous memory its loader
+added to its process tree. The clock stops only once the device has finished the epoch's work.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from ffcv_inat import UserError
 
 from .stats import Spread, cores_used, settled, spread, throughput
 
-PIPELINES = ("ffcv", "pytorch")
+PIPELINES = ("ffcv", "dali", "pytorch")
 
 # Cores busy are measured only over epochs at least this long: /proc counts CPU time in clock
 # ticks (10 ms), so a shorter epoch's figure is mostly rounding.
@@ -52,7 +57,7 @@ _LIVE_FFCV_LOADERS: list = []
 
 class Pipeline(NamedTuple):
     """What one loader is: "ffcv" with its training crop decoder (ffcv_inat.loader: "seeded"
-    or "ffcv") and decode path ("cpu" or "gpu"), or "pytorch" (crop and decode None)."""
+    or "ffcv") and decode path ("cpu" or "gpu"), or "dali" or "pytorch" (crop and decode None)."""
     name: str
     crop: str | None = None
     decode: str | None = None
@@ -140,6 +145,53 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
                                        multiprocessing_context="forkserver" if workers > 0 else None)
 
 
+DALI_MISSING = ("--pipeline dali needs NVIDIA DALI: pip install 'ffcv-inat[dali]' (nvidia-dali-cuda120, "
+                "~0.8 GB; its CPU pipeline runs without a GPU)")
+
+
+def dali_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nvidia.dali") is not None
+
+
+class DaliEpochs:
+    """NVIDIA DALI's CPU pipeline over the same files as an epoch-by-epoch loader: each
+    iteration gives len(samples) // batch batches (drop_last) of (uint8 N x 3 x res x res,
+    labels). DALI's reader shuffles through its own buffer; its output buffers are reused at
+    the next batch, as ffcv's are."""
+
+    def __init__(self, source: SourceImages, res: int, batch: int, workers: int, seed: int = 0):
+        from nvidia.dali import fn, pipeline, types
+
+        self.batches = len(source.samples) // batch
+        pipe = pipeline.Pipeline(batch_size=batch, num_threads=workers, device_id=None, seed=seed,
+                                 prefetch_queue_depth=2)
+        with pipe:
+            jpegs, labels = fn.readers.file(files=[p for p, _ in source.samples],
+                                            labels=[y for _, y in source.samples], random_shuffle=True,
+                                            name="reader")
+            # torchvision's RandomResizedCrop parameters, fused into the decode (DALI's fast path)
+            images = fn.decoders.image_random_crop(jpegs, device="cpu", output_type=types.RGB,
+                                                   random_area=[0.08, 1.0], random_aspect_ratio=[3 / 4, 4 / 3],
+                                                   num_attempts=10)
+            images = fn.resize(images, resize_x=res, resize_y=res)
+            images = fn.crop_mirror_normalize(images, dtype=types.UINT8, output_layout="CHW",
+                                              mirror=fn.random.coin_flip(probability=0.5))
+            pipe.set_outputs(images, labels)
+        pipe.build()
+        self.pipe = pipe
+
+    def __iter__(self):
+        import numpy as np
+        import torch
+
+        for _ in range(self.batches):
+            images, labels = self.pipe.run()
+            yield (torch.from_numpy(np.asarray(images.as_tensor())),
+                   torch.from_numpy(np.asarray(labels.as_tensor())).reshape(-1))
+
+
 def ffcv_loader(beton: Path, res: int, batch: int, workers: int, device=None, augment: bool = True,
                 os_cache: bool = True, crop: str = "seeded", decode: str = "cpu", dtype=None, manifest=None):
     """The trainer's loader. On CPU (the default) the CPU decode path's batches stay uint8 like
@@ -184,6 +236,7 @@ class LoaderResult:
     nvjpeg_backend: str | None = None  # GPU path on a GPU: nvJPEG's backend (device_decode.nvjpeg_backend)
     gpu_memory_mb: float | None = None  # the most GPU memory one of its epochs added (None: no CUDA)
     round_epochs: Spread | None = None  # epochs per measured round
+    memory_mb: float | None = None  # anonymous memory its loader added to its process tree, at the most (MiB)
 
 
 def parse_proc_stat(text: str) -> tuple[int, int, int]:
@@ -196,38 +249,78 @@ def parse_proc_stat(text: str) -> tuple[int, int, int]:
     return pid, int(rest[1]), int(rest[11]) + int(rest[12])
 
 
-def cpu_seconds() -> float | None:
-    """CPU seconds (user + system) used so far by this process, all its threads (ffcv's workers,
-    the GPU path's decoding thread) included, and by its living descendants (the DataLoader's
-    worker processes, started by the forkserver this process started). From /proc; None where
-    it is missing. A descendant that has exited no longer counts: the persistent workers live
-    through every measured epoch."""
+def _process_tree() -> list[int] | None:
+    """This process and its living descendants (the DataLoader's worker processes, started by
+    the forkserver this process started), from /proc; None where it is missing."""
     try:
         names = os.listdir("/proc")
     except OSError:
         return None
-    parent_of, ticks = {}, {}
+    children: dict[int, list[int]] = {}
     for name in names:
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat") as f:
-                pid, ppid, t = parse_proc_stat(f.read())
+                pid, ppid, _ = parse_proc_stat(f.read())
         except (OSError, ValueError, IndexError):  # gone meanwhile, or unreadable
             continue
-        parent_of[pid], ticks[pid] = ppid, t
-    me = os.getpid()
-    if me not in ticks:
-        return None
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent_of.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [me]
+    tree, todo = [], [os.getpid()]
     while todo:
         pid = todo.pop()
-        total += ticks[pid]
+        tree.append(pid)
         todo += children.get(pid, [])
-    return total / os.sysconf("SC_CLK_TCK")
+    return tree
+
+
+def cpu_seconds() -> float | None:
+    """CPU seconds (user + system) used so far by this process, all its threads (ffcv's workers,
+    the GPU path's decoding thread) included, and by its living descendants. None where /proc
+    is missing. A descendant that has exited no longer counts: the persistent workers live
+    through every measured epoch."""
+    tree = _process_tree()
+    if tree is None:
+        return None
+    ticks = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ticks += parse_proc_stat(f.read())[2]
+        except (OSError, ValueError, IndexError):
+            if pid == os.getpid():
+                return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_kb(text: str, key: str) -> int | None:
+    """A `key:  N kB` line of /proc/<pid>/status or smaps_rollup, in kB; None without it."""
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def anon_memory_mb() -> float | None:
+    """Anonymous memory of this process and its living descendants, MiB: each process's
+    proportional share (Pss_Anon of smaps_rollup, so pages a forked worker shares are counted
+    once), its RssAnon where the kernel has no smaps_rollup. File pages (the beton's mapping,
+    the page cache) are not counted. None where /proc is missing."""
+    tree = _process_tree()
+    if tree is None:
+        return None
+    kb = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                value = proc_status_kb(f.read(), "Pss_Anon")
+            if value is None:
+                with open(f"/proc/{pid}/status") as f:
+                    value = proc_status_kb(f.read(), "RssAnon")
+        except OSError:
+            continue
+        kb += value or 0
+    return kb / 1024
 
 
 def _gpu_memory_start() -> int | None:
@@ -268,6 +361,7 @@ class EpochTiming(NamedTuple):
     cpu_seconds: float | None  # this process and its workers over the epoch; None: not measurable
     gpu_memory_mb: float | None = None  # GPU memory the epoch added at its peak (None: no CUDA)
     epochs: int = 1  # epochs summed in it (time_round)
+    anon_mb: float | None = None  # the process tree's anonymous memory at the epoch's end (None: no /proc)
 
 
 def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = None) -> EpochTiming:
@@ -294,10 +388,11 @@ def time_epoch(pipeline: Pipeline, loader, res: int, max_batches: int | None = N
     _synchronize_cuda()
     seconds = time.perf_counter() - start
     cpu_end = cpu_seconds()
+    anon = anon_memory_mb()  # while the epoch's buffers and workers are alive
     if max_batches is not None and batches >= max_batches:
         stop(it)
     cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
-    return EpochTiming(images, seconds, shape, device, cpu, _gpu_memory_added(memory_start))
+    return EpochTiming(images, seconds, shape, device, cpu, _gpu_memory_added(memory_start), anon_mb=anon)
 
 
 def time_round(pipeline: Pipeline, loader, res: int, max_batches: int | None, min_seconds: float) -> EpochTiming:
@@ -309,7 +404,9 @@ def time_round(pipeline: Pipeline, loader, res: int, max_batches: int | None, mi
         t = time_epoch(pipeline, loader, res, max_batches)
         cpu = total.cpu_seconds + t.cpu_seconds if None not in (total.cpu_seconds, t.cpu_seconds) else None
         memory = max(total.gpu_memory_mb, t.gpu_memory_mb) if None not in (total.gpu_memory_mb, t.gpu_memory_mb) else None
-        total = EpochTiming(total.images + t.images, total.seconds + t.seconds, total.shape, total.device, cpu, memory)
+        anon = max(total.anon_mb, t.anon_mb) if None not in (total.anon_mb, t.anon_mb) else None
+        total = EpochTiming(total.images + t.images, total.seconds + t.seconds, total.shape, total.device, cpu, memory,
+                            anon_mb=anon)
         epochs += 1
     return total._replace(epochs=epochs)
 
@@ -327,23 +424,114 @@ def warm_up(names: list, one: Callable[[Pipeline, str], float], warmup: int, max
     return done
 
 
-def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, workers: int, warmup: int, epochs: int,
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What a pipeline's process needs to make its loader (crosses to it by pickle)."""
+    pipeline: Pipeline
+    beton: Path
+    res: int
+    batch: int
+    workers: int
+    device: str  # where the ffcv pipeline's batches land
+    source: SourceImages | None  # the ImageFolder's files (dali, pytorch)
+    manifest: object = None  # the beton's, checked once by the caller
+
+
+class PipelineRun:
+    """A pipeline's loader where it runs, with the anonymous memory of its process tree
+    before the loader was made (None: not measured, or no /proc)."""
+
+    def __init__(self, pipeline: Pipeline, loader, res: int, memory_before: float | None = None):
+        self.pipeline, self.loader, self.res, self.memory_before = pipeline, loader, res, memory_before
+        self.memory_peak: float | None = None
+        self.batch_device: str | None = None  # where its batches landed: cpu or cuda
+
+    def round(self, max_batches: int | None, min_seconds: float) -> EpochTiming:
+        t = time_round(self.pipeline, self.loader, self.res, max_batches, min_seconds)
+        self.batch_device = t.device
+        if t.anon_mb is not None:
+            self.memory_peak = max(self.memory_peak or 0.0, t.anon_mb)
+        return t
+
+    def details(self) -> tuple[dict | None, str | None, float | None]:
+        """(the GPU path's decode counts, nvJPEG's backend, the memory its loader added)."""
+        counts, backend = None, None
+        if hasattr(self.loader, "counts"):  # the GPU path's DeviceDecodeLoader
+            from ffcv_inat.loader.gpu import nvjpeg_backend
+
+            counts = self.loader.counts.as_dict()
+            if self.loader.counts.failed_batches:  # why nvJPEG refused a batch: the only evidence of it
+                counts["first_failure"] = self.loader.counts.failed_batches[0]
+            if self.batch_device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
+                backend = nvjpeg_backend()
+        added = (self.memory_peak - self.memory_before
+                 if None not in (self.memory_peak, self.memory_before) else None)
+        return counts, backend, added
+
+
+def make_pipeline_loader(spec: PipelineSpec):
+    """The loader of one pipeline (in the process it runs in)."""
+    import torch
+
+    p = spec.pipeline
+    if p.name == "ffcv":
+        return ffcv_loader(spec.beton, spec.res, spec.batch, spec.workers, device=torch.device(spec.device),
+                           crop=p.crop, decode=p.decode, manifest=spec.manifest)
+    if p.name == "dali":
+        return DaliEpochs(spec.source, spec.res, spec.batch, spec.workers)
+    return pytorch_loader(spec.source, spec.res, spec.batch, spec.workers)
+
+
+def open_pipeline(spec: PipelineSpec) -> PipelineRun:
+    """A pipeline's loader, made in its own process (`Isolated`'s factory)."""
+    before = anon_memory_mb()
+    return PipelineRun(spec.pipeline, make_pipeline_loader(spec), spec.res, before)
+
+
+def pipeline_round(run: PipelineRun, max_batches: int | None, min_seconds: float) -> EpochTiming:
+    return run.round(max_batches, min_seconds)
+
+
+def pipeline_details(run: PipelineRun):
+    return run.details()
+
+
+class OwnProcess:
+    """A pipeline in a process of its own, driven a round at a time (`PipelineRun`'s interface)."""
+
+    def __init__(self, spec: PipelineSpec):
+        from .isolated import Isolated
+
+        self.process = Isolated(open_pipeline, spec, name=str(spec.pipeline))
+
+    def round(self, max_batches: int | None, min_seconds: float) -> EpochTiming:
+        return self.process.call(pipeline_round, max_batches, min_seconds)
+
+    def details(self):
+        return self.process.call(pipeline_details)
+
+    def close(self) -> None:
+        self.process.close()
+
+
+def time_pipelines(runs: dict, res: int, batch: int, workers: int, warmup: int, epochs: int,
                    max_batches: int | None = None, echo: Callable[[str], None] = print,
                    min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP,
                    after_round: Callable[[], None] | None = None) -> list[LoaderResult]:
-    """Warm-up rounds of each pipeline until its rate settles, then their measured rounds
-    interleaved; a round is whole epochs lasting at least `min_seconds`. `after_round` runs
-    after each measured round of all pipelines (the ceiling's rounds, under the same load).
+    """Warm-up rounds of each pipeline (`runs`: Pipeline -> PipelineRun or OwnProcess) until
+    its rate settles, then their measured rounds interleaved; a round is whole epochs lasting at
+    least `min_seconds`. `after_round` runs after each measured round of all pipelines (the
+    ceiling's rounds, under the same load).
 
     Interleaving (and alternating which goes first) exposes every pipeline alike to drift in
     the machine's load, which on a shared machine is larger than the difference measured.
     """
-    names = list(loaders)
+    names = list(runs)
     measured: dict[Pipeline, list[EpochTiming]] = {n: [] for n in names}
     memory: dict[Pipeline, float] = {}
 
     def one(name: Pipeline, label: str) -> EpochTiming:
-        t = time_round(name, loaders[name], res, max_batches, min_seconds)
+        t = runs[name].round(max_batches, min_seconds)
         if t.images == 0:
             raise UserError(f"{name} gave no full batch of {batch}: use a smaller --batch")
         if t.gpu_memory_mb is not None:
@@ -361,7 +549,8 @@ def time_pipelines(loaders: dict[Pipeline, object], res: int, batch: int, worker
             measured[name].append(one(name, f"measured {e + 1}/{epochs}"))
         if after_round is not None:
             after_round()
-    return [_result(n, loaders[n], res, batch, workers, warmed[n], measured[n], memory.get(n)) for n in names]
+    return [_result(n, runs[n].details(), res, batch, workers, warmed[n], measured[n], memory.get(n))
+            for n in names]
 
 
 def _rate(t: EpochTiming) -> float:
@@ -375,33 +564,24 @@ def _busy(t: EpochTiming) -> float | None:
     return cores_used(t.cpu_seconds, t.seconds)
 
 
-def _result(p: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, rounds: list[EpochTiming],
+def _result(p: Pipeline, details: tuple, res: int, batch: int, workers: int, warmup: int, rounds: list[EpochTiming],
             gpu_memory_mb: float | None = None) -> LoaderResult:
-    """A pipeline's figures over its measured rounds, with the GPU path's decode counts and
-    nvJPEG backend."""
+    """A pipeline's figures over its measured rounds, with `details` (PipelineRun.details:
+    the GPU path's decode counts and nvJPEG backend, the memory its loader added)."""
     busy = [_busy(t) for t in rounds]
     cores = spread(busy) if None not in busy else None
-    counts, backend = None, None
-    device = rounds[0].device
-    if hasattr(loader, "counts"):  # the GPU path's DeviceDecodeLoader
-        from ffcv_inat.loader.gpu import nvjpeg_backend
-
-        counts = loader.counts.as_dict()
-        if loader.counts.failed_batches:  # why nvJPEG refused a batch: the only evidence of it
-            counts["first_failure"] = loader.counts.failed_batches[0]
-        if device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
-            backend = nvjpeg_backend()
+    counts, backend, memory_mb = details
     return LoaderResult(p.name, p.crop, res, batch, workers, warmup, spread([_rate(t) for t in rounds]),
-                        rounds[-1].images // rounds[-1].epochs, rounds[0].shape, p.decode, device, cores, counts,
-                        backend, gpu_memory_mb, spread([t.epochs for t in rounds]))
+                        rounds[-1].images // rounds[-1].epochs, rounds[0].shape, p.decode, rounds[0].device, cores,
+                        counts, backend, gpu_memory_mb, spread([t.epochs for t in rounds]), memory_mb)
 
 
 def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
                   max_batches: int | None = None, echo: Callable[[str], None] = print,
                   min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP) -> LoaderResult:
-    """One pipeline alone: warm-up rounds, then `epochs` measured rounds; their images/s."""
-    return time_pipelines({pipeline: loader}, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
-                          max_extra_warmup)[0]
+    """One pipeline alone, in this process: warm-up rounds, then `epochs` measured rounds; their images/s."""
+    return time_pipelines({pipeline: PipelineRun(pipeline, loader, res)}, res, batch, workers, warmup, epochs,
+                          max_batches, echo, min_seconds, max_extra_warmup)[0]
 
 
 def _check_batch(pipeline: Pipeline, x, res: int) -> None:
@@ -424,28 +604,36 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
                      ceiling_round: Callable[[int], tuple] | None = None, manifest=None) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
-    (default the host), their measured rounds interleaved, with `ceiling_round(res)` (the
-    ceiling's, ceiling.CeilingRounds.round) after each. `manifest`: the beton's, checked once by the
-    caller and handed to every loader (checked by each loader when None)."""
+    (default the host), each in a process of its own, their measured rounds interleaved, with
+    `ceiling_round(res)` (the ceiling's round, in its own process) after each. `manifest`: the
+    beton's, checked once by the caller and handed to every loader (checked by each when None)."""
     pipelines = list(pipelines)
     if source is not None and len(source.samples) < batch:
         raise UserError(f"--batch {batch} is larger than the {len(source.samples)} images: no full batch")
+    if "dali" in pipelines and not dali_available():
+        raise UserError(DALI_MISSING)
+    device = str(device or "cpu")
     results = []
     for res in resolutions:
-        loaders = {}
+        specs = []
         if "ffcv" in pipelines:
-            for crop in crops:
-                for decode in decodes:
-                    loaders[Pipeline("ffcv", crop, decode)] = ffcv_loader(beton, res, batch, workers, device=device,
-                                                                          crop=crop, decode=decode, manifest=manifest)
-        if "pytorch" in pipelines:
-            loaders[Pipeline("pytorch")] = pytorch_loader(source, res, batch, workers)
-        after = None
-        if ceiling_round is not None:
-            def after(res=res):
-                decode, resized = ceiling_round(res)
-                echo(f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize {resized:,.0f} img/s")
-        results += time_pipelines(loaders, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
-                                  after_round=after)
-        loaders.clear()  # the DataLoader's persistent workers stop before the next resolution
+            specs += [PipelineSpec(Pipeline("ffcv", crop, decode), beton, res, batch, workers, device, None, manifest)
+                      for crop in crops for decode in decodes]
+        specs += [PipelineSpec(Pipeline(name), beton, res, batch, workers, "cpu", source)
+                  for name in ("dali", "pytorch") if name in pipelines]
+        runs = {spec.pipeline: OwnProcess(spec) for spec in specs}  # all start (import) at once
+        try:
+            for run in runs.values():
+                run.process.wait_ready()
+            after = None
+            if ceiling_round is not None:
+                def after(res=res):
+                    decode, resized = ceiling_round(res)
+                    echo(f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize "
+                         f"{resized:,.0f} img/s")
+            results += time_pipelines(runs, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
+                                      after_round=after)
+        finally:
+            for run in runs.values():  # the DataLoader's persistent workers stop with their process
+                run.close()
     return results

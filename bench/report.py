@@ -65,24 +65,28 @@ def describe_decode_counts(counts: dict) -> str:
     return text
 
 
+PEER_COLUMNS = {"dali": "dali CPU pipeline", "pytorch": "pytorch ImageFolder+DataLoader"}
+
+
 def loader_table(rows: Iterable[dict]) -> str:
-    """One line per resolution: each ffcv decode path's and the PyTorch pipeline's median
-    (min-max) images/s with the CPU cores it kept busy, and each ffcv path / PyTorch."""
+    """One line per resolution: each ffcv decode path's, DALI's and the PyTorch pipeline's
+    median (min-max) images/s with the CPU cores it kept busy, and each ffcv path / PyTorch."""
     rows = list(rows)
-    by_res: dict[int, dict[str | None, dict]] = {}  # decode path (None: PyTorch) -> row
+    by_res: dict[int, dict[str, dict]] = {}  # ffcv decode path, or a peer's name -> row
     for r in rows:
-        by_res.setdefault(int(r["res"]), {})[decode_path(r)] = r
-    decodes = ordered_decodes({d for cells in by_res.values() for d in cells if d is not None})
-    torch_ = any(None in cells for cells in by_res.values())
-    header = ["res", *(f"ffcv, {d} decode" for d in decodes)]
+        key = decode_path(r) if r["pipeline"] == "ffcv" else r["pipeline"]
+        by_res.setdefault(int(r["res"]), {})[key] = r
+    peers = [p for p in PEER_COLUMNS if any(p in cells for cells in by_res.values())]
+    decodes = ordered_decodes({d for cells in by_res.values() for d in cells if d not in PEER_COLUMNS})
+    torch_ = "pytorch" in peers
+    header = ["res", *(f"ffcv, {d} decode" for d in decodes), *(PEER_COLUMNS[p] for p in peers)]
     if torch_:
-        header += ["pytorch ImageFolder+DataLoader", *(f"ffcv {d} / pytorch" for d in decodes)]
+        header += [f"ffcv {d} / pytorch" for d in decodes]
     body = []
     for res in sorted(by_res):
         cells = by_res[res]
-        line = [str(res), *(_with_cores(cells[d]) if d in cells else "-" for d in decodes)]
+        line = [str(res), *(_with_cores(cells[k]) if k in cells else "-" for k in decodes + peers)]
         if torch_:
-            line.append(_with_cores(cells[None]) if None in cells else "-")
             line += [f"{float(cells[d]['ratio']):.2f}x" if d in cells and cells[d]["ratio"] not in (None, "")
                      and not _nan(cells[d]["ratio"]) else "-" for d in decodes]
         body.append(line)

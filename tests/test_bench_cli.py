@@ -73,8 +73,8 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
                "--warmup", 1, "--min-seconds", 0.3, "--label", "synthetic", "--results", out)
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
-    assert [row["pipeline"] for row in rows] == ["ffcv", "pytorch"]
-    ffcv, torch_ = rows
+    assert [row["pipeline"] for row in rows] == ["ffcv", "dali", "pytorch"]  # DALI: make test installs it
+    ffcv, dali, torch_ = rows
     for row in rows:
         assert_environment(row)
         assert row["bench"] == "loader" and row["res"] == "32" and row["batch"] == "4" and row["workers"] == "1"
@@ -91,7 +91,12 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
         assert c["decode_resize"]["min"] <= c["decode_resize"]["median"] <= c["decode_resize"]["max"]
         assert c["fraction"] == pytest.approx(float(row["images_per_second"]) / c["decode_resize"]["median"], abs=1e-3)
         assert "device_decode" not in c  # no GPU path measured
+        assert s["memory_added_mb"] > 0  # each pipeline in its own process: what its loader added there
     assert json.loads(ffcv["settings"])["decode"] == "cpu" and "decode" not in json.loads(torch_["settings"])
+    assert json.loads(ffcv["settings"])["vs_dali"] == pytest.approx(
+        float(ffcv["images_per_second"]) / float(dali["images_per_second"]), abs=1e-3)
+    assert float(dali["ratio"]) == pytest.approx(float(dali["images_per_second"]) / float(torch_["images_per_second"]),
+                                                 rel=1e-3)
     assert "--decode cpu" in ffcv["command"]  # the default, recorded so the command can be retyped
     assert float(ffcv["ratio"]) == pytest.approx(float(ffcv["images_per_second"]) / float(torch_["images_per_second"]),
                                                  rel=1e-3)
@@ -99,7 +104,10 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
     assert "ffcv cpu / pytorch" in r.output and f"{float(ffcv['ratio']):.2f}x" in r.output
     assert "decode verdict" not in r.output  # one decode path: nothing to compare
     ceiling = [line for line in r.output.splitlines() if "of this machine's decode + resize ceiling" in line]
-    assert [line.split(" (spread")[0] for line in ceiling] == ["res 32 ffcv seeded/cpu decode", "res 32 pytorch"]
+    assert [line.split(" (spread")[0] for line in ceiling] == ["res 32 ffcv seeded/cpu decode", "res 32 dali",
+                                                               "res 32 pytorch"]
+    (peers,) = [line for line in r.output.splitlines() if line.startswith("res 32 ffcv seeded/cpu: ")]
+    assert f"{float(ffcv['ratio']):.2f}x PyTorch" in peers and "x DALI (CPU)" in peers and "of the ceiling" in peers
     assert all("1 thread); decode alone would be " in line for line in ceiling)
     # ffcv-bench report keeps the share of the ceiling in a column of its own
     from ffcv_inat.bench.report import results_table

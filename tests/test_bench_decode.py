@@ -83,7 +83,7 @@ def test_loader_times_each_decode_path(data, tmp_path):
     out = tmp_path / "r.csv"
     r = invoke(main, "loader", "--images", images, "--beton", beton, "--res", 32, "--batch", 4, "--workers", 1,
                "--epochs", 2, "--warmup", 1, "--min-seconds", 0, "--no-ceiling", "--decode", "cpu,gpu", "--decode", "auto",
-               "--results", out,
+               "--pipeline", "ffcv", "--pipeline", "pytorch", "--results", out,
                "--gpu-path-on-cpu")
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
