@@ -49,7 +49,7 @@ $(VENV)/bin/python:
 $(STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
 	@$(MAKE) --no-print-directory apt
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,dali]'
 	$(BIN)/python -c "import ffcv, torch, torchvision; print('ffcv', ffcv.__version__, 'torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 

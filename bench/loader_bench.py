@@ -483,7 +483,15 @@ def make_pipeline_loader(spec: PipelineSpec):
 
 
 def open_pipeline(spec: PipelineSpec) -> PipelineRun:
-    """A pipeline's loader, made in its own process (`Isolated`'s factory)."""
+    """A pipeline's loader, made in its own process (`Isolated`'s factory). Its libraries are
+    imported before the memory baseline, so the memory added is the loader's own."""
+    import torch  # noqa: F401
+    import torchvision.datasets  # noqa: F401
+
+    import ffcv_inat.loader.factory  # noqa: F401 (ffcv and numba)
+
+    if spec.pipeline.name == "dali":
+        import nvidia.dali.fn  # noqa: F401
     before = anon_memory_mb()
     return PipelineRun(spec.pipeline, make_pipeline_loader(spec), spec.res, before)
 

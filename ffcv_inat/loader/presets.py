@@ -6,9 +6,10 @@ write them out: what each image and label goes through between the beton and the
     eval / no aug.   CenterCropDecoder (crops.center_box, ffcv's centre crop)         -> to_model
                      (ours, seeded and centre, decode as `batch_decode` says: a dynamic
                      split of the batch between threads, one decode buffer per thread)
-    to_model         ToTensor, ToDevice, ToTorchImage (channels-last uint8), and on a GPU
-                     NormalizeImage (float16); on the CPU the loader normalises in torch (`normalize`)
-    labels           IntDecoder, ToTensor, Squeeze(1), ToDevice
+    to_model         ToTensor, ToTorchImage (channels-last uint8), and on a GPU ToDevice before
+                     it and NormalizeImage (float16) after; on the CPU the loader normalises in
+                     torch (`normalize`)
+    labels           IntDecoder, ToTensor, Squeeze(1), and on a GPU ToDevice
 
 The GPU path's (`gpu.device_loader`) image pipeline is its bytes op alone; its labels skip ToDevice.
 """
@@ -50,16 +51,18 @@ def center(res: int, ratio: float, device: torch.device) -> ImagePipeline:
 
 
 def _to_model(decoder, ops: list, device: torch.device) -> ImagePipeline:
-    ops = ops + [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
     if device.type == "cuda":
+        ops = ops + [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
         return ImagePipeline(decoder, ops + [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD),
                                                             np.float16)], None)
-    return ImagePipeline(decoder, ops, normalize)  # ffcv #396: see normalize's module
+    # No ToDevice on the CPU: it would copy every batch into a second set of batch slots (as
+    # large as the decoder's) to land where it already is.
+    return ImagePipeline(decoder, ops + [ToTensor(), ToTorchImage()], normalize)  # ffcv #396: see normalize's module
 
 
 def labels(device: torch.device | None) -> list:
-    """int labels as a 1-d tensor, on `device` (None: left on the CPU, for the GPU path's thread).
-    Squeeze(1), not Squeeze(): a last batch of one label would become a 0-d tensor, and ffcv's
-    ToDevice then fails on its shape[0] in the loading thread."""
+    """int labels as a 1-d tensor, on `device` (None: left on the CPU, for the GPU path's thread;
+    no copy to the CPU either). Squeeze(1), not Squeeze(): a last batch of one label would become a 0-d tensor,
+    and ffcv's ToDevice then fails on its shape[0] in the loading thread."""
     ops = [IntDecoder(), ToTensor(), Squeeze(1)]
-    return ops if device is None else ops + [ToDevice(device, non_blocking=True)]
+    return ops if device is None or device.type != "cuda" else ops + [ToDevice(device, non_blocking=True)]
