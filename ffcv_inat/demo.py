@@ -82,7 +82,7 @@ def main(out, workers):
     py = sys.executable
     click.secho("\n== 3. ffcv-train: pretrain on A -> finetune on iNat-Mini-A vs from scratch", bold=True)
     run_step([py, "-m", "ffcv_inat.train.demo", str(out / "train"), "--workers", str(workers)])
-    click.secho("\n== 4. ffcv-bench loader: ffcv vs torchvision ImageFolder + DataLoader", bold=True)
+    click.secho("\n== 4. ffcv-bench loader: ffcv vs DALI (when installed) and torchvision ImageFolder + DataLoader", bold=True)
     run_step([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
            "--beton", str(out / "betons" / "imagenet_all_train.beton"), "--res", "32,64", "--workers",
            str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--min-seconds", "1",  # short rounds: a demo

@@ -3,7 +3,9 @@
     resolve_decode    `choices`: data.decode -> cpu or gpu, once per run (and the training crop's name)
     make_loader       the one factory (`factory`): a checked beton -> batches as the model takes them
       presets           the CPU path's ffcv pipelines, per mode (train seeded / ffcv, centre crop, labels)
+        batch_decode      how our decoders split a batch between threads, one decode buffer each
         seeded_decoder    decode + crop + flip in ffcv's workers, the box from `crops.crop_box`
+        center_decoder    the evaluation crop, ffcv's box pixel for pixel
       gpu/              the GPU path: bytes in the workers, decode + crop + normalise on the device
       beton_loader      `BetonLoader` and its `Epoch` (ends on `stop()` or a `with` block's end)
     normalize         who normalises (the loader, always) and `model_input`

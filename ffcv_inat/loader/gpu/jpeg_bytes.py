@@ -14,7 +14,8 @@ decodes in its batched call, or JPEG_OTHER: progressive, lossless, CMYK, ... whi
 decoder), the image size, the crop box and flip, and the sample index. Training boxes and flips
 are `crops.crop_box(seed, epoch, index, height, width)`, the same function the CPU
 decoder crops with; evaluation boxes are `crops.center_box`. `device_decode` turns a
-batch of rows into images.
+batch of rows into images. A batch's samples are handed to the threads one at a time, as the CPU
+decoders' are (`batch_decode`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import numba
 import numpy as np
 from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
 from ffcv.pipeline.allocation_query import AllocationQuery
@@ -30,7 +32,7 @@ from ffcv.pipeline.state import State
 from ffcv.reader import Reader
 
 from ..crops import center_box, crop_box
-from ..pointers import load_int64
+from ..pointers import fetch_add, load_int64, store_int64
 from ..seeded_decoder import EpochCell, EpochFromCell
 
 HEADER_FIELDS = ("nbytes", "kind", "height", "width", "top", "left", "crop_height", "crop_width", "flip", "index")
@@ -120,6 +122,7 @@ class CompressedImageBytes(EpochFromCell, SimpleRGBImageDecoder):
         self.seed = int(seed)
         self.ratio = float(ratio)
         self.epoch_cell = EpochCell(epoch)
+        self.counter = np.zeros(1, dtype=np.int64)  # the work counter of the batch being emitted
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery]:
         shape = (HEADER_BYTES + self.max_bytes,)
@@ -138,26 +141,33 @@ class CompressedImageBytes(EpochFromCell, SimpleRGBImageDecoder):
         random_crop, seed, ratio = self.random_crop, self.seed, self.ratio
         epoch_address = self.epoch_cell.address  # an integer: numba freezes it, not the array
 
+        counter = self.counter.ctypes.data  # the batch's next sample, handed out as batch_decode does
+
         def emit(batch_indices, destination, metadata, storage_state):
             epoch = load_int64(epoch_address)
-            for dst_ix in my_range(len(batch_indices)):
-                source_ix = batch_indices[dst_ix]
-                field = metadata[source_ix]
-                data = mem_read(field["data_ptr"], storage_state)
-                height = np.int64(field["height"])
-                width = np.int64(field["width"])
-                row = destination[dst_ix]
-                nbytes = data.shape[0]
-                row[HEADER_BYTES:HEADER_BYTES + nbytes] = data
-                kind = jpeg_kind_c(data) if field["mode"] == jpg else RAW
-                if random_crop:
-                    top, left, h, w, flip = crop_box(seed, epoch, source_ix, height, width)
-                else:
-                    top, left, h, w = center_box(height, width, ratio)
-                    flip = False
-                write_header_c(row, np.array([nbytes, kind, height, width, top, left, h, w, 1 if flip else 0,
-                                             source_ix], dtype=np.int64))
-            return destination[:len(batch_indices)]
+            n = len(batch_indices)
+            store_int64(counter, 0)
+            for _task in my_range(max(1, min(n, numba.get_num_threads()))):
+                dst_ix = fetch_add(counter, 1)
+                while dst_ix < n:
+                    source_ix = batch_indices[dst_ix]
+                    field = metadata[source_ix]
+                    data = mem_read(field["data_ptr"], storage_state)
+                    height = np.int64(field["height"])
+                    width = np.int64(field["width"])
+                    row = destination[dst_ix]
+                    nbytes = data.shape[0]
+                    row[HEADER_BYTES:HEADER_BYTES + nbytes] = data
+                    kind = jpeg_kind_c(data) if field["mode"] == jpg else RAW
+                    if random_crop:
+                        top, left, h, w, flip = crop_box(seed, epoch, source_ix, height, width)
+                    else:
+                        top, left, h, w = center_box(height, width, ratio)
+                        flip = False
+                    write_header_c(row, np.array([nbytes, kind, height, width, top, left, h, w, 1 if flip else 0,
+                                                 source_ix], dtype=np.int64))
+                    dst_ix = fetch_add(counter, 1)
+            return destination[:n]
 
         emit.is_parallel = True
         return emit
