@@ -9,7 +9,7 @@ RandomResizedCrop + horizontal flip at `res`, with the same batch size and worke
            "cpu", JPEGs decoded in ffcv's workers; "gpu", the GPU data path, workers copy bytes
            and the device decodes). Its batches land on `device`: uint8 on the host like the
            others', or on a GPU normalised as the trainer takes them (the GPU path's always are)
-  dali     NVIDIA DALI's CPU pipeline (`dali_pipeline`, the optional extra `ffcv-inat[dali]`):
+  dali     NVIDIA DALI's CPU pipeline (`DaliEpochs`, the optional extra `ffcv-inat[dali]`):
            its file reader on the ImageFolder's files, fused decode + random crop, resize,
            flip, uint8 CHW, on `workers` threads
   pytorch  torchvision ImageFolder + RandomResizedCrop + RandomHorizontalFlip + PILToTensor in
@@ -488,20 +488,12 @@ def open_pipeline(spec: PipelineSpec) -> PipelineRun:
     import torch  # noqa: F401
     import torchvision.datasets  # noqa: F401
 
-    import ffcv_inat.loader.factory  # noqa: F401 (ffcv and numba)
+    from ffcv_inat.loader import make_loader  # noqa: F401 (ffcv and numba, imported on first use)
 
     if spec.pipeline.name == "dali":
         import nvidia.dali.fn  # noqa: F401
     before = anon_memory_mb()
     return PipelineRun(spec.pipeline, make_pipeline_loader(spec), spec.res, before)
-
-
-def pipeline_round(run: PipelineRun, max_batches: int | None, min_seconds: float) -> EpochTiming:
-    return run.round(max_batches, min_seconds)
-
-
-def pipeline_details(run: PipelineRun):
-    return run.details()
 
 
 class OwnProcess:
@@ -513,10 +505,10 @@ class OwnProcess:
         self.process = Isolated(open_pipeline, spec, name=str(spec.pipeline))
 
     def round(self, max_batches: int | None, min_seconds: float) -> EpochTiming:
-        return self.process.call(pipeline_round, max_batches, min_seconds)
+        return self.process.call(PipelineRun.round, max_batches, min_seconds)
 
     def details(self):
-        return self.process.call(pipeline_details)
+        return self.process.call(PipelineRun.details)
 
     def close(self) -> None:
         self.process.close()

@@ -2,9 +2,9 @@
 one decode buffer.
 
 ffcv's stock decoders loop `prange` over a batch's images, and numba's scheduler cuts that range
-into one contiguous share per thread before the loop starts (the default static schedule, on
-each threading layer), so at every batch's end all threads wait for the one whose share held
-the largest images. They also decode into one full-size buffer per image of the batch, per
+into one contiguous share per thread before the loop starts (its default schedule; seen with the
+tbb layer: a probe in tests/test_batch_decode.py), so at every batch's end all threads wait for
+the one whose share held the largest images. They also decode into one full-size buffer per image of the batch, per
 batch slot: 256 x 512 x 512 x 3 bytes (~200 MB) a slot, batches_ahead + 2 slots, allocated
 afresh every epoch, though a thread decodes one image at a time.
 
