@@ -250,8 +250,9 @@ def peer_lines(measured, top=None) -> list[str]:
             parts.append(f"{m.measured.median / top.decode_resize[m.res].median:.2f} of the ceiling")
         if parts:
             lines.append(f"res {m.res} ffcv {m.crop}/{m.decode}: {m.measured.median:,.0f} img/s = " + ", ".join(parts))
-    memory = [f"{m.pipeline}{f' {m.crop}/{m.decode}' if m.decode else ''} {m.memory_mb:,.0f} MiB"
-              for m in measured if m.memory_mb is not None]
+    several = len({m.res for m in measured}) > 1
+    memory = [f"{m.pipeline}{f' {m.crop}/{m.decode}' if m.decode else ''}{f' at {m.res} px' if several else ''} "
+              f"{m.memory_mb:,.0f} MiB" for m in measured if m.memory_mb is not None]
     if memory:
         lines.append("anonymous memory each loader added to its process (and its workers'): " + ", ".join(memory))
     return lines
