@@ -82,6 +82,7 @@ class Isolated:
         try:
             status, value = self._conn.recv()
         except EOFError:
+            self._process.join(5)
             raise RuntimeError(f"{self.name}: its process ended (exit code {self._process.exitcode}) "
                                "without a reply") from None
         if status == "user":

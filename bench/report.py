@@ -44,7 +44,10 @@ def decode_path(row) -> str | None:
 
 def crop_decoder(row) -> str:
     """Which training-crop decoder a loader row timed: `settings.crop` of an ffcv row (seeded or
-    ffcv; rows from before the seeded decoder existed timed ffcv's), torchvision for pytorch rows."""
+    ffcv; rows from before the seeded decoder existed timed ffcv's), dali for DALI's rows,
+    torchvision for pytorch rows."""
+    if row["pipeline"] == "dali":
+        return "dali"
     if row["pipeline"] != "ffcv":
         return "torchvision"
     return _settings(row).get("crop") or "ffcv"

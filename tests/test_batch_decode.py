@@ -148,3 +148,23 @@ def test_batch_slots_are_allocated_once_until_the_resolution_changes(mixed):
     loader.set_resolution(24)
     resized, images_c = epoch_slots_and_images(0)
     assert resized != first and images_c.shape[-1] == 24
+
+
+@pytest.mark.timeout(120)
+def test_an_abandoned_epoch_is_stopped_before_the_next_starts(mixed):
+    """The slots, decode buffers and work counter are the loader's own: an epoch left after one
+    batch (no stop) must not run on beside the next one."""
+    def loader():
+        return make_loader(mixed, batch_size=BATCH, res=16, train=True, device=torch.device("cpu"), workers=2, seed=5)
+
+    def epoch_images(l, epoch: int) -> torch.Tensor:
+        l.set_epoch(epoch)
+        with l.start_epoch() as it:
+            return torch.cat([x.clone() for x, _ in it])
+
+    fresh = epoch_images(loader(), 1)
+    reused = loader()
+    abandoned = reused.start_epoch()
+    next(abandoned)  # one batch of epoch 0 taken, the rest left to ffcv's thread
+    assert torch.equal(epoch_images(reused, 1), fresh)
+    assert not abandoned.ffcv.is_alive()

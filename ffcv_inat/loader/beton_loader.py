@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from queue import Empty
 from typing import Callable
 
@@ -50,6 +50,7 @@ class BetonLoader:
     # of the CPU path's decoders.
     decoder: object
     finish: Callable[[torch.Tensor], torch.Tensor] | None = None  # on each image batch, in the consumer's thread
+    _epoch: "Epoch | None" = field(default=None, init=False, repr=False)  # the latest, stopped before the next
 
     def __iter__(self) -> "Epoch":
         return self.start_epoch()
@@ -58,12 +59,16 @@ class BetonLoader:
         """The next epoch's batches (also what iter() gives). The crops' epoch is the epoch of
         the shuffle order ffcv is about to draw (ffcv's Loader.__iter__ uses next_epoch, then
         increments it), written before ffcv's loading thread starts."""
+        if self._epoch is not None:
+            # Its thread would fill the same slots, decode buffers and work counter as the new one.
+            self._epoch.stop()
         self._set_crop_epoch(self.loader.next_epoch)
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             # The slots are last epoch's memory (keep_buffers_across_epochs): copies from them
             # and kernels reading them, on any stream, finish before ffcv's thread rewrites them.
             torch.cuda.synchronize()
-        return Epoch(iter(self.loader), self.finish, cancel)
+        self._epoch = Epoch(iter(self.loader), self.finish, cancel)
+        return self._epoch
 
     @property
     def epoch(self) -> int:
@@ -152,4 +157,6 @@ class Epoch:
                 except Empty:
                     break
             iterator.join(timeout=0.05)
+        if iterator.is_alive():  # its memory stays: the thread may still write it
+            raise RuntimeError("ffcv's loading thread did not stop within 60 s of being asked")
         iterator.close()
