@@ -205,9 +205,13 @@ class CeilingProcess:
 
         self.process = Isolated(open_ceiling, beton, workers, min_seconds, CEILING_IMAGES, echo_to_stderr, manifest,
                                 name="ceiling")
+        self._opened: bool | None = None
 
     def opened(self) -> bool:
-        return self.process.call(ceiling_opened)
+        """Whether there is a ceiling to measure (waits until its process is ready)."""
+        if self._opened is None:
+            self._opened = self.process.call(ceiling_opened)
+        return self._opened
 
     def round(self, res: int) -> tuple[float, float]:
         return self.process.call(CeilingRounds.round, res)

@@ -157,17 +157,15 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
         _echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
                   f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution; "
                   f"pipelines {', '.join(pipelines)}{' and the ceiling' if ceiling else ''}, each in its own process")
+        # The ceiling's process starts first and makes itself ready while the loaders' start.
         rounds = (CeilingProcess(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), manifest=manifest)
                   if ceiling else None)
         try:
-            if rounds is not None and not rounds.opened():
-                rounds.close()
-                rounds = None
             measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
                                         echo=_echo_err, crops=crops, decodes=decodes, device=dev,
-                                        min_seconds=min_seconds, ceiling_round=rounds and rounds.round,
-                                        manifest=manifest)
-            top = rounds.finish(dev if "gpu" in decodes else None, batch) if rounds else None
+                                        min_seconds=min_seconds, ceiling=rounds, manifest=manifest)
+            top = (rounds.finish(dev if "gpu" in decodes else None, batch)
+                   if rounds is not None and rounds.opened() else None)
         finally:
             if rounds is not None:
                 rounds.close()

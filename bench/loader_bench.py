@@ -494,12 +494,13 @@ def open_pipeline(spec: PipelineSpec) -> PipelineRun:
     """A pipeline's loader, made in its own process (`Isolated`'s factory). Its libraries are
     imported before the memory baseline, so the memory added is the loader's own."""
     import torch
-    import torchvision.datasets  # noqa: F401
 
-    from ffcv_inat.loader import make_loader  # noqa: F401 (ffcv and numba, imported on first use)
-
-    if spec.pipeline.name == "dali":
+    if spec.pipeline.name == "ffcv":
+        from ffcv_inat.loader import make_loader  # noqa: F401 (ffcv and numba, imported on first use)
+    elif spec.pipeline.name == "dali":
         import nvidia.dali.fn  # noqa: F401
+    else:
+        import torchvision.datasets  # noqa: F401
     if torch.cuda.is_available():  # ffcv's loader starts CUDA where it can: its context is no loader's memory
         torch.cuda.init()
     before = anon_memory_mb()
@@ -611,11 +612,12 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
                      max_batches: int | None = None, echo: Callable[[str], None] = print,
                      crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
                      device=None, min_seconds: float = MIN_ROUND_SECONDS,
-                     ceiling_round: Callable[[int], tuple] | None = None, manifest=None) -> list[LoaderResult]:
+                     ceiling=None, manifest=None) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
-    (default the host), each in a process of its own, their measured rounds interleaved, with
-    `ceiling_round(res)` (the ceiling's round, in its own process) after each. `manifest`: the
+    (default the host), each in a process of its own, their measured rounds interleaved, with a
+    round of `ceiling` (ceiling.CeilingProcess, when it has JPEGs to time) after each; rounds
+    start once every process, the ceiling's too, is ready. `manifest`: the
     beton's, checked once by the caller and handed to every loader (checked by each when None)."""
     pipelines = list(pipelines)
     if source is not None and len(source.samples) < batch:
@@ -638,9 +640,9 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
             for run in runs.values():
                 run.process.wait_ready()
             after = None
-            if ceiling_round is not None:
+            if ceiling is not None and ceiling.opened():
                 def after(res=res):
-                    decode, resized = ceiling_round(res)
+                    decode, resized = ceiling.round(res)
                     echo(f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize "
                          f"{resized:,.0f} img/s")
             results += time_pipelines(runs, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,

@@ -344,3 +344,20 @@ def test_epoch_bad_arguments(data, tmp_path, args, fragments):
     _, beton = data
     args = [str(beton) if a == "BETON" else a for a in args]
     assert_one_line_error(invoke("epoch", *args, "--results", tmp_path / "r.csv"), *fragments)
+
+
+@pytest.mark.timeout(60)
+def test_without_dali_the_default_says_so_and_asking_for_it_is_one_line(data, tmp_path, monkeypatch, capsys):
+    """DALI made unimportable (as on a machine without the [dali] extra)."""
+    import sys
+
+    from ffcv_inat.bench.cli import default_pipelines
+
+    images, beton = data
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)
+    assert default_pipelines() == ["ffcv", "pytorch"]
+    assert "DALI is not installed, so its CPU pipeline is not measured: pip install 'ffcv-inat[dali]'" in (
+        capsys.readouterr().err)
+    r = invoke("loader", "--images", images, "--beton", beton, "--pipeline", "dali", "--results", tmp_path / "r.csv")
+    assert_one_line_error(r, "--pipeline dali needs NVIDIA DALI: pip install 'ffcv-inat[dali]'")
+    assert not (tmp_path / "r.csv").exists()
