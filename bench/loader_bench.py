@@ -137,12 +137,14 @@ def pytorch_loader(source: SourceImages, res: int, batch: int, workers: int):
     ds = datasets.ImageFolder(str(source.root), transform=tf)
     ds.samples = ds.imgs = list(source.samples)
     ds.targets = [y for _, y in source.samples]
-    # forkserver (Python 3.14's default on Linux): workers start from a clean process, never forked
-    # from this one once ffcv has started numba's threads, which is unsafe (and numba warns). It only
-    # changes how workers start; with persistent workers that is inside the uncounted warm-up.
+    # spawn: workers start as fresh interpreters and children of this process (so its CPU seconds
+    # and memory count them), never forked from a process that may run numba's threads, which is
+    # unsafe (and numba warns); a fork server here would be the bench's own (`isolated`), whose
+    # children are not this pipeline's. With persistent workers how they start is in the
+    # uncounted warm-up.
     return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
                                        persistent_workers=workers > 0, drop_last=True,
-                                       multiprocessing_context="forkserver" if workers > 0 else None)
+                                       multiprocessing_context="spawn" if workers > 0 else None)
 
 
 DALI_MISSING = ("--pipeline dali needs NVIDIA DALI: pip install 'ffcv-inat[dali]' (nvidia-dali-cuda120, "
@@ -255,7 +257,7 @@ def parse_proc_stat(text: str) -> tuple[int, int, int]:
 
 def _process_tree() -> list[int] | None:
     """This process and its living descendants (the DataLoader's worker processes, started by
-    the forkserver this process started), from /proc; None where it is missing."""
+    spawned by this process), from /proc; None where it is missing."""
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -298,7 +300,7 @@ def cpu_seconds() -> float | None:
 
 
 def proc_status_kb(text: str, key: str) -> int | None:
-    """A `key:  N kB` line of /proc/<pid>/status or smaps_rollup, in kB; None without it."""
+    """A `key:  N kB` line of /proc/<pid>/status, in kB; None without it."""
     for line in text.splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])
@@ -306,28 +308,22 @@ def proc_status_kb(text: str, key: str) -> int | None:
 
 
 def anon_memory_mb() -> float | None:
-    """Anonymous and shared memory of this process and its living descendants, MiB: each
-    process's proportional share (Pss_Anon + Pss_Shmem of smaps_rollup, so pages a forked worker
-    shares are counted once, and batches a DataLoader's workers pass in shared memory count), its
-    RssAnon where the kernel has no smaps_rollup. File pages (the beton's mapping, the page
-    cache) are not counted. None where /proc is missing."""
+    """Anonymous and shared memory of this process and its living descendants, MiB: RssAnon +
+    RssShmem of each one's /proc/PID/status (shared memory: the batches a DataLoader's workers
+    pass). Pages a process shares copy-on-write with the fork server it came from count in full
+    from the start, so writing to them later (Python touches every object it uses) adds nothing.
+    File pages (the beton's mapping, the page cache) are not counted. None where /proc is missing."""
     tree = _process_tree()
     if tree is None:
         return None
     kb = 0
     for pid in tree:
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
+            with open(f"/proc/{pid}/status") as f:
                 text = f.read()
-            value = proc_status_kb(text, "Pss_Anon")
-            if value is not None:
-                value += proc_status_kb(text, "Pss_Shmem") or 0
-            if value is None:
-                with open(f"/proc/{pid}/status") as f:
-                    value = proc_status_kb(f.read(), "RssAnon")
         except OSError:
             continue
-        kb += value or 0
+        kb += (proc_status_kb(text, "RssAnon") or 0) + (proc_status_kb(text, "RssShmem") or 0)
     return kb / 1024
 
 

@@ -113,7 +113,7 @@ class CropDecoder(ResizedCropRGBImageDecoder):
             store_int64(counter, 0)
             tasks = max(1, min(n, rows, numba.get_num_threads()))
             for task in my_range(tasks):
-                scratch = buffers[task]
+                buffer = buffers[task]  # this task's own
                 dst_ix = fetch_add(counter, 1)
                 while dst_ix < n:
                     source_ix = batch_indices[dst_ix]
@@ -122,8 +122,8 @@ class CropDecoder(ResizedCropRGBImageDecoder):
                     height = np.uint32(field["height"])
                     width = np.uint32(field["width"])
                     if field["mode"] == jpg:
-                        imdecode_c(image_data, scratch, height, width, height, width, 0, 0, 1, 1, False, False)
-                        image = scratch[:3 * height * width].reshape(height, width, 3)
+                        imdecode_c(image_data, buffer, height, width, height, width, 0, 0, 1, 1, False, False)
+                        image = buffer[:3 * height * width].reshape(height, width, 3)
                     else:
                         image = image_data.reshape(height, width, 3)
                     top, left, h, w, flip = box(source_ix, height, width)
