@@ -1,4 +1,4 @@
-"""bench/isolated.py: an object in a spawned process of its own, called a step at a time (how
+"""bench/isolated.py: an object in a process of its own (forked from the fork server), called a step at a time (how
 `ffcv-bench loader` keeps each pipeline and the ceiling apart)."""
 import os
 
