@@ -255,27 +255,32 @@ def parse_proc_stat(text: str) -> tuple[int, int, int]:
     return pid, int(rest[1]), int(rest[11]) + int(rest[12])
 
 
-def _process_tree() -> list[int] | None:
-    """This process and its living descendants (the DataLoader's worker processes, started by
-    spawned by this process), from /proc; None where it is missing."""
+def _process_tree() -> dict[int, int] | None:
+    """This process and its living descendants (the DataLoader's worker processes, spawned by
+    it), each with its CPU clock ticks so far (user + system), from one read of /proc/*/stat;
+    None where /proc is missing or this process's own entry is unreadable."""
     try:
         names = os.listdir("/proc")
     except OSError:
         return None
     children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
     for name in names:
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat") as f:
-                pid, ppid, _ = parse_proc_stat(f.read())
+                pid, ppid, t = parse_proc_stat(f.read())
         except (OSError, ValueError, IndexError):  # gone meanwhile, or unreadable
             continue
         children.setdefault(ppid, []).append(pid)
-    tree, todo = [], [os.getpid()]
+        ticks[pid] = t
+    if os.getpid() not in ticks:
+        return None
+    tree, todo = {}, [os.getpid()]
     while todo:
         pid = todo.pop()
-        tree.append(pid)
+        tree[pid] = ticks[pid]
         todo += children.get(pid, [])
     return tree
 
@@ -286,17 +291,7 @@ def cpu_seconds() -> float | None:
     is missing. A descendant that has exited no longer counts: the persistent workers live
     through every measured epoch."""
     tree = _process_tree()
-    if tree is None:
-        return None
-    ticks = 0
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ticks += parse_proc_stat(f.read())[2]
-        except (OSError, ValueError, IndexError):
-            if pid == os.getpid():
-                return None
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return None if tree is None else sum(tree.values()) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_status_kb(text: str, key: str) -> int | None:
