@@ -107,6 +107,7 @@ class Epoch:
         self.finish = finish
         self.cancel = cancel
         self._ended = False
+        self._stopped = False  # stop() has run to its end: a second call does nothing
 
     def __iter__(self):
         return self
@@ -145,6 +146,8 @@ class Epoch:
         marker into a full queue with no timeout, deaf to the stop flag; emptying the queue lets
         it finish. (Left alone, it held every early stop whose remaining batches fit in the
         queue for the full minute, and then stayed blocked.) A dead thread needs no waiting."""
+        if self._stopped:
+            return
         self._ended = True
         iterator = self.ffcv
         iterator.terminate_event.set()
@@ -160,3 +163,4 @@ class Epoch:
         if iterator.is_alive():  # its memory stays: the thread may still write it
             raise RuntimeError("ffcv's loading thread did not stop within 60 s of being asked")
         iterator.close()
+        self._stopped = True
