@@ -8,7 +8,8 @@ from typing import Iterable
 
 from ffcv_inat import UserError
 
-from .stats import DecodeFigure, decode_verdict, ordered_decodes, target_verdict
+from ffcv_inat.bench.machine import machine_name
+from ffcv_inat.bench.stats import DecodeFigure, decode_verdict, ordered_decodes, target_verdict
 
 
 def _num(v, fmt: str = ",.0f") -> str:
@@ -185,8 +186,8 @@ def results_table(df) -> str:
     verdicts = df[df["verdict"].notna() & (df["verdict"].astype(str) != "")]
     for _, r in verdicts.iterrows():
         text += f"\n{str(r['timestamp'])[:16]} {r['host']} ({r['gpu']}): {r['verdict']}"
-    for machine in dict.fromkeys(_machine(r) for r in records):
-        mine = [r for r in records if _machine(r) == machine]
+    for machine in dict.fromkeys(machine_name(r) for r in records):
+        mine = [r for r in records if machine_name(r) == machine]
         runs = _latest_runs(mine, "epoch") + _latest_runs(mine, "loader")
         for line in decode_conclusion(runs):
             text += f"\n{machine}, newest runs with the GPU decode path: {line}"
@@ -198,10 +199,6 @@ def _ceiling_share(row) -> str:
     e.g. "72%"; empty for other rows and rows from before the ceiling."""
     c = _settings(row).get("ceiling") if row["bench"] == "loader" else None
     return f"{100 * c['fraction']:.0f}%" if c else ""
-
-
-def _machine(row) -> str:
-    return f"{row['gpu']}" if row["gpu"] != "none" else f"{row['host']} CPU x{row['cpu_count']}"
 
 
 def _latest(df, keys: list[str]):
@@ -219,7 +216,7 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
     if not out_dir.is_dir():
         raise UserError(f"--out: folder does not exist: {out_dir}")
     df = df.copy()
-    df["machine"] = df.apply(_machine, axis=1)
+    df["machine"] = df.apply(machine_name, axis=1)
     written = []
 
     loader = df[df["bench"] == "loader"].copy()

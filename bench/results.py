@@ -6,26 +6,27 @@ and months); settings that only some benches have go into the JSON `settings` co
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import json
+import math
 import os
-import platform
-import socket
+from dataclasses import MISSING, fields
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, ClassVar, Mapping, TypeVar
 
 from ffcv_inat import UserError
+from ffcv_inat.bench.machine import ENVIRONMENT_COLUMNS, environment
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RESULTS = REPO_ROOT / "bench" / "results" / "results.csv"
+R = TypeVar("R", bound="ResultRow")
 
-ENVIRONMENT_COLUMNS = [
-    "timestamp", "host", "cpu_count", "gpu", "gpu_count", "python", "torch", "torchvision", "ffcv",
-]
+# Where rows go unless --results says: $FFCV_INAT_BENCH_RESULTS, else bench/results/results.csv
+# of the working directory (a checkout's own; never the installed package's folder).
+RESULTS_ENV = "FFCV_INAT_BENCH_RESULTS"
+DEFAULT_RESULTS_SHOWN = f"${RESULTS_ENV} or ./bench/results/results.csv"
+
 MEASUREMENT_COLUMNS = [
     "bench",  # loader | model | epoch
-    "pipeline",  # ffcv | pytorch | model | trainer
+    "pipeline",  # ffcv | dali | pytorch | model | trainer
     "command",
     "res", "batch", "workers", "precision", "channels_last", "compile",
     "images_per_second",  # median over measured epochs (loader) / all measured steps (model)
@@ -37,37 +38,68 @@ MEASUREMENT_COLUMNS = [
 COLUMNS = ENVIRONMENT_COLUMNS + MEASUREMENT_COLUMNS
 
 
-def recorded_path(path: str | PurePath, repo_root: str | PurePath = REPO_ROOT) -> str:
-    """How a results row names a file or folder (images, beton) without any machine's absolute
-    path: relative to the repository root when it lies under it, else only its own name.
+def default_results() -> Path:
+    """The results CSV when none is given: $FFCV_INAT_BENCH_RESULTS, else
+    ./bench/results/results.csv."""
+    return Path(os.environ.get(RESULTS_ENV) or Path.cwd() / "bench" / "results" / "results.csv")
 
-    Pure: give absolute paths (the caller resolves them); a relative one counts as outside.
+
+def recorded_path(path: str | PurePath, root: str | PurePath | None = None) -> str:
+    """How a results row names a file or folder (images, beton) without any machine's absolute
+    path: relative to `root` (default: the working directory, a checkout when benches run)
+    when it lies under it, else only its own name.
+
+    Pure given `root`: give absolute paths (the caller resolves them); a relative one counts
+    as outside.
     """
-    path, root = PurePath(path), PurePath(repo_root)
+    path, root = PurePath(path), PurePath(root if root is not None else Path.cwd())
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.name
 
 
-def environment() -> dict[str, Any]:
-    """Facts about this machine that a figure is meaningless without."""
-    import torch
+class ResultRow:
+    """A results row as a dataclass: subclasses are frozen dataclasses with `BENCH` (the bench
+    column) and a `pipeline` field. Fields named like a results column fill that column; the
+    others are the row's `settings` (JSON), where a field left None is not written. The schema
+    of each bench's row lives beside the bench that makes it (throughput/loader.py,
+    throughput/model.py, throughput/epoch.py); this module writes and reads them."""
+    BENCH: ClassVar[str]
 
-    from ffcv_inat.environment import package_version
 
-    cuda = torch.cuda.is_available()
-    return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if cuda else "none",
-        "gpu_count": torch.cuda.device_count() if cuda else 0,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": package_version("torchvision") or "not installed",
-        "ffcv": package_version("ffcv") or "not installed",
-    }
+def to_record(row: ResultRow, command: str, env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CSV row of `row`: the machine (`env`, default this one now), its columns, its settings."""
+    values = {f.name: getattr(row, f.name) for f in fields(row)}
+    pipeline = values.pop("pipeline")
+    columns = {k: v for k, v in values.items() if k in MEASUREMENT_COLUMNS}
+    settings = {k: v for k, v in values.items() if k not in MEASUREMENT_COLUMNS and v is not None}
+    return make_row(row.BENCH, pipeline, command, settings, env=env, **columns)
+
+
+def _cell(v):
+    """A CSV cell as Python: empty and NaN are None."""
+    if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v  # numpy scalars (pandas rows)
+
+
+def from_record(cls: type[R], record: Mapping[str, Any]) -> R:
+    """A row of `cls` from a CSV row (a dict or a pandas row): its columns and settings; a
+    field the row lacks (an older row) is its default, or None."""
+    settings = json.loads(record.get("settings") or "{}")
+    values = {}
+    for f in fields(cls):
+        v = _cell(record.get(f.name)) if f.name in MEASUREMENT_COLUMNS else settings.get(f.name)
+        if v is None and f.default is not MISSING:
+            v = f.default
+        values[f.name] = v
+    return cls(**values)
+
+
+def read_rows(df, cls: type[R]) -> list[R]:
+    """Every row of `df` (read_results) that `cls`'s bench made, as `cls`."""
+    return [from_record(cls, r) for r in df[df["bench"] == cls.BENCH].to_dict("records")]
 
 
 def make_row(bench: str, pipeline: str, command: str, settings: dict[str, Any] | None = None,

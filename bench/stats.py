@@ -130,39 +130,6 @@ def predict_cost(epochs: int, images_per_epoch: int, images_per_second: float, g
                           epochs * images_per_epoch / images_per_second)
 
 
-# Words of a GPU's name that say who made it or its product line, not which card it is.
-_MAKER_WORDS = {"nvidia", "amd", "intel", "tesla", "geforce", "quadro", "radeon", "instinct"}
-# Series words that only name a card together with the model after them (RTX 4090, RTX A6000).
-_SERIES_WORDS = {"rtx", "gtx", "titan"}
-
-
-def is_cpu_device(gpu: object) -> bool:
-    """The results rows' gpu column says "none" for a CPU-only machine (also accepted: "cpu")."""
-    return str(gpu).strip().lower() in ("none", "cpu")
-
-
-def card_name(gpu: object) -> str | None:
-    """A short name of a GPU card from its full name (torch.cuda.get_device_name, a results row's
-    `gpu`): "NVIDIA H100 80GB HBM3" -> "H100", "NVIDIA A100-SXM4-40GB" -> "A100",
-    "NVIDIA GeForce RTX 4090" -> "RTX 4090". None for no GPU ("none", "cpu") or no name ("", NaN).
-    """
-    text = "" if gpu is None else str(gpu).strip()
-    if not text or text.lower() == "nan" or is_cpu_device(text):
-        return None
-    words = [w for w in text.split() if w.lower() not in _MAKER_WORDS] or text.split()
-    first = words[0].split("-")[0]
-    if first.lower() in _SERIES_WORDS and len(words) > 1:
-        return f"{first} {words[1].split('-')[0]}"
-    return first
-
-
-def machine_label(gpu: object, cpu_count: int | None) -> str:
-    """How bench/results/ file names name a machine (`<label>_<date>_<what>.txt`): the card's
-    short name in lower case ("h100"), or "cpu-<n>core" for a machine without a GPU."""
-    card = card_name(gpu)
-    return card.lower().replace(" ", "-") if card else f"cpu-{cpu_count or 0}core"
-
-
 def cores_used(cpu_seconds: float, wall_seconds: float) -> float:
     """CPU cores kept busy on average: CPU seconds (user + system, all threads and processes)
     per wall second."""
@@ -258,7 +225,7 @@ def target_verdict(figures: dict[int, dict[str, DecodeFigure]], images_per_secon
 
 
 def ceiling_sentence(rate: float, decode_resize: Spread, decode: Spread, threads: int) -> str:
-    """A loader's rate against this machine's CPU ceiling (bench/ceiling.py) on the same JPEGs:
+    """A loader's rate against this machine's CPU ceiling (bench/throughput/ceiling.py) on the same JPEGs:
     the fraction of decode + resize it reaches, and what decode alone would give."""
     if decode_resize.median <= 0 or decode.median <= 0:
         raise ValueError("ceiling rates must be positive")

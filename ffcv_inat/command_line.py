@@ -51,3 +51,12 @@ def parse_int_list(value: str, option: str) -> list[int]:
     if not items:
         raise UserError(f"{option} is empty")
     return items
+
+
+def check_at_least(*checks: tuple[str, float | None, float]) -> None:
+    """(option, value, least) triples: the first value under its least is a one-line error
+    naming the option; None (an option not given) passes."""
+    for name, value, least in checks:
+        if value is not None and value < least:
+            raise UserError(f"{name} must be at least {least}, got {value}")
+

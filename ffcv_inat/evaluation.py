@@ -117,14 +117,12 @@ def write_results(out_dir: Path, manifest: Manifest, result: EvalResult | None, 
 
 def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path | None = None, *,
                         batch_size: int = 256, res: int | None = None, workers: int = 0, tta_flip: bool = False,
-                        device: str = "auto", precision: str = "bf16", decode: str = "cpu",
-                        gpu_path_on_cpu: bool = False) -> dict:
+                        device: str = "auto", precision: str = "bf16", decode: str = "cpu") -> dict:
     """Evaluate an ffcv-train checkpoint or torchvision state_dict on a val beton.
 
     res defaults to the checkpoint's data.val_res (224 for a plain state_dict). With `out`,
     writes per_class.csv and summary.json there (refusing to replace existing results).
-    decode: where JPEGs are decoded, as data.decode (cpu, gpu, auto); `gpu_path_on_cpu` lets
-    gpu run the GPU path's code on the CPU (for tests).
+    decode: where JPEGs are decoded, as data.decode (cpu, gpu, auto).
     """
     checkpoint, val = str(checkpoint), str(val)
     obj = load_file(checkpoint)
@@ -143,7 +141,7 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
                 raise UserError(f"{out_dir / name} exists: choose another --out")
     info = setup(device)
     try:
-        decode = resolve_decode(decode, info.device, gpu_path_on_cpu=gpu_path_on_cpu)  # once, before any work
+        decode = resolve_decode(decode, info.device)  # once, before any work
         wall_start = time.perf_counter()
         model = build_model(num_classes, blurpool=trained.model.blurpool if trained else False)
         load_weights(model, state, checkpoint)

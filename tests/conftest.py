@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from background import BackgroundRun
+from helpers.background import BackgroundRun
 from ffcv_inat.synthetic import make_imagenet, make_inat
 
 # One run of each downstream kind of the smoke grid, plus what they need: data, 6 betons,
@@ -33,6 +33,15 @@ def imagenet_dir(tmp_path_factory):
 def inat_dir(tmp_path_factory):
     return make_inat(tmp_path_factory.mktemp("inat"), num_species=40, train_mini_per_class=3,
                      train_extra_per_class=5, val_per_class=2, size=32, odd_files=True)
+
+
+@pytest.fixture
+def gpu_path_on_cpu(monkeypatch):
+    """data.decode gpu runs the GPU path's code on the CPU, in this process and in the commands
+    it starts ($FFCV_INAT_GPU_PATH_ON_CPU)."""
+    from ffcv_inat.loader import GPU_PATH_ON_CPU
+
+    monkeypatch.setenv(GPU_PATH_ON_CPU, "1")
 
 
 # Fixtures made by a process started in the background at the session's first test
@@ -98,11 +107,11 @@ def torchrun_two_process_run_in_background(request, tmp_path_factory):
     writes.mkdir()
     train, val = data / "A_train.beton", data / "A_val.beton"  # what imagenet_a_betons writes
     make_betons = [sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-                   "from _train_data import imagenet_a_betons;"
+                   "from helpers.train_data import imagenet_a_betons;"
                    "imagenet_a_betons(Path(sys.argv[2]), k=3, train_per_class=24, val_per_class=5)",
                    str(Path(__file__).parent), str(data)]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                str(Path(__file__).with_name("_rank_writes.py")),
+                str(Path(__file__).parent / "helpers" / "rank_writes.py"),
                 "--recipe", "smoke_cpu.yaml", "--train", str(train), "--val", str(val), "--out", str(run_dir),
                 "--set", "schedule.epochs=1", "--set", "schedule.max_steps_per_epoch=2", "--set", "eval.batch_size=8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK_WRITES_DIR": str(writes)}
@@ -125,13 +134,13 @@ def torchrun_two_process_run(torchrun_two_process_run_in_background):
 
 @pytest.fixture(scope="session", autouse=True)
 def device_run_script_in_background(request, tmp_path_factory):
-    """bench/device_run.sh with tiny sizes and failing steps (tests/_device_run.py), from the
+    """bench/gpu/device_run.sh with tiny sizes and failing steps (tests/_device_run.py), from the
     filesystem's root, started in the background at the session's first test when a test of the
     session needs it: ~15 processes of torch and ffcv start-up, mostly one core each."""
     if not session_uses(request, "device_run_script"):
         yield None
         return
-    from _device_run import FAILING_STEPS, SCRIPT, TINY, real_photos_beton
+    from helpers.device_run import FAILING_STEPS, SCRIPT, TINY, real_photos_beton
 
     folder = tmp_path_factory.mktemp("device_run")
     out = folder / "out"
@@ -158,7 +167,7 @@ def slurm_cluster(tmp_path_factory):
     munge), up for the session: SLURM_CONF points every client command (sbatch, squeue, ...)
     at it. Every daemon it started is stopped by pid at the end, also after a failed test.
     Without the packages it fails with what to install; it never skips."""
-    from slurm_cluster import SlurmCluster
+    from helpers.slurm_cluster import SlurmCluster
 
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
     previous = os.environ.get("SLURM_CONF")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from background import BackgroundRun
+from helpers.background import BackgroundRun
 
 
 def stat_fields(pid: int) -> list[str]:

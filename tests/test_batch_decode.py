@@ -16,7 +16,7 @@ from ffcv_inat.loader.crops import center_box
 from ffcv_inat.loader.pointers import fetch_add, store_int64
 from ffcv_inat.loader.seeded_decoder import SeededRandomResizedCropDecoder
 from ffcv_inat.writers.beton import BetonContents, ClassInfo, WriteOptions, write_beton
-from test_seeded_decoder import write_mixed_beton
+from helpers.betons import write_mixed_beton
 
 BATCH = 8
 

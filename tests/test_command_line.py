@@ -5,13 +5,7 @@ from click.testing import CliRunner
 
 from ffcv_inat import UserError
 from ffcv_inat.analyze.cli import main as analyze_main
-from ffcv_inat.bench.beton_check_bench import main as beton_check_bench_main
 from ffcv_inat.bench.cli import main as bench_main
-from ffcv_inat.bench.decode_check import main as decode_check_main
-from ffcv_inat.bench.fault_soak import main as fault_soak_main
-from ffcv_inat.bench.real_photos import main as real_photos_main
-from ffcv_inat.bench.synthetic_beton import main as synthetic_beton_main
-from ffcv_inat.bench.train_throughput import main as train_throughput_main
 from ffcv_inat.command_line import parse_int_list
 from ffcv_inat.demo import main as demo_main
 from ffcv_inat.sweep.cli import main as sweep_main
@@ -24,18 +18,22 @@ from ffcv_inat.writers.cli import main as write_beton_main
 COMMANDS = {
     "write-beton": write_beton_main, "ffcv-train": train_main, "ffcv-bench": bench_main, "ffcv-sweep": sweep_main,
     "ffcv-analyze": analyze_main, "demo": demo_main, "train demo": train_demo_main, "synthetic": synthetic_main,
-    "sweep synthetic data": sweep_data_main, "decode check": decode_check_main,
-    "train throughput": train_throughput_main, "synthetic beton": synthetic_beton_main,
-    "beton check bench": beton_check_bench_main, "fault soak": fault_soak_main, "real photos": real_photos_main,
+    "sweep synthetic data": sweep_data_main,
 }
 
 
 def with_subcommands() -> list[tuple[str, click.Command, list[str]]]:
+    """Every command and subcommand, groups of groups included (ffcv-bench prepare real-photos):
+    (name, the command to invoke, the arguments that reach the subcommand)."""
     out = []
+
+    def walk(name, top, group, args):
+        out.append((name, top, args))
+        for sub, command in getattr(group, "commands", {}).items():  # a group's subcommands inherit its settings
+            walk(f"{name} {sub}", top, command, [*args, sub])
+
     for name, command in COMMANDS.items():
-        out.append((name, command, []))
-        for sub in getattr(command, "commands", {}):  # a group's subcommands inherit its settings
-            out.append((f"{name} {sub}", command, [sub]))
+        walk(name, command, command, [])
     return out
 
 

@@ -32,15 +32,16 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from _train_data import imagenet_a_betons
+from helpers.train_data import imagenet_a_betons
 from ffcv_inat import UserError
-from ffcv_inat.loader import DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD, make_loader, resolve_decode
+from ffcv_inat.loader import (DEFAULT_CROP_RATIO, GPU_PATH_ON_CPU, IMAGENET_MEAN, IMAGENET_STD, make_loader,
+                              resolve_decode)
 from ffcv_inat.loader.crops import center_box, crop_box
 from ffcv_inat.loader.gpu.device_decode import finish, resized_crops, size_chunks
 from ffcv_inat.loader.gpu.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPEG_OTHER, RAW, jpeg_kind,
                                              largest_payload, payload, read_headers)
 from ffcv_inat.writers.beton import WriteOptions
-from test_seeded_decoder import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
+from helpers.betons import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
 
 SEED = 7
 RES = 32
@@ -520,9 +521,14 @@ def test_resolve_decode(beton):
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match=r"data\.decode must be one of cpu, gpu, auto, got 'nvjpeg'"):
         resolve_decode("nvjpeg", CPU)
-    # The tests' parameter: the GPU path's code on the CPU. make_loader takes the decision as made.
-    assert resolve_decode("gpu", CPU, gpu_path_on_cpu=True) == "gpu"
-    assert resolve_decode("auto", CPU, gpu_path_on_cpu=True) == "cpu"
+    # The tests' switch: the GPU path's code on the CPU. make_loader takes the decision as made.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(GPU_PATH_ON_CPU, "1")
+        assert resolve_decode("gpu", CPU) == "gpu"
+        assert resolve_decode("auto", CPU) == "cpu"
+        mp.setenv(GPU_PATH_ON_CPU, "0")
+        with pytest.raises(UserError, match=r"data\.decode: gpu needs a CUDA device"):
+            resolve_decode("gpu", CPU)
     with pytest.raises(ValueError, match="decode must be resolved to cpu or gpu"):
         make_loader(beton, batch_size=4, res=RES, train=False, device=CPU, workers=1, decode="auto")
     with pytest.raises(UserError, match=r"data\.crop: ffcv has no GPU path"):
@@ -572,7 +578,8 @@ def gpu_run(train_data, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(device_loader, "images_from_rows", counting)  # our own function, still called
-        result = ffcv_train(*train_args(train_data, run, "--gpu-path-on-cpu"))
+        mp.setenv(GPU_PATH_ON_CPU, "1")
+        result = ffcv_train(*train_args(train_data, run))
     assert result.exit_code == 0, result.output + repr(result.exception)
     return run, decoded_batches
 
@@ -591,11 +598,11 @@ def test_ffcv_train_learns_through_the_gpu_path_on_cpu(gpu_run):
 
 
 @pytest.mark.timeout(120)
-def test_ffcv_train_eval_decodes_on_the_gpu_path(gpu_run, train_data, tmp_path):
+def test_ffcv_train_eval_decodes_on_the_gpu_path(gpu_run, train_data, tmp_path, gpu_path_on_cpu):
     run, _ = gpu_run
     out = tmp_path / "eval"
     result = ffcv_train("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--val", train_data[1],
-                        "--out", out, "--batch-size", 16, "--workers", 2, "--decode", "gpu", "--gpu-path-on-cpu")
+                        "--out", out, "--batch-size", 16, "--workers", 2, "--decode", "gpu")
     assert result.exit_code == 0, result.output + repr(result.exception)
     run_summary = json.loads((run / "summary.json").read_text())
     summary = json.loads((out / "summary.json").read_text())

@@ -12,7 +12,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from _train_data import imagenet_a_betons, inat_betons
+from helpers.train_data import imagenet_a_betons, inat_betons
 from ffcv_inat.config import config_from_dict
 from ffcv_inat.train.cli import main
 
@@ -118,7 +118,7 @@ def test_resume_after_kills_equals_uninterrupted(reference_run, data, tmp_path):
     moment, --resume after each: the final weights equal the reference, each epoch is logged
     once, no temporary is left; with augmentation on, so the shuffle order and the seeded crops
     and flips, functions of (seed, epoch, image), must be replayed on resume."""
-    from ffcv_inat.bench.fault_soak import soak
+    from ffcv_inat.bench.checks.fault_soak import soak
 
     result = soak(tmp_path, reference_run, data["A"], epochs=2, kills=2, seed=0, max_delay_s=10)
     assert result.kills[0].moment == "checkpoint write" and result.kills[0].killed

@@ -18,6 +18,18 @@ import torch
 
 from .. import UserError
 
+# Loaders kept to the end of the process (`keep_alive`).
+_KEPT_LOADERS: list = []
+
+
+def keep_alive(loader):
+    """Keep an ffcv Loader (or one of ours holding one) until the process ends, and return it.
+
+    Freed earlier, numba's finalizer of its compiled pipeline raises a (harmless, but loud)
+    KeyError; the benchmarks and checks make loaders in functions and let them go."""
+    _KEPT_LOADERS.append(loader)
+    return loader
+
 
 def keep_buffers_across_epochs(loader) -> None:
     """Make an ffcv Loader allocate its batch slots once, not every epoch.

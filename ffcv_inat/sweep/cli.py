@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .. import UserError
-from ..command_line import CONTEXT_SETTINGS, parse_int_list, report_user_errors
+from ..command_line import CONTEXT_SETTINGS, check_at_least, parse_int_list, report_user_errors
 from .executors import DEFAULT_ATTEMPTS, betons_to_verify, run_local
 from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
@@ -123,11 +123,9 @@ def run(plan_csv, executor, gpus_per_run, procs_per_run, attempts, only, verify_
         slurm_account, slurm_qos, slurm_constraint, gres, cpus_per_task, mem_gb, timeout_min, max_parallel,
         sbatch_lines, setup, no_wait, poll_seconds):
     """Run PLAN_CSV in dependency order, skipping runs that are already complete."""
-    for name, value in (("--procs-per-run", procs_per_run), ("--attempts", attempts),
-                        ("--cpus-per-task", cpus_per_task), ("--mem-gb", mem_gb), ("--timeout-min", timeout_min),
-                        ("--max-parallel", max_parallel)):
-        if value is not None and value < 1:
-            raise UserError(f"{name} must be at least 1, got {value}")
+    check_at_least(*((name, value, 1) for name, value in (
+        ("--procs-per-run", procs_per_run), ("--attempts", attempts), ("--cpus-per-task", cpus_per_task),
+        ("--mem-gb", mem_gb), ("--timeout-min", timeout_min), ("--max-parallel", max_parallel))))
     gpus_per_run = _gpus_per_run(gpus_per_run, gres)
     rows = read_plan(plan_csv)
     if only:

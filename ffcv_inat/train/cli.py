@@ -46,10 +46,8 @@ def _print_metrics(summary: dict) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option("--no-space-check", is_flag=True,
               help="Start even where the run dir's filesystem seems to lack room for two checkpoints.")
-@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
-              help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @report_user_errors
-def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_check, gpu_path_on_cpu):
+def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_check):
     """Train (pretrain, finetune, linear probe) as a recipe says; writes a run directory."""
     from ..config import load_config
 
@@ -61,7 +59,7 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_
                                             "model.init": init, "out": out})
     from .trainer import train  # torch and ffcv: after the config is known to be good
 
-    summary = train(cfg, resume=resume, space_check=not no_space_check, gpu_path_on_cpu=gpu_path_on_cpu)
+    summary = train(cfg, resume=resume, space_check=not no_space_check)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     click.echo(f"run dir: {summary['run_dir']}")
@@ -84,17 +82,13 @@ def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_
               help="Where JPEGs are decoded, as data.decode: cpu (loader workers), gpu (nvJPEG; workers copy "
                    "bytes), auto (gpu on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--gpu-path-on-cpu", is_flag=True, hidden=True,
-              help="Tests: let data.decode gpu run the GPU path's code on the CPU.")
 @report_user_errors
-def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, decode, as_json,
-             gpu_path_on_cpu):
+def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, device, precision, decode, as_json):
     """Top-1/top-5, per-class and per-supercategory accuracy of a checkpoint on a val beton."""
     from ..evaluation import evaluate_checkpoint
 
     summary = evaluate_checkpoint(checkpoint, val_beton, out, batch_size=batch_size, res=res, workers=workers,
-                                  tta_flip=tta_flip, device=device, precision=precision, decode=decode,
-                                  gpu_path_on_cpu=gpu_path_on_cpu)
+                                  tta_flip=tta_flip, device=device, precision=precision, decode=decode)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:

@@ -54,23 +54,21 @@ from ..schedule import lr_at, res_at
 from .step import TrainStep, make_optimizer
 
 
-def train(cfg: Config, *, resume: bool = False, space_check: bool = True, gpu_path_on_cpu: bool = False) -> dict:
+def train(cfg: Config, *, resume: bool = False, space_check: bool = True) -> dict:
     """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json).
-    `space_check`: refuse to start where the run dir has no room for two checkpoints.
-    `gpu_path_on_cpu`: let data.decode gpu run the GPU path's code on the CPU (for tests)."""
+    `space_check`: refuse to start where the run dir has no room for two checkpoints."""
     validate(cfg)
     info = setup(cfg.device)
     try:
-        return run_training(cfg, resume, info, space_check, gpu_path_on_cpu)
+        return run_training(cfg, resume, info, space_check)
     finally:
         teardown(info)
 
 
-def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = True,
-                 gpu_path_on_cpu: bool = False) -> dict:
+def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = True) -> dict:
     wall_start = time.perf_counter()
     # data.decode resolved once, before any file: gpu without CUDA is one line and no run dir.
-    decode = resolve_decode(cfg.data.decode, info.device, gpu_path_on_cpu=gpu_path_on_cpu)
+    decode = resolve_decode(cfg.data.decode, info.device)
     run_dir = prepare_run_dir(cfg, resume, info)
     done = read_summary(run_dir) if resume else None  # a corrupt summary.json: run (again) to the end
     if done is not None:
