@@ -9,13 +9,18 @@ APT_PACKAGES := libturbojpeg0-dev libopencv-dev pkg-config
 SLURM_PACKAGES := slurm-wlm munge
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup apt slurm-packages clean
+.PHONY: demo test lint setup apt slurm-packages clean
 
 demo: setup
 	$(BIN)/python -m ffcv_inat.demo --out demo_out
 
-test: setup slurm-packages
+# ruff (configured in pyproject.toml) first: a formatting or lint slip fails in seconds, not after pytest.
+test: setup slurm-packages lint
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 setup: $(STAMP)
 

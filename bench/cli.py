@@ -5,6 +5,7 @@ that holds its code, and `--help` shows them grouped so. Measurements append row
 ./bench/results/results.csv (or --results PATH, or $FFCV_INAT_BENCH_RESULTS) with the machine
 and versions they ran on; `ffcv-bench report` prints them and draws the plots.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,13 @@ from ffcv_inat.bench.throughput.commands import COMMANDS as THROUGHPUT
 
 @click.command(short_help="Every results row as a table, and the throughput plots.")
 @results_option(help="CSV to read.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the PNG plots. Default: beside the results CSV.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the PNG plots. Default: beside the results CSV.",
+)
 @click.option("--no-plots", is_flag=True, help="Only print the table.")
 @report_user_errors
 def report(results, out_dir, no_plots):
@@ -67,12 +73,14 @@ class SectionedGroup(click.Group):
         width = max(len(name) for _, listed in sections for name, _ in listed)
         for title, listed in sections:
             with formatter.section(title):
-                formatter.write_dl([(name.ljust(width), c.get_short_help_str(limit=formatter.width - width - 6))
-                                    for name, c in listed])
+                formatter.write_dl(
+                    [(name.ljust(width), c.get_short_help_str(limit=formatter.width - width - 6)) for name, c in listed]
+                )
 
 
-@click.group(cls=SectionedGroup, context_settings=CONTEXT_SETTINGS,
-             commands=[c for _, commands in SECTIONS for c in commands])
+@click.group(
+    cls=SectionedGroup, context_settings=CONTEXT_SETTINGS, commands=[c for _, commands in SECTIONS for c in commands]
+)
 def main():
     """Benchmarks, checks and their data: loader, model and end-to-end throughput, cost
     predictions, the GPU path's and the resume path's checks, and the results table.

@@ -7,6 +7,7 @@ every results row starts with) and the ways the bench names it, all from those f
 
 `env` is `environment()`'s dict or a results row (a dict or a pandas row with those columns).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -16,7 +17,15 @@ import socket
 from typing import Any, Mapping
 
 ENVIRONMENT_COLUMNS = [
-    "timestamp", "host", "cpu_count", "gpu", "gpu_count", "python", "torch", "torchvision", "ffcv",
+    "timestamp",
+    "host",
+    "cpu_count",
+    "gpu",
+    "gpu_count",
+    "python",
+    "torch",
+    "torchvision",
+    "ffcv",
 ]
 
 # Words of a GPU's name that say who made it or its product line, not which card it is.
@@ -74,8 +83,10 @@ def machine_name(env: Mapping) -> str:
 
 def describe_machine(env: Mapping) -> str:
     """Host, CPUs, GPU, the versions that matter and when: a report's machine line."""
-    return (f"{env['host']}, {env['cpu_count']} CPUs, GPU {env['gpu']}; torch {env['torch']}, "
-            f"torchvision {env['torchvision']}, ffcv {env['ffcv']}; {env['timestamp']}")
+    return (
+        f"{env['host']}, {env['cpu_count']} CPUs, GPU {env['gpu']}; torch {env['torch']}, "
+        f"torchvision {env['torchvision']}, ffcv {env['ffcv']}; {env['timestamp']}"
+    )
 
 
 def machine_label(env: Mapping) -> str:

@@ -1,6 +1,7 @@
 """What the `ffcv-bench` subcommands share on their command line: the results file, the decode
 paths, the command as recorded in every row, defaults taken from a settings dataclass, and
 writing rows."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -63,17 +64,32 @@ def command_line(ctx: click.Context) -> str:
 def results_option(fn=None, *, help: str = "CSV to append the rows to."):
     """--results PATH, default `default_results()` when the command runs (the working directory's,
     or $FFCV_INAT_BENCH_RESULTS)."""
+
     def decorate(f):
-        return click.option("--results", "results", type=click.Path(dir_okay=False), default=None,
-                            show_default=DEFAULT_RESULTS_SHOWN, help=help,
-                            callback=lambda ctx, param, v: str(v or default_results()))(f)
+        return click.option(
+            "--results",
+            "results",
+            type=click.Path(dir_okay=False),
+            default=None,
+            show_default=DEFAULT_RESULTS_SHOWN,
+            help=help,
+            callback=lambda ctx, param, v: str(v or default_results()),
+        )(f)
+
     return decorate(fn) if fn is not None else decorate
 
 
 def decode_option(default: str | None, help: str):
     """--decode: comma-separated or repeated values of DECODES."""
-    return click.option("--decode", "decode_opts", multiple=True, default=(default,) if default else (),
-                        show_default=default is not None, metavar="|".join(DECODES) + "[,...]", help=help)
+    return click.option(
+        "--decode",
+        "decode_opts",
+        multiple=True,
+        default=(default,) if default else (),
+        show_default=default is not None,
+        metavar="|".join(DECODES) + "[,...]",
+        help=help,
+    )
 
 
 def parse_decodes(values) -> list[str]:

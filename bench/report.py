@@ -1,4 +1,5 @@
 """Tables (text) and plots (PNG) of results rows."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def _num(v, fmt: str = ",.0f") -> str:
 
 
 def _spread(row: dict) -> str:
-    return (f"{_num(row['images_per_second'])} ({_num(row['images_per_second_min'])}-"
-            f"{_num(row['images_per_second_max'])})")
+    return (
+        f"{_num(row['images_per_second'])} ({_num(row['images_per_second_min'])}-{_num(row['images_per_second_max'])})"
+    )
 
 
 def _text_table(header: list[str], body: list[list[str]]) -> str:
@@ -61,9 +63,15 @@ def _with_cores(row) -> str:
 
 def describe_decode_counts(counts: dict) -> str:
     """The GPU path's DecodeCounts (as_dict, and first_failure where a batched call failed) in words."""
-    text = ", ".join(f"{counts.get(k, 0):,} {name}" for k, name in (
-        ("batched", "in the batched device call"), ("one_by_one", "one by one on the device"),
-        ("cpu", "on the CPU (JPEGs the device does not take)"), ("raw", "raw (stored as pixels)")))
+    text = ", ".join(
+        f"{counts.get(k, 0):,} {name}"
+        for k, name in (
+            ("batched", "in the batched device call"),
+            ("one_by_one", "one by one on the device"),
+            ("cpu", "on the CPU (JPEGs the device does not take)"),
+            ("raw", "raw (stored as pixels)"),
+        )
+    )
     if counts.get("first_failure"):
         text += f"; a batched call failed: {counts['first_failure']}"
     return text
@@ -91,13 +99,19 @@ def loader_table(rows: Iterable[dict]) -> str:
         cells = by_res[res]
         line = [str(res), *(_with_cores(cells[k]) if k in cells else "-" for k in decodes + peers)]
         if torch_:
-            line += [f"{float(cells[d]['ratio']):.2f}x" if d in cells and cells[d]["ratio"] not in (None, "")
-                     and not _nan(cells[d]["ratio"]) else "-" for d in decodes]
+            line += [
+                f"{float(cells[d]['ratio']):.2f}x"
+                if d in cells and cells[d]["ratio"] not in (None, "") and not _nan(cells[d]["ratio"])
+                else "-"
+                for d in decodes
+            ]
         body.append(line)
     first = rows[0] if rows else {}
-    title = (f"loader images/s, median (min-max) over {first.get('runs', '?')} measured rounds, and the CPU cores "
-             f"busy (median); batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, "
-             f"{first.get('cpu_count', '?')} CPUs, GPU {first.get('gpu', '?')}")
+    title = (
+        f"loader images/s, median (min-max) over {first.get('runs', '?')} measured rounds, and the CPU cores "
+        f"busy (median); batch {first.get('batch', '?')}, {first.get('workers', '?')} workers, "
+        f"{first.get('cpu_count', '?')} CPUs, GPU {first.get('gpu', '?')}"
+    )
     return title + "\n" + _text_table(header, body)
 
 
@@ -114,7 +128,8 @@ def decode_figures(rows: Iterable[dict], bench: str) -> dict[int, dict[str, Deco
             continue
         cores = _settings(r).get("cores_used")
         figures.setdefault(int(r["res"]), {})[decode_path(r)] = DecodeFigure(
-            float(r["images_per_second"]), None if cores is None else float(cores))
+            float(r["images_per_second"]), None if cores is None else float(cores)
+        )
     return figures
 
 
@@ -125,7 +140,8 @@ def decode_conclusion(rows: Iterable[dict]) -> list[str]:
     rows = list(rows)
     epoch, loader = decode_figures(rows, "epoch"), decode_figures(rows, "loader")
     verdict = decode_verdict(epoch, "end-to-end throughput") or decode_verdict(
-        loader, "loader throughput alone (no end-to-end figures)")
+        loader, "loader throughput alone (no end-to-end figures)"
+    )
     lines = [f"decode verdict: {verdict}"] if verdict else []
     if any("gpu" in f for f in loader.values()):
         target = target_verdict(loader)
@@ -146,17 +162,47 @@ def _latest_runs(rows: list[dict], bench: str) -> list[dict]:
 
 
 def model_table(rows: Iterable[dict]) -> str:
-    body = [[str(r["res"]), str(r["batch"]), str(r["precision"]), str(r["channels_last"]), str(r["compile"]),
-             _spread(r), _num(r["ms_per_step"], ",.1f"), f"{_num(r['peak_memory_mb'])} ({r['memory_kind']})"]
-            for r in rows]
+    body = [
+        [
+            str(r["res"]),
+            str(r["batch"]),
+            str(r["precision"]),
+            str(r["channels_last"]),
+            str(r["compile"]),
+            _spread(r),
+            _num(r["ms_per_step"], ",.1f"),
+            f"{_num(r['peak_memory_mb'])} ({r['memory_kind']})",
+        ]
+        for r in rows
+    ]
     return "ResNet-50 train step on synthetic device tensors\n" + _text_table(
-        ["res", "batch", "precision", "channels_last", "compile", "img/s (min-max)", "ms/step", "peak MB"], body)
+        ["res", "batch", "precision", "channels_last", "compile", "img/s (min-max)", "ms/step", "peak MB"], body
+    )
 
 
-REPORT_COLUMNS = ["timestamp", "host", "cpu_count", "gpu", "bench", "pipeline", "res", "batch", "workers",
-                  "precision", "channels_last", "compile", "images_per_second", "images_per_second_min",
-                  "images_per_second_max", "runs", "ms_per_step", "peak_memory_mb", "epoch_seconds", "extrapolated",
-                  "ratio"]
+REPORT_COLUMNS = [
+    "timestamp",
+    "host",
+    "cpu_count",
+    "gpu",
+    "bench",
+    "pipeline",
+    "res",
+    "batch",
+    "workers",
+    "precision",
+    "channels_last",
+    "compile",
+    "images_per_second",
+    "images_per_second_min",
+    "images_per_second_max",
+    "runs",
+    "ms_per_step",
+    "peak_memory_mb",
+    "epoch_seconds",
+    "extrapolated",
+    "ratio",
+]
 
 
 def _cell(fmt: str):
@@ -167,6 +213,7 @@ def _cell(fmt: str):
             return format(float(v), fmt)
         except (TypeError, ValueError):
             return str(v)
+
     return f
 
 
@@ -179,10 +226,15 @@ def results_table(df) -> str:
     view["of_ceiling"] = [_ceiling_share(r) for r in records]  # loader rows: share of this machine's ceiling
     view["timestamp"] = view["timestamp"].astype(str).str.slice(0, 16)
     whole = {c: _cell(".0f") for c in ("cpu_count", "res", "batch", "workers", "runs", "peak_memory_mb")}
-    figures = {c: _cell(",.1f") for c in ("images_per_second", "images_per_second_min", "images_per_second_max",
-                                           "ms_per_step", "epoch_seconds")}
-    text = view.astype(object).where(view.notna(), "").to_string(
-        index=False, formatters={**whole, **figures, "ratio": _cell(".2f")})
+    figures = {
+        c: _cell(",.1f")
+        for c in ("images_per_second", "images_per_second_min", "images_per_second_max", "ms_per_step", "epoch_seconds")
+    }
+    text = (
+        view.astype(object)
+        .where(view.notna(), "")
+        .to_string(index=False, formatters={**whole, **figures, "ratio": _cell(".2f")})
+    )
     verdicts = df[df["verdict"].notna() & (df["verdict"].astype(str) != "")]
     for _, r in verdicts.iterrows():
         text += f"\n{str(r['timestamp'])[:16]} {r['host']} ({r['gpu']}): {r['verdict']}"
@@ -228,15 +280,28 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
     if len(loader):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (machine, images, pipeline, crop, decode, batch, workers), g in loader.groupby(
-                ["machine", "images", "pipeline", "crop", "decode", "batch", "workers"]):
+            ["machine", "images", "pipeline", "crop", "decode", "batch", "workers"]
+        ):
             g = g.sort_values("res")
-            err = [g["images_per_second"] - g["images_per_second_min"], g["images_per_second_max"] - g["images_per_second"]]
-            ax.errorbar(g["res"], g["images_per_second"], yerr=err, marker="o", capsize=3,
-                        linestyle="-" if pipeline == "ffcv" else "--",
-                        label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, {images}, batch {batch}, "
-                              f"{workers} workers")
-        ax.set(xlabel="resolution (px)", ylabel="images/s (median, min-max bars)",
-               title="Training data pipeline throughput: FFCV vs PyTorch ImageFolder")
+            err = [
+                g["images_per_second"] - g["images_per_second_min"],
+                g["images_per_second_max"] - g["images_per_second"],
+            ]
+            ax.errorbar(
+                g["res"],
+                g["images_per_second"],
+                yerr=err,
+                marker="o",
+                capsize=3,
+                linestyle="-" if pipeline == "ffcv" else "--",
+                label=f"{pipeline} ({crop} crop, {decode} decode): {machine}, {images}, batch {batch}, "
+                f"{workers} workers",
+            )
+        ax.set(
+            xlabel="resolution (px)",
+            ylabel="images/s (median, min-max bars)",
+            title="Training data pipeline throughput: FFCV vs PyTorch ImageFolder",
+        )
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -246,14 +311,18 @@ def draw_plots(df, out_dir: str | Path) -> list[Path]:
     if len(model):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (machine, batch, precision, cl, comp), g in model.groupby(
-                ["machine", "batch", "precision", "channels_last", "compile"]):
+            ["machine", "batch", "precision", "channels_last", "compile"]
+        ):
             g = g.sort_values("res")
             flags = ", ".join(f for f, on in (("channels-last", cl), ("compile", comp)) if str(on) == "True")
-            ax.plot(g["res"], g["images_per_second"], marker="o",
-                    label=f"{machine}, batch {batch}, {precision}" + (f", {flags}" if flags else ""))
+            ax.plot(
+                g["res"],
+                g["images_per_second"],
+                marker="o",
+                label=f"{machine}, batch {batch}, {precision}" + (f", {flags}" if flags else ""),
+            )
         ax.set(xlabel="resolution (px)", ylabel="images/s", title="ResNet-50 training step (synthetic tensors)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         written.append(save_png(fig, out_dir / "model_throughput.png"))
     return written
-

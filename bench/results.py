@@ -3,6 +3,7 @@
 Every row carries the same columns (so pandas reads the file as one table across machines
 and months); settings that only some benches have go into the JSON `settings` column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,11 +29,23 @@ MEASUREMENT_COLUMNS = [
     "bench",  # loader | model | epoch
     "pipeline",  # ffcv | dali | pytorch | model | trainer
     "command",
-    "res", "batch", "workers", "precision", "channels_last", "compile",
+    "res",
+    "batch",
+    "workers",
+    "precision",
+    "channels_last",
+    "compile",
     "images_per_second",  # median over measured epochs (loader) / all measured steps (model)
-    "images_per_second_min", "images_per_second_max", "runs",
-    "ms_per_step", "peak_memory_mb", "memory_kind",
-    "epoch_seconds", "extrapolated", "ratio", "verdict",
+    "images_per_second_min",
+    "images_per_second_max",
+    "runs",
+    "ms_per_step",
+    "peak_memory_mb",
+    "memory_kind",
+    "epoch_seconds",
+    "extrapolated",
+    "ratio",
+    "verdict",
     "settings",  # JSON: everything else needed to reproduce the measurement
 ]
 COLUMNS = ENVIRONMENT_COLUMNS + MEASUREMENT_COLUMNS
@@ -65,6 +78,7 @@ class ResultRow:
     others are the row's `settings` (JSON), where a field left None is not written. The schema
     of each bench's row lives beside the bench that makes it (throughput/loader.py,
     throughput/model.py, throughput/epoch.py); this module writes and reads them."""
+
     BENCH: ClassVar[str]
 
 
@@ -102,16 +116,21 @@ def read_rows(df, cls: type[R]) -> list[R]:
     return [from_record(cls, r) for r in df[df["bench"] == cls.BENCH].to_dict("records")]
 
 
-def make_row(bench: str, pipeline: str, command: str, settings: dict[str, Any] | None = None,
-             env: dict[str, Any] | None = None, **figures: Any) -> dict[str, Any]:
+def make_row(
+    bench: str,
+    pipeline: str,
+    command: str,
+    settings: dict[str, Any] | None = None,
+    env: dict[str, Any] | None = None,
+    **figures: Any,
+) -> dict[str, Any]:
     """A full row: environment + the given figures; columns not given are left empty."""
     unknown = set(figures) - set(MEASUREMENT_COLUMNS)
     if unknown:
         raise ValueError(f"not results columns: {sorted(unknown)}")
     row = dict.fromkeys(COLUMNS, "")
     row.update(env if env is not None else environment())
-    row.update(bench=bench, pipeline=pipeline, command=command,
-               settings=json.dumps(settings or {}, sort_keys=True))
+    row.update(bench=bench, pipeline=pipeline, command=command, settings=json.dumps(settings or {}, sort_keys=True))
     row.update({k: v for k, v in figures.items() if v is not None})
     for k, v in row.items():
         if isinstance(v, float):

@@ -1,4 +1,5 @@
 """The arithmetic of the bench suite, as pure functions so tests can pin it on given numbers."""
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,13 @@ class Verdict:
     text: str
 
 
-def bottleneck_verdict(end_to_end: float, loader_only: float, model_only: float, device: str = "GPU",
-                       tolerance: float = COMPUTE_BOUND_TOLERANCE) -> Verdict:
+def bottleneck_verdict(
+    end_to_end: float,
+    loader_only: float,
+    model_only: float,
+    device: str = "GPU",
+    tolerance: float = COMPUTE_BOUND_TOLERANCE,
+) -> Verdict:
     """Where the time goes, from three throughputs (images/s) at the same settings.
 
     The model alone is the best training can do; the share of it lost end to end is the
@@ -85,15 +91,23 @@ def bottleneck_verdict(end_to_end: float, loader_only: float, model_only: float,
             raise ValueError(f"{name} throughput must be positive, got {v}")
     lost = max(0.0, 1.0 - end_to_end / model_only)
     pct = 100.0 * lost
-    figures = (f"end to end {end_to_end:.1f} img/s, loader alone {loader_only:.1f} img/s, "
-               f"model alone {model_only:.1f} img/s")
+    figures = (
+        f"end to end {end_to_end:.1f} img/s, loader alone {loader_only:.1f} img/s, model alone {model_only:.1f} img/s"
+    )
     if lost <= tolerance:
-        return Verdict("compute", pct, f"the {device} is the limit: end to end runs at "
-                                       f"{100 - pct:.0f}% of model-only speed ({figures})")
+        return Verdict(
+            "compute",
+            pct,
+            f"the {device} is the limit: end to end runs at {100 - pct:.0f}% of model-only speed ({figures})",
+        )
     if loader_only < model_only:
         return Verdict("data", pct, f"data loading limits you by {pct:.0f}% ({figures})")
-    return Verdict("overhead", pct, f"neither part alone explains it: you lose {pct:.0f}% to running "
-                                    f"them together (syncs, contention for CPU cores) ({figures})")
+    return Verdict(
+        "overhead",
+        pct,
+        f"neither part alone explains it: you lose {pct:.0f}% to running "
+        f"them together (syncs, contention for CPU cores) ({figures})",
+    )
 
 
 @dataclass(frozen=True)
@@ -126,8 +140,9 @@ def predict_cost(epochs: int, images_per_epoch: int, images_per_second: float, g
         raise ValueError(f"images/s must be positive, got {images_per_second}")
     if gpus < 1:
         raise ValueError(f"gpus must be at least 1, got {gpus}")
-    return CostPrediction(epochs, images_per_epoch, images_per_second, gpus,
-                          epochs * images_per_epoch / images_per_second)
+    return CostPrediction(
+        epochs, images_per_epoch, images_per_second, gpus, epochs * images_per_epoch / images_per_second
+    )
 
 
 def cores_used(cpu_seconds: float, wall_seconds: float) -> float:
@@ -152,6 +167,7 @@ DECODE_ORDER = ("cpu", "gpu")
 @dataclass(frozen=True)
 class DecodeFigure:
     """One decode path's throughput at one resolution, and the CPU cores it used (None: not measured)."""
+
     images_per_second: float
     cores: float | None = None
 
@@ -166,8 +182,9 @@ def ordered_decodes(decodes) -> list[str]:
     return sorted(decodes, key=lambda d: (DECODE_ORDER.index(d) if d in DECODE_ORDER else len(DECODE_ORDER), d))
 
 
-def decode_verdict(figures: dict[int, dict[str, DecodeFigure]], basis: str,
-                   tolerance: float = DECODE_TIE_TOLERANCE) -> str | None:
+def decode_verdict(
+    figures: dict[int, dict[str, DecodeFigure]], basis: str, tolerance: float = DECODE_TIE_TOLERANCE
+) -> str | None:
     """Which decode path ("cpu", "gpu") to use on the machine that measured `figures`
     ({res: {decode: figure}}), judged by `basis` ("end to end", or "the loader alone" when only
     loader figures exist), with the numbers. Resolutions with one path only are left out; None
@@ -187,11 +204,13 @@ def decode_verdict(figures: dict[int, dict[str, DecodeFigure]], basis: str,
     decided = {w for w in winners.values() if w is not None}
     if len(decided) > 1:
         per_res = ", ".join(f"{w or 'tie'} at res {res}" for res, w in winners.items())
-        return (f"no single faster decode path by {basis} ({per_res}): use the faster one at your training "
-                f"resolution {numbers}")
+        return (
+            f"no single faster decode path by {basis} ({per_res}): use the faster one at your training "
+            f"resolution {numbers}"
+        )
     if decided:
         (best,) = decided
-        how = ("faster" if None not in winners.values() else f"faster or within {100 * tolerance:.0f}%")
+        how = "faster" if None not in winners.values() else f"faster or within {100 * tolerance:.0f}%"
         where = "at every resolution" if len(compared) > 1 else f"at res {next(iter(compared))}"
         return f"use decode {best} on this machine: by {basis} it is {how} {where} {numbers}"
     cores: dict[str, list[float]] = {}
@@ -206,8 +225,12 @@ def decode_verdict(figures: dict[int, dict[str, DecodeFigure]], basis: str,
     return f"either decode path: by {basis} they are within {100 * tolerance:.0f}% (noise){lighter} {numbers}"
 
 
-def target_verdict(figures: dict[int, dict[str, DecodeFigure]], images_per_second: float = TARGET_IMAGES_PER_SECOND,
-                   res: int = TARGET_RES, cores: float = TARGET_CORES) -> str | None:
+def target_verdict(
+    figures: dict[int, dict[str, DecodeFigure]],
+    images_per_second: float = TARGET_IMAGES_PER_SECOND,
+    res: int = TARGET_RES,
+    cores: float = TARGET_CORES,
+) -> str | None:
     """Whether each decode path meets the GPU data path's goal (at least `images_per_second` at
     `res` px on at most `cores` CPU cores), from loader figures; None without figures at `res`."""
     at = figures.get(res)
@@ -229,7 +252,9 @@ def ceiling_sentence(rate: float, decode_resize: Spread, decode: Spread, threads
     the fraction of decode + resize it reaches, and what decode alone would give."""
     if decode_resize.median <= 0 or decode.median <= 0:
         raise ValueError("ceiling rates must be positive")
-    return (f"{rate:,.0f} img/s = {100 * rate / decode_resize.median:.0f}% of this machine's decode + resize "
-            f"ceiling ({decode_resize.median:,.0f} img/s, spread {spread_factor(decode_resize):.2f}x, "
-            f"{threads} thread{'s' if threads != 1 else ''}); decode alone would be {decode.median:,.0f} img/s "
-            f"({decode.median / decode_resize.median:.2f}x decode + resize)")
+    return (
+        f"{rate:,.0f} img/s = {100 * rate / decode_resize.median:.0f}% of this machine's decode + resize "
+        f"ceiling ({decode_resize.median:,.0f} img/s, spread {spread_factor(decode_resize):.2f}x, "
+        f"{threads} thread{'s' if threads != 1 else ''}); decode alone would be {decode.median:,.0f} img/s "
+        f"({decode.median / decode_resize.median:.2f}x decode + resize)"
+    )

@@ -9,6 +9,7 @@ A full disk (or quota) while writing is one line, `DiskFull`, naming the final p
 the file needed and the room left on its filesystem; the temporaries are removed first, so
 the previous version of the file (last checkpoint, beton, summary) stays as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -124,8 +125,7 @@ class DiskFull(UserError):
 
     kind = "disk_full"
 
-    def __init__(self, path: str | Path, needed: int | None, at_least: int = 0, estimate: str = "",
-                 override: str = ""):
+    def __init__(self, path: str | Path, needed: int | None, at_least: int = 0, estimate: str = "", override: str = ""):
         path = Path(path)
         folder = path.parent if path.parent.exists() else mount_of(path)
         self.path, self.needed, self.free = path, needed, free_bytes(folder)

@@ -4,6 +4,7 @@ An ffcv-train checkpoint is a dict with FORMAT under "format", the model's state
 "model" and the training state (optimizer, scaler, epoch, RNG states, log history, config
 as YAML text) beside it. Plain torchvision state_dicts are accepted wherever weights are read.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -48,8 +49,9 @@ def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
     has stepped; a restored optimiser has them already)."""
     if optimizer.state:
         return tensor_bytes(model.state_dict()) + tensor_bytes(optimizer.state_dict())
-    momentum = sum(p.numel() * p.element_size() for g in optimizer.param_groups if g.get("momentum")
-                   for p in g["params"])
+    momentum = sum(
+        p.numel() * p.element_size() for g in optimizer.param_groups if g.get("momentum") for p in g["params"]
+    )
     return tensor_bytes(model.state_dict()) + momentum
 
 
@@ -61,7 +63,7 @@ def load_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        blocked = [l.strip() for l in str(e).splitlines() if "GLOBAL" in l]
+        blocked = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
         if blocked:
             raise UserError(
                 f"{path}: refused to load: it holds objects other than tensors and plain data, "
@@ -80,7 +82,7 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             changed = False
             for p in _WRAPPER_PREFIXES:
                 if k.startswith(p):
-                    k, changed = k[len(p):], True
+                    k, changed = k[len(p) :], True
         out[k] = v
     return out
 

@@ -3,6 +3,7 @@
 Everything here is a pure function of its arguments, so the same (subset, k, seed) gives
 the same classes on every machine, for every split and every Python/NumPy version.
 """
+
 from __future__ import annotations
 
 import csv
@@ -103,4 +104,3 @@ def select_classes(subset: str, k: int | None = None, seed: int = 0) -> list[str
 def subset_label(subset: str, k: int | None) -> str:
     """Short display name: A, NA, all, R-100, NA-300."""
     return subset if k is None else f"{subset}-{k}"
-

@@ -1,6 +1,7 @@
 """What every command line of the toolkit shares: click's settings, bad input reported as one
 line with a nonzero exit and no traceback, list options parsed, and a command run as its own
 process (the demos' steps)."""
+
 from __future__ import annotations
 
 import functools
@@ -19,6 +20,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 def report_user_errors(fn):
     """UserError -> its one line and exit 1; SIGTERM -> exit 143; both recorded for a sweep
     (failures.record_failure) with their kind."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -59,4 +61,3 @@ def check_at_least(*checks: tuple[str, float | None, float]) -> None:
     for name, value, least in checks:
         if value is not None and value < least:
             raise UserError(f"{name} must be at least {least}, got {value}")
-

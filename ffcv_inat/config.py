@@ -10,6 +10,7 @@ errors are four lines each (message, full_key, reference_type, object_type) that
 translate back to one, and it coerces strings ("yes" -> True, "5" -> 5) that we refuse as
 typos; the module would shrink by about a fifth for a new dependency and looser checks.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,7 @@ import yaml
 
 from . import UserError
 from .environment import PRECISIONS
-from .loader.constants import CROPS, DECODES
+from .loader import CROPS, DECODES
 
 # A recipe value that the user must supply (OmegaConf's convention), e.g. `init: ???`.
 REQUIRED = "???"
@@ -310,8 +311,11 @@ def require_filled(cfg: Config, source: str) -> None:
             if dataclasses.is_dataclass(v):
                 walk(v, f"{prefix}{f.name}.")
             elif v == REQUIRED:
-                hint = {"model.init": " (pass --init CKPT)", "data.train": " (pass --train B.beton)",
-                        "data.val": " (pass --val B.beton)"}.get(prefix + f.name, "")
+                hint = {
+                    "model.init": " (pass --init CKPT)",
+                    "data.train": " (pass --train B.beton)",
+                    "data.val": " (pass --val B.beton)",
+                }.get(prefix + f.name, "")
                 raise UserError(f"{source}: {prefix}{f.name} is required{hint}")
 
     walk(cfg, "")

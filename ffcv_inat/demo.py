@@ -12,6 +12,7 @@
 Steps 3-5 run the commands (`ffcv-train`, `ffcv-bench`, `ffcv-sweep`, `ffcv-analyze`) as
 separate processes, exactly as a user would.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -38,9 +39,17 @@ def write_demo_betons(data: Path, betons: Path, workers: int) -> pd.DataFrame:
     from .writers.inat import write_inat_mini_a
 
     opts = WriteOptions(max_res=64, workers=workers)
-    jobs = [("imagenet", s, k, split) for s, k, split in
-            [("all", None, "train"), ("A", None, "train"), ("A", None, "val"), ("NA", None, "train"),
-             ("NA", 100, "train"), ("R", 50, "train")]]
+    jobs = [
+        ("imagenet", s, k, split)
+        for s, k, split in [
+            ("all", None, "train"),
+            ("A", None, "train"),
+            ("A", None, "val"),
+            ("NA", None, "train"),
+            ("NA", 100, "train"),
+            ("R", 50, "train"),
+        ]
+    ]
     jobs += [("inat-mini-a", None, None, split) for split in ("train", "eval", "val")]
     rows = []
     for dataset, subset, k, split in jobs:
@@ -55,9 +64,16 @@ def write_demo_betons(data: Path, betons: Path, workers: int) -> pd.DataFrame:
             start = time.perf_counter()
             m = write_inat_mini_a(data / "inat2021", split, out, opts, per_class=6, overwrite=True)
         seconds = time.perf_counter() - start
-        rows.append({"beton": out.name, "classes": m.num_classes, "images": m.num_images,
-                     "skipped": len(m.skipped), "MB": round(out.stat().st_size / 1e6, 1),
-                     "images/s written": round(m.num_images / seconds)})
+        rows.append(
+            {
+                "beton": out.name,
+                "classes": m.num_classes,
+                "images": m.num_images,
+                "skipped": len(m.skipped),
+                "MB": round(out.stat().st_size / 1e6, 1),
+                "images/s written": round(m.num_images / seconds),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -82,17 +98,51 @@ def main(out, workers):
     py = sys.executable
     click.secho("\n== 3. ffcv-train: pretrain on A -> finetune on iNat-Mini-A vs from scratch", bold=True)
     run_step([py, "-m", "ffcv_inat.train.demo", str(out / "train"), "--workers", str(workers)])
-    click.secho("\n== 4. ffcv-bench loader: ffcv vs DALI (when installed) and torchvision ImageFolder + DataLoader", bold=True)
-    run_step([py, "-m", "ffcv_inat.bench.cli", "loader", "--images", str(out / "data" / "imagenet" / "train"),
-           "--beton", str(out / "betons" / "imagenet_all_train.beton"), "--res", "32,64", "--workers",
-           str(workers), "--batch", "64", "--epochs", "2", "--warmup", "1", "--min-seconds", "1",  # short rounds: a demo
-           "--results", str(out / "bench.csv")])
+    click.secho(
+        "\n== 4. ffcv-bench loader: ffcv vs DALI (when installed) and torchvision ImageFolder + DataLoader", bold=True
+    )
+    run_step(
+        [
+            py,
+            "-m",
+            "ffcv_inat.bench.cli",
+            "loader",
+            "--images",
+            str(out / "data" / "imagenet" / "train"),
+            "--beton",
+            str(out / "betons" / "imagenet_all_train.beton"),
+            "--res",
+            "32,64",
+            "--workers",
+            str(workers),
+            "--batch",
+            "64",
+            "--epochs",
+            "2",
+            "--warmup",
+            "1",
+            "--min-seconds",
+            "1",  # short rounds: a demo
+            "--results",
+            str(out / "bench.csv"),
+        ]
+    )
     click.secho("\n== 5. ffcv-sweep smoke grid -> ffcv-analyze: the paper's findings and figures", bold=True)
     sweep = out / "sweep"
     run_step([py, "-m", "ffcv_inat.sweep.cli", "plan", "--grid", "smoke", "--out", str(sweep / "plan.csv")])
     run_step([py, "-m", "ffcv_inat.sweep.cli", "run", str(sweep / "plan.csv")])
-    run_step([py, "-m", "ffcv_inat.analyze.cli", str(sweep / "runs"), "--out", str(sweep / "figures"),
-           "--caption", SMOKE_CAPTION])
+    run_step(
+        [
+            py,
+            "-m",
+            "ffcv_inat.analyze.cli",
+            str(sweep / "runs"),
+            "--out",
+            str(sweep / "figures"),
+            "--caption",
+            SMOKE_CAPTION,
+        ]
+    )
     click.secho(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; outputs in {out}/", bold=True)
 
 

@@ -3,6 +3,7 @@
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; we join the process group (NCCL on GPUs,
 gloo on CPU), split the recipe's global batch evenly and let only rank 0 write files.
 """
+
 from __future__ import annotations
 
 import os

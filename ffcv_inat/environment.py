@@ -3,6 +3,7 @@
 Used by the trainer (summary.json), the bench (results rows) and the commands that pick a
 device or a worker count, so that every file says the same thing the same way.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,13 @@ def versions() -> dict[str, str | None]:
     import torch
 
     return {
-        "ffcv_inat": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": package_version("torchvision"), "ffcv": package_version("ffcv"),
-        "numpy": np.__version__, "cuda": torch.version.cuda,
+        "ffcv_inat": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": package_version("torchvision"),
+        "ffcv": package_version("ffcv"),
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda,
         "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
     }
 

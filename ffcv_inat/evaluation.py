@@ -3,6 +3,7 @@
 `evaluate` runs the model; `write_results` writes per_class.csv and summary.json (the file
 whose presence means a run is complete); `evaluate_checkpoint` is `ffcv-train eval`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,14 +48,25 @@ class EvalResult:
     def summary(self, manifest: Manifest) -> dict:
         """The metrics as summary.json states them."""
         return {
-            "top1": self.top1, "top5": self.top5, "loss": self.loss, "eval_images": self.images,
+            "top1": self.top1,
+            "top5": self.top5,
+            "loss": self.loss,
+            "eval_images": self.images,
             "per_supercategory": self.per_supercategory(manifest),
         }
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: AnyLoader, num_classes: int, info: DistInfo, *,
-             total_images: int, precision: str = "fp32", tta_flip: bool = False) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    loader: AnyLoader,
+    num_classes: int,
+    info: DistInfo,
+    *,
+    total_images: int,
+    precision: str = "fp32",
+    tta_flip: bool = False,
+) -> EvalResult:
     """Top-1/top-5/loss and per-class counts over the whole val beton, summed over processes.
 
     ffcv's distributed sequential order pads the last round with repeats of the first images
@@ -93,8 +105,12 @@ def evaluate(model: nn.Module, loader: AnyLoader, num_classes: int, info: DistIn
     if n == 0:
         raise UserError("the val beton has no images")
     return EvalResult(
-        images=n, top1=int(topk[0]) / n, top5=int(topk[1]) / n, loss=float(loss_sum) / n,
-        per_class_images=counts[0].tolist(), per_class_correct=counts[1].tolist(),
+        images=n,
+        top1=int(topk[0]) / n,
+        top5=int(topk[1]) / n,
+        loss=float(loss_sum) / n,
+        per_class_images=counts[0].tolist(),
+        per_class_correct=counts[1].tolist(),
     )
 
 
@@ -115,9 +131,19 @@ def write_results(out_dir: Path, manifest: Manifest, result: EvalResult | None, 
         tmp_summary.write_text(json.dumps(summary, indent=1) + "\n")
 
 
-def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path | None = None, *,
-                        batch_size: int = 256, res: int | None = None, workers: int = 0, tta_flip: bool = False,
-                        device: str = "auto", precision: str = "bf16", decode: str = "cpu") -> dict:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    val: str | Path,
+    out: str | Path | None = None,
+    *,
+    batch_size: int = 256,
+    res: int | None = None,
+    workers: int = 0,
+    tta_flip: bool = False,
+    device: str = "auto",
+    precision: str = "bf16",
+    decode: str = "cpu",
+) -> dict:
     """Evaluate an ffcv-train checkpoint or torchvision state_dict on a val beton.
 
     res defaults to the checkpoint's data.val_res (224 for a plain state_dict). With `out`,
@@ -148,17 +174,34 @@ def evaluate_checkpoint(checkpoint: str | Path, val: str | Path, out: str | Path
         model = model.to(info.device, memory_format=torch.channels_last)
         res = res or (trained.data.val_res if trained else 224)
         ran = run_precision(precision, info.device)
-        loader = make_loader(val, batch_size=per_process_batch(batch_size, info.world_size), res=res, train=False,
-                             device=info.device, workers=workers, distributed=info.distributed, decode=decode,
-                             dtype=input_dtype(ran), manifest=manifest)
-        result = evaluate(model, loader, num_classes, info, total_images=manifest.num_images, precision=ran,
-                          tta_flip=tta_flip)
+        loader = make_loader(
+            val,
+            batch_size=per_process_batch(batch_size, info.world_size),
+            res=res,
+            train=False,
+            device=info.device,
+            workers=workers,
+            distributed=info.distributed,
+            decode=decode,
+            dtype=input_dtype(ran),
+            manifest=manifest,
+        )
+        result = evaluate(
+            model, loader, num_classes, info, total_images=manifest.num_images, precision=ran, tta_flip=tta_flip
+        )
         summary = {
-            "checkpoint": checkpoint, "val_beton": val, "num_classes": num_classes, "res": res,
-            "tta_flip": tta_flip, "recipe": trained.recipe if trained else None,
+            "checkpoint": checkpoint,
+            "val_beton": val,
+            "num_classes": num_classes,
+            "res": res,
+            "tta_flip": tta_flip,
+            "recipe": trained.recipe if trained else None,
             **result.summary(manifest),
-            "wall_seconds": time.perf_counter() - wall_start, "device": device_name(info.device, info.world_size),
-            "precision": ran, "decode": decode, "versions": versions(),
+            "wall_seconds": time.perf_counter() - wall_start,
+            "device": device_name(info.device, info.world_size),
+            "precision": ran,
+            "decode": decode,
+            "versions": versions(),
         }
         if out_dir is not None and info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ row's error.json (the run dir of a training run) and reads it after a failed att
 permanent kind is not retried: the same inputs and settings fail the same way. A failure that
 leaves no record (killed, a node failure, a crash with a traceback) is retried as before.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,14 +83,22 @@ def read_failure(path: str | Path) -> dict | None:
     return record
 
 
-def out_of_memory_line(batch: tuple[str, int], res: tuple[str, int], world_size: int, precision: str,
-                       peak_mb: float | None, total_mb: float | None) -> str:
+def out_of_memory_line(
+    batch: tuple[str, int],
+    res: tuple[str, int],
+    world_size: int,
+    precision: str,
+    peak_mb: float | None,
+    total_mb: float | None,
+) -> str:
     """The one line for a step that ran out of GPU memory, with what to change: `batch` and
     `res` are (config key, value), e.g. ("data.batch_size", 256) and ("data.res", 224)."""
     (batch_key, batch_size), (res_key, res_value) = batch, res
     per_process = f" ({batch_size // world_size} per GPU)" if world_size > 1 else ""
     peak = "peak unknown" if peak_mb is None else f"peak {peak_mb:,.0f} MB"
     of = "" if total_mb is None else f" of {total_mb:,.0f} MB"
-    return (f"out of GPU memory at {batch_key} {batch_size}{per_process}, {res_key} {res_value}, precision "
-            f"{precision} ({peak}{of}): lower {batch_key} (e.g. --set {batch_key}={max(1, batch_size // 2)}) "
-            f"or {res_key}")
+    return (
+        f"out of GPU memory at {batch_key} {batch_size}{per_process}, {res_key} {res_value}, precision "
+        f"{precision} ({peak}{of}): lower {batch_key} (e.g. --set {batch_key}={max(1, batch_size // 2)}) "
+        f"or {res_key}"
+    )

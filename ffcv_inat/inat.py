@@ -3,6 +3,7 @@
 The dataset's JSON files follow COCO (`images`, `annotations`, `categories`). Pure functions
 over the parsed JSON, so the split logic is tested without images.
 """
+
 from __future__ import annotations
 
 import json

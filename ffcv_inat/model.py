@@ -4,6 +4,7 @@ BlurPool keeps the parameter names of the plain network (the blur filter is a
 non-persistent buffer), so checkpoints move freely between BlurPool and plain models and
 torchvision state_dicts load into either.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,15 @@ class BlurConv2d(nn.Conv2d):
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
         )
         self.weight = conv.weight
         self.bias = conv.bias
@@ -41,8 +49,9 @@ def add_blurpool(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_model(num_classes: int, *, blurpool: bool = False, channels_last: bool = False,
-                zero_init_residual: bool = False) -> nn.Module:
+def build_model(
+    num_classes: int, *, blurpool: bool = False, channels_last: bool = False, zero_init_residual: bool = False
+) -> nn.Module:
     """torchvision ResNet-50 from random init with a `num_classes` head."""
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
     if blurpool:

@@ -1,4 +1,5 @@
 """Writing matplotlib figures to PNG files: headless (Agg) and atomic, for every command that plots."""
+
 from __future__ import annotations
 
 from pathlib import Path

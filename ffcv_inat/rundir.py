@@ -12,6 +12,7 @@ done; a file that cannot be read, is not JSON (corrupt, or cut short by a copy) 
 final metrics also means not done, and is reported once per path and process on stderr
 instead of aborting the command.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ PER_CLASS = "per_class.csv"
 SUMMARY = "summary.json"
 # Keys without which a summary.json is not a finished run's (the trainer writes them last).
 SUMMARY_REQUIRED = ("top1",)
+
 
 def checkpoint_of(run_dir: str | Path) -> Path:
     """RUN_DIR/checkpoints/last.pt: what a finetune or probe takes as `--init`."""

@@ -3,6 +3,7 @@
 The trainer sets the LR before every step from `lr_at`, so a resumed run follows exactly the
 same curve as an uninterrupted one, and tests can pin the value at any point.
 """
+
 from __future__ import annotations
 
 from .config import ProgressiveConfig, ScheduleConfig

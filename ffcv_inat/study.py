@@ -1,13 +1,13 @@
 """The study's facts, in one place: class-set sizes, the three curve families, the downstream
 targets. The sweep's plan (`sweep/plan.py`) and the analysis (`analyze/`) both read them here.
 """
+
 from __future__ import annotations
 
 from .classes import NUM_ANIMAL_CLASSES, NUM_IMAGENET_CLASSES
 
 # Classes of each full pretraining subset: A = the animal classes, NA = the rest, all = ImageNet.
-FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES,
-             "all": NUM_IMAGENET_CLASSES}
+FULL_SIZE = {"A": NUM_ANIMAL_CLASSES, "NA": NUM_IMAGENET_CLASSES - NUM_ANIMAL_CLASSES, "all": NUM_IMAGENET_CLASSES}
 # Family (a curve of the paper's Figures 3, 4, 6) -> the full subset that ends it. R-k draws
 # from all 1,000 classes, so R's end point is "all" (R-1000 would be the same class set).
 FAMILY_END = {"A": "A", "NA": "NA", "R": "all"}

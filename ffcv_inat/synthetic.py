@@ -13,6 +13,7 @@ grid each take a named preset of STUDY_PRESETS, which are the only place their s
 
     python -m ffcv_inat.synthetic OUT_DIR [--preset smoke] [--odd-files]
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -170,15 +171,36 @@ def _inat_categories(num_species: int) -> list[dict]:
         for j in range(n):
             order, family, genus = f"Order{sc[:3]}{j % 3}", f"Family{sc[:3]}{j % 5}", f"Genus{sc[:3]}{j}"
             epithet = f"synthetica{j}"
-            rows.append(dict(supercategory=sc, kingdom=kingdom, phylum=phylum, **{"class": klass},
-                             order=order, family=family, genus=genus, specific_epithet=epithet,
-                             name=f"{genus} {epithet}", common_name=f"Synthetic {sc.lower()} {j}"))
+            rows.append(
+                dict(
+                    supercategory=sc,
+                    kingdom=kingdom,
+                    phylum=phylum,
+                    **{"class": klass},
+                    order=order,
+                    family=family,
+                    genus=genus,
+                    specific_epithet=epithet,
+                    name=f"{genus} {epithet}",
+                    common_name=f"Synthetic {sc.lower()} {j}",
+                )
+            )
     # Real category ids follow the sorted taxonomy, so animals come first as in iNat-2021.
     rows.sort(key=lambda r: (r["kingdom"], r["phylum"], r["class"], r["order"], r["family"], r["name"]))
     for cid, r in enumerate(rows):
         r["id"] = cid
         r["image_dir_name"] = "_".join(
-            [f"{cid:05d}", r["kingdom"], r["phylum"], r["class"], r["order"], r["family"], r["genus"], r["specific_epithet"]])
+            [
+                f"{cid:05d}",
+                r["kingdom"],
+                r["phylum"],
+                r["class"],
+                r["order"],
+                r["family"],
+                r["genus"],
+                r["specific_epithet"],
+            ]
+        )
     return rows
 
 
@@ -255,17 +277,34 @@ class StudyData:
 STUDY_PRESETS = {
     # `make demo` steps 1-2 and 4: every beton kind at 64 px, odd files for the writer's
     # report, enough images for a loader benchmark.
-    "demo": StudyData(imagenet_train=4, imagenet_val=2, inat_species=120, inat_train_mini=10,
-                      inat_train_extra=8, inat_val=4, size=64, odd_files=True),
+    "demo": StudyData(
+        imagenet_train=4,
+        imagenet_val=2,
+        inat_species=120,
+        inat_train_mini=10,
+        inat_train_extra=8,
+        inat_val=4,
+        size=64,
+        odd_files=True,
+    ),
     # `python -m ffcv_inat.train.demo`: only the 8 ImageNet-A classes it pretrains on, with
     # enough images per class that smoke_cpu.yaml's 3 epochs learn them.
-    "train-demo": StudyData(imagenet_train=24, imagenet_val=6, inat_species=40, inat_train_mini=6,
-                            inat_train_extra=0, inat_val=3, size=40, imagenet_classes=("A", 8, 0)),
+    "train-demo": StudyData(
+        imagenet_train=24,
+        imagenet_val=6,
+        inat_species=40,
+        inat_train_mini=6,
+        inat_train_extra=0,
+        inat_val=3,
+        size=40,
+        imagenet_classes=("A", 8, 0),
+    ),
     # The sweep's smoke grid (32 px, every run 4 epochs of 3 steps of 16): 6 train images per
     # class give R-8 its 3 batches an epoch; 24 species are 16 animal ones (chance 1/16),
     # each with 6 train_mini images (6 batches to draw from) and 6 more for the eval split.
-    "smoke": StudyData(imagenet_train=6, imagenet_val=1, inat_species=24, inat_train_mini=6,
-                       inat_train_extra=6, inat_val=2, size=32),
+    "smoke": StudyData(
+        imagenet_train=6, imagenet_val=1, inat_species=24, inat_train_mini=6, inat_train_extra=6, inat_val=2, size=32
+    ),
 }
 
 
@@ -282,34 +321,67 @@ def make_study_data(out: str | Path, data: StudyData | str, workers: int = 1) ->
     d = study_preset(data) if isinstance(data, str) else data
     out = Path(out)
     wnids = select_classes(*d.imagenet_classes) if d.imagenet_classes else None
-    imagenet = make_imagenet(out / "imagenet", d.imagenet_train, d.imagenet_val, size=d.size, wnids=wnids,
-                             odd_files=d.odd_files, workers=workers)
-    inat = make_inat(out / "inat2021", num_species=d.inat_species, train_mini_per_class=d.inat_train_mini,
-                     train_extra_per_class=d.inat_train_extra, val_per_class=d.inat_val, size=d.size,
-                     odd_files=d.odd_files)
+    imagenet = make_imagenet(
+        out / "imagenet",
+        d.imagenet_train,
+        d.imagenet_val,
+        size=d.size,
+        wnids=wnids,
+        odd_files=d.odd_files,
+        workers=workers,
+    )
+    inat = make_inat(
+        out / "inat2021",
+        num_species=d.inat_species,
+        train_mini_per_class=d.inat_train_mini,
+        train_extra_per_class=d.inat_train_extra,
+        val_per_class=d.inat_val,
+        size=d.size,
+        odd_files=d.odd_files,
+    )
     return imagenet, inat
 
 
 # The command's sizes when no --preset is given.
-CLI_DEFAULT = StudyData(imagenet_train=3, imagenet_val=1, inat_species=60, inat_train_mini=4, inat_train_extra=6,
-                        inat_val=2, size=48)
+CLI_DEFAULT = StudyData(
+    imagenet_train=3, imagenet_val=1, inat_species=60, inat_train_mini=4, inat_train_extra=6, inat_val=2, size=48
+)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--preset", type=click.Choice(sorted(STUDY_PRESETS)), default=None,
-              help="Start from a named preset (the options below, where given, change it).")
-@click.option("--imagenet-train", type=int, default=None, help=f"Train images per ImageNet class [{CLI_DEFAULT.imagenet_train}].")
-@click.option("--imagenet-val", type=int, default=None, help=f"Val images per ImageNet class [{CLI_DEFAULT.imagenet_val}].")
-@click.option("--inat-species", type=int, default=None,
-              help=f"Species in the synthetic iNat, all kingdoms [{CLI_DEFAULT.inat_species}].")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(STUDY_PRESETS)),
+    default=None,
+    help="Start from a named preset (the options below, where given, change it).",
+)
+@click.option(
+    "--imagenet-train", type=int, default=None, help=f"Train images per ImageNet class [{CLI_DEFAULT.imagenet_train}]."
+)
+@click.option(
+    "--imagenet-val", type=int, default=None, help=f"Val images per ImageNet class [{CLI_DEFAULT.imagenet_val}]."
+)
+@click.option(
+    "--inat-species",
+    type=int,
+    default=None,
+    help=f"Species in the synthetic iNat, all kingdoms [{CLI_DEFAULT.inat_species}].",
+)
 @click.option("--size", type=int, default=None, help=f"Image side in pixels [{CLI_DEFAULT.size}].")
 @click.option("--odd-files", is_flag=True, default=None, help="Add grayscale, CMYK, PNG-as-JPEG and broken files.")
 def main(out_dir, preset, imagenet_train, imagenet_val, inat_species, size, odd_files):
     """Write OUT_DIR/imagenet and OUT_DIR/inat2021."""
-    given = dict(imagenet_train=imagenet_train, imagenet_val=imagenet_val, inat_species=inat_species, size=size,
-                 odd_files=odd_files)
-    data = replace(STUDY_PRESETS[preset] if preset else CLI_DEFAULT, **{k: v for k, v in given.items() if v is not None})
+    given = dict(
+        imagenet_train=imagenet_train,
+        imagenet_val=imagenet_val,
+        inat_species=inat_species,
+        size=size,
+        odd_files=odd_files,
+    )
+    data = replace(
+        STUDY_PRESETS[preset] if preset else CLI_DEFAULT, **{k: v for k, v in given.items() if v is not None}
+    )
     imagenet, inat = make_study_data(out_dir, data)
     click.echo(f"synthetic ImageNet: {imagenet}\nsynthetic iNat-2021: {inat}")
 

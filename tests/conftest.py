@@ -1,10 +1,10 @@
 """Shared synthetic datasets and the smoke grid: made once per test session by the package itself."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,22 @@ def only_args(ids=SMOKE_SLICE) -> list[str]:
 @pytest.fixture(scope="session")
 def imagenet_dir(tmp_path_factory):
     """All 1,000 real wnids, 2 train + 1 val image each, 32 px, plus odd files in class 0."""
-    return make_imagenet(tmp_path_factory.mktemp("imagenet"), train_per_class=2, val_per_class=1, size=32,
-                         odd_files=True)
+    return make_imagenet(
+        tmp_path_factory.mktemp("imagenet"), train_per_class=2, val_per_class=1, size=32, odd_files=True
+    )
 
 
 @pytest.fixture(scope="session")
 def inat_dir(tmp_path_factory):
-    return make_inat(tmp_path_factory.mktemp("inat"), num_species=40, train_mini_per_class=3,
-                     train_extra_per_class=5, val_per_class=2, size=32, odd_files=True)
+    return make_inat(
+        tmp_path_factory.mktemp("inat"),
+        num_species=40,
+        train_mini_per_class=3,
+        train_extra_per_class=5,
+        val_per_class=2,
+        size=32,
+        odd_files=True,
+    )
 
 
 @pytest.fixture
@@ -74,8 +82,10 @@ def smoke_grid_in_background(request, tmp_path_factory):
     plan = work / "plan.csv"
     r = CliRunner().invoke(sweep_main, ["plan", "--grid", "smoke", "--out", str(plan)])  # R-8 and all
     assert r.exit_code == 0, r.output
-    run = BackgroundRun([[sys.executable, "-m", "ffcv_inat.sweep.cli", "run", str(plan), *only_args()]],
-                        tmp_path_factory.mktemp("smoke_sweep_process"))
+    run = BackgroundRun(
+        [[sys.executable, "-m", "ffcv_inat.sweep.cli", "run", str(plan), *only_args()]],
+        tmp_path_factory.mktemp("smoke_sweep_process"),
+    )
     try:
         yield {"plan": plan, "work": work, "run": run}
     finally:
@@ -106,17 +116,42 @@ def torchrun_two_process_run_in_background(request, tmp_path_factory):
     data, run_dir, writes = root / "data", root / "run", root / "writes"
     writes.mkdir()
     train, val = data / "A_train.beton", data / "A_val.beton"  # what imagenet_a_betons writes
-    make_betons = [sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-                   "from helpers.train_data import imagenet_a_betons;"
-                   "imagenet_a_betons(Path(sys.argv[2]), k=3, train_per_class=24, val_per_class=5)",
-                   str(Path(__file__).parent), str(data)]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                str(Path(__file__).parent / "helpers" / "rank_writes.py"),
-                "--recipe", "smoke_cpu.yaml", "--train", str(train), "--val", str(val), "--out", str(run_dir),
-                "--set", "schedule.epochs=1", "--set", "schedule.max_steps_per_epoch=2", "--set", "eval.batch_size=8"]
+    make_betons = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from helpers.train_data import imagenet_a_betons;"
+        "imagenet_a_betons(Path(sys.argv[2]), k=3, train_per_class=24, val_per_class=5)",
+        str(Path(__file__).parent),
+        str(data),
+    ]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__).parent / "helpers" / "rank_writes.py"),
+        "--recipe",
+        "smoke_cpu.yaml",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(run_dir),
+        "--set",
+        "schedule.epochs=1",
+        "--set",
+        "schedule.max_steps_per_epoch=2",
+        "--set",
+        "eval.batch_size=8",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK_WRITES_DIR": str(writes)}
-    run = BackgroundRun([make_betons, torchrun], tmp_path_factory.mktemp("torchrun_process"), env=env,
-                        separate_stderr=True)
+    run = BackgroundRun(
+        [make_betons, torchrun], tmp_path_factory.mktemp("torchrun_process"), env=env, separate_stderr=True
+    )
     try:
         yield {"val": val, "run_dir": run_dir, "writes": writes, "run": run}
     finally:
@@ -144,10 +179,15 @@ def device_run_script_in_background(request, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("device_run")
     out = folder / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, **TINY, **FAILING_STEPS,
-           "REAL_BETON": str(real_photos_beton(folder))}
-    run = BackgroundRun([["bash", "-c", 'cd / && exec bash "$0"', str(SCRIPT)]], folder, env=env,
-                        separate_stderr=True)
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+        **TINY,
+        **FAILING_STEPS,
+        "REAL_BETON": str(real_photos_beton(folder)),
+    }
+    run = BackgroundRun([["bash", "-c", 'cd / && exec bash "$0"', str(SCRIPT)]], folder, env=env, separate_stderr=True)
     try:
         yield {"out": out, "run": run}
     finally:

@@ -1,5 +1,6 @@
 """ffcv-analyze on run dirs written by hand to the run-dir contract (fast; the smoke grid's
 real run dirs are analysed in test_analyze_smoke.py)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ffcv_inat.analyze.table import (curve_points, describe_run, gather, per_class_table, reference_levels,
-                                species_gain, supercategory_table)
+from ffcv_inat.analyze.table import (
+    curve_points,
+    describe_run,
+    gather,
+    per_class_table,
+    reference_levels,
+    species_gain,
+    supercategory_table,
+)
 from ffcv_inat.analyze.cli import main as analyze_main
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,25 +34,60 @@ def manifest(betons: Path, name: str, dataset: str, subset=None, k=None, seed=No
         classes = [dict(label=i, id=f"n{i:08d}", name=f"c{i}", supercategory="animal", num_images=2) for i in range(n)]
     else:
         classes = [dict(label=lab, id=i, name=nm, supercategory=sc, num_images=2) for lab, i, nm, sc in SPECIES]
-    (betons / f"{name}.json").write_text(json.dumps(dict(
-        dataset=dataset, split="train", subset=subset, k=k, seed=seed, num_images=2 * n, classes=classes)))
+    (betons / f"{name}.json").write_text(
+        json.dumps(
+            dict(dataset=dataset, split="train", subset=subset, k=k, seed=seed, num_images=2 * n, classes=classes)
+        )
+    )
     return str(betons / f"{name}.beton")
 
 
-def run(runs: Path, name: str, train: str, val: str, top1: float, init=None, freeze="none", seed=0,
-        device="cpu", world_size=1, wall=100.0, per_class=None) -> Path:
+def run(
+    runs: Path,
+    name: str,
+    train: str,
+    val: str,
+    top1: float,
+    init=None,
+    freeze="none",
+    seed=0,
+    device="cpu",
+    world_size=1,
+    wall=100.0,
+    per_class=None,
+) -> Path:
     d = runs / name
     (d / "checkpoints").mkdir(parents=True)
-    (d / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "model": {"init": init, "freeze": freeze},
-                                                   "data": {"train": train, "val": val}}))
+    (d / "config.yaml").write_text(
+        yaml.safe_dump({"seed": seed, "model": {"init": init, "freeze": freeze}, "data": {"train": train, "val": val}})
+    )
     supers = {s: round(top1 + 0.01 * i, 4) for i, s in enumerate(SUPERS)}
-    (d / "summary.json").write_text(json.dumps(dict(
-        recipe="x.yaml", top1=top1, top5=min(1.0, top1 + 0.2), loss=2.5 - top1, per_supercategory=supers,
-        train_images_per_second=1234.5, wall_seconds=wall, epochs=3, device=device, world_size=world_size,
-        train_beton=train, val_beton=val, init=init, freeze=freeze, num_classes=3)))
+    (d / "summary.json").write_text(
+        json.dumps(
+            dict(
+                recipe="x.yaml",
+                top1=top1,
+                top5=min(1.0, top1 + 0.2),
+                loss=2.5 - top1,
+                per_supercategory=supers,
+                train_images_per_second=1234.5,
+                wall_seconds=wall,
+                epochs=3,
+                device=device,
+                world_size=world_size,
+                train_beton=train,
+                val_beton=val,
+                init=init,
+                freeze=freeze,
+                num_classes=3,
+            )
+        )
+    )
     if per_class is not None:
-        rows = [dict(label=lab, id=i, name=nm, supercategory=sc, images=4, correct=int(4 * a), accuracy=a)
-                for (lab, i, nm, sc), a in zip(SPECIES, per_class)]
+        rows = [
+            dict(label=lab, id=i, name=nm, supercategory=sc, images=4, correct=int(4 * a), accuracy=a)
+            for (lab, i, nm, sc), a in zip(SPECIES, per_class)
+        ]
         pd.DataFrame(rows).to_csv(d / "per_class.csv", index=False)
     return d
 
@@ -61,11 +104,20 @@ def study(tmp_path):
             subset, _, k = label.partition("-")
             k = int(k) if k else None
             tr = manifest(b, f"{label}_s{seed}_train", "imagenet", subset, k, seed if k else None)
-            pre = run(r, f"pretrain_{label}-s{seed}", tr, tr, 0.6, seed=seed, device="NVIDIA H100", world_size=2,
-                      wall=3600.0)
+            pre = run(
+                r, f"pretrain_{label}-s{seed}", tr, tr, 0.6, seed=seed, device="NVIDIA H100", world_size=2, wall=3600.0
+            )
             ckpt = str(pre / "checkpoints" / "last.pt")
-            run(r, f"finetune_{label}-s{seed}", inat_t, inat_e, top1 + 0.02 * seed, init=ckpt, seed=seed,
-                per_class=[top1, top1 + 0.1, 0.0])
+            run(
+                r,
+                f"finetune_{label}-s{seed}",
+                inat_t,
+                inat_e,
+                top1 + 0.02 * seed,
+                init=ckpt,
+                seed=seed,
+                per_class=[top1, top1 + 0.1, 0.0],
+            )
             run(r, f"linear_{label}-s{seed}", a_t, a_v, top1 / 2, init=ckpt, freeze="backbone", seed=seed)
         run(r, f"scratch_s{seed}", inat_t, inat_e, 0.10, seed=seed, per_class=[0.1, 0.2, 0.0])
         run(r, f"linear_random-s{seed}", a_t, a_v, 0.05, freeze="backbone", seed=seed)
@@ -75,12 +127,24 @@ def study(tmp_path):
 def test_each_run_is_described_from_its_files(study):
     r = study / "runs"
     pre = describe_run(r / "pretrain_NA-50-s1")
-    assert (pre["kind"], pre["family"], pre["subset"], pre["k"], pre["num_pretrain_classes"], pre["seed"]) == \
-        ("pretrain", "NA", "NA", 50, 50, 1)
+    assert (pre["kind"], pre["family"], pre["subset"], pre["k"], pre["num_pretrain_classes"], pre["seed"]) == (
+        "pretrain",
+        "NA",
+        "NA",
+        50,
+        50,
+        1,
+    )
     assert pre["target"] == "NA-50" and pre["gpu_hours"] == pytest.approx(2.0)  # 1 h on 2 GPUs
     ft = describe_run(r / "finetune_all-s0")  # subset comes from the pretraining run its --init lives in
-    assert (ft["kind"], ft["family"], ft["subset"], ft["k"], ft["num_pretrain_classes"], ft["target"]) == \
-        ("finetune", "R", "all", None, 1000, "inat-mini-a")
+    assert (ft["kind"], ft["family"], ft["subset"], ft["k"], ft["num_pretrain_classes"], ft["target"]) == (
+        "finetune",
+        "R",
+        "all",
+        None,
+        1000,
+        "inat-mini-a",
+    )
     assert ft["gpu_hours"] == 0  # a CPU run uses no GPU
     lin = describe_run(r / "linear_A-s1")
     assert (lin["kind"], lin["num_pretrain_classes"], lin["target"]) == ("linear", 398, "imagenet-a")
@@ -95,8 +159,12 @@ def test_table_numbers_equal_summaries(study):
     for _, row in df.iterrows():
         s = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
         assert row["run"] == Path(row["run_dir"]).name
-        assert (row["top1"], row["top5"], row["loss"], row["wall_seconds"]) == (s["top1"], s["top5"], s["loss"],
-                                                                                s["wall_seconds"])
+        assert (row["top1"], row["top5"], row["loss"], row["wall_seconds"]) == (
+            s["top1"],
+            s["top5"],
+            s["loss"],
+            s["wall_seconds"],
+        )
         for name, acc in s["per_supercategory"].items():
             assert row[f"acc_{name}"] == acc
 
@@ -112,8 +180,12 @@ def test_curves_references_and_supercategories(study):
     assert reference_levels(df, "finetune") == pytest.approx({"full ImageNet": 0.51, "no pretraining": 0.10})
     assert reference_levels(df, "linear") == pytest.approx({"full ImageNet": 0.25, "no pretraining": 0.05})
     sup = supercategory_table(df)
-    assert list(sup.columns) == ["scratch", "pretrained on ImageNet", "pretrained on ImageNet-A",
-                                 "pretrained on ImageNet-NA"]
+    assert list(sup.columns) == [
+        "scratch",
+        "pretrained on ImageNet",
+        "pretrained on ImageNet-A",
+        "pretrained on ImageNet-NA",
+    ]
     assert sup.loc["Insects", "scratch"] == pytest.approx(0.11)
     assert sup.loc["Birds", "pretrained on ImageNet"] == pytest.approx(0.51)
 
@@ -134,8 +206,13 @@ def test_cli_writes_table_and_figures(study, tmp_path):
     r = CliRunner().invoke(analyze_main, [str(study / "runs"), "--out", str(out), "--species-csv", str(species)])
     assert r.exit_code == 0, r.output
     assert "finetune_all-s0" in r.output and "fig3_finetune_vs_classes.png" in r.output
-    for name in ("fig1_species_gain.png", "fig2_supercategories.png", "fig3_finetune_vs_classes.png",
-                 "fig4_linear_probe_vs_classes.png", "fig6_R_animal_scaled.png"):
+    for name in (
+        "fig1_species_gain.png",
+        "fig2_supercategories.png",
+        "fig3_finetune_vs_classes.png",
+        "fig4_linear_probe_vs_classes.png",
+        "fig6_R_animal_scaled.png",
+    ):
         assert (out / name).stat().st_size > 10_000, name
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 40 and set(table["kind"]) == {"pretrain", "finetune", "linear", "scratch"}
@@ -156,7 +233,10 @@ def test_cli_without_species_csv_says_what_it_needs(study, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    for args, msg in (([str(tmp_path / "nope")], "runs dir not found"), ([str(tmp_path / "empty")], "no completed runs")):
+    for args, msg in (
+        ([str(tmp_path / "nope")], "runs dir not found"),
+        ([str(tmp_path / "empty")], "no completed runs"),
+    ):
         r = CliRunner().invoke(analyze_main, args)
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
     bad = tmp_path / "bad.csv"
@@ -188,6 +268,10 @@ def test_caption_is_drawn_on_every_figure(study, tmp_path):
     for out, extra in ((plain, []), (captioned, ["--caption", "synthetic data"])):
         r = CliRunner().invoke(analyze_main, [str(study / "runs"), "--out", str(out), *extra])
         assert r.exit_code == 0, r.output
-    for name in ("fig2_supercategories.png", "fig3_finetune_vs_classes.png", "fig4_linear_probe_vs_classes.png",
-                 "fig6_R_animal_scaled.png"):
+    for name in (
+        "fig2_supercategories.png",
+        "fig3_finetune_vs_classes.png",
+        "fig4_linear_probe_vs_classes.png",
+        "fig6_R_animal_scaled.png",
+    ):
         assert (plain / name).read_bytes() != (captioned / name).read_bytes(), name

@@ -1,6 +1,7 @@
 """The paper's findings on hand-made results tables: each verdict pinned (holds / does not hold /
 cannot tell) with its numbers; the comparison rules (thresholds, seeds, log-k interpolation)
 with exact values. The smoke grid's real run dirs go through it in test_analyze_smoke.py."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,23 @@ import math
 import pandas as pd
 import pytest
 
-from ffcv_inat.analyze.comparisons import (ABOVE, CANNOT_TELL, CLEARLY_ABOVE, COMPARABLE, FAILS, HOLDS, SIMILAR,
-                                           Comparison, Measure, certainty, compare_curves, curve, judge, measure,
-                                           value_at)
+from ffcv_inat.analyze.comparisons import (
+    ABOVE,
+    CANNOT_TELL,
+    CLEARLY_ABOVE,
+    COMPARABLE,
+    FAILS,
+    HOLDS,
+    SIMILAR,
+    Comparison,
+    Measure,
+    certainty,
+    compare_curves,
+    curve,
+    judge,
+    measure,
+    value_at,
+)
 from ffcv_inat.analyze.findings import FINDINGS, findings_markdown, findings_table, format_findings
 from ffcv_inat.study import IMAGENET_A, INAT
 
@@ -29,25 +44,35 @@ def probe_a(k: float) -> float:
 # above; R at 0.398 k lies 5-9 points above A (Figure 6). Probe (Figure 4): R-k = A(0.398 k)
 # within 0.3 points (log-linear), NA-k 3 points below R-k, ImageNet just above A.
 PAPER_LIKE = {
-    **{("finetune", "A", k): v for k, v in ((50, .30), (100, .36), (200, .42), (None, .495))},
-    **{("finetune", "R", k): v for k, v in ((50, .27), (100, .33), (200, .39), (398, .46))},
-    ("finetune", "all", None): .58,
-    **{("finetune", "NA", k): v for k, v in ((50, .265), (100, .325), (200, .385), (398, .455), (None, .51))},
-    ("scratch", "", None): .10,
+    **{("finetune", "A", k): v for k, v in ((50, 0.30), (100, 0.36), (200, 0.42), (None, 0.495))},
+    **{("finetune", "R", k): v for k, v in ((50, 0.27), (100, 0.33), (200, 0.39), (398, 0.46))},
+    ("finetune", "all", None): 0.58,
+    **{("finetune", "NA", k): v for k, v in ((50, 0.265), (100, 0.325), (200, 0.385), (398, 0.455), (None, 0.51))},
+    ("scratch", "", None): 0.10,
     **{("linear", "A", k): probe_a(398 if k is None else k) for k in (50, 100, 200, None)},
-    **{("linear", "R", k): probe_a(k) - .08 for k in (50, 100, 200, 398)},
-    ("linear", "all", None): .385,
-    **{("linear", "NA", k): probe_a(k) - .11 for k in (50, 100, 200, 398)},
-    ("linear", "NA", None): .30,
-    ("linear", "", None): .01,
+    **{("linear", "R", k): probe_a(k) - 0.08 for k in (50, 100, 200, 398)},
+    ("linear", "all", None): 0.385,
+    **{("linear", "NA", k): probe_a(k) - 0.11 for k in (50, 100, 200, 398)},
+    ("linear", "NA", None): 0.30,
+    ("linear", "", None): 0.01,
 }
 
 
 def results(means: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
     """A results table as table.results_table makes it (the columns the findings read)."""
-    rows = [{"run": f"{kind}_{subset}-{k}-s{seed}", "kind": kind, "subset": subset, "k": k, "seed": seed,
-             "target": TARGET[kind], "top1": top1 + SEED_OFFSETS[seed]}
-            for (kind, subset, k), top1 in means.items() for seed in seeds]
+    rows = [
+        {
+            "run": f"{kind}_{subset}-{k}-s{seed}",
+            "kind": kind,
+            "subset": subset,
+            "k": k,
+            "seed": seed,
+            "target": TARGET[kind],
+            "top1": top1 + SEED_OFFSETS[seed],
+        }
+        for (kind, subset, k), top1 in means.items()
+        for seed in seeds
+    ]
     df = pd.DataFrame(rows)
     return df.astype({"k": "Int64", "seed": "Int64"})
 
@@ -63,8 +88,7 @@ def changed(**edits) -> dict:
 
 def without(*families) -> dict:
     """PAPER_LIKE without the runs of (kind, subset) or (kind, subset, k)."""
-    return {key: v for key, v in PAPER_LIKE.items()
-            if not any(key[:len(f)] == f for f in families)}
+    return {key: v for key, v in PAPER_LIKE.items() if not any(key[: len(f)] == f for f in families)}
 
 
 def row(df: pd.DataFrame, number: int) -> pd.Series:
@@ -78,10 +102,10 @@ def test_paper_like_grid_every_finding_holds_with_its_numbers():
     assert (table["needs"] == "").all()
     five = table.loc[5]
     assert (five["a"], five["b"], five["a_seeds"], five["b_seeds"]) == ("A", "R-398", 3, 3)
-    assert (five["a_top1"], five["b_top1"], five["difference"]) == pytest.approx((.495, .46, .035))
+    assert (five["a_top1"], five["b_top1"], five["difference"]) == pytest.approx((0.495, 0.46, 0.035))
     assert five["certainty"] == "3 seeds: ±0.2 points (2 SE)"  # 2 * hypot(se, se), se = 0.001 / sqrt(3)
     one = table.loc[1]
-    assert (one["a"], one["b"], one["difference"]) == ("ImageNet", "NA", pytest.approx(.07))  # the closest rival
+    assert (one["a"], one["b"], one["difference"]) == ("ImageNet", "NA", pytest.approx(0.07))  # the closest rival
     assert "interpolated (log k): R at 602" in table.loc[6, "detail"]  # NA's end point: R between 398 and 1000
     assert "not compared (outside the other curve's measured range): R at 1000" in table.loc[6, "detail"]
 
@@ -97,16 +121,16 @@ def test_one_seed_says_so_in_every_verdict():
 
 
 FAILING = {  # finding -> a grid where it does not hold (and the deciding pair)
-    1: (changed(**{"finetune/all/": .52}), ("ImageNet", "NA")),
-    2: (changed(**{"scratch//": .60}), ("NA", "scratch")),
-    3: (changed(**{"finetune/A/100": .32}), ("A-100", "R-100")),
-    4: (changed(**{"finetune/NA/": .55}), ("A", "NA")),
-    5: (changed(**{"finetune/R/398": .48}), ("A", "R-398")),
-    6: (changed(**{"finetune/NA/100": .30}), ("R-100", "NA-100")),
-    7: (changed(**{"linear/all/": .35}), ("ImageNet", "A")),
-    8: (changed(**{"linear/NA/200": .23}), ("R-200", "NA-200")),
-    9: (changed(**{"finetune/R/398": .41}), ("R-398", "A at 158.4 (interpolated A-100..A-200)")),
-    10: (changed(**{"linear/all/": .45}), ("R x 0.398 at 200 (interpolated R-398..ImageNet)", "A-200")),
+    1: (changed(**{"finetune/all/": 0.52}), ("ImageNet", "NA")),
+    2: (changed(**{"scratch//": 0.60}), ("NA", "scratch")),
+    3: (changed(**{"finetune/A/100": 0.32}), ("A-100", "R-100")),
+    4: (changed(**{"finetune/NA/": 0.55}), ("A", "NA")),
+    5: (changed(**{"finetune/R/398": 0.48}), ("A", "R-398")),
+    6: (changed(**{"finetune/NA/100": 0.30}), ("R-100", "NA-100")),
+    7: (changed(**{"linear/all/": 0.35}), ("ImageNet", "A")),
+    8: (changed(**{"linear/NA/200": 0.23}), ("R-200", "NA-200")),
+    9: (changed(**{"finetune/R/398": 0.41}), ("R-398", "A at 158.4 (interpolated A-100..A-200)")),
+    10: (changed(**{"linear/all/": 0.45}), ("R x 0.398 at 200 (interpolated R-398..ImageNet)", "A-200")),
 }
 MISSING = {  # finding -> a grid without what it needs, and a run id it names
     1: (without(("finetune", "all")), "finetune_all-s0"),
@@ -141,15 +165,24 @@ def test_each_finding_cannot_be_told_without_its_runs_and_names_them(number):
 
 def test_partial_grids_test_what_they_can():
     """The smoke default (R family only): 1 and 2 are told, the curves' comparisons are not."""
-    smoke = {("finetune", "R", 8): .698, ("finetune", "all", None): .75, ("scratch", "", None): .635,
-             ("linear", "R", 8): .025, ("linear", "all", None): .013, ("linear", "", None): .005}
+    smoke = {
+        ("finetune", "R", 8): 0.698,
+        ("finetune", "all", None): 0.75,
+        ("scratch", "", None): 0.635,
+        ("linear", "R", 8): 0.025,
+        ("linear", "all", None): 0.013,
+        ("linear", "", None): 0.005,
+    }
     table = findings_table(results(smoke, seeds=(0,))).set_index("finding")
     assert list(table["verdict"]) == [HOLDS, HOLDS] + [CANNOT_TELL] * 4 + [FAILS] + [CANNOT_TELL] * 3
     assert table.loc[1, "needs"] == "finetune_A-s0 finetune_NA-s0"  # the rivals it would need
     assert table.loc[3, "needs"] == "finetune_A-8-s0 finetune_A-s0 finetune_NA-8-s0 finetune_NA-s0"
     assert table.loc[7, "needs"].split()[:2] == ["linear_A-s0", "linear_NA-s0"]  # told, and still incomplete
-    assert (table.loc[2, "a"], table.loc[2, "b"], table.loc[2, "difference"]) == ("R-8", "scratch",
-                                                                                  pytest.approx(.063))
+    assert (table.loc[2, "a"], table.loc[2, "b"], table.loc[2, "difference"]) == (
+        "R-8",
+        "scratch",
+        pytest.approx(0.063),
+    )
     assert "not measured: A vs R, A vs NA" in table.loc[3, "detail"]
     md = findings_markdown(findings_table(results(smoke, seeds=(0,))), "synthetic data")
     assert "**synthetic data**" in md and "`finetune_NA-8-s0`" in md
@@ -160,7 +193,7 @@ def test_spread_too_large_to_tell():
     """A 3.5-point gap is 'clearly' with tight seeds, but not when the seeds spread by ±5 points."""
     df = results(PAPER_LIKE)
     noisy = df["kind"].eq("finetune") & df["subset"].eq("R") & df["k"].eq(398)
-    df.loc[noisy, "top1"] = [.41, .46, .51]
+    df.loc[noisy, "top1"] = [0.41, 0.46, 0.51]
     r = row(df, 5)
     assert r["verdict"] == CANNOT_TELL and r["certainty"].startswith("3 seeds: ±5.8 points")
     assert r["needs"] == ""
@@ -174,48 +207,64 @@ def test_runs_on_other_targets_are_not_evidence():
 
 # --------------------------------------------------------------------------- the rules
 
+
 def m(mean, se=None, n=1, label="x") -> Measure:
     return Measure(label, mean, se, n if se is None else max(n, 2))
 
 
-@pytest.mark.parametrize("claim, diff, se, verdict", [
-    (ABOVE, .001, None, HOLDS), (ABOVE, 0.0, None, FAILS), (ABOVE, .01, .004, HOLDS),
-    (ABOVE, .01, .006, CANNOT_TELL),
-    (CLEARLY_ABOVE, .02, None, HOLDS), (CLEARLY_ABOVE, .0199, None, FAILS), (CLEARLY_ABOVE, .03, .01, HOLDS),
-    (CLEARLY_ABOVE, .03, .02, CANNOT_TELL),
-    (CLEARLY_ABOVE, .015, .001, FAILS), (CLEARLY_ABOVE, .015, .003, CANNOT_TELL),
-    (COMPARABLE, .0199, None, HOLDS), (COMPARABLE, -.02, None, FAILS), (COMPARABLE, .01, .006, CANNOT_TELL),
-    (COMPARABLE, .03, .004, FAILS),
-    (SIMILAR, .01, None, HOLDS), (SIMILAR, -.0101, None, FAILS), (SIMILAR, .005, .002, HOLDS),
-    (SIMILAR, .005, .003, CANNOT_TELL), (SIMILAR, .02, .004, FAILS),
-])
+@pytest.mark.parametrize(
+    "claim, diff, se, verdict",
+    [
+        (ABOVE, 0.001, None, HOLDS),
+        (ABOVE, 0.0, None, FAILS),
+        (ABOVE, 0.01, 0.004, HOLDS),
+        (ABOVE, 0.01, 0.006, CANNOT_TELL),
+        (CLEARLY_ABOVE, 0.02, None, HOLDS),
+        (CLEARLY_ABOVE, 0.0199, None, FAILS),
+        (CLEARLY_ABOVE, 0.03, 0.01, HOLDS),
+        (CLEARLY_ABOVE, 0.03, 0.02, CANNOT_TELL),
+        (CLEARLY_ABOVE, 0.015, 0.001, FAILS),
+        (CLEARLY_ABOVE, 0.015, 0.003, CANNOT_TELL),
+        (COMPARABLE, 0.0199, None, HOLDS),
+        (COMPARABLE, -0.02, None, FAILS),
+        (COMPARABLE, 0.01, 0.006, CANNOT_TELL),
+        (COMPARABLE, 0.03, 0.004, FAILS),
+        (SIMILAR, 0.01, None, HOLDS),
+        (SIMILAR, -0.0101, None, FAILS),
+        (SIMILAR, 0.005, 0.002, HOLDS),
+        (SIMILAR, 0.005, 0.003, CANNOT_TELL),
+        (SIMILAR, 0.02, 0.004, FAILS),
+    ],
+)
 def test_judge(claim, diff, se, verdict):
     # se is the difference's standard error: split evenly over the two sides
     side = None if se is None else se / math.sqrt(2)
-    assert judge(claim, Comparison(m(.5 + diff, side), m(.5, side))) == verdict
+    assert judge(claim, Comparison(m(0.5 + diff, side), m(0.5, side))) == verdict
 
 
 def test_measure_and_certainty():
-    three = measure("A", [.40, .42, .44])
-    assert (three.mean, three.n) == pytest.approx((.42, 3)) and three.se == pytest.approx(.02 / math.sqrt(3))
-    one = measure("R-8", [.7])
-    assert (one.mean, one.se, one.n) == (.7, None, 1)
+    three = measure("A", [0.40, 0.42, 0.44])
+    assert (three.mean, three.n) == pytest.approx((0.42, 3)) and three.se == pytest.approx(0.02 / math.sqrt(3))
+    one = measure("R-8", [0.7])
+    assert (one.mean, one.se, one.n) == (0.7, None, 1)
     assert certainty([Comparison(three, one)]) == "1 seed for R-8: spread not measured"
-    assert certainty([Comparison(three, measure("NA", [.40, .40]))]) == "2-3 seeds: ±2.3 points (2 SE)"
+    assert certainty([Comparison(three, measure("NA", [0.40, 0.40]))]) == "2-3 seeds: ±2.3 points (2 SE)"
 
 
 def test_log_k_interpolation_only_between_measured_points():
-    r = curve("R", [(100, m(.30, .01, 3, "R-100")), (400, m(.50, .02, 3, "R-400")), (1000, m(.60, None, 1, "all"))])
+    r = curve(
+        "R", [(100, m(0.30, 0.01, 3, "R-100")), (400, m(0.50, 0.02, 3, "R-400")), (1000, m(0.60, None, 1, "all"))]
+    )
     mid = value_at(r, 200)  # halfway between 100 and 400 on the log axis
-    assert mid.mean == pytest.approx(.40) and mid.se == pytest.approx(math.hypot(.005, .01)) and mid.n == 3
+    assert mid.mean == pytest.approx(0.40) and mid.se == pytest.approx(math.hypot(0.005, 0.01)) and mid.n == 3
     assert value_at(r, 400).label == "R-400"
     assert value_at(r, 50) is None and value_at(r, 2000) is None  # never extrapolated
     assert value_at(r, 700).se is None  # one side has one seed
     scaled = curve("R x 0.5", r.points, 0.5)
     assert [x for x, _ in scaled.points] == [50, 200, 500]
-    a = curve("A", [(50, m(.2)), (300, m(.4)), (600, m(.5))])
+    a = curve("A", [(50, m(0.2)), (300, m(0.4)), (600, m(0.5))])
     comps, note = compare_curves(a, curve("R", r.points))
     assert [c.at for c in comps] == ["k=100", "k=300", "k=400", "k=600"]
-    assert comps[0].a.mean == pytest.approx(.2 + .2 * math.log(2) / math.log(6))
+    assert comps[0].a.mean == pytest.approx(0.2 + 0.2 * math.log(2) / math.log(6))
     assert note.endswith("not compared (outside the other curve's measured range): A at 50, R at 1000")
-    assert compare_curves(curve("A", [(10, m(.1))]), curve("R", [(20, m(.1))]))[0] == []
+    assert compare_curves(curve("A", [(10, m(0.1))]), curve("R", [(20, m(0.1))]))[0] == []

@@ -1,5 +1,6 @@
 """tests/background.py, which the smoke grid and torchrun fixtures rely on: commands in order,
 the first failure ends the run, detached from pytest, stopped by its process group."""
+
 import os
 import time
 
@@ -12,7 +13,7 @@ def stat_fields(pid: int) -> list[str]:
     """/proc/PID/stat after "pid (comm) ": state, ppid, pgrp, ... (nice is index 16)."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
-    return stat[stat.rfind(")") + 2:].split()
+    return stat[stat.rfind(")") + 2 :].split()
 
 
 def niceness_in_group(pgid: int) -> list[int]:
@@ -30,8 +31,10 @@ def niceness_in_group(pgid: int) -> list[int]:
 
 @pytest.mark.timeout(60)
 def test_runs_commands_in_order_until_one_fails(tmp_path):
-    run = BackgroundRun([["sh", "-c", "echo first; echo to-stderr >&2"], ["sh", "-c", "echo second; exit 3"],
-                         ["echo", "never"]], tmp_path)
+    run = BackgroundRun(
+        [["sh", "-c", "echo first; echo to-stderr >&2"], ["sh", "-c", "echo second; exit 3"], ["echo", "never"]],
+        tmp_path,
+    )
     assert run.wait(timeout=30) == 3
     assert run.output.read_text() == "first\nto-stderr\nsecond\n"  # stderr with stdout unless kept apart
 

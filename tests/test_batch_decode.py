@@ -2,6 +2,7 @@
 one decode buffer per thread instead of one per image, the batch's images handed to threads
 dynamically, and the centre crop equal to ffcv's stock decoder pixel for pixel.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +29,14 @@ def mixed(tmp_path_factory):
 
 
 def _sequential(beton, decoder, workers: int, batch: int = BATCH) -> Loader:
-    return Loader(str(beton), batch_size=batch, num_workers=workers, order=OrderOption.SEQUENTIAL,
-                  drop_last=False, pipelines={"image": [decoder], "label": None})
+    return Loader(
+        str(beton),
+        batch_size=batch,
+        num_workers=workers,
+        order=OrderOption.SEQUENTIAL,
+        drop_last=False,
+        pipelines={"image": [decoder], "label": None},
+    )
 
 
 def _all_images(loader: Loader) -> np.ndarray:
@@ -109,8 +116,9 @@ def test_a_batchs_images_are_handed_to_threads_dynamically(tmp_path):
         Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
         samples.append((str(path), 0))
     beton = tmp_path / "uneven.beton"
-    write_beton(beton, samples, [ClassInfo("c0", "c0", None)], BetonContents("imagefolder", "train"),
-                WriteOptions(workers=1))
+    write_beton(
+        beton, samples, [ClassInfo("c0", "c0", None)], BetonContents("imagefolder", "train"), WriteOptions(workers=1)
+    )
     decoder = OrderRecordingDecoder((8, 8), 224 / 256, 16)
     loader = _sequential(beton, decoder, workers=2, batch=16)
     records = []
@@ -154,12 +162,13 @@ def test_batch_slots_are_allocated_once_until_the_resolution_changes(mixed):
 def test_an_abandoned_epoch_is_stopped_before_the_next_starts(mixed):
     """The slots, decode buffers and work counter are the loader's own: an epoch left after one
     batch (no stop) must not run on beside the next one."""
+
     def loader():
         return make_loader(mixed, batch_size=BATCH, res=16, train=True, device=torch.device("cpu"), workers=2, seed=5)
 
-    def epoch_images(l, epoch: int) -> torch.Tensor:
-        l.set_epoch(epoch)
-        with l.start_epoch() as it:
+    def epoch_images(loaded, epoch: int) -> torch.Tensor:
+        loaded.set_epoch(epoch)
+        with loaded.start_epoch() as it:
             return torch.cat([x.clone() for x, _ in it])
 
     fresh = epoch_images(loader(), 1)

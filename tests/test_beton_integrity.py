@@ -1,6 +1,7 @@
 """Beton integrity: damaged, cut or mismatched betons give one-line errors before
 ffcv touches them; `write-beton --verify` recomputes the checksum. Real betons written by the
 package, tiny (12 and 6 images)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,21 @@ import pytest
 from click.testing import CliRunner
 
 from ffcv_inat import UserError
-from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, HEADER, INT_FIELD, RGB_FIELD, check_beton,
-                              manifest_path, read_layout, read_manifest, record_integrity, verify_beton, verify_betons)
+from ffcv_inat.beton import (
+    ALLOC_ENTRY,
+    FIELD_DESC,
+    FIELD_METADATA,
+    HEADER,
+    INT_FIELD,
+    RGB_FIELD,
+    check_beton,
+    manifest_path,
+    read_layout,
+    read_manifest,
+    record_integrity,
+    verify_beton,
+    verify_betons,
+)
 from ffcv_inat.classes import select_classes
 from ffcv_inat.synthetic import make_imagenet
 from ffcv_inat.writers.cli import main as write_beton_cli
@@ -36,8 +50,13 @@ def betons(tmp_path_factory):
     out = {}
     for split in ("train", "val"):
         out[split] = root / f"{split}.beton"
-        write_beton(out[split], list_class_images(tree, split, WNIDS), [ClassInfo(w, w, "animal") for w in WNIDS],
-                    BetonContents("imagenet", split, "A"), WriteOptions(max_res=24, workers=1, write_mode="raw"))
+        write_beton(
+            out[split],
+            list_class_images(tree, split, WNIDS),
+            [ClassInfo(w, w, "animal") for w in WNIDS],
+            BetonContents("imagenet", split, "A"),
+            WriteOptions(max_res=24, workers=1, write_mode="raw"),
+        )
     return out
 
 
@@ -75,8 +94,11 @@ def test_our_format_types_match_ffcvs():
 
     assert (HEADER, FIELD_DESC, ALLOC_ENTRY) == (HeaderType, FieldDescType, ALLOC_TABLE_TYPE)
     assert (bi.FORMAT_VERSION, bi.MIN_PAGE_SIZE, bi.MAX_PAGE_SIZE) == (CURRENT_VERSION, MIN_PAGE_SIZE, MAX_PAGE_SIZE)
-    assert FIELD_METADATA == {0: FloatField().metadata_type, INT_FIELD: IntField().metadata_type,
-                              RGB_FIELD: RGBImageField().metadata_type}
+    assert FIELD_METADATA == {
+        0: FloatField().metadata_type,
+        INT_FIELD: IntField().metadata_type,
+        RGB_FIELD: RGBImageField().metadata_type,
+    }
 
 
 @pytest.mark.timeout(60)
@@ -149,12 +171,17 @@ def test_truncated_beton_fails_make_loader_and_cli_in_one_line(betons, tmp_path)
         f.truncate(100_000)
     with pytest.raises(UserError, match="size 100,000 bytes, manifest says .*: truncated copy"):
         make_loader(cut, batch_size=4, res=16, train=True, device=torch.device("cpu"), workers=1)
-    proc = subprocess.run([sys.executable, "-m", "ffcv_inat.writers.cli", "--verify", str(cut)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ffcv_inat.writers.cli", "--verify", str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     full = betons["train"].stat().st_size
-    assert proc.stderr.strip().splitlines() == [f"Error: {cut}: size 100,000 bytes, manifest says {full:,}: "
-                                                "truncated copy?"]
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: {cut}: size 100,000 bytes, manifest says {full:,}: truncated copy?"
+    ]
     assert proc.stdout == ""
 
 
@@ -162,8 +189,7 @@ def test_truncated_beton_fails_make_loader_and_cli_in_one_line(betons, tmp_path)
 def test_garbage_and_zero_bytes(betons, tmp_path):
     size = betons["train"].stat().st_size
     rng = np.random.default_rng(0)
-    for name, content in [("garbage", rng.integers(0, 256, size, dtype=np.uint8).tobytes()),
-                          ("zeros", bytes(size))]:
+    for name, content in [("garbage", rng.integers(0, 256, size, dtype=np.uint8).tobytes()), ("zeros", bytes(size))]:
         bad = copy_pair(betons["train"], tmp_path, name)
         bad.write_bytes(content)
         for old in (False, True):
@@ -201,10 +227,12 @@ def test_manifest_of_another_beton(betons, tmp_path):
     val_size, train_size = betons["val"].stat().st_size, betons["train"].stat().st_size
     assert error_of(check_beton, swapped) == (
         f"{swapped}: size {val_size:,} bytes, manifest says {train_size:,}; ffcv's header says 6 samples, "
-        "manifest says 12 images: is the manifest from another beton?")
+        "manifest says 12 images: is the manifest from another beton?"
+    )
     make_old_style(swapped)
-    assert error_of(check_beton, swapped) == (f"{swapped}: ffcv's header says 6 samples, manifest says 12 images: "
-                                             "is the manifest from another beton?")
+    assert error_of(check_beton, swapped) == (
+        f"{swapped}: ffcv's header says 6 samples, manifest says 12 images: is the manifest from another beton?"
+    )
 
 
 @pytest.mark.timeout(60)
@@ -214,14 +242,17 @@ def test_labels_beyond_the_manifests_classes_and_counts_that_differ(betons, tmp_
     good = json.loads(path.read_text())
     fewer = dict(good, classes=good["classes"][:2])  # same file, same count: only the labels tell
     path.write_text(json.dumps(fewer))
-    assert error_of(check_beton, beton) == (f"{beton}: it holds label 2, manifest has 2 classes (0..1): "
-                                            "is the manifest from another beton?")
+    assert error_of(check_beton, beton) == (
+        f"{beton}: it holds label 2, manifest has 2 classes (0..1): is the manifest from another beton?"
+    )
     moved = json.loads(json.dumps(good))
     moved["classes"][0]["num_images"] += 1
     moved["classes"][2]["num_images"] -= 1
     path.write_text(json.dumps(moved))
-    assert error_of(check_beton, beton) == (f"{beton}: images per class differ from the manifest's in 2 classes "
-                                            "(label 0: 4 in the beton, manifest says 5): is the manifest from another beton?")
+    assert error_of(check_beton, beton) == (
+        f"{beton}: images per class differ from the manifest's in 2 classes "
+        "(label 0: 4 in the beton, manifest says 5): is the manifest from another beton?"
+    )
 
 
 @pytest.mark.timeout(60)
@@ -230,11 +261,13 @@ def test_missing_manifest_or_beton(betons, tmp_path):
     shutil.copyfile(betons["train"], alone)
     assert error_of(check_beton, alone) == (
         f"{alone}: its manifest {tmp_path / 'alone.json'} is missing (write-beton writes NAME.json beside "
-        "NAME.beton: copy it along, or rewrite the beton)")
+        "NAME.beton: copy it along, or rewrite the beton)"
+    )
     orphan = copy_pair(betons["train"], tmp_path, "orphan")
     orphan.unlink()
-    assert error_of(check_beton, orphan) == (f"beton not found: {orphan} (its manifest orphan.json is there: "
-                                             "was the beton renamed, or not copied?)")
+    assert error_of(check_beton, orphan) == (
+        f"beton not found: {orphan} (its manifest orphan.json is there: was the beton renamed, or not copied?)"
+    )
     assert error_of(check_beton, tmp_path / "nothing.beton") == f"beton not found: {tmp_path / 'nothing.beton'}"
 
 
@@ -267,4 +300,3 @@ def test_ffcvs_loader_reads_a_checked_beton(betons):
     loader = make_loader(betons["train"], batch_size=4, res=16, train=False, device=torch.device("cpu"), workers=1)
     labels = torch.cat([y.clone() for _, y in loader])
     assert sorted(labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
-

@@ -52,7 +52,12 @@ def test_draw_is_roughly_uniform():
 
 @pytest.mark.parametrize(
     "subset,k,match",
-    [("R", None, "needs --k"), ("A", 399, "larger than subset A"), ("NA", 0, "at least 1"), ("B", None, "unknown subset")],
+    [
+        ("R", None, "needs --k"),
+        ("A", 399, "larger than subset A"),
+        ("NA", 0, "at least 1"),
+        ("B", None, "unknown subset"),
+    ],
 )
 def test_bad_subsets(subset, k, match):
     with pytest.raises(UserError, match=match):

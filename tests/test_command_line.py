@@ -1,4 +1,5 @@
 """What every command line shares (`ffcv_inat.command_line`): `-h` everywhere, list options."""
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -16,8 +17,14 @@ from ffcv_inat.train.demo import main as train_demo_main
 from ffcv_inat.writers.cli import main as write_beton_main
 
 COMMANDS = {
-    "write-beton": write_beton_main, "ffcv-train": train_main, "ffcv-bench": bench_main, "ffcv-sweep": sweep_main,
-    "ffcv-analyze": analyze_main, "demo": demo_main, "train demo": train_demo_main, "synthetic": synthetic_main,
+    "write-beton": write_beton_main,
+    "ffcv-train": train_main,
+    "ffcv-bench": bench_main,
+    "ffcv-sweep": sweep_main,
+    "ffcv-analyze": analyze_main,
+    "demo": demo_main,
+    "train demo": train_demo_main,
+    "synthetic": synthetic_main,
     "sweep synthetic data": sweep_data_main,
 }
 

@@ -1,4 +1,5 @@
 """The worker rule and the precision rule (pure, CPU)."""
+
 import os
 from contextlib import contextmanager
 

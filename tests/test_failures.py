@@ -1,4 +1,5 @@
 """A full disk as one line (atomic.DiskFull), and the error kinds a command records for a sweep."""
+
 from __future__ import annotations
 
 import errno
@@ -16,10 +17,19 @@ from ffcv_inat.command_line import report_user_errors
 from ffcv_inat.failures import ERROR_RECORD_ENV, KINDS, Diverged, MachineLacks, is_permanent, read_failure
 
 
-@pytest.mark.parametrize("num_bytes,text", [
-    (76_979_000_000, "77 GB"), (1_234_000_000, "1.2 GB"), (190_400_000, "190 MB"), (61_000_000, "61 MB"),
-    (4_230_000, "4.2 MB"), (120_000, "0.1 MB"), (12_345, "12 kB"), (3, "1 kB"),
-])
+@pytest.mark.parametrize(
+    "num_bytes,text",
+    [
+        (76_979_000_000, "77 GB"),
+        (1_234_000_000, "1.2 GB"),
+        (190_400_000, "190 MB"),
+        (61_000_000, "61 MB"),
+        (4_230_000, "4.2 MB"),
+        (120_000, "0.1 MB"),
+        (12_345, "12 kB"),
+        (3, "1 kB"),
+    ],
+)
 def test_sizes_read_as_people_write_them(num_bytes, text):
     assert format_size(num_bytes) == text
 
@@ -74,10 +84,13 @@ def test_permanent_kinds_are_the_causes_a_retry_cannot_change():
     assert DiskFull.kind == "disk_full" and MachineLacks("x").kind == "machine"
 
 
-@pytest.mark.parametrize("error,kind,permanent", [
-    (UserError("data.train: file not found: a.beton"), "input", True),
-    (MachineLacks("device cuda: no CUDA GPU is visible on this machine"), "machine", False),
-])
+@pytest.mark.parametrize(
+    "error,kind,permanent",
+    [
+        (UserError("data.train: file not found: a.beton"), "input", True),
+        (MachineLacks("device cuda: no CUDA GPU is visible on this machine"), "machine", False),
+    ],
+)
 def test_a_command_records_its_error_kind_where_the_sweep_asks(tmp_path, monkeypatch, error, kind, permanent):
     @click.command()
     @report_user_errors
@@ -110,14 +123,29 @@ def test_a_later_termination_does_not_replace_the_cause(tmp_path, monkeypatch):
     assert read_failure(record) == {"kind": "terminated", "permanent": False, "error": "terminated by signal 15"}
 
 
-@pytest.mark.parametrize("batch,res,world,peak,total,line", [
-    (("data.batch_size", 256), ("data.res", 224), 1, 79_811.4, 81_559.0,
-     "out of GPU memory at data.batch_size 256, data.res 224, precision bf16 (peak 79,811 MB of 81,559 MB): "
-     "lower data.batch_size (e.g. --set data.batch_size=128) or data.res"),
-    (("eval.batch_size", 1024), ("data.val_res", 256), 8, None, None,
-     "out of GPU memory at eval.batch_size 1024 (128 per GPU), data.val_res 256, precision bf16 (peak unknown): "
-     "lower eval.batch_size (e.g. --set eval.batch_size=512) or data.val_res"),
-])
+@pytest.mark.parametrize(
+    "batch,res,world,peak,total,line",
+    [
+        (
+            ("data.batch_size", 256),
+            ("data.res", 224),
+            1,
+            79_811.4,
+            81_559.0,
+            "out of GPU memory at data.batch_size 256, data.res 224, precision bf16 (peak 79,811 MB of 81,559 MB): "
+            "lower data.batch_size (e.g. --set data.batch_size=128) or data.res",
+        ),
+        (
+            ("eval.batch_size", 1024),
+            ("data.val_res", 256),
+            8,
+            None,
+            None,
+            "out of GPU memory at eval.batch_size 1024 (128 per GPU), data.val_res 256, precision bf16 (peak unknown): "
+            "lower eval.batch_size (e.g. --set eval.batch_size=512) or data.val_res",
+        ),
+    ],
+)
 def test_out_of_memory_line_names_the_settings_and_what_to_change(batch, res, world, peak, total, line):
     from ffcv_inat.failures import out_of_memory_line
 

@@ -18,6 +18,7 @@ GPU runs is pinned here:
 One small beton of odd-sized JPEG and raw images (tests/test_seeded_decoder.py's) and a few
 module-scoped loaders serve most tests: each ffcv Loader compiles its pipeline (seconds).
 """
+
 import io
 import json
 import math
@@ -34,12 +35,27 @@ from torchvision.transforms.v2 import functional as TF
 
 from helpers.train_data import imagenet_a_betons
 from ffcv_inat import UserError
-from ffcv_inat.loader import (DEFAULT_CROP_RATIO, GPU_PATH_ON_CPU, IMAGENET_MEAN, IMAGENET_STD, make_loader,
-                              resolve_decode)
+from ffcv_inat.loader import (
+    DEFAULT_CROP_RATIO,
+    GPU_PATH_ON_CPU,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    make_loader,
+    resolve_decode,
+)
 from ffcv_inat.loader.crops import center_box, crop_box
 from ffcv_inat.loader.gpu.device_decode import finish, resized_crops, size_chunks
-from ffcv_inat.loader.gpu.jpeg_bytes import (HEADER_BYTES, HEADER_FIELDS, JPEG_BATCHED, JPEG_OTHER, RAW, jpeg_kind,
-                                             largest_payload, payload, read_headers)
+from ffcv_inat.loader.gpu.jpeg_bytes import (
+    HEADER_BYTES,
+    HEADER_FIELDS,
+    JPEG_BATCHED,
+    JPEG_OTHER,
+    RAW,
+    jpeg_kind,
+    largest_payload,
+    payload,
+    read_headers,
+)
 from ffcv_inat.writers.beton import WriteOptions
 from helpers.betons import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
 
@@ -74,8 +90,16 @@ def stored_samples(beton) -> list[dict]:
     out = []
     for m, label in zip(meta, labels):
         data = np.fromfile(beton, dtype=np.uint8, count=size_at[int(m["data_ptr"])], offset=int(m["data_ptr"]))
-        out.append({"bytes": data, "mode": int(m["mode"]), "height": int(m["height"]), "width": int(m["width"]),
-                    "label": int(label), "ptr": int(m["data_ptr"])})
+        out.append(
+            {
+                "bytes": data,
+                "mode": int(m["mode"]),
+                "height": int(m["height"]),
+                "width": int(m["width"]),
+                "label": int(label),
+                "ptr": int(m["data_ptr"]),
+            }
+        )
     return out
 
 
@@ -91,13 +115,23 @@ def decoded(sample: dict) -> torch.Tensor:
     device_decode runs with device "cpu")."""
     if sample["mode"] == 1:
         h, w = sample["height"], sample["width"]
-        return torch.from_numpy(sample["bytes"][:h * w * 3].copy()).view(h, w, 3).permute(2, 0, 1)
+        return torch.from_numpy(sample["bytes"][: h * w * 3].copy()).view(h, w, 3).permute(2, 0, 1)
     return decode_jpeg(torch.from_numpy(sample["bytes"].copy()), mode=ImageReadMode.RGB)
 
 
 def gpu_loader(beton, *, train: bool, batch_size: int, workers: int = 2, **kw):
-    return make_loader(beton, batch_size=batch_size, res=RES, train=train, device=CPU, workers=workers, seed=SEED,
-                       decode="gpu", dtype=torch.float32, **kw)
+    return make_loader(
+        beton,
+        batch_size=batch_size,
+        res=RES,
+        train=train,
+        device=CPU,
+        workers=workers,
+        seed=SEED,
+        decode="gpu",
+        dtype=torch.float32,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +186,7 @@ def test_bytes_op_rows_hold_the_stored_bytes_and_eval_boxes(gpu_eval, stored, be
     assert headers[:, FIELD["index"]].tolist() == list(range(len(stored)))  # sequential, each once
     for h in headers:
         box = center_box(h[FIELD["height"]], h[FIELD["width"]], DEFAULT_CROP_RATIO)
-        assert tuple(h[FIELD["top"]:FIELD["crop_width"] + 1]) == tuple(box) and h[FIELD["flip"]] == 0
+        assert tuple(h[FIELD["top"] : FIELD["crop_width"] + 1]) == tuple(box) and h[FIELD["flip"]] == 0
     assert sorted(set(headers[:, FIELD["kind"]].tolist())) == [RAW, JPEG_BATCHED]
 
 
@@ -167,8 +201,8 @@ def test_bytes_op_rows_carry_the_seeded_train_boxes_of_each_epoch(gpu_train, sto
         assert index.tolist() != list(range(len(stored)))  # shuffled
         for h in headers:
             expected = crop_box(SEED, epoch, h[FIELD["index"]], h[FIELD["height"]], h[FIELD["width"]])
-            assert tuple(h[FIELD["top"]:FIELD["flip"] + 1]) == tuple(int(v) for v in expected), (epoch, h)
-        boxes[epoch] = {int(h[FIELD["index"]]): tuple(h[FIELD["top"]:FIELD["flip"] + 1]) for h in headers}
+            assert tuple(h[FIELD["top"] : FIELD["flip"] + 1]) == tuple(int(v) for v in expected), (epoch, h)
+        boxes[epoch] = {int(h[FIELD["index"]]): tuple(h[FIELD["top"] : FIELD["flip"] + 1]) for h in headers}
         assert 0 < headers[:, FIELD["flip"]].sum() < len(stored)
     assert sum(boxes[3][i] != boxes[4][i] for i in boxes[3]) > len(stored) // 2  # another epoch, other crops
 
@@ -204,11 +238,12 @@ def jpeg_cases() -> dict[str, tuple[np.ndarray, int]]:
     exif = Image.Exif()
     exif[0x010F] = "ffcv-inat test camera"  # Make
     exif[0x0110] = "x" * 300  # Model: long enough for a length byte above 255
-    with_app = jpeg_bytes(rgb, quality=90, exif=exif.tobytes(), icc_profile=bytes(range(256)) * 4,
-                          comment="a comment segment")
+    with_app = jpeg_bytes(
+        rgb, quality=90, exif=exif.tobytes(), icc_profile=bytes(range(256)) * 4, comment="a comment segment"
+    )
     segments = [m for m, _ in markers(with_app)]
     assert segments.index(0xE1) < segments.index(0xC0) and segments.index(0xE2) < segments.index(0xC0)
-    assert 0xFE in segments[:segments.index(0xC0)]  # COM before the frame header too
+    assert 0xFE in segments[: segments.index(0xC0)]  # COM before the frame header too
 
     def patched(data, offset, value):
         data = data.copy()
@@ -219,14 +254,16 @@ def jpeg_cases() -> dict[str, tuple[np.ndarray, int]]:
         "baseline rgb": (baseline, JPEG_BATCHED),
         "baseline grayscale": (jpeg_bytes(rgb.convert("L"), quality=90), JPEG_BATCHED),
         "exif, icc and comment before SOF": (with_app, JPEG_BATCHED),
-        "fill bytes before SOF": (np.concatenate([baseline[:sof], [0xFF, 0xFF], baseline[sof:]]).astype(np.uint8),
-                                  JPEG_BATCHED),
+        "fill bytes before SOF": (
+            np.concatenate([baseline[:sof], [0xFF, 0xFF], baseline[sof:]]).astype(np.uint8),
+            JPEG_BATCHED,
+        ),
         "progressive": (jpeg_bytes(rgb, quality=90, progressive=True), JPEG_OTHER),
         "cmyk": (jpeg_bytes(rgb.convert("CMYK"), quality=90), JPEG_OTHER),
         "extended sequential (SOF1)": (patched(baseline, sof + 1, 0xC1), JPEG_OTHER),
         "baseline, 2 components": (patched(baseline, sof + 9, 2), JPEG_OTHER),
         "truncated before SOF": (baseline[:sof], JPEG_OTHER),
-        "truncated inside SOF": (baseline[:sof + 8], JPEG_OTHER),
+        "truncated inside SOF": (baseline[: sof + 8], JPEG_OTHER),
         "soi only": (baseline[:2], JPEG_OTHER),
         "empty": (baseline[:0], JPEG_OTHER),
         "garbage": (np.random.default_rng(0).integers(0, 256, 500).astype(np.uint8), JPEG_OTHER),
@@ -318,11 +355,16 @@ def test_resized_crops_shrink_by_area_average_also_at_the_edges():
     boxes touching the bottom and right edges, where the replicated padding gets zero weight.
     Noisy images: any other filter would show."""
     noisy = torch.from_numpy(gradient_image(3, 80, 100)).permute(2, 0, 1).contiguous()
-    for top, left, factor in ((10, 20, 2), (80 - 48, 100 - 64, 2), (80 - 72, 100 - 96, 3), (80 - 24, 100 - 32, 1),
-                              (0, 0, 3)):
+    for top, left, factor in (
+        (10, 20, 2),
+        (80 - 48, 100 - 64, 2),
+        (80 - 72, 100 - 96, 3),
+        (80 - 24, 100 - 32, 1),
+        (0, 0, 3),
+    ):
         h, w = OUT_HW[0] * factor, OUT_HW[1] * factor
         got = resized_crops([noisy], np.array([[top, left, h, w]]), OUT_HW)[0]
-        block = noisy[:, top:top + h, left:left + w].float().view(3, OUT_HW[0], factor, OUT_HW[1], factor)
+        block = noisy[:, top : top + h, left : left + w].float().view(3, OUT_HW[0], factor, OUT_HW[1], factor)
         assert torch.allclose(got, block.mean((2, 4)), atol=1e-3), (top, left, factor)
 
 
@@ -330,7 +372,9 @@ def test_resized_crops_shrink_by_area_average_also_at_the_edges():
 def test_resized_crops_do_not_depend_on_the_memory_chunks():
     """Mixed sizes (noisy, every pixel counts) in one chunk, in one chunk each (a 1-byte budget),
     and in several multi-sample chunks: identical results."""
-    images = [torch.from_numpy(gradient_image(i, c[0], c[1])).permute(2, 0, 1).contiguous() for i, c in enumerate(CROP_CASES)]
+    images = [
+        torch.from_numpy(gradient_image(i, c[0], c[1])).permute(2, 0, 1).contiguous() for i, c in enumerate(CROP_CASES)
+    ]
     boxes = np.array([c[2:] for c in CROP_CASES], dtype=np.int64)
     heights = np.array([c[0] for c in CROP_CASES])
     widths = np.array([c[1] for c in CROP_CASES])
@@ -426,8 +470,12 @@ def test_eval_visits_every_image_once_in_order(gpu_eval, stored):
         assert torch.equal(images[i], reference_eval_image(sample)), i
     after = gpu_eval.counts.as_dict()
     jpegs = sum(s["mode"] == 0 for s in stored)
-    assert {k: after[k] - before[k] for k in after} == {"batched": jpegs, "one_by_one": 0, "cpu": 0,
-                                                       "raw": len(stored) - jpegs}
+    assert {k: after[k] - before[k] for k in after} == {
+        "batched": jpegs,
+        "one_by_one": 0,
+        "cpu": 0,
+        "raw": len(stored) - jpegs,
+    }
     assert gpu_eval.counts.failed_batches == []
 
 
@@ -453,7 +501,7 @@ def test_a_progressive_jpeg_in_the_beton_is_decoded_by_the_fallback(tmp_path):
     old = stored[target]
     progressive = progressive_no_larger(decoded(old), len(old["bytes"]))
     padded = np.zeros(len(old["bytes"]), dtype=np.uint8)  # zeros after EOI: decoders stop at EOI
-    padded[:len(progressive)] = progressive
+    padded[: len(progressive)] = progressive
     assert jpeg_kind(padded) == JPEG_OTHER
     expected_image = decode_jpeg(torch.from_numpy(padded.copy()), mode=ImageReadMode.RGB)
     assert torch.equal(expected_image, decode_jpeg(torch.from_numpy(progressive), mode=ImageReadMode.RGB))
@@ -553,8 +601,18 @@ def ffcv_train(*args):
 def train_args(betons, out, *extra):
     train, val = betons
     sets = ["schedule.epochs=2", "schedule.step_every=1", "data.augment=true", "data.decode=gpu"]
-    return ["--recipe", "smoke_cpu.yaml", "--train", train, "--val", val, "--out", out,
-            *[a for s in sets for a in ("--set", s)], *extra]
+    return [
+        "--recipe",
+        "smoke_cpu.yaml",
+        "--train",
+        train,
+        "--val",
+        val,
+        "--out",
+        out,
+        *[a for s in sets for a in ("--set", s)],
+        *extra,
+    ]
 
 
 def one_line_error(result) -> str:
@@ -601,8 +659,21 @@ def test_ffcv_train_learns_through_the_gpu_path_on_cpu(gpu_run):
 def test_ffcv_train_eval_decodes_on_the_gpu_path(gpu_run, train_data, tmp_path, gpu_path_on_cpu):
     run, _ = gpu_run
     out = tmp_path / "eval"
-    result = ffcv_train("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--val", train_data[1],
-                        "--out", out, "--batch-size", 16, "--workers", 2, "--decode", "gpu")
+    result = ffcv_train(
+        "eval",
+        "--checkpoint",
+        run / "checkpoints" / "last.pt",
+        "--val",
+        train_data[1],
+        "--out",
+        out,
+        "--batch-size",
+        16,
+        "--workers",
+        2,
+        "--decode",
+        "gpu",
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     run_summary = json.loads((run / "summary.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
@@ -630,8 +701,9 @@ def test_a_refused_decode_gpu_run_leaves_no_run_dir(train_data, tmp_path):
 @pytest.mark.timeout(120)
 def test_ffcv_train_eval_decode_gpu_without_cuda_is_a_one_line_error(train_data, gpu_run):
     run, _ = gpu_run
-    error = one_line_error(ffcv_train("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--val",
-                                      train_data[1], "--decode", "gpu"))
+    error = one_line_error(
+        ffcv_train("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--val", train_data[1], "--decode", "gpu")
+    )
     assert "data.decode" in error and "CUDA" in error
 
 
@@ -652,11 +724,15 @@ def wait_until(condition, seconds: float = 60) -> None:
 # queue. The GPU path meets it more often: its decode thread takes 1 + queue_depth batches more
 # from ffcv. Cases marked `ends` build that state; "mid-epoch" is the ordinary early stop.
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("decode, batch_size, ends", [("gpu", 5, True), ("gpu", 2, False), ("cpu", 8, True)],
-                         ids=["gpu-rest-fits-the-queues", "gpu-mid-epoch", "cpu-rest-fits-the-queue"])
+@pytest.mark.parametrize(
+    "decode, batch_size, ends",
+    [("gpu", 5, True), ("gpu", 2, False), ("cpu", 8, True)],
+    ids=["gpu-rest-fits-the-queues", "gpu-mid-epoch", "cpu-rest-fits-the-queue"],
+)
 def test_stopping_an_epoch_early_does_not_hang(beton, stored, decode, batch_size, ends):
-    loader = make_loader(beton, batch_size=batch_size, res=RES, train=False, device=CPU, workers=1, decode=decode,
-                         dtype=torch.float32)
+    loader = make_loader(
+        beton, batch_size=batch_size, res=RES, train=False, device=CPU, workers=1, decode=decode, dtype=torch.float32
+    )
     batches = -(-len(stored) // batch_size)
     it = iter(loader)
     images, labels = next(it)
@@ -684,8 +760,16 @@ def test_stopping_an_epoch_early_does_not_hang(beton, stored, decode, batch_size
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("decode", ["cpu", "gpu"])
 def test_a_last_batch_of_one_image_is_evaluated(beton, stored, decode):
-    loader = make_loader(beton, batch_size=len(stored) - 1, res=RES, train=False, device=CPU, workers=1,
-                         decode=decode, dtype=torch.float32)
+    loader = make_loader(
+        beton,
+        batch_size=len(stored) - 1,
+        res=RES,
+        train=False,
+        device=CPU,
+        workers=1,
+        decode=decode,
+        dtype=torch.float32,
+    )
     with iter(loader) as epoch:
         batches = [(len(x), y.clone()) for x, y in epoch]
     assert [n for n, _ in batches] == [len(stored) - 1, 1]
@@ -709,8 +793,9 @@ def ffcv_thread_raises_after(ffcv_iterator, batches: int) -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("decode", ["cpu", "gpu"])
 def test_a_dead_ffcv_thread_ends_the_epoch_at_once(beton, decode):
-    loader = make_loader(beton, batch_size=1, res=RES, train=False, device=CPU, workers=1, decode=decode,
-                         dtype=torch.float32)
+    loader = make_loader(
+        beton, batch_size=1, res=RES, train=False, device=CPU, workers=1, decode=decode, dtype=torch.float32
+    )
     it = iter(loader)
     ffcv_thread_raises_after(it.inner.ffcv if decode == "gpu" else it.ffcv, 2)  # 32 batches: it is far from done
     start = time.monotonic()
@@ -737,6 +822,9 @@ def test_a_broken_device_decoder_is_an_error_not_cpu_decoding(gpu_eval, monkeypa
         raise RuntimeError("nvjpegCreate failed\nmore")
 
     monkeypatch.setattr(device_decode, "_decode_jpegs", broken)  # our own function, in place of nvJPEG
-    with pytest.raises(UserError, match=r"^the cpu JPEG decoder failed on every JPEG of a batch that the CPU "
-                                        r"decodes \(nvjpegCreate failed\); use data.decode: cpu$"):
+    with pytest.raises(
+        UserError,
+        match=r"^the cpu JPEG decoder failed on every JPEG of a batch that the CPU "
+        r"decodes \(nvjpegCreate failed\); use data.decode: cpu$",
+    ):
         device_decode.decode_images(rows, headers, CPU)

@@ -1,4 +1,5 @@
 """iNat-Mini-A split logic on the synthetic iNat-2021 tree (pure functions, no images read)."""
+
 import json
 from collections import Counter
 
@@ -38,8 +39,9 @@ def test_all_splits_take_their_labels_from_train_mini(inat_dir, tmp_path):
             first_animal = min(c["id"] for c in cats if c["kingdom"] == "Animalia")
             cats = [c for c in cats if c["id"] != first_animal]
         (tmp_path / name).write_text(json.dumps({**data, "categories": cats}))
-    mini_animals = sorted(c["id"] for c in load_json(inat_dir, "train_mini.json")["categories"]
-                          if c["kingdom"] == "Animalia")
+    mini_animals = sorted(
+        c["id"] for c in load_json(inat_dir, "train_mini.json")["categories"] if c["kingdom"] == "Animalia"
+    )
     orders = [[c.id for c in split_samples(tmp_path, s)[0]] for s in ("train", "eval", "val")]
     assert orders == [mini_animals] * 3
 

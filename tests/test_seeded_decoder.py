@@ -2,6 +2,7 @@
 whatever the worker count or process. One small beton of odd-sized JPEG and raw images
 (written by the package's writer, manifest included) serves every test.
 """
+
 import hashlib
 import subprocess
 import sys
@@ -11,15 +12,15 @@ import numba
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ffcv_inat.loader import make_loader
 from ffcv_inat.loader.crops import crop_box
-from ffcv_inat.writers.beton import WriteOptions
-from helpers.betons import SIZES, gradient_image, write_gradient_beton, write_mixed_beton
+from helpers.betons import write_mixed_beton
 
 SEED = 7
 BATCH = 8
+
+
 @pytest.fixture(scope="module")
 def beton(tmp_path_factory):
     return write_mixed_beton(tmp_path_factory.mktemp("seeded"))
@@ -53,8 +54,14 @@ def _sequential_decoder_loader(beton, out_hw, workers):
     from ffcv_inat.loader.seeded_decoder import SeededRandomResizedCropDecoder
 
     decoder = SeededRandomResizedCropDecoder(out_hw, seed=SEED)
-    loader = Loader(str(beton), batch_size=BATCH, num_workers=workers, order=OrderOption.SEQUENTIAL,
-                    drop_last=False, pipelines={"image": [decoder], "label": None})
+    loader = Loader(
+        str(beton),
+        batch_size=BATCH,
+        num_workers=workers,
+        order=OrderOption.SEQUENTIAL,
+        drop_last=False,
+        pipelines={"image": [decoder], "label": None},
+    )
     return loader, decoder
 
 
@@ -74,7 +81,7 @@ def test_pixels_equal_a_reference_crop_resize_flip(beton):
         assert got.shape == (len(images), 24, 32, 3)
         for i, image in enumerate(images):
             top, left, h, w, flip = crop_box(SEED, epoch, i, *image.shape[:2])
-            ref = cv2.resize(image[top:top + h, left:left + w], (32, 24), interpolation=cv2.INTER_AREA)
+            ref = cv2.resize(image[top : top + h, left : left + w], (32, 24), interpolation=cv2.INTER_AREA)
             if flip:
                 ref = ref[:, ::-1]
             flips += flip
@@ -93,8 +100,9 @@ def _digest(loader, epoch: int) -> str:
 
 
 def _train_loader(beton, workers):
-    return make_loader(beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=workers,
-                       seed=SEED)
+    return make_loader(
+        beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=workers, seed=SEED
+    )
 
 
 # What a second process computes: the digest of epoch 3 with 2 workers.
@@ -110,8 +118,12 @@ print(_digest(_train_loader({beton!r}, 2), 3))
 def test_batches_are_byte_identical_across_workers_and_processes(beton):
     from pathlib import Path
 
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(Path(__file__).parent), beton=str(beton))],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(tests=str(Path(__file__).parent), beton=str(beton))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         one = _train_loader(beton, workers=1)
         two = _train_loader(beton, workers=2)
@@ -132,8 +144,7 @@ def test_the_stock_decoder_stays_selectable(beton):
     from ffcv_inat import UserError
     from ffcv_inat.loader.seeded_decoder import SeededRandomResizedCropDecoder
 
-    stock = make_loader(beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=1,
-                        crop="ffcv")
+    stock = make_loader(beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=1, crop="ffcv")
     assert type(stock.decoder) is RandomResizedCropRGBImageDecoder
     ours = make_loader(beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=1)
     assert isinstance(ours.decoder, SeededRandomResizedCropDecoder) and ours.decoder.seed == 0

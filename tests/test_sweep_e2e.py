@@ -4,6 +4,7 @@ Every ffcv process pays ~10 s of fixed start-up (numba compiles ffcv's kernels a
 the session runs one slice of the smoke grid once (smoke_grid) and the tests below remove
 and re-make parts of it; test_analyze_smoke.py analyses the same run dirs.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ def test_interrupted_sweep_resumes_only_what_is_missing(smoke_grid):
     before = _summary_mtimes(work)
     # Stop a real sweep while the first missing run (the random-init probe) trains: SIGTERM, as
     # `kill` or `timeout` send (Ctrl-C's SIGINT takes the same path through run_row).
-    proc = subprocess.Popen([*SWEEP, "run", str(plan), *_only()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [*SWEEP, "run", str(plan), *_only()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     probe = next(r for r in rows if r.run_id == "linear_random-s0")
     deadline = time.time() + 120
     while read_state(probe).get("status") != "running" and time.time() < deadline:
@@ -99,8 +101,9 @@ def test_submitit_local_executor_runs_the_plan(smoke_grid):
     for rid in redo:
         subprocess.run(["rm", "-rf", str(work / "runs" / rid)], check=True)
     before = _summary_mtimes(work)
-    r = CliRunner().invoke(sweep_main, ["run", str(plan), "--executor", "submitit-local", "--max-parallel", "2",
-                                        *_only()])
+    r = CliRunner().invoke(
+        sweep_main, ["run", str(plan), "--executor", "submitit-local", "--max-parallel", "2", *_only()]
+    )
     assert r.exit_code == 0, r.output
     assert "10 already done, 0 already submitted, 2 to submit (submitit local executor)" in r.output
     rows = {x.run_id: x for x in read_plan(plan)}
@@ -151,9 +154,14 @@ def test_a_full_disk_is_a_permanent_failure_not_retried(inat_dir, small_disk):
     from ffcv_inat.sweep.state import row_status
 
     disk = small_disk(2)
-    row = PlanRow("beton_inat-mini-a_train", "beton", split="train", inputs={"data_dir": str(inat_dir)},
-                  options={"dataset": "inat-mini-a", "split": "train", "workers": 1},
-                  outputs=str(disk.path / "betons" / "inat_mini_a_train.beton"))
+    row = PlanRow(
+        "beton_inat-mini-a_train",
+        "beton",
+        split="train",
+        inputs={"data_dir": str(inat_dir)},
+        options={"dataset": "inat-mini-a", "split": "train", "workers": 1},
+        outputs=str(disk.path / "betons" / "inat_mini_a_train.beton"),
+    )
     lines: list[str] = []
     res = run_local([row], attempts=3, echo=lines.append)
     assert res.failed == [row.run_id] and not any("attempt 2" in ln for ln in lines)

@@ -1,4 +1,5 @@
 """ffcv-sweep plan: exact contents of the paper grid, dependencies, determinism, CSV round trip."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -8,8 +9,17 @@ import pytest
 from click.testing import CliRunner
 
 from ffcv_inat import UserError
-from ffcv_inat.sweep.plan import (GridSpec, build_plan, check_plan, plan_to_csv, pretrain_subsets, read_plan,
-                                  topological_order, with_dependencies, write_plan)
+from ffcv_inat.sweep.plan import (
+    GridSpec,
+    build_plan,
+    check_plan,
+    plan_to_csv,
+    pretrain_subsets,
+    read_plan,
+    topological_order,
+    with_dependencies,
+    write_plan,
+)
 from ffcv_inat.sweep.cli import main as sweep_main
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,12 +37,21 @@ def test_paper_grid_counts_default_k(tmp_path):
     assert counts == {"beton": 17 * 2 + 2, "pretrain": 17, "finetune": 17, "linear": 17 + 1, "scratch": 1}
     pretrains = sorted(r.run_id for r in rows if r.kind == "pretrain")
     assert pretrains == sorted(
-        [f"pretrain_A-{k}-s0" for k in (50, 100, 200, 300)] + ["pretrain_A-s0"]
-        + [f"pretrain_NA-{k}-s0" for k in (50, 100, 200, 300, 398)] + ["pretrain_NA-s0"]
-        + [f"pretrain_R-{k}-s0" for k in (50, 100, 200, 300, 398)] + ["pretrain_all-s0"])
+        [f"pretrain_A-{k}-s0" for k in (50, 100, 200, 300)]
+        + ["pretrain_A-s0"]
+        + [f"pretrain_NA-{k}-s0" for k in (50, 100, 200, 300, 398)]
+        + ["pretrain_NA-s0"]
+        + [f"pretrain_R-{k}-s0" for k in (50, 100, 200, 300, 398)]
+        + ["pretrain_all-s0"]
+    )
     betons = {r.run_id for r in rows if r.kind == "beton"}
-    assert {"beton_inat-mini-a_train", "beton_inat-mini-a_eval", "beton_imagenet_A_val",
-            "beton_imagenet_all_train", "beton_imagenet_R-398-s0_val"} <= betons
+    assert {
+        "beton_inat-mini-a_train",
+        "beton_inat-mini-a_eval",
+        "beton_imagenet_A_val",
+        "beton_imagenet_all_train",
+        "beton_imagenet_R-398-s0_val",
+    } <= betons
     assert not any(b.startswith("beton_imagenet_A-398") for b in betons)
 
 
@@ -43,13 +62,24 @@ def test_paper_grid_two_seeds_and_drops_too_large_k(tmp_path):
     k_sets_per_seed = 1 + 2 + 3
     class_sets = 2 * k_sets_per_seed + 3  # full subsets are seed-free betons
     pretrain = 2 * (k_sets_per_seed + 3)  # ... but trained once per seed
-    assert counts == {"beton": 2 * class_sets + 2, "pretrain": pretrain, "finetune": pretrain,
-                      "linear": pretrain + 2, "scratch": 2}
+    assert counts == {
+        "beton": 2 * class_sets + 2,
+        "pretrain": pretrain,
+        "finetune": pretrain,
+        "linear": pretrain + 2,
+        "scratch": 2,
+    }
     ids = {r.run_id for r in rows}
     assert "pretrain_A-500-s0" not in ids and "pretrain_NA-800-s1" not in ids and "pretrain_R-800-s1" in ids
     assert {"beton_imagenet_A_train", "pretrain_A-s0", "pretrain_A-s1"} <= ids
     assert pretrain_subsets([398, 602, 1000], ["A", "NA", "R"]) == [
-        ("A", "A", None), ("NA", "NA", 398), ("NA", "NA", None), ("R", "R", 398), ("R", "R", 602), ("R", "all", None)]
+        ("A", "A", None),
+        ("NA", "NA", 398),
+        ("NA", "NA", None),
+        ("R", "R", 398),
+        ("R", "R", 602),
+        ("R", "all", None),
+    ]
     assert pretrain_subsets([50], ["A"], full_subsets=False) == [("A", "A", 50), ("R", "all", None)]
 
 
@@ -63,7 +93,9 @@ def test_dependencies_acyclic_complete_and_inputs_made_by_them(tmp_path):
             assert d in by_id
     for r in rows:
         if r.kind == "pretrain":
-            assert sorted(r.depends_on) == sorted([f"beton_imagenet_{r.target}_train", f"beton_imagenet_{r.target}_val"])
+            assert sorted(r.depends_on) == sorted(
+                [f"beton_imagenet_{r.target}_train", f"beton_imagenet_{r.target}_val"]
+            )
             assert r.inputs["train"].endswith(f"{r.target}_train.beton") and "init" not in r.inputs
         if r.kind == "finetune":
             pre = r.run_id.replace("finetune_", "pretrain_")
@@ -71,8 +103,11 @@ def test_dependencies_acyclic_complete_and_inputs_made_by_them(tmp_path):
             assert r.inputs["init"] == str(Path(by_id[pre].outputs) / "checkpoints" / "last.pt")
             assert r.inputs["val"].endswith("inat-mini-a_eval.beton")
         if r.kind == "linear" and r.subset:
-            assert set(r.depends_on) == {r.run_id.replace("linear_", "pretrain_"), "beton_imagenet_A_train",
-                                         "beton_imagenet_A_val"}
+            assert set(r.depends_on) == {
+                r.run_id.replace("linear_", "pretrain_"),
+                "beton_imagenet_A_train",
+                "beton_imagenet_A_val",
+            }
         if r.kind == "scratch" or (r.kind == "linear" and not r.subset):
             assert "init" not in r.inputs and not any(d.startswith("pretrain_") for d in r.depends_on)
         if r.kind == "beton":
@@ -90,8 +125,10 @@ def test_cycles_and_missing_dependencies_are_refused(tmp_path):
     with pytest.raises(UserError, match="nope"):
         check_plan(bad)
     first, second = rows[0], rows[1]
-    loop = [type(first)(**{**first.__dict__, "depends_on": (second.run_id,)}),
-            type(second)(**{**second.__dict__, "depends_on": (first.run_id,)})]
+    loop = [
+        type(first)(**{**first.__dict__, "depends_on": (second.run_id,)}),
+        type(second)(**{**second.__dict__, "depends_on": (first.run_id,)}),
+    ]
     with pytest.raises(UserError, match="cycle"):
         topological_order(loop)
 
@@ -124,26 +161,42 @@ def test_smoke_grid_makes_its_own_data(tmp_path):
     counts = Counter(r.kind for r in rows)
     # A-8, NA-8, R-8 and all (the reference); A's betons for the probe; no pretraining on all of A / NA.
     assert counts == {"data": 1, "beton": 12, "pretrain": 4, "finetune": 4, "linear": 5, "scratch": 1}
-    assert {r.run_id for r in rows if r.kind == "pretrain"} == {"pretrain_A-8-s0", "pretrain_NA-8-s0",
-                                                                "pretrain_R-8-s0", "pretrain_all-s0"}
+    assert {r.run_id for r in rows if r.kind == "pretrain"} == {
+        "pretrain_A-8-s0",
+        "pretrain_NA-8-s0",
+        "pretrain_R-8-s0",
+        "pretrain_all-s0",
+    }
     assert all(r.depends_on == ("data_synthetic",) for r in rows if r.kind == "beton")
     assert all("device=cpu" in r.overrides for r in rows if r.recipe)
     only = with_dependencies(rows, ["finetune_A-8-s0"])
-    assert [r.run_id for r in only] == ["data_synthetic", "beton_imagenet_A-8-s0_train", "beton_imagenet_A-8-s0_val",
-                                        "beton_inat-mini-a_train", "beton_inat-mini-a_eval", "pretrain_A-8-s0",
-                                        "finetune_A-8-s0"]
+    assert [r.run_id for r in only] == [
+        "data_synthetic",
+        "beton_imagenet_A-8-s0_train",
+        "beton_imagenet_A-8-s0_val",
+        "beton_inat-mini-a_train",
+        "beton_inat-mini-a_eval",
+        "pretrain_A-8-s0",
+        "finetune_A-8-s0",
+    ]
 
 
 def test_plan_cli(tmp_path):
     out = tmp_path / "p" / "plan.csv"
-    r = CliRunner().invoke(sweep_main, ["plan", "--grid", "paper", "--k", "50,100", "--imagenet-dir", "/x",
-                                        "--inat-dir", "/y", "--out", str(out)])
+    r = CliRunner().invoke(
+        sweep_main,
+        ["plan", "--grid", "paper", "--k", "50,100", "--imagenet-dir", "/x", "--inat-dir", "/y", "--out", str(out)],
+    )
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and "pretrain" in r.output
     rows = read_plan(out)
     assert Path(rows[0].outputs).is_relative_to(tmp_path / "p")  # work dir defaults to the plan's folder
-    for args, msg in ((["--k", "5,x"], "--k"), (["--k", "0"], "at least 1"), (["--families", "B"], "unknown family"),
-                      (["--epochs-scale", "0"], "positive")):
+    for args, msg in (
+        (["--k", "5,x"], "--k"),
+        (["--k", "0"], "at least 1"),
+        (["--families", "B"], "unknown family"),
+        (["--epochs-scale", "0"], "positive"),
+    ):
         r = CliRunner().invoke(sweep_main, ["plan", *args, "--out", str(out)])
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(sweep_main, ["run", str(tmp_path / "missing.csv")])
@@ -175,9 +228,12 @@ def test_smoke_runs_take_the_smoke_recipes_settings(tmp_path):
 def test_plan_checks_every_set_against_the_recipes_when_written(tmp_path):
     out = tmp_path / "plan.csv"
     for grid in ("paper", "smoke"):
-        for item, msg in (("data.wrkers=16", "unknown key data.wrkers"), ("optim.lr=fast", "optim.lr must be float"),
-                          ("device=gpu", "device must be one of auto, cpu, cuda"),
-                          ("schedule=3", "schedule must be a mapping")):
+        for item, msg in (
+            ("data.wrkers=16", "unknown key data.wrkers"),
+            ("optim.lr=fast", "optim.lr must be float"),
+            ("device=gpu", "device must be one of auto, cpu, cuda"),
+            ("schedule=3", "schedule must be a mapping"),
+        ):
             r = CliRunner().invoke(sweep_main, ["plan", "--grid", grid, "--set", item, "--out", str(out)])
             assert r.exit_code != 0 and msg in r.output, (grid, item, r.output)
             assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output

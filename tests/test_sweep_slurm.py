@@ -8,6 +8,7 @@ other sweep tests) are linked into each test's work dir, and each test runs one 
 Runs that are interrupted on purpose use 6 epochs of 6 steps (~1-2 s an epoch here), so that
 there is an epoch to lose between the first checkpoint and the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,8 +79,11 @@ def wait_for(predicate, timeout: float, what: str):
 
 def epochs_logged(run: Path, more_than: int = 0, timeout: float = 120) -> list[str]:
     """log.jsonl once it has more than `more_than` epochs (the trainer writes it after last.pt)."""
-    return wait_for(lambda: (lines := log_lines(run)) and len(lines) > more_than and lines, timeout,
-                    f"epoch {more_than + 1} of {run.name}")
+    return wait_for(
+        lambda: (lines := log_lines(run)) and len(lines) > more_than and lines,
+        timeout,
+        f"epoch {more_than + 1} of {run.name}",
+    )
 
 
 def job_of(row) -> str:
@@ -96,14 +100,27 @@ def assert_queue_empty(cluster) -> None:
 
 # ------------------------------------------------------------------------------ the grid on SLURM
 
+
 @pytest.mark.timeout(900)  # the first user of smoke_grid in a session also makes it (~2 min)
-def test_smoke_slice_runs_through_slurm_and_analyses_like_the_local_one(slurm_cluster, smoke_grid,
-                                                                         tmp_path_factory, tmp_path):
+def test_smoke_slice_runs_through_slurm_and_analyses_like_the_local_one(
+    slurm_cluster, smoke_grid, tmp_path_factory, tmp_path
+):
     # SLURM writes the R-8 betons, pretrains on them, then finetunes and probes: every kind of job.
     plan, work, rows = make_work(tmp_path_factory, smoke_grid, "slurm_smoke", betons=(*IMAGENET_A, *INAT))
     ids = ("finetune_R-8-s0", "linear_R-8-s0")
-    r = sweep("run", plan, *SLURM, "--max-parallel", "2", "--verify-betons", "--setup", "echo setup line ran",
-              "--sbatch", "--comment=ffcv-sweep-test", *only(*ids))
+    r = sweep(
+        "run",
+        plan,
+        *SLURM,
+        "--max-parallel",
+        "2",
+        "--verify-betons",
+        "--setup",
+        "echo setup line ran",
+        "--sbatch",
+        "--comment=ffcv-sweep-test",
+        *only(*ids),
+    )
     assert r.exit_code == 0, r.output
     assert "verified 4 betons" in r.output
     assert "10 runs: 5 already done, 0 already submitted, 5 to submit (SLURM)" in r.output
@@ -132,8 +149,18 @@ def test_smoke_slice_runs_through_slurm_and_analyses_like_the_local_one(slurm_cl
     local = gather(smoke_grid["work"] / "runs").set_index("run")
     assert list(slurm.columns) == list(local.columns)
     same = ["pretrain_R-8-s0", *ids]
-    meta = ["kind", "family", "subset", "k", "num_pretrain_classes", "seed", "target", "num_classes", "epochs",
-            "gpu_hours"]
+    meta = [
+        "kind",
+        "family",
+        "subset",
+        "k",
+        "num_pretrain_classes",
+        "seed",
+        "target",
+        "num_classes",
+        "epochs",
+        "gpu_hours",
+    ]
     assert sorted(slurm.index) == sorted(same)
     for col in meta:
         a, b = slurm.loc[same, col], local.loc[same, col]
@@ -174,7 +201,7 @@ def test_preempted_or_timed_out_job_resumes_from_last_checkpoint(slurm_cluster, 
     assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3, 4, 5, 6]
     # Finished epochs were not trained again (their records, timings included, are unchanged):
     # each interruption lost at most the epoch in progress.
-    assert log[:len(first)] == first and log[:len(second)] == second
+    assert log[: len(first)] == first and log[: len(second)] == second
     st = read_state(row)
     assert st["job_id"] == job and st["restarts"] == 2 and st["attempt"] == 1  # one job, never a failed attempt
     assert (run / "stderr.log").read_text().count("=== ffcv-sweep attempt 1,") == 3
@@ -189,8 +216,12 @@ def test_scancel_is_reported_and_the_next_sweep_resumes_the_run(slurm_cluster, s
     plan, _, rows = make_work(tmp_path_factory, smoke_grid, "slurm_scancel", betons=IMAGENET_A, sets=LONGER)
     row = rows["linear_random-s0"]
     run = Path(row.outputs)
-    proc = subprocess.Popen([sys.executable, "-m", "ffcv_inat.sweep.cli", "run", str(plan), *SLURM,
-                             *only("linear_random-s0")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ffcv_inat.sweep.cli", "run", str(plan), *SLURM, *only("linear_random-s0")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         before = epochs_logged(run)
         job = read_state(row)["job_id"]
@@ -216,13 +247,12 @@ def test_scancel_is_reported_and_the_next_sweep_resumes_the_run(slurm_cluster, s
     assert r.exit_code == 0, r.output
     assert "1 to submit (SLURM)" in r.output and "linear_random-s0: done" in r.output
     log = log_lines(run)
-    assert len(log) == 6 and log[:len(before)] == before  # resumed from last.pt
+    assert len(log) == 6 and log[: len(before)] == before  # resumed from last.pt
 
 
 @pytest.mark.timeout(300)
 def test_bad_input_fails_once_with_its_error_and_log_paths(slurm_cluster, smoke_grid, tmp_path_factory):
-    plan, work, rows = make_work(tmp_path_factory, smoke_grid, "slurm_bad_input",
-                                 betons=("imagenet_R-8-s0_val", *INAT))
+    plan, work, rows = make_work(tmp_path_factory, smoke_grid, "slurm_bad_input", betons=("imagenet_R-8-s0_val", *INAT))
     # A cut copy of the R-8 train beton, beside its intact manifest: the sweep takes it as written.
     src = smoke_grid["work"] / "betons" / "imagenet_R-8-s0_train"
     (work / "betons" / "imagenet_R-8-s0_train.json").write_bytes(src.with_suffix(".json").read_bytes())
@@ -258,7 +288,7 @@ def test_bad_input_fails_once_with_its_error_and_log_paths(slurm_cluster, smoke_
     assert "pending  finetune_R-8-s0 (job " in r.output and "never started" in r.output
 
 
-RANK_WRITES = '''
+RANK_WRITES = """
 import os
 if os.environ.get("RANK") is not None and os.environ.get("RANK_WRITES_DIR"):
     _replace = os.replace
@@ -269,7 +299,7 @@ if os.environ.get("RANK") is not None and os.environ.get("RANK_WRITES_DIR"):
             f.write(str(dst) + "\\n")
 
     os.replace = _recording_replace
-'''
+"""
 
 
 @pytest.mark.timeout(300)
@@ -285,8 +315,21 @@ def test_two_processes_on_cpu_only_rank0_writes(slurm_cluster, smoke_grid, tmp_p
     (hooks / "sitecustomize.py").write_text(RANK_WRITES)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("RANK_WRITES_DIR", str(writes))
-    r = sweep("run", plan, "--executor", "slurm", "--cpus-per-task", "2", "--poll-seconds", "1",
-              "--gpus-per-run", "0", "--procs-per-run", "2", *only("scratch_s0"))
+    r = sweep(
+        "run",
+        plan,
+        "--executor",
+        "slurm",
+        "--cpus-per-task",
+        "2",
+        "--poll-seconds",
+        "1",
+        "--gpus-per-run",
+        "0",
+        "--procs-per-run",
+        "2",
+        *only("scratch_s0"),
+    )
     assert r.exit_code == 0, r.output
     run = Path(row.outputs)
     summary = json.loads((run / "summary.json").read_text())
@@ -300,7 +343,12 @@ def test_two_processes_on_cpu_only_rank0_writes(slurm_cluster, smoke_grid, tmp_p
     written = {p.name: p.read_text().split() for p in writes.iterdir()}
     assert set(written) == {"rank0.txt"}, written  # rank 1 moved nothing into place
     assert {Path(p).name for p in written["rank0.txt"]} == {
-        "config.yaml", "last.pt", "log.jsonl", "per_class.csv", "summary.json"}
+        "config.yaml",
+        "last.pt",
+        "log.jsonl",
+        "per_class.csv",
+        "summary.json",
+    }
     assert (run / "stdout.log").read_text().count("run dir:") == 1  # one report, from rank 0
 
 
@@ -315,7 +363,8 @@ def test_sbatch_refusal_is_one_line_naming_the_option_and_leaves_no_job(slurm_cl
     assert r.output.splitlines()[-1] == (
         "Error: sbatch refused the training job of pretrain_R-8-s0: sbatch: error: Invalid generic resource (gres) "
         "specification (check --gpus-per-run / --gres: this partition has no such GPUs (--gpus-per-run 0 trains "
-        "on CPU))")
+        "on CPU))"
+    )
     assert "Traceback" not in r.output and not list(tmp_path.rglob("sweep_state.json"))  # nothing submitted
     assert_queue_empty(slurm_cluster)
 
@@ -335,11 +384,26 @@ def test_sbatch_refusal_is_one_line_naming_the_option_and_leaves_no_job(slurm_cl
 
 # ------------------------------------------------------------------------------ without a cluster
 
+
 def test_run_help_shows_every_cluster_option():
     r = sweep("run", "--help")
-    for option in ("--slurm-partition", "--slurm-account", "--slurm-qos", "--timeout-min", "--gres",
-                   "--slurm-constraint", "--mem-gb", "--cpus-per-task", "--max-parallel", "--sbatch", "--setup",
-                   "--gpus-per-run", "--procs-per-run", "--verify-betons", "--no-wait"):
+    for option in (
+        "--slurm-partition",
+        "--slurm-account",
+        "--slurm-qos",
+        "--timeout-min",
+        "--gres",
+        "--slurm-constraint",
+        "--mem-gb",
+        "--cpus-per-task",
+        "--max-parallel",
+        "--sbatch",
+        "--setup",
+        "--gpus-per-run",
+        "--procs-per-run",
+        "--verify-betons",
+        "--no-wait",
+    ):
         assert option in r.output, option
 
 
@@ -349,11 +413,27 @@ def test_each_option_reaches_sbatch_and_cpu_jobs_ask_for_no_gpu(tmp_path):
     rows = {r.run_id: r for r in read_plan(plan)}
     assert sweep("plan", "--grid", "smoke", "--set", "device=auto", "--out", tmp_path / "gpu.csv").exit_code == 0
     gpu_row = next(r for r in read_plan(tmp_path / "gpu.csv") if r.run_id == "pretrain_all-s0")
-    opts = SlurmOptions(partition="gpu", account="lab", qos="high", constraint="a100", gpus_per_run=8,
-                        cpus_per_task=64, mem_gb=500, sbatch=("--exclusive", "#SBATCH --mail-type=END"))
+    opts = SlurmOptions(
+        partition="gpu",
+        account="lab",
+        qos="high",
+        constraint="a100",
+        gpus_per_run=8,
+        cpus_per_task=64,
+        mem_gb=500,
+        sbatch=("--exclusive", "#SBATCH --mail-type=END"),
+    )
     assert job_resources(gpu_row, opts) == {
-        "partition": "gpu", "account": "lab", "qos": "high", "constraint": "a100", "cpus-per-task": "64",
-        "mem": "500G", "gres": "gpu:8", "exclusive": True, "mail-type": "END"}
+        "partition": "gpu",
+        "account": "lab",
+        "qos": "high",
+        "constraint": "a100",
+        "cpus-per-task": "64",
+        "mem": "500G",
+        "gres": "gpu:8",
+        "exclusive": True,
+        "mail-type": "END",
+    }
     assert job_resources(gpu_row, SlurmOptions(gres="gpu:h100:8", gpus_per_run=8))["gres"] == "gpu:h100:8"
     assert "gres" not in job_resources(gpu_row, SlurmOptions(gpus_per_run=0))
     for rid in ("data_synthetic", "beton_imagenet_all_train", "pretrain_all-s0"):  # the smoke grid says device=cpu
@@ -371,9 +451,11 @@ def test_why_slurm_ended_a_job_is_read_from_its_log(tmp_path):
     out, err = job_logs(row, "41")
     err.parent.mkdir(parents=True)
     # slurmstepd's own lines, as SLURM 22.05 writes them into a job's stderr
-    err.write_text("slurmstepd-vm: error: *** JOB 41 ON vm CANCELLED AT 2026-11-27T11:52:32 DUE TO JOB REQUEUE ***\n"
-                   "slurmstepd-vm: error: *** STEP 41.0 ON vm CANCELLED AT 2026-11-27T11:54:07 DUE TO TIME LIMIT ***\n"
-                   "slurmstepd-vm: error: *** JOB 41 ON vm CANCELLED AT 2026-11-27T11:54:07 DUE TO TIME LIMIT ***\n")
+    err.write_text(
+        "slurmstepd-vm: error: *** JOB 41 ON vm CANCELLED AT 2026-11-27T11:52:32 DUE TO JOB REQUEUE ***\n"
+        "slurmstepd-vm: error: *** STEP 41.0 ON vm CANCELLED AT 2026-11-27T11:54:07 DUE TO TIME LIMIT ***\n"
+        "slurmstepd-vm: error: *** JOB 41 ON vm CANCELLED AT 2026-11-27T11:54:07 DUE TO TIME LIMIT ***\n"
+    )
     assert job_end_reason(row, "41") == "time limit at 2026-11-27T11:54:07"
     assert ended_early("", job_end_reason(row, "41"))  # a waiting sweep submits it again
     err.write_text("slurmstepd-vm: error: *** JOB 41 ON vm CANCELLED AT 2026-11-27T11:52:59 ***\n")
@@ -400,8 +482,9 @@ def test_verify_betons_takes_the_inputs_this_sweep_does_not_write(tmp_path):
         (betons / f"{name}.beton").write_bytes(b"x")
         (betons / f"{name}.json").write_text('{"classes": []}')
     (betons / "imagenet_A_val.beton").write_bytes(b"x")  # no manifest: the sweep writes it again
-    assert betons_to_verify(rows) == [str(betons / f"{n}.beton") for n in ("inat-mini-a_train", "inat-mini-a_eval",
-                                                                          "imagenet_A_train")]
+    assert betons_to_verify(rows) == [
+        str(betons / f"{n}.beton") for n in ("inat-mini-a_train", "inat-mini-a_eval", "imagenet_A_train")
+    ]
     r = sweep("run", plan, "--verify-betons", *only("finetune_R-8-s0"))
     assert r.exit_code == 1 and "Error: 2 of 2 betons failed verification" in r.output  # before any run started
     assert not (tmp_path / "logs").exists() and not (tmp_path / "runs").exists()
@@ -437,8 +520,9 @@ def test_waiting_sweep_submits_again_a_job_that_slurm_ended_early(tmp_path, monk
     def time_limit(row, job):
         write_state(row, status="interrupted", attempt=1, job_id=job, scheduler="slurm")
         job_logs(row, job)[1].parent.mkdir(parents=True, exist_ok=True)
-        job_logs(row, job)[1].write_text(f"slurmstepd-vm: error: *** JOB {job} ON vm CANCELLED AT "
-                                         "2026-11-27T11:54:07 DUE TO TIME LIMIT ***\n")
+        job_logs(row, job)[1].write_text(
+            f"slurmstepd-vm: error: *** JOB {job} ON vm CANCELLED AT 2026-11-27T11:54:07 DUE TO TIME LIMIT ***\n"
+        )
 
     # What squeue says at each poll, and what happened to the runs before it.
     script = [
@@ -465,7 +549,12 @@ def test_waiting_sweep_submits_again_a_job_that_slurm_ended_early(tmp_path, monk
     lines = []
     res = sweep_slurm.run_slurm(rows, SlurmOptions(), poll_seconds=0, echo=lines.append)
     assert res.ok and res.ran == ["pretrain_R-8-s0", "finetune_R-8-s0"], lines
-    assert submitted == [("pretrain_R-8-s0", "1", None), ("finetune_R-8-s0", "2", "afterok:1"),
-                         ("pretrain_R-8-s0", "3", None), ("finetune_R-8-s0", "4", "afterok:3")]
-    assert any("job 1 stopped by SLURM (time limit at 2026-11-27T11:54:07); submitting it again (1/3)" in ln
-               for ln in lines), lines
+    assert submitted == [
+        ("pretrain_R-8-s0", "1", None),
+        ("finetune_R-8-s0", "2", "afterok:1"),
+        ("pretrain_R-8-s0", "3", None),
+        ("finetune_R-8-s0", "4", "afterok:3"),
+    ]
+    assert any(
+        "job 1 stopped by SLURM (time limit at 2026-11-27T11:54:07); submitting it again (1/3)" in ln for ln in lines
+    ), lines

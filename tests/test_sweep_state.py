@@ -1,5 +1,6 @@
 """Run states from files: a corrupt or partial summary.json is "not done" for `ffcv-sweep`
 exactly as for `ffcv-analyze` (one reader, rundir.read_summary), reported once, never an abort."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Recipes into typed config, overrides, and the one-line errors of `ffcv-train` (CliRunner)."""
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -22,8 +23,17 @@ def test_bundled_recipe_found_by_name_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_set_overrides_are_typed_yaml_scalars():
-    cfg = load_config("smoke_cpu.yaml", ["optim.lr=5e-2", "schedule.max_steps_per_epoch=3", "data.augment=false",
-                                         "schedule.milestones=[1, 2]", "precision=bf16", "compile=true"])
+    cfg = load_config(
+        "smoke_cpu.yaml",
+        [
+            "optim.lr=5e-2",
+            "schedule.max_steps_per_epoch=3",
+            "data.augment=false",
+            "schedule.milestones=[1, 2]",
+            "precision=bf16",
+            "compile=true",
+        ],
+    )
     assert cfg.optim.lr == 0.05 and isinstance(cfg.optim.lr, float)
     assert cfg.schedule.max_steps_per_epoch == 3 and cfg.data.augment is False
     assert cfg.schedule.milestones == [1, 2] and cfg.precision == "bf16" and cfg.compile is True
@@ -32,14 +42,17 @@ def test_set_overrides_are_typed_yaml_scalars():
     assert yaml.safe_load(to_yaml(cfg))["optim"]["lr"] == 1.0
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["optim.lrr=0.1"], "--set optim.lrr=0.1: unknown key optim.lrr"),
-    (["optim.lr=fast"], "--set optim.lr=fast: optim.lr must be float, got str 'fast'"),
-    (["data.augment=1"], "data.augment must be bool"),
-    (["precision=fp8"], "precision must be one of bf16, fp16, fp32"),
-    (["nosuch.key=1"], "unknown key nosuch"),
-    (["schedule.epochs"], "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["optim.lrr=0.1"], "--set optim.lrr=0.1: unknown key optim.lrr"),
+        (["optim.lr=fast"], "--set optim.lr=fast: optim.lr must be float, got str 'fast'"),
+        (["data.augment=1"], "data.augment must be bool"),
+        (["precision=fp8"], "precision must be one of bf16, fp16, fp32"),
+        (["nosuch.key=1"], "unknown key nosuch"),
+        (["schedule.epochs"], "expected KEY=VALUE"),
+    ],
+)
 def test_bad_overrides_name_the_key(sets, message):
     with pytest.raises(UserError) as e:
         load_config("smoke_cpu.yaml", sets)

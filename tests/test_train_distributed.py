@@ -1,5 +1,6 @@
 """A real 2-process DistributedDataParallel run (gloo on CPU) launched by torchrun: the session
 fixture `torchrun_two_process_run` (tests/conftest.py), started in the background."""
+
 import csv
 import json
 from pathlib import Path
@@ -23,12 +24,31 @@ def test_torchrun_two_processes_train_and_only_rank0_writes(torchrun_two_process
     written = {p.name: p.read_text().split() for p in writes.iterdir()}
     assert set(written) == {"rank0.txt"}, written  # rank 1 moved nothing into place
     assert {Path(p).name for p in written["rank0.txt"]} == {
-        "config.yaml", "last.pt", "log.jsonl", "per_class.csv", "summary.json"}
+        "config.yaml",
+        "last.pt",
+        "log.jsonl",
+        "per_class.csv",
+        "summary.json",
+    }
 
     # The sharded evaluation equals a single-process evaluation of the same checkpoint.
     out = tmp_path / "eval"
-    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"),
-                                       "--val", str(val), "--out", str(out), "--batch-size", "8", "--workers", "2"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--checkpoint",
+            str(run / "checkpoints" / "last.pt"),
+            "--val",
+            str(val),
+            "--out",
+            str(out),
+            "--batch-size",
+            "8",
+            "--workers",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     single = json.loads((out / "summary.json").read_text())
     assert single["top1"] == summary["top1"] and single["top5"] == summary["top5"]

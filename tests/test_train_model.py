@@ -1,4 +1,5 @@
 """The model builder, head replacement, freezing, BlurPool and checkpoint loading (no betons)."""
+
 import os
 
 import pytest
@@ -8,7 +9,12 @@ from torch import nn
 
 from ffcv_inat import UserError
 from ffcv_inat.checkpoint import (
-    FORMAT, checkpoint_num_classes, load_file, load_weights, model_state, save_checkpoint,
+    FORMAT,
+    checkpoint_num_classes,
+    load_file,
+    load_weights,
+    model_state,
+    save_checkpoint,
 )
 from ffcv_inat.model import BlurConv2d, apply_freeze, build_model, replace_head, set_train_mode
 
@@ -19,7 +25,9 @@ def test_build_model_is_torchvision_resnet50():
     m = build_model(7)
     assert isinstance(m, torchvision.models.ResNet) and m.fc.out_features == 7
     ref = torchvision.models.resnet50(weights=None)
-    assert [k for k in m.state_dict() if not k.startswith("fc.")] == [k for k in ref.state_dict() if not k.startswith("fc.")]
+    assert [k for k in m.state_dict() if not k.startswith("fc.")] == [
+        k for k in ref.state_dict() if not k.startswith("fc.")
+    ]
 
 
 def test_blurpool_keeps_parameter_names_and_runs():

@@ -3,6 +3,7 @@
 One short from-scratch run (module fixture) is the reference for: learning, the run dir
 contract, `ffcv-train eval`, resume-after-kill, and the init of a linear probe.
 """
+
 import csv
 import json
 import math
@@ -21,8 +22,22 @@ from ffcv_inat.train.cli import main
 # so resume must also replay the crops.
 SETS = ["schedule.epochs=2", "schedule.step_every=1", "data.augment=true"]
 LOG_KEYS = {"epoch", "lr", "train_loss", "top1", "top5", "epoch_seconds", "train_images_per_second"}
-SUMMARY_KEYS = {"recipe", "top1", "top5", "loss", "per_supercategory", "train_images_per_second", "wall_seconds",
-                "epochs", "device", "versions", "train_beton", "val_beton", "init", "num_classes"}
+SUMMARY_KEYS = {
+    "recipe",
+    "top1",
+    "top5",
+    "loss",
+    "per_supercategory",
+    "train_images_per_second",
+    "wall_seconds",
+    "epochs",
+    "device",
+    "versions",
+    "train_beton",
+    "val_beton",
+    "init",
+    "num_classes",
+}
 
 
 def cli(*args):
@@ -60,7 +75,12 @@ def reference_run(data, tmp_path_factory):
 def test_learns_and_writes_the_run_dir_contract(reference_run, data):
     run = reference_run
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoints", "config.yaml", "log.jsonl", "per_class.csv", "summary.json"]
+        "checkpoints",
+        "config.yaml",
+        "log.jsonl",
+        "per_class.csv",
+        "summary.json",
+    ]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.pt"]
     log = read_log(run)
     assert [h["epoch"] for h in log] == [1, 2] and all(LOG_KEYS <= set(h) for h in log)
@@ -99,16 +119,28 @@ def test_existing_run_dir_is_refused_without_resume(reference_run, data):
 @pytest.mark.timeout(120)
 def test_eval_command_reproduces_the_run_metrics(reference_run, data, tmp_path):
     out = tmp_path / "eval"
-    cli("eval", "--checkpoint", reference_run / "checkpoints" / "last.pt", "--val", data["A"][1], "--out", out,
-        "--batch-size", 16, "--workers", 2)
+    cli(
+        "eval",
+        "--checkpoint",
+        reference_run / "checkpoints" / "last.pt",
+        "--val",
+        data["A"][1],
+        "--out",
+        out,
+        "--batch-size",
+        16,
+        "--workers",
+        2,
+    )
     run_summary = json.loads((reference_run / "summary.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["top1"] == run_summary["top1"] and summary["top5"] == run_summary["top5"]
     assert summary["loss"] == pytest.approx(run_summary["loss"], rel=1e-5)
     assert (out / "per_class.csv").read_text() == (reference_run / "per_class.csv").read_text()
     # Wrong class count for the beton: a clear error.
-    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(reference_run / "checkpoints" / "last.pt"),
-                                       "--val", str(data["inat"][1])])
+    result = CliRunner().invoke(
+        main, ["eval", "--checkpoint", str(reference_run / "checkpoints" / "last.pt"), "--val", str(data["inat"][1])]
+    )
     assert result.exit_code == 1 and "classes but" in result.output
 
 
@@ -176,11 +208,40 @@ def test_linear_probe_changes_only_the_new_head(reference_run, data, tmp_path):
     run = tmp_path / "linear"
     init = reference_run / "checkpoints" / "last.pt"
     train, val = data["inat"]
-    cli("--recipe", "linear_imagenet_a_15ep.yaml", "--train", train, "--val", val, "--init", init, "--out", run,
-        "--set", "data.res=32", "--set", "data.val_res=32", "--set", "data.batch_size=16", "--set", "data.workers=2",
-        "--set", "schedule.epochs=2", "--set", "schedule.max_steps_per_epoch=2", "--set", "precision=fp32",
-        "--set", "progressive.enabled=true", "--set", "progressive.start_res=32", "--set", "progressive.end_res=64",
-        "--set", "progressive.end_epoch=1")
+    cli(
+        "--recipe",
+        "linear_imagenet_a_15ep.yaml",
+        "--train",
+        train,
+        "--val",
+        val,
+        "--init",
+        init,
+        "--out",
+        run,
+        "--set",
+        "data.res=32",
+        "--set",
+        "data.val_res=32",
+        "--set",
+        "data.batch_size=16",
+        "--set",
+        "data.workers=2",
+        "--set",
+        "schedule.epochs=2",
+        "--set",
+        "schedule.max_steps_per_epoch=2",
+        "--set",
+        "precision=fp32",
+        "--set",
+        "progressive.enabled=true",
+        "--set",
+        "progressive.start_res=32",
+        "--set",
+        "progressive.end_res=64",
+        "--set",
+        "progressive.end_epoch=1",
+    )
     before = torch.load(init, weights_only=True)["model"]
     after = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert after["fc.weight"].shape == (14, 2048) and after["fc.bias"].shape == (14,)
@@ -190,7 +251,9 @@ def test_linear_probe_changes_only_the_new_head(reference_run, data, tmp_path):
     assert summary["head_replaced"] is True and summary["num_classes"] == 14 and summary["init"] == str(init)
     assert summary["max_steps_per_epoch"] == 2 and [h["steps"] for h in read_log(run)] == [2, 2]
     assert [h["res"] for h in read_log(run)] == [32, 64]
-    assert set(summary["per_supercategory"]) == {r["supercategory"] for r in csv.DictReader(open(run / "per_class.csv"))}
+    assert set(summary["per_supercategory"]) == {
+        r["supercategory"] for r in csv.DictReader(open(run / "per_class.csv"))
+    }
 
 
 @pytest.mark.timeout(120)
@@ -211,8 +274,7 @@ def test_out_of_gpu_memory_in_a_step_is_one_line_with_what_to_change(data, tmp_p
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     train, val = data["A"]
-    cfg = load_config("smoke_cpu.yaml", [*SETS, "data.batch_size=8"],
-                      {"data.train": str(train), "out": str(tmp_path)})
+    cfg = load_config("smoke_cpu.yaml", [*SETS, "data.batch_size=8"], {"data.train": str(train), "out": str(tmp_path)})
     info = setup("cpu")
     run_data = read_data(cfg, "cpu")
     t = build_model_and_optimizer(cfg, run_data.num_classes, info)
@@ -220,6 +282,8 @@ def test_out_of_gpu_memory_in_a_step_is_one_line_with_what_to_change(data, tmp_p
     loader, _ = create_loaders(cfg, info, run_data, 0)
     with pytest.raises(OutOfMemory) as e:
         train_one_epoch(t, loader, cfg, info, 0, len(loader), tqdm(disable=True))
-    assert str(e.value) == ("out of GPU memory at data.batch_size 8, data.res 32, precision fp32 (peak unknown): "
-                            "lower data.batch_size (e.g. --set data.batch_size=4) or data.res")
+    assert str(e.value) == (
+        "out of GPU memory at data.batch_size 8, data.res 32, precision fp32 (peak unknown): "
+        "lower data.batch_size (e.g. --set data.batch_size=4) or data.res"
+    )
     assert e.value.kind == "out_of_memory"

@@ -1,4 +1,5 @@
 """The LR of every recipe at every epoch and iteration, and progressive resizing (pure)."""
+
 import pytest
 
 from ffcv_inat.config import ProgressiveConfig, ScheduleConfig, load_config
@@ -29,7 +30,8 @@ def test_recipe_lr_at_every_epoch_and_iteration(recipe):
     for epoch in range(epochs):
         for it in range(iters):
             assert lr_at(cfg.schedule, cfg.optim.lr, epoch, it, iters) == pytest.approx(
-                expected_lr(plateaus, epoch), rel=1e-12), (epoch, it)
+                expected_lr(plateaus, epoch), rel=1e-12
+            ), (epoch, it)
 
 
 def test_recipes_hold_the_papers_hyperparameters():
@@ -49,14 +51,12 @@ def test_recipes_hold_the_papers_hyperparameters():
 def test_scaling_epochs_with_set_moves_the_steps():
     cfg = load_config("pretrain_90ep.yaml", ["schedule.epochs=9", "schedule.step_every=3"])
     assert milestones(cfg.schedule) == [3, 6]
-    assert [lr_at(cfg.schedule, 0.1, e, 0, 10) for e in range(9)] == pytest.approx(
-        [0.1] * 3 + [0.01] * 3 + [0.001] * 3)
+    assert [lr_at(cfg.schedule, 0.1, e, 0, 10) for e in range(9)] == pytest.approx([0.1] * 3 + [0.01] * 3 + [0.001] * 3)
     # Only epochs overridden: the 30-epoch interval stays, so 20 epochs never decay.
     cfg = load_config("pretrain_90ep.yaml", ["schedule.epochs=20"])
     assert milestones(cfg.schedule) == []
     cfg = load_config("pretrain_90ep.yaml", ["schedule.milestones=[2, 5]", "schedule.epochs=6"])
-    assert [lr_at(cfg.schedule, 0.1, e, 3, 10) for e in range(6)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.01, 0.001])
+    assert [lr_at(cfg.schedule, 0.1, e, 3, 10) for e in range(6)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.01, 0.001])
 
 
 def test_warmup_rises_per_iteration():

@@ -1,4 +1,5 @@
 """write-beton end to end with the real ffcv DatasetWriter and Loader."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,14 @@ def read_all(beton: Path) -> tuple[np.ndarray, np.ndarray]:
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import ToTensor
 
-    loader = Loader(str(beton), batch_size=16, num_workers=1, order=OrderOption.SEQUENTIAL, drop_last=False,
-                    pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder(), ToTensor()]})
+    loader = Loader(
+        str(beton),
+        batch_size=16,
+        num_workers=1,
+        order=OrderOption.SEQUENTIAL,
+        drop_last=False,
+        pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder(), ToTensor()]},
+    )
     images, labels = [], []
     for x, y in loader:  # ffcv reuses its buffers: copy each batch out
         images.append(np.array(x, copy=True))
@@ -61,8 +68,13 @@ def test_round_trip_every_image_with_its_label(small_imagenet, tmp_path, mode, t
     # The small tree has three classes only, so call the shared writer directly with them.
     samples = list_class_images(small_imagenet, "train", WNIDS_A3)
     out = tmp_path / f"rt_{mode}.beton"
-    write(out, samples, [ClassInfo(w, w, "animal") for w in WNIDS_A3], BetonContents("imagenet", "train", "A"),
-          WriteOptions(write_mode=mode, workers=2))
+    write(
+        out,
+        samples,
+        [ClassInfo(w, w, "animal") for w in WNIDS_A3],
+        BetonContents("imagenet", "train", "A"),
+        WriteOptions(write_mode=mode, workers=2),
+    )
     images, labels = read_all(out)
     assert labels.tolist() == [y for _, y in samples]
     for img, (path, _) in zip(images, samples):
@@ -89,8 +101,22 @@ def test_cli_subsets_labels_and_manifest(imagenet_dir, tmp_path):
     _, labels = read_all(out)
     assert sorted(set(labels.tolist())) == list(range(300))
     # The same (subset, k, seed) gives the same classes for val.
-    r = run(["--data-dir", imagenet_dir, "--split", "val", "--subset", "NA", "--k", 300, "--out",
-             tmp_path / "na300_val.beton", "--workers", 2])
+    r = run(
+        [
+            "--data-dir",
+            imagenet_dir,
+            "--split",
+            "val",
+            "--subset",
+            "NA",
+            "--k",
+            300,
+            "--out",
+            tmp_path / "na300_val.beton",
+            "--workers",
+            2,
+        ]
+    )
     assert r.exit_code == 0, r.output
     assert [c.id for c in read_manifest(tmp_path / "na300_val.beton").classes] == wnids
 
@@ -117,8 +143,14 @@ def read_all_resized(beton):
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import ToTensor
 
-    loader = Loader(str(beton), batch_size=64, num_workers=1, order=OrderOption.SEQUENTIAL, drop_last=False,
-                    pipelines={"image": [CenterCropRGBImageDecoder((32, 32), 1.0)], "label": [IntDecoder(), ToTensor()]})
+    loader = Loader(
+        str(beton),
+        batch_size=64,
+        num_workers=1,
+        order=OrderOption.SEQUENTIAL,
+        drop_last=False,
+        pipelines={"image": [CenterCropRGBImageDecoder((32, 32), 1.0)], "label": [IntDecoder(), ToTensor()]},
+    )
     xs, ys = zip(*[(np.array(x, copy=True), y.numpy().reshape(-1).copy()) for x, y in loader])
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -138,8 +170,22 @@ def test_inat_splits(inat_dir, tmp_path):
     manifests = {}
     for split in ("train", "eval", "val"):
         out = tmp_path / f"inat_{split}.beton"
-        r = run(["--dataset", "inat-mini-a", "--data-dir", inat_dir, "--split", split, "--per-class", 4,
-                 "--out", out, "--workers", 2])
+        r = run(
+            [
+                "--dataset",
+                "inat-mini-a",
+                "--data-dir",
+                inat_dir,
+                "--split",
+                split,
+                "--per-class",
+                4,
+                "--out",
+                out,
+                "--workers",
+                2,
+            ]
+        )
         assert r.exit_code == 0, r.output
         manifests[split] = read_manifest(out)
     ids = [[c.id for c in m.classes] for m in manifests.values()]
@@ -208,6 +254,7 @@ def test_empty_class_folder_and_missing_env(tmp_path, monkeypatch):
         f.unlink()
     from ffcv_inat import UserError
     from ffcv_inat.writers.imagenet import list_class_images
+
     with pytest.raises(UserError, match=f"class folder is empty: .*{WNIDS_A3[1]}"):
         list_class_images(tree, "train", WNIDS_A3)
     monkeypatch.delenv("IMAGENET_DIR", raising=False)
@@ -219,8 +266,9 @@ def test_empty_class_folder_and_missing_env(tmp_path, monkeypatch):
 def slow_imagenet(tmp_path_factory):
     """Enough large-ish images that a one-worker write takes seconds (600 raw images of 160 px:
     ~4 s on 2 cores; the signal comes within ~20 ms of the write's start)."""
-    return make_imagenet(tmp_path_factory.mktemp("slow"), train_per_class=200, val_per_class=0, size=160,
-                         wnids=WNIDS_A3)
+    return make_imagenet(
+        tmp_path_factory.mktemp("slow"), train_per_class=200, val_per_class=0, size=160, wnids=WNIDS_A3
+    )
 
 
 @pytest.mark.timeout(180)
@@ -234,11 +282,14 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
         "write_beton(sys.argv[2], s, [ClassInfo(x, x, None) for x in w], BetonContents('imagenet', 'train', 'A'),"
         "WriteOptions(workers=1, write_mode='raw', chunksize=10))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(slow_imagenet), str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            # A shell's background jobs ignore SIGINT; a user's Ctrl-C does not.
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            start_new_session=True)  # its own process group: its workers are stopped by its id
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(slow_imagenet), str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        # A shell's background jobs ignore SIGINT; a user's Ctrl-C does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=True,
+    )  # its own process group: its workers are stopped by its id
     deadline = time.time() + 60
     while not list(tmp_path.glob(".out.beton.*.tmp")):  # the DatasetWriter has started
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -257,6 +308,7 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         from ffcv_inat.atomic import remove_stale_temps
+
         remove_stale_temps(out)
         assert list(tmp_path.iterdir()) == []
 
@@ -264,8 +316,9 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
 @pytest.fixture(scope="module")
 def imagenet_128px(tmp_path_factory):
     """60 images of 128 px in the 3 classes `--subset A --k 3` draws: 49 kB each stored raw."""
-    return make_imagenet(tmp_path_factory.mktemp("in128"), train_per_class=20, val_per_class=1, size=128,
-                         wnids=select_classes("A", 3, 0))
+    return make_imagenet(
+        tmp_path_factory.mktemp("in128"), train_per_class=20, val_per_class=1, size=128, wnids=select_classes("A", 3, 0)
+    )
 
 
 @pytest.mark.timeout(120)
@@ -276,8 +329,27 @@ def test_size_estimate_is_close_to_the_written_beton(imagenet_128px, tmp_path, m
     from ffcv_inat.writers.imagenet import list_class_images
 
     out = tmp_path / "x.beton"
-    assert run(["--data-dir", imagenet_128px, "--subset", "A", "--k", 3, "--out", out, "--max-res", 128,
-                "--write-mode", mode, "--workers", 1]).exit_code == 0
+    assert (
+        run(
+            [
+                "--data-dir",
+                imagenet_128px,
+                "--subset",
+                "A",
+                "--k",
+                3,
+                "--out",
+                out,
+                "--max-res",
+                128,
+                "--write-mode",
+                mode,
+                "--workers",
+                1,
+            ]
+        ).exit_code
+        == 0
+    )
     opts = WriteOptions(max_res=128, write_mode=mode, workers=1)
     paths = [p for p, _ in list_class_images(imagenet_128px, "train", select_classes("A", 3, 0))]
     estimate = estimate_beton_bytes(paths, opts, _ffcv_fields(opts), page_size_for(len(paths), 128))
@@ -292,8 +364,20 @@ def test_full_disk_is_refused_up_front_or_one_line_and_keeps_the_old_beton(image
     small beton and its manifest as they were."""
     disk = small_disk(8)
     out = disk.path / "x.beton"
-    args = ["--data-dir", imagenet_128px, "--subset", "A", "--k", 3, "--out", out, "--write-mode", "raw",
-            "--workers", 1]
+    args = [
+        "--data-dir",
+        imagenet_128px,
+        "--subset",
+        "A",
+        "--k",
+        3,
+        "--out",
+        out,
+        "--write-mode",
+        "raw",
+        "--workers",
+        1,
+    ]
     assert run([*args, "--max-res", 32]).exit_code == 0
     before = {p.name: p.read_bytes() for p in disk.path.iterdir()}
     assert sorted(before) == ["x.beton", "x.json"]
@@ -305,7 +389,7 @@ def test_full_disk_is_refused_up_front_or_one_line_and_keeps_the_old_beton(image
 
     r = run([*args, "--max-res", 128, "--overwrite", "--no-space-check"])
     assert r.exit_code == 1
-    line = r.output[r.output.index("Error: "):].strip()  # after ffcv's progress bar, which ends in \r
+    line = r.output[r.output.index("Error: ") :].strip()  # after ffcv's progress bar, which ends in \r
     assert line.startswith(f"Error: {out}: disk full (needs ≈ 6.3 MB, ") and line.endswith(f"free on {disk.path})")
     assert "Traceback" not in r.output
     assert {p.name: p.read_bytes() for p in disk.path.iterdir()} == before

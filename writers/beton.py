@@ -1,4 +1,5 @@
 """The one mechanism both converters use: checked images -> .beton + manifest, atomically."""
+
 from __future__ import annotations
 
 import errno
@@ -120,6 +121,7 @@ def check_out_path(out: str | Path, overwrite: bool) -> Path:
 @dataclass(frozen=True)
 class BetonContents:
     """What a beton holds, as its manifest records it."""
+
     dataset: str
     split: str
     subset: str | None = None
@@ -128,9 +130,16 @@ class BetonContents:
     notes: dict = field(default_factory=dict)
 
 
-def write_beton(out: str | Path, samples: Sequence[tuple[str, int]], classes: Sequence[ClassInfo],
-                contents: BetonContents, opts: WriteOptions, *, overwrite: bool = False,
-                root: str | Path | None = None) -> Manifest:
+def write_beton(
+    out: str | Path,
+    samples: Sequence[tuple[str, int]],
+    classes: Sequence[ClassInfo],
+    contents: BetonContents,
+    opts: WriteOptions,
+    *,
+    overwrite: bool = False,
+    root: str | Path | None = None,
+) -> Manifest:
     """Write samples (absolute path, label) to `out` and its manifest; return the manifest.
 
     Before the long work, the beton's size is estimated from a sample of the images and a
@@ -144,24 +153,38 @@ def write_beton(out: str | Path, samples: Sequence[tuple[str, int]], classes: Se
     fields = _ffcv_fields(opts)
     size = estimate_beton_bytes([p for p, _ in samples], opts, fields, page_size_for(len(samples), opts.max_res))
     if opts.space_check:
-        require_room(out, size.num_bytes, estimate=size.describe(),
-                     override="free some space, choose another --out, or pass --no-space-check")
-    print(f"{out}: ≈ {format_size(size.num_bytes)} ({size.describe()}); "
-          f"{format_size(free_bytes(out.parent))} free on {mount_of(out)}", file=sys.stderr)
+        require_room(
+            out,
+            size.num_bytes,
+            estimate=size.describe(),
+            override="free some space, choose another --out, or pass --no-space-check",
+        )
+    print(
+        f"{out}: ≈ {format_size(size.num_bytes)} ({size.describe()}); "
+        f"{format_size(free_bytes(out.parent))} free on {mount_of(out)}",
+        file=sys.stderr,
+    )
     kept, bad = checked_samples(samples, opts, contents)
     manifest = Manifest(
-        dataset=contents.dataset, split=contents.split, subset=contents.subset, k=contents.k, seed=contents.seed,
-        num_images=len(kept), classes=class_entries(classes, kept),
+        dataset=contents.dataset,
+        split=contents.split,
+        subset=contents.subset,
+        k=contents.k,
+        seed=contents.seed,
+        num_images=len(kept),
+        classes=class_entries(classes, kept),
         skipped=[{"path": os.path.relpath(p, root) if root is not None else p, "reason": r} for p, r in bad.items()],
         write_options={k_: v for k_, v in asdict(opts).items() if k_ not in RUN_ONLY_OPTIONS},
-        notes=dict(contents.notes), version=__version__,
+        notes=dict(contents.notes),
+        version=__version__,
     )
     write_files(out, kept, manifest, opts, fields, size.num_bytes)
     return manifest
 
 
-def checked_samples(samples: Sequence[tuple[str, int]], opts: WriteOptions, contents: BetonContents
-                    ) -> tuple[list[tuple[str, int]], dict[str, str]]:
+def checked_samples(
+    samples: Sequence[tuple[str, int]], opts: WriteOptions, contents: BetonContents
+) -> tuple[list[tuple[str, int]], dict[str, str]]:
     """(the samples whose files decode, {path: reason} of those that do not); with
     on_error=fail, or when none decodes, a one-line UserError."""
     bad = find_bad_images([p for p, _ in samples], opts.num_workers())
@@ -170,27 +193,37 @@ def checked_samples(samples: Sequence[tuple[str, int]], opts: WriteOptions, cont
         raise UserError(f"cannot read {path}: {reason} (use --on-error skip to leave such files out)")
     kept = [(p, y) for p, y in samples if p not in bad]
     if not kept:
-        raise UserError(f"every image of {contents.dataset} {contents.split} failed to decode; "
-                        f"first: {next(iter(bad.items()))}")
+        raise UserError(
+            f"every image of {contents.dataset} {contents.split} failed to decode; first: {next(iter(bad.items()))}"
+        )
     return kept, bad
 
 
 def class_entries(classes: Sequence[ClassInfo], kept: Sequence[tuple[str, int]]) -> list[ClassEntry]:
     counts = Counter(y for _, y in kept)
-    return [ClassEntry(label=i, id=c.id, name=c.name, supercategory=c.supercategory, num_images=counts.get(i, 0))
-            for i, c in enumerate(classes)]
+    return [
+        ClassEntry(label=i, id=c.id, name=c.name, supercategory=c.supercategory, num_images=counts.get(i, 0))
+        for i, c in enumerate(classes)
+    ]
 
 
-def write_files(out: Path, kept: Sequence[tuple[str, int]], manifest: Manifest, opts: WriteOptions, fields: dict,
-                expected_bytes: int) -> None:
+def write_files(
+    out: Path,
+    kept: Sequence[tuple[str, int]],
+    manifest: Manifest,
+    opts: WriteOptions,
+    fields: dict,
+    expected_bytes: int,
+) -> None:
     """The beton (ffcv's DatasetWriter) and then its manifest, both or neither; `expected_bytes`
     is the estimate a full disk's error line quotes."""
     from ffcv.writer import DatasetWriter
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ffcv-inat-failures-") as failure_dir, atomic_outputs(
-        manifest_path(out), out, expected_bytes=expected_bytes
-    ) as (tmp_json, tmp_beton):
+    with (
+        tempfile.TemporaryDirectory(prefix="ffcv-inat-failures-") as failure_dir,
+        atomic_outputs(manifest_path(out), out, expected_bytes=expected_bytes) as (tmp_json, tmp_beton),
+    ):
         data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir)
         page_size = page_size_for(len(kept), opts.max_res)
         writer = DatasetWriter(str(tmp_beton), fields, num_workers=opts.num_workers(), page_size=page_size)

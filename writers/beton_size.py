@@ -4,6 +4,7 @@ Each sampled image is decoded, resized and encoded exactly as ffcv's RGBImageFie
 (ffcv's own `resizer` and `encode_jpeg`); the mean stored size, laid out in ffcv's pages
 with its tables, is the estimate.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,10 @@ class SizeEstimate:
     sampled: int
 
     def describe(self) -> str:
-        return (f"{self.num_images:,} images at ≈ {format_size(self.per_image)} each (a sample of "
-                f"{self.sampled}), plus ffcv's tables and pages")
+        return (
+            f"{self.num_images:,} images at ≈ {format_size(self.per_image)} each (a sample of "
+            f"{self.sampled}), plus ffcv's tables and pages"
+        )
 
 
 def sample_paths(paths: Sequence[str], n: int = SAMPLE_IMAGES) -> list[str]:

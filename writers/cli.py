@@ -1,4 +1,5 @@
 """`write-beton`: ImageNet subsets and iNat-Mini-A to .beton + manifest."""
+
 from __future__ import annotations
 
 import os
@@ -25,35 +26,89 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--dataset", type=click.Choice(DATASETS), default="imagenet", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Dataset root. Default: $IMAGENET_DIR or $INAT_DIR.")
-@click.option("--split", type=click.Choice(ALL_SPLITS), default="train", show_default=True,
-              help="imagenet: train|val. inat-mini-a: train (train_mini) | eval (from train, never train_mini) | val.")
-@click.option("--subset", default="all", show_default=True,
-              help=f"ImageNet classes: {', '.join(SUBSETS)} (A = 398 animals, NA = 602 others, R = random).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset root. Default: $IMAGENET_DIR or $INAT_DIR.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(ALL_SPLITS),
+    default="train",
+    show_default=True,
+    help="imagenet: train|val. inat-mini-a: train (train_mini) | eval (from train, never train_mini) | val.",
+)
+@click.option(
+    "--subset",
+    default="all",
+    show_default=True,
+    help=f"ImageNet classes: {', '.join(SUBSETS)} (A = 398 animals, NA = 602 others, R = random).",
+)
 @click.option("--k", type=int, default=None, help="Draw k classes at random (seeded) from the subset; R needs it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the class draw / eval sampling.")
 @click.option("--per-class", type=int, default=50, show_default=True, help="inat-mini-a eval: images per species.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="PATH/NAME.beton (NAME.json is written beside it). Default: ./<dataset>_<subset>_<split>.beton, "
-                   "e.g. imagenet_NA-300_s0_train.beton.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PATH/NAME.beton (NAME.json is written beside it). Default: ./<dataset>_<subset>_<split>.beton, "
+    "e.g. imagenet_NA-300_s0_train.beton.",
+)
 @click.option("--max-res", type=int, default=512, show_default=True, help="Longest side of stored images.")
 @click.option("--write-mode", type=click.Choice(WRITE_MODES), default="jpg", show_default=True)
 @click.option("--jpeg-quality", type=int, default=90, show_default=True)
-@click.option("--compress-prob", type=float, default=0.5, show_default=True, help="write-mode proportion: share stored as JPEG.")
+@click.option(
+    "--compress-prob", type=float, default=0.5, show_default=True, help="write-mode proportion: share stored as JPEG."
+)
 @click.option("--workers", type=int, default=0, help="Worker processes. Default: all cores.")
-@click.option("--on-error", type=click.Choice(ON_ERROR), default="skip", show_default=True,
-              help="Undecodable files: skip (listed in the manifest) or fail naming the file.")
+@click.option(
+    "--on-error",
+    type=click.Choice(ON_ERROR),
+    default="skip",
+    show_default=True,
+    help="Undecodable files: skip (listed in the manifest) or fail naming the file.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@click.option("--no-space-check", is_flag=True,
-              help="Write even where --out's filesystem seems to lack room for the estimated size.")
-@click.option("--verify", "verify", multiple=True, type=click.Path(dir_okay=False), metavar="PATH.beton",
-              help="Write nothing: check PATH.beton against its manifest and recompute its sha256 (repeatable).")
-@click.option("--record", is_flag=True,
-              help="With --verify: record size, sample count and sha256 into a manifest written before they were.")
+@click.option(
+    "--no-space-check",
+    is_flag=True,
+    help="Write even where --out's filesystem seems to lack room for the estimated size.",
+)
+@click.option(
+    "--verify",
+    "verify",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="PATH.beton",
+    help="Write nothing: check PATH.beton against its manifest and recompute its sha256 (repeatable).",
+)
+@click.option(
+    "--record",
+    is_flag=True,
+    help="With --verify: record size, sample count and sha256 into a manifest written before they were.",
+)
 @report_user_errors
-def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, write_mode, jpeg_quality,
-         compress_prob, workers, on_error, overwrite, no_space_check, verify, record):
+def main(
+    dataset,
+    data_dir,
+    split,
+    subset,
+    k,
+    seed,
+    per_class,
+    out,
+    max_res,
+    write_mode,
+    jpeg_quality,
+    compress_prob,
+    workers,
+    on_error,
+    overwrite,
+    no_space_check,
+    verify,
+    record,
+):
     """Write an FFCV .beton and its manifest, or --verify one.
 
     \b
@@ -65,9 +120,15 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
         return verify_main(verify, record)
     if record:
         raise UserError("--record goes with --verify PATH.beton")
-    opts = WriteOptions(max_res=max_res, write_mode=write_mode, jpeg_quality=jpeg_quality,
-                        compress_prob=compress_prob, workers=workers, on_error=on_error,
-                        space_check=not no_space_check)
+    opts = WriteOptions(
+        max_res=max_res,
+        write_mode=write_mode,
+        jpeg_quality=jpeg_quality,
+        compress_prob=compress_prob,
+        workers=workers,
+        on_error=on_error,
+        space_check=not no_space_check,
+    )
     out = out or default_out_name(dataset, split, subset, k, seed)
     check_out_path(out, overwrite)  # before any slow work
     opts.validate()
@@ -94,8 +155,10 @@ def main(dataset, data_dir, split, subset, k, seed, per_class, out, max_res, wri
         what = f"iNat-Mini-A {split}"
     seconds = time.perf_counter() - start
     size_mb = os.path.getsize(out) / 1e6
-    click.echo(f"wrote {out}: {what}, {m.num_classes} classes, {m.num_images} images, "
-               f"{size_mb:.1f} MB, {m.num_images / seconds:.0f} images/s; skipped {len(m.skipped)}")
+    click.echo(
+        f"wrote {out}: {what}, {m.num_classes} classes, {m.num_images} images, "
+        f"{size_mb:.1f} MB, {m.num_images / seconds:.0f} images/s; skipped {len(m.skipped)}"
+    )
 
 
 def verify_main(betons, record: bool) -> None:
@@ -117,8 +180,10 @@ def verify_main(betons, record: bool) -> None:
             continue
         i = m.integrity
         what = "recorded" if changed else "OK"
-        click.echo(f"{what} {beton}: {m.num_images:,} images, {m.num_classes:,} classes, {i.size_bytes:,} bytes, "
-                   f"sha256 {i.sha256}")
+        click.echo(
+            f"{what} {beton}: {m.num_images:,} images, {m.num_classes:,} classes, {i.size_bytes:,} bytes, "
+            f"sha256 {i.sha256}"
+        )
     if failed:
         raise UserError(f"{failed} of {len(betons)} betons failed verification")
 

@@ -1,4 +1,5 @@
 """ImageNet-1K subsets (DIR/{train,val}/<wnid>/*.JPEG) -> .beton."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ ffcv's DatasetWriter waits forever if a worker dies on a bad sample, so every fi
 checked first (cheaply: JPEGs are decoded at 1/8 scale, which still reads every byte of
 the compressed stream and so catches truncation) and the bad ones never reach it.
 """
+
 from __future__ import annotations
 
 import multiprocessing

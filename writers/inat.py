@@ -1,4 +1,5 @@
 """iNat-Mini-A (the animal species of iNaturalist-2021 mini) -> .beton."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,11 +21,7 @@ def write_inat_mini_a(
 ) -> Manifest:
     data_dir = Path(data_dir)
     categories, groups, notes = split_samples(data_dir, split, per_class=per_class, seed=seed)
-    samples = [
-        (str(data_dir / s.path), label)
-        for label, cat in enumerate(categories)
-        for s in groups.get(cat.id, [])
-    ]
+    samples = [(str(data_dir / s.path), label) for label, cat in enumerate(categories) for s in groups.get(cat.id, [])]
     classes = [ClassInfo(str(c.id), c.name, c.supercategory) for c in categories]
     contents = BetonContents("inat-mini-a", split, "A", None, seed if split == "eval" else None, notes)
     return write_beton(out, samples, classes, contents, opts, overwrite=overwrite, root=data_dir)

@@ -6,6 +6,7 @@ never ends. So each worker's stderr becomes a file (`report_to`, on its first sa
 when the worker flushes a traceback as it dies, signals the main process (SIGUSR1); there
 `worker_failures_raise` turns the signal into WorkerFailed, and the write fails and cleans up.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -13,6 +13,7 @@ sha256 that write-beton records and `--verify` recomputes.
    (the cheap check never reads it), so it takes almost no disk.
 Deletes both files afterwards and prints one line per measurement.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ffcv_inat.beton import (ALLOC_ENTRY, FIELD_DESC, FIELD_METADATA, FORMAT_VERSION, HEADER, INT_FIELD, RGB_FIELD,
-                              ClassEntry, Integrity, Manifest, check_beton, integrity_of, manifest_path, sha256_of)
+from ffcv_inat.beton import (
+    ALLOC_ENTRY,
+    FIELD_DESC,
+    FIELD_METADATA,
+    FORMAT_VERSION,
+    HEADER,
+    INT_FIELD,
+    RGB_FIELD,
+    ClassEntry,
+    Integrity,
+    Manifest,
+    check_beton,
+    integrity_of,
+    manifest_path,
+    sha256_of,
+)
 from ffcv_inat.environment import cpu_name
 from ffcv_inat.study import IMAGENET_TRAIN_IMAGES
 
@@ -46,9 +61,16 @@ class RandomImages:
 
 def _manifest(n: int, integrity: Integrity) -> Manifest:
     counts = np.bincount(np.arange(n) % CLASSES, minlength=CLASSES)
-    return Manifest(dataset="bench", split="train", subset=None, k=None, seed=None, num_images=n,
-                    classes=[ClassEntry(i, f"c{i}", f"c{i}", None, int(c)) for i, c in enumerate(counts)],
-                    integrity=integrity)
+    return Manifest(
+        dataset="bench",
+        split="train",
+        subset=None,
+        k=None,
+        seed=None,
+        num_images=n,
+        classes=[ClassEntry(i, f"c{i}", f"c{i}", None, int(c)) for i, c in enumerate(counts)],
+        integrity=integrity,
+    )
 
 
 def write_real(path: Path, gib: float, workers: int) -> Manifest:
@@ -56,8 +78,11 @@ def write_real(path: Path, gib: float, workers: int) -> Manifest:
     from ffcv.writer import DatasetWriter
 
     n = int(gib * 2**30 // (SIDE * SIDE * 3))
-    writer = DatasetWriter(str(path), {"image": RGBImageField(write_mode="raw", max_resolution=SIDE),
-                                       "label": IntField()}, num_workers=workers)
+    writer = DatasetWriter(
+        str(path),
+        {"image": RGBImageField(write_mode="raw", max_resolution=SIDE), "label": IntField()},
+        num_workers=workers,
+    )
     writer.from_indexed_dataset(RandomImages(n), chunksize=256)
     start = time.perf_counter()
     integrity = integrity_of(path)
@@ -129,15 +154,23 @@ def measure_check_cost(work_dir: str | Path, gib: float, repeats: int, workers: 
     try:
         start = time.perf_counter()
         m = write_real(real, gib, workers)
-        echo(f"# wrote {real}: {m.integrity.size_bytes:,} bytes, {m.num_images:,} samples in "
-                   f"{time.perf_counter() - start:.0f} s; machine {machine}")
+        echo(
+            f"# wrote {real}: {m.integrity.size_bytes:,} bytes, {m.num_images:,} samples in "
+            f"{time.perf_counter() - start:.0f} s; machine {machine}"
+        )
         size = m.integrity.size_bytes
-        echo(f"check_beton, {size / 2**30:.2f} GiB, {m.num_images:,} samples, warm page cache: median of "
-                   f"{repeats} {time_check(real, repeats, cold=False):.2f} ms")
-        echo(f"check_beton, same file evicted from the page cache before each run: median of {repeats} "
-                   f"{time_check(real, repeats, cold=True):.2f} ms")
-        echo(f"sha256 at write time (file just written, in the page cache): {m.notes['sha256_seconds']:.2f} s "
-                   f"= {size / m.notes['sha256_seconds'] / 1e6:.0f} MB/s")
+        echo(
+            f"check_beton, {size / 2**30:.2f} GiB, {m.num_images:,} samples, warm page cache: median of "
+            f"{repeats} {time_check(real, repeats, cold=False):.2f} ms"
+        )
+        echo(
+            f"check_beton, same file evicted from the page cache before each run: median of {repeats} "
+            f"{time_check(real, repeats, cold=True):.2f} ms"
+        )
+        echo(
+            f"sha256 at write time (file just written, in the page cache): {m.notes['sha256_seconds']:.2f} s "
+            f"= {size / m.notes['sha256_seconds'] / 1e6:.0f} MB/s"
+        )
         evict(real)
         start = time.perf_counter()
         sha256_of(real)
@@ -146,9 +179,11 @@ def measure_check_cost(work_dir: str | Path, gib: float, repeats: int, workers: 
         real.unlink()
         manifest_path(real).unlink()
         m = write_sparse_imagenet_layout(sparse)
-        echo(f"check_beton, ImageNet-sized layout ({m.num_images:,} samples, sparse {m.integrity.size_bytes / 1e9:.0f} "
-                   f"GB), warm: median of {repeats} {time_check(sparse, repeats, cold=False):.1f} ms; cold: "
-                   f"{time_check(sparse, repeats, cold=True):.1f} ms")
+        echo(
+            f"check_beton, ImageNet-sized layout ({m.num_images:,} samples, sparse {m.integrity.size_bytes / 1e9:.0f} "
+            f"GB), warm: median of {repeats} {time_check(sparse, repeats, cold=False):.1f} ms; cold: "
+            f"{time_check(sparse, repeats, cold=True):.1f} ms"
+        )
     finally:
         for p in (real, sparse):
             p.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
 """The checks' subcommands: `ffcv-bench decode-check`, `fault-soak` and `beton-check`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,27 +20,58 @@ def _default(name: str):
 @click.command("decode-check", short_help="The GPU data path against the CPU's: pixels, streams, loss.")
 @click.argument("beton", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the report here too.")
-@click.option("--images", "samples", type=int, default=_default("samples"), show_default=True,
-              help="Check the first N samples (all if the beton has fewer).")
-@click.option("--batch", type=int, default=_default("batch"), show_default=True,
-              help="Samples per loader batch, and per batched decode call in (a).")
+@click.option(
+    "--images",
+    "samples",
+    type=int,
+    default=_default("samples"),
+    show_default=True,
+    help="Check the first N samples (all if the beton has fewer).",
+)
+@click.option(
+    "--batch",
+    type=int,
+    default=_default("batch"),
+    show_default=True,
+    help="Samples per loader batch, and per batched decode call in (a).",
+)
 @click.option("--res", type=int, default=_default("res"), show_default=True, help="Output size of (b) and (d).")
-@click.option("--workers", type=int, default=_default("workers"), show_default=True,
-              help="ffcv workers; 0 = all usable cores.")
-@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
-              help="The device to check; cpu is a self-check of this command, not of the GPU path.")
-@click.option("--seed", type=int, default=_default("seed"), show_default=True, help="Crops, flips, order and model init.")
-@click.option("--hazard-repeats", type=int, default=_default("hazard_rounds"), show_default=True,
-              help="Rounds of (c); 0 skips it.")
-@click.option("--busy-ms", type=float, default=_default("busy_ms"), show_default=True,
-              help="GPU work queued per round of (c).")
-@click.option("--train-steps", type=int, default=_default("train_steps"), show_default=True,
-              help="Steps of (d) per path; 0 skips it.")
+@click.option(
+    "--workers", type=int, default=_default("workers"), show_default=True, help="ffcv workers; 0 = all usable cores."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cuda", "cpu"]),
+    default="cuda",
+    show_default=True,
+    help="The device to check; cpu is a self-check of this command, not of the GPU path.",
+)
+@click.option(
+    "--seed", type=int, default=_default("seed"), show_default=True, help="Crops, flips, order and model init."
+)
+@click.option(
+    "--hazard-repeats",
+    type=int,
+    default=_default("hazard_rounds"),
+    show_default=True,
+    help="Rounds of (c); 0 skips it.",
+)
+@click.option(
+    "--busy-ms", type=float, default=_default("busy_ms"), show_default=True, help="GPU work queued per round of (c)."
+)
+@click.option(
+    "--train-steps",
+    type=int,
+    default=_default("train_steps"),
+    show_default=True,
+    help="Steps of (d) per path; 0 skips it.",
+)
 @click.option("--train-batch", type=int, default=_default("train_batch"), show_default=True, help="Batch of (d).")
 @click.option("--recipe", default=_default("recipe"), show_default=True, help="Recipe of (d).")
 @report_user_errors
-def decode_check(beton, out, samples, batch, res, workers, device, seed, hazard_repeats, busy_ms, train_steps,
-                 train_batch, recipe):
+def decode_check(
+    beton, out, samples, batch, res, workers, device, seed, hazard_repeats, busy_ms, train_steps, train_batch, recipe
+):
     """The GPU data path's pixels against the CPU's (a, b), its stream safety (c), and its
     training loss against the CPU path's (d); exits 1 when a part fails."""
     from ffcv_inat.atomic import write_text_atomic
@@ -47,15 +79,21 @@ def decode_check(beton, out, samples, batch, res, workers, device, seed, hazard_
 
     from ffcv_inat.bench.checks.decode import failures, format_report, run_check
 
-    check_at_least(("--images", samples, 1), ("--batch", batch, 1), ("--res", res, 16),
-                   ("--hazard-repeats", hazard_repeats, 0), ("--train-steps", train_steps, 0),
-                   ("--train-batch", train_batch, 1))
+    check_at_least(
+        ("--images", samples, 1),
+        ("--batch", batch, 1),
+        ("--res", res, 16),
+        ("--hazard-repeats", hazard_repeats, 0),
+        ("--train-steps", train_steps, 0),
+        ("--train-batch", train_batch, 1),
+    )
     if busy_ms <= 0:
         raise UserError(f"--busy-ms must be positive, got {busy_ms}")
     if not Path(out).parent.is_dir():
         raise UserError(f"--out: folder does not exist: {Path(out).parent}")
-    settings = CheckSettings(samples, batch, res, resolve_workers(workers), seed, hazard_repeats, busy_ms,
-                             train_steps, train_batch, recipe)
+    settings = CheckSettings(
+        samples, batch, res, resolve_workers(workers), seed, hazard_repeats, busy_ms, train_steps, train_batch, recipe
+    )
 
     def keep(r) -> None:
         write_text_atomic(out, format_report(r) + "\n")

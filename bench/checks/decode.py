@@ -31,6 +31,7 @@ check stopped by a time limit during (d) keeps (a)-(c). `--device cpu` runs what
 without CUDA with the CPU in the device's place: a self-check of this script (the report says
 so), never evidence about nvJPEG.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,9 +52,11 @@ from ffcv_inat.bench.machine import describe_machine, environment
 # before any IDCT rounding, close enough to the limit that (a) would fail on filter choice.
 MAX_MEAN_LEVELS = 2.0
 
+
 @dataclass(frozen=True)
 class PixelDiff:
     """Absolute differences between images that should match, in levels of 255."""
+
     images: int = 0  # compared: same size
     size_mismatches: int = 0  # not compared: sizes differ
     values: int = 0  # pixel values compared (channels included)
@@ -65,12 +68,19 @@ class PixelDiff:
         return self.total / self.values if self.values else 0.0
 
     def __add__(self, other: "PixelDiff") -> "PixelDiff":
-        return PixelDiff(self.images + other.images, self.size_mismatches + other.size_mismatches,
-                         self.values + other.values, self.total + other.total, max(self.max, other.max))
+        return PixelDiff(
+            self.images + other.images,
+            self.size_mismatches + other.size_mismatches,
+            self.values + other.values,
+            self.total + other.total,
+            max(self.max, other.max),
+        )
 
     def describe(self) -> str:
-        return (f"max {self.max:.2f}, mean {self.mean:.3f} levels over {self.images:,} images; "
-                f"{self.size_mismatches} size mismatches")
+        return (
+            f"max {self.max:.2f}, mean {self.mean:.3f} levels over {self.images:,} images; "
+            f"{self.size_mismatches} size mismatches"
+        )
 
 
 def pixel_diff(got, want, images: int = 1, scale=None) -> PixelDiff:
@@ -113,8 +123,10 @@ class TrainingLosses:
 
     def describe(self) -> str:
         cpu, gpu = self.losses["cpu"], self.losses["gpu"]
-        return (f"{self.steps} steps of batch {self.batch} at {self.res} px ({self.recipe}, seed {self.seed}): "
-                f"mean loss {cpu:.4f} with decode cpu, {gpu:.4f} with decode gpu (difference {gpu - cpu:+.4f})")
+        return (
+            f"{self.steps} steps of batch {self.batch} at {self.res} px ({self.recipe}, seed {self.seed}): "
+            f"mean loss {cpu:.4f} with decode cpu, {gpu:.4f} with decode gpu (difference {gpu - cpu:+.4f})"
+        )
 
 
 @dataclass(frozen=True)
@@ -164,8 +176,10 @@ def format_report(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> str:
         f"machine: {r.machine}",
     ]
     if r.device == "cpu":
-        lines.append("device cpu: a self-check of this script with the CPU in the device's place; nvJPEG is not "
-                     "involved, so these figures say nothing about the GPU path")
+        lines.append(
+            "device cpu: a self-check of this script with the CPU in the device's place; nvJPEG is not "
+            "involved, so these figures say nothing about the GPU path"
+        )
     if r.nvjpeg_backend is not None:
         lines.append(f"nvJPEG backend: {r.nvjpeg_backend}")
     lines += [
@@ -178,11 +192,13 @@ def format_report(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> str:
     ]
     if r.hazard is not None:
         h = r.hazard
-        lines.append(f"(c) stream hazard (pytorch/vision PR #9606): {h.rounds} rounds of {h.busy_ms:g} ms queued "
-                     f"work on tensors freed before decode_images, {h.images} images a round: {h.corrupted_rounds} "
-                     f"corrupted rounds ({h.wrong_sums} wrong sums, {h.wrong_images} wrong images); control, "
-                     f"decode_jpeg with no wait before it: {h.control_corrupted} of {h.control_rounds} rounds "
-                     "corrupted (above 0: the test sees the hazard our wait prevents; 0: it could not provoke it)")
+        lines.append(
+            f"(c) stream hazard (pytorch/vision PR #9606): {h.rounds} rounds of {h.busy_ms:g} ms queued "
+            f"work on tensors freed before decode_images, {h.images} images a round: {h.corrupted_rounds} "
+            f"corrupted rounds ({h.wrong_sums} wrong sums, {h.wrong_images} wrong images); control, "
+            f"decode_jpeg with no wait before it: {h.control_corrupted} of {h.control_rounds} rounds "
+            "corrupted (above 0: the test sees the hazard our wait prevents; 0: it could not provoke it)"
+        )
     else:
         lines.append(f"(c) stream hazard: not run ({r.hazard_skipped})")
     if r.training is not None:
@@ -192,13 +208,16 @@ def format_report(r: CheckReport, max_mean: float = MAX_MEAN_LEVELS) -> str:
     if r.seconds:
         lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in r.seconds.items()))
     why = failures(r, max_mean)
-    limits = (f"(b): mean difference <= {max_mean:g} levels, no image of another size; (c): no corrupted round; "
-              "(a) is reported, not judged")
+    limits = (
+        f"(b): mean difference <= {max_mean:g} levels, no image of another size; (c): no corrupted round; "
+        "(a) is reported, not judged"
+    )
     lines.append(f"result: FAIL: {'; '.join(why)}" if why else f"result: PASS ({limits})")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the parts that run things
+
 
 def _quiet(device) -> None:
     """Nothing queued on the device before a bare decode_jpeg: (a) tests decoding, not the hazard."""
@@ -216,14 +235,16 @@ def stored_jpeg_diffs(rows: np.ndarray, headers: np.ndarray, device) -> tuple[Pi
 
     from ffcv_inat.loader import JPEG_BATCHED, payload
 
-    datas = [torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers))
-             if int(headers[i, 1]) == JPEG_BATCHED]
+    datas = [
+        torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers)) if int(headers[i, 1]) == JPEG_BATCHED
+    ]
     if not datas:
         return PixelDiff(), PixelDiff()
     want = [decode_jpeg(d, mode=ImageReadMode.RGB) for d in datas]
     _quiet(device)
-    batched = sum((pixel_diff(g, w) for g, w in zip(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device), want)),
-                  PixelDiff())
+    batched = sum(
+        (pixel_diff(g, w) for g, w in zip(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device), want)), PixelDiff()
+    )
     one = PixelDiff()
     for d, w in zip(datas, want):
         _quiet(device)
@@ -268,13 +289,15 @@ def _bare_decode(rows: np.ndarray, headers: np.ndarray, device) -> list:
 
     from ffcv_inat.loader import JPEG_BATCHED, payload
 
-    datas = [torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers))
-             if int(headers[i, 1]) == JPEG_BATCHED]
+    datas = [
+        torch.from_numpy(payload(rows, headers, i)) for i in range(len(headers)) if int(headers[i, 1]) == JPEG_BATCHED
+    ]
     return decode_jpeg(datas, mode=ImageReadMode.RGB, device=device) if datas else []
 
 
-def stream_hazard(rows: np.ndarray, headers: np.ndarray, device, rounds: int, busy_ms: float,
-                  control_rounds: int = 10) -> HazardResult:
+def stream_hazard(
+    rows: np.ndarray, headers: np.ndarray, device, rounds: int, busy_ms: float, control_rounds: int = 10
+) -> HazardResult:
     """(c): see the module. Needs CUDA."""
     import torch
 
@@ -322,8 +345,9 @@ def _hazard_rounds(decode: Callable[[], list], rounds: int, cycles: int, device)
     return corrupted, wrong_sums, wrong_images
 
 
-def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, res: int, workers: int,
-                    seed: int) -> TrainingLosses:
+def training_losses(
+    recipe: str, beton: Path, device, steps: int, batch: int, res: int, workers: int, seed: int
+) -> TrainingLosses:
     """(d): the trainer's own pieces (read_data, build_model_and_optimizer, create_loaders,
     train_one_epoch) once per decode path; build_model_and_optimizer seeds the init with `seed`,
     which also sets the order and the crops."""
@@ -331,13 +355,24 @@ def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, re
 
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.distributed import DistInfo
+    from ffcv_inat.loader import keep_alive
     from ffcv_inat.train.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
 
     losses = {}
     for decode in ("cpu", "gpu"):
-        cfg = load_config(recipe, [f"data.decode={decode}", f"data.batch_size={batch}", f"data.res={res}",
-                                   f"data.workers={workers}", "data.val=null", f"seed={seed}", f"device={device.type}"],
-                          {"data.train": str(beton)})
+        cfg = load_config(
+            recipe,
+            [
+                f"data.decode={decode}",
+                f"data.batch_size={batch}",
+                f"data.res={res}",
+                f"data.workers={workers}",
+                "data.val=null",
+                f"seed={seed}",
+                f"device={device.type}",
+            ],
+            {"data.train": str(beton)},
+        )
         validate(cfg)
         info = DistInfo(0, 1, 0, device)
         data = read_data(cfg, decode)  # resolved: check_training has allowed gpu on this device
@@ -353,6 +388,7 @@ def training_losses(recipe: str, beton: Path, device, steps: int, batch: int, re
 @dataclass(frozen=True)
 class CheckSettings:
     """What the check runs: see the command's options."""
+
     samples: int = 1000
     batch: int = 256
     res: int = 224
@@ -402,15 +438,27 @@ def compare_pixels(beton: Path, device, s: CheckSettings, echo: Callable[[str], 
     seconds = {"reading + (a) + (b)": time.perf_counter() - t0, **seconds}
     echo(f"(a) batched {batched.describe()}; one by one {one.describe()}")
     echo(f"(b) {path.describe()}")
-    report = CheckReport(beton.name, device.type, describe_machine(environment()), n, manifest.num_images, kinds, s.batch, s.res,
-                         stored_batched=batched, stored_one_by_one=one, path=path,
-                         path_counts=dict(counts.as_dict(), first_failure=(counts.failed_batches or [None])[0]),
-                         seconds=seconds)
+    report = CheckReport(
+        beton.name,
+        device.type,
+        describe_machine(environment()),
+        n,
+        manifest.num_images,
+        kinds,
+        s.batch,
+        s.res,
+        stored_batched=batched,
+        stored_one_by_one=one,
+        path=path,
+        path_counts=dict(counts.as_dict(), first_failure=(counts.failed_batches or [None])[0]),
+        seconds=seconds,
+    )
     return report, first
 
 
-def check_hazard(report: CheckReport, first: tuple, device, s: CheckSettings,
-                 echo: Callable[[str], None]) -> CheckReport:
+def check_hazard(
+    report: CheckReport, first: tuple, device, s: CheckSettings, echo: Callable[[str], None]
+) -> CheckReport:
     """(c) where it can run (CUDA, rounds asked for, torch.cuda._sleep), else why not."""
     import torch
 
@@ -426,8 +474,9 @@ def check_hazard(report: CheckReport, first: tuple, device, s: CheckSettings,
     return replace(report, hazard=hazard, seconds={**report.seconds, "(c)": time.perf_counter() - t})
 
 
-def check_training(report: CheckReport, beton: Path, device, s: CheckSettings,
-                   echo: Callable[[str], None]) -> CheckReport:
+def check_training(
+    report: CheckReport, beton: Path, device, s: CheckSettings, echo: Callable[[str], None]
+) -> CheckReport:
     """(d) where the GPU path can run on `device` (on the CPU only with $FFCV_INAT_GPU_PATH_ON_CPU=1)."""
     from ffcv_inat.loader import resolve_decode
 
@@ -440,12 +489,18 @@ def check_training(report: CheckReport, beton: Path, device, s: CheckSettings,
     t = time.perf_counter()
     training = training_losses(s.recipe, beton, device, s.train_steps, s.train_batch, s.res, s.workers, s.seed)
     echo(f"(d) {training.describe()}")
-    return replace(report, training=training, training_skipped=None,
-                   seconds={**report.seconds, "(d)": time.perf_counter() - t})
+    return replace(
+        report, training=training, training_skipped=None, seconds={**report.seconds, "(d)": time.perf_counter() - t}
+    )
 
 
-def run_check(beton: str | Path, device, s: CheckSettings, echo: Callable[[str], None] = print,
-              keep: Callable[[CheckReport], None] = lambda r: None) -> CheckReport:
+def run_check(
+    beton: str | Path,
+    device,
+    s: CheckSettings,
+    echo: Callable[[str], None] = print,
+    keep: Callable[[CheckReport], None] = lambda r: None,
+) -> CheckReport:
     """Every part that can run on `device`; see the module. `keep` gets the report before (d),
     the slow part, and again at the end, so a check stopped during (d) leaves (a)-(c)."""
     from ffcv_inat.loader import indexed, nvjpeg_backend

@@ -10,6 +10,7 @@ until all kills have landed. Each run's final weights must equal the uninterrupt
 for bit, its log.jsonl must list each epoch once, and no temporary may be left. On synthetic
 32-px betons with the smoke recipe (CPU); tests/test_train_run.py runs a short version.
 """
+
 from __future__ import annotations
 
 import random
@@ -33,8 +34,21 @@ WAIT_LIMIT_S = 600  # one attempt of the smoke run takes ~20-60 s on 2 cores
 def train_command(run: Path, train: Path, val: Path, epochs: int) -> list[str]:
     """ffcv-train --resume of the smoke recipe as its own process (its own start-up: a true
     restart); --resume also starts a run dir that a kill left without config.yaml."""
-    cmd = [sys.executable, "-m", "ffcv_inat.train.cli", "--recipe", "smoke_cpu.yaml", "--train", str(train),
-           "--val", str(val), "--out", str(run), "--set", f"schedule.epochs={epochs}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ffcv_inat.train.cli",
+        "--recipe",
+        "smoke_cpu.yaml",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(run),
+        "--set",
+        f"schedule.epochs={epochs}",
+    ]
     for item in SMOKE_SETS:
         cmd += ["--set", item]
     return cmd + ["--resume"]
@@ -98,16 +112,18 @@ def compare_runs(run: Path, reference: Path, epochs: int) -> list[str]:
     ref = torch.load(reference / CHECKPOINT, weights_only=True)["model"]
     differing = [k for k in ref if not torch.equal(ref[k], got[k])]
     if differing:
-        problems.append(f"{len(differing)} of {len(ref)} tensors differ from the uninterrupted run, "
-                        f"first {differing[0]}")
+        problems.append(
+            f"{len(differing)} of {len(ref)} tensors differ from the uninterrupted run, first {differing[0]}"
+        )
     leftovers = [str(p) for p in run.rglob(".*.tmp")]
     if leftovers:
         problems.append(f"temporaries left: {', '.join(leftovers)}")
     return problems
 
 
-def soak(work: Path, reference: Path, betons: tuple[Path, Path], epochs: int, kills: int, seed: int,
-         max_delay_s: float) -> SoakResult:
+def soak(
+    work: Path, reference: Path, betons: tuple[Path, Path], epochs: int, kills: int, seed: int, max_delay_s: float
+) -> SoakResult:
     """SIGKILL runs in WORK/run<i> `kills` times in all (every third kill during a checkpoint
     write, the others after a random delay up to `max_delay_s`), resuming after each; a run
     that finishes before its kill ends a round and the next round starts a new run. Each run,
@@ -169,8 +185,13 @@ def run_fault_soak(kills: int, epochs: int, seed: int, work: str | None, echo=pr
     for n, k in enumerate(result.kills, start=1):
         echo(f"kill {n}: {k.moment} after {k.after_s:.2f}s" + ("" if k.killed else ": the run had ended"))
     mid = sum(k.killed and k.moment == "checkpoint write" for k in result.kills)
-    echo(f"{sum(k.killed for k in result.kills)} kills ({mid} mid-checkpoint) over {len(result.runs)} "
-               f"run{'s' if len(result.runs) != 1 else ''} of {whole:.0f}s uninterrupted: "
-               + ("OK, bit-identical to the uninterrupted run, each epoch logged once" if result.ok
-                  else "FAILED: " + "; ".join(result.problems)))
+    echo(
+        f"{sum(k.killed for k in result.kills)} kills ({mid} mid-checkpoint) over {len(result.runs)} "
+        f"run{'s' if len(result.runs) != 1 else ''} of {whole:.0f}s uninterrupted: "
+        + (
+            "OK, bit-identical to the uninterrupted run, each epoch logged once"
+            if result.ok
+            else "FAILED: " + "; ".join(result.problems)
+        )
+    )
     return result.ok

@@ -1,4 +1,5 @@
 """The cost subcommand: `ffcv-bench cost`, of one recipe or of a whole plan."""
+
 from __future__ import annotations
 
 import click
@@ -11,27 +12,59 @@ from ffcv_inat.bench.options import results_option
 
 @click.command(short_help="Wall time and device-hours of a recipe or a whole plan.")
 @click.option("--recipe", default=None, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
-@click.option("--plan", "plan_csv", type=click.Path(dir_okay=False), default=None,
-              help="Or: a plan of ffcv-sweep plan; every training run priced, the grid's device-hours and wall time.")
+@click.option(
+    "--plan",
+    "plan_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Or: a plan of ffcv-sweep plan; every training run priced, the grid's device-hours and wall time.",
+)
 @click.option("--images-per-epoch", type=int, default=None, help="Training images per epoch.")
-@click.option("--train", "train", type=click.Path(dir_okay=False), default=None,
-              help="Or: the train beton, whose manifest gives images per epoch.")
-@click.option("--images-per-second", type=float, default=None,
-              help="Throughput to assume. Default: the newest `ffcv-bench epoch` row of this recipe.")
-@click.option("--machine", default=None,
-              help="Use only results whose GPU name or host contains this (e.g. H100). With --images-per-second: "
-                   "the device that figure is from (e.g. H100, cpu), which names the hours.")
-@click.option("--gpus", type=int, default=None,
-              help="GPUs that produced the throughput (for e.g. H100-hours). Default: the row's GPU count, else 1.")
-@click.option("--devices", default="1,8,64", show_default=True,
-              help="With --plan: wall time on each of these numbers of devices, comma-separated.")
+@click.option(
+    "--train",
+    "train",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Or: the train beton, whose manifest gives images per epoch.",
+)
+@click.option(
+    "--images-per-second",
+    type=float,
+    default=None,
+    help="Throughput to assume. Default: the newest `ffcv-bench epoch` row of this recipe.",
+)
+@click.option(
+    "--machine",
+    default=None,
+    help="Use only results whose GPU name or host contains this (e.g. H100). With --images-per-second: "
+    "the device that figure is from (e.g. H100, cpu), which names the hours.",
+)
+@click.option(
+    "--gpus",
+    type=int,
+    default=None,
+    help="GPUs that produced the throughput (for e.g. H100-hours). Default: the row's GPU count, else 1.",
+)
+@click.option(
+    "--devices",
+    default="1,8,64",
+    show_default=True,
+    help="With --plan: wall time on each of these numbers of devices, comma-separated.",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Recipe overrides, e.g. schedule.epochs=60.")
 @results_option
 @report_user_errors
 def cost(recipe, plan_csv, images_per_epoch, train, images_per_second, machine, gpus, devices, sets, results):
     """Predicted wall time and device-hours of a whole recipe, or of every run of a plan, from
     measured throughput (H100-hours, say, from an H100's rows)."""
-    from ffcv_inat.bench.cost.recipe import Measured, describe, images_per_epoch as count_images, latest_epoch_throughput, predict, recipe_facts
+    from ffcv_inat.bench.cost.recipe import (
+        Measured,
+        describe,
+        images_per_epoch as count_images,
+        latest_epoch_throughput,
+        predict,
+        recipe_facts,
+    )
     from ffcv_inat.bench.results import read_results
 
     if (recipe is None) == (plan_csv is None):

@@ -1,4 +1,5 @@
 """What a whole recipe will cost: epochs x images per epoch / measured images per second."""
+
 from __future__ import annotations
 
 import json
@@ -57,20 +58,28 @@ def latest_epoch_throughput(df, facts: RecipeFacts, machine: str | None = None) 
     rows = df[(df["bench"] == "epoch") & (df["batch"] == facts.batch) & (df["res"] == facts.res)]
     if machine:
         m = machine.lower()
-        rows = rows[rows["gpu"].astype(str).str.lower().str.contains(m, regex=False)
-                    | rows["host"].astype(str).str.lower().str.contains(m, regex=False)]
+        rows = rows[
+            rows["gpu"].astype(str).str.lower().str.contains(m, regex=False)
+            | rows["host"].astype(str).str.lower().str.contains(m, regex=False)
+        ]
     name = Path(facts.recipe).name
     rows = rows[[Path(json.loads(s).get("recipe", "")).name == name for s in rows["settings"]]]
     rows = rows[[decode_path(r) == _decode_on(facts.decode, r["gpu"]) for r in rows.to_dict("records")]]
     if rows.empty:
         where = f" on a machine matching {machine!r}" if machine else ""
-        raise UserError(f"no epoch results for {name} at batch {facts.batch}, res {facts.res}, data.decode "
-                        f"{facts.decode}{where}: run "
-                        f"`ffcv-bench epoch --recipe {name} --train B.beton --max-steps 100` first, "
-                        "or pass --images-per-second")
+        raise UserError(
+            f"no epoch results for {name} at batch {facts.batch}, res {facts.res}, data.decode "
+            f"{facts.decode}{where}: run "
+            f"`ffcv-bench epoch --recipe {name} --train B.beton --max-steps 100` first, "
+            "or pass --images-per-second"
+        )
     r = rows.iloc[-1]
-    return Measured(float(r["images_per_second"]), f"ffcv-bench epoch of {str(r['timestamp'])[:16]} on {machine_name(r)}",
-                    max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1), str(r["gpu"]))
+    return Measured(
+        float(r["images_per_second"]),
+        f"ffcv-bench epoch of {str(r['timestamp'])[:16]} on {machine_name(r)}",
+        max(1, int(r["gpu_count"]) if str(r["gpu_count"]) not in ("", "nan") else 1),
+        str(r["gpu"]),
+    )
 
 
 def _decode_on(decode: str, gpu) -> str:
@@ -88,14 +97,18 @@ def hours_on_device(p: CostPrediction, gpu: str | None) -> str:
     card = card_name(gpu)
     if card:
         return f"{p.hours:,.2f} hours wall, {p.device_hours:,.2f} {card}-hours on {p.gpus} x {card}"
-    return (f"{p.hours:,.2f} hours wall, {p.device_hours:,.2f} device-hours on {p.gpus} device(s) "
-            "(--machine names the device)")
+    return (
+        f"{p.hours:,.2f} hours wall, {p.device_hours:,.2f} device-hours on {p.gpus} device(s) "
+        "(--machine names the device)"
+    )
 
 
 def describe(facts: RecipeFacts, p: CostPrediction, source: str, gpu: str | None = None) -> str:
-    return (f"{Path(facts.recipe).name}: {p.epochs} epochs x {p.images_per_epoch:,} images / "
-            f"{p.images_per_second:,.1f} img/s ({source})\n"
-            f"= {p.seconds:,.0f} s = {hours_on_device(p, gpu)}")
+    return (
+        f"{Path(facts.recipe).name}: {p.epochs} epochs x {p.images_per_epoch:,} images / "
+        f"{p.images_per_second:,.1f} img/s ({source})\n"
+        f"= {p.seconds:,.0f} s = {hours_on_device(p, gpu)}"
+    )
 
 
 def predict(facts: RecipeFacts, n_images: int, measured: Measured, gpus: int | None) -> CostPrediction:

@@ -12,6 +12,7 @@ A run's hours = recipe epochs x training images per epoch / images per second, w
                     at that resolution; each figure says which row it came from.
 Beton and data rows are CPU jobs before training: not priced. Evaluation passes are not counted.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -102,8 +103,9 @@ def machine_rows(df, machine: str | None):
         raise UserError("no measured rows: run ffcv-bench epoch (or model and loader) on the machine first")
     if machine:
         m = machine.lower()
-        keep = (df["gpu"].astype(str).str.lower().str.contains(m, regex=False)
-                | df["host"].astype(str).str.lower().str.contains(m, regex=False))
+        keep = df["gpu"].astype(str).str.lower().str.contains(m, regex=False) | df["host"].astype(
+            str
+        ).str.lower().str.contains(m, regex=False)
         if not keep.any():
             raise UserError(f"--machine {machine}: no measured row's GPU name or host contains it")
         return df[keep], f"rows whose GPU or host matches {machine!r}"
@@ -124,23 +126,35 @@ def run_rate(rows, recipe: str, batch: int, res: int) -> Rate:
     epoch = at_res[at_res["bench"] == "epoch"]
     same = epoch[epoch["batch"] == batch]
     same = same[[Path(json.loads(s).get("recipe", "")).name == Path(recipe).name for s in same["settings"]]]
-    for candidates, what in ((same, "ffcv-bench epoch of this recipe"),
-                             (epoch, "ffcv-bench epoch of another recipe at this resolution (assumed alike)")):
+    for candidates, what in (
+        (same, "ffcv-bench epoch of this recipe"),
+        (epoch, "ffcv-bench epoch of another recipe at this resolution (assumed alike)"),
+    ):
         if not candidates.empty:
             r = candidates.iloc[-1]
             return Rate(float(r["images_per_second"]), _describe_row(r, what))
-    model, loader = at_res[at_res["bench"] == "model"], at_res[(at_res["bench"] == "loader")
-                                                                & (at_res["pipeline"] == "ffcv")]
+    model, loader = (
+        at_res[at_res["bench"] == "model"],
+        at_res[(at_res["bench"] == "loader") & (at_res["pipeline"] == "ffcv")],
+    )
     if model.empty and loader.empty:
-        raise UserError(f"no epoch, model or loader row at res {res} on this machine: measure it first "
-                        f"(ffcv-bench epoch --recipe {Path(recipe).name} ...)")
-    parts = [(float(t.iloc[-1]["images_per_second"]), _describe_row(t.iloc[-1], name))
-             for t, name in ((model, "model alone"), (loader, "loader alone")) if not t.empty]
+        raise UserError(
+            f"no epoch, model or loader row at res {res} on this machine: measure it first "
+            f"(ffcv-bench epoch --recipe {Path(recipe).name} ...)"
+        )
+    parts = [
+        (float(t.iloc[-1]["images_per_second"]), _describe_row(t.iloc[-1], name))
+        for t, name in ((model, "model alone"), (loader, "loader alone"))
+        if not t.empty
+    ]
     rate, source = min(parts)
     if len(parts) == 1:
         missing = "model" if model.empty else "loader"
-        return Rate(rate, f"{source} (no end-to-end row and no {missing}-alone row: training is at most this fast, "
-                          "so its hours are a lower bound)")
+        return Rate(
+            rate,
+            f"{source} (no end-to-end row and no {missing}-alone row: training is at most this fast, "
+            "so its hours are a lower bound)",
+        )
     return Rate(rate, f"{source}, the slower of model alone and loader alone (no end-to-end row)")
 
 
@@ -160,8 +174,18 @@ def study_costs(plan_rows: Sequence, df, machine: str | None) -> tuple[list[RunC
         if train is None:
             raise UserError(f"plan: run {r.run_id}'s train beton {r.inputs.get('train')} is no beton row of the plan")
         images, source = beton_images(train)
-        costs.append(RunCost(r.run_id, r.kind, r.recipe, cfg.schedule.epochs, images, source,
-                             run_rate(rows, r.recipe, cfg.data.batch_size, cfg.data.res), tuple(r.depends_on)))
+        costs.append(
+            RunCost(
+                r.run_id,
+                r.kind,
+                r.recipe,
+                cfg.schedule.epochs,
+                images,
+                source,
+                run_rate(rows, r.recipe, cfg.data.batch_size, cfg.data.res),
+                tuple(r.depends_on),
+            )
+        )
     if not costs:
         raise UserError("plan: no training runs to price")
     return costs, why
@@ -174,19 +198,29 @@ def describe_study(costs: Sequence[RunCost], why: str, devices: Sequence[int]) -
     assumed = sorted({c.images_source for c in costs if c.images_source != "manifest"})
     lines = [f"{'run':34s} {'kind':8s} {'epochs':>6s} {'images/epoch':>12s} {'img/s':>9s} {'hours':>9s}  rate"]
     for c in costs:
-        lines.append(f"{c.run_id:34s} {c.kind:8s} {c.epochs:6d} {c.images_per_epoch:12,d} "
-                     f"{c.rate.images_per_second:9,.1f} {c.hours:9,.2f}  [{sources.index(c.rate.source) + 1}]")
+        lines.append(
+            f"{c.run_id:34s} {c.kind:8s} {c.epochs:6d} {c.images_per_epoch:12,d} "
+            f"{c.rate.images_per_second:9,.1f} {c.hours:9,.2f}  [{sources.index(c.rate.source) + 1}]"
+        )
     hours = {c.run_id: c.hours for c in costs}
     deps = {c.run_id: c.depends_on for c in costs}
     lines.append(f"total: {len(costs)} training runs, {sum(hours.values()):,.1f} device-hours (one device per run)")
     for n in devices:
-        lines.append(f"wall time on {n} device{'s' if n != 1 else ''}: {wall_hours(hours, deps, n):,.1f} hours "
-                     "(each run starts once what it depends on is done)")
+        lines.append(
+            f"wall time on {n} device{'s' if n != 1 else ''}: {wall_hours(hours, deps, n):,.1f} hours "
+            "(each run starts once what it depends on is done)"
+        )
     lines.append(f"priced on {why}:")
     lines += [f"  [{i + 1}] {s}" for i, s in enumerate(sources)]
     if all("no GPU" in s for s in sources):
         lines.append("  no GPU row: these are hours of the CPU that was measured, not of any GPU")
-    lines.append("images per epoch: " + ("assumed where no train beton manifest exists yet: " + "; ".join(assumed)
-                                         if assumed else "every run's train beton manifest"))
+    lines.append(
+        "images per epoch: "
+        + (
+            "assumed where no train beton manifest exists yet: " + "; ".join(assumed)
+            if assumed
+            else "every run's train beton manifest"
+        )
+    )
     lines.append("not counted: writing the betons, evaluation passes, start-up of each run")
     return "\n".join(lines)

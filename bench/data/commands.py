@@ -1,4 +1,5 @@
 """The data-preparing subcommands: `ffcv-bench prepare real-photos` and `prepare synthetic`."""
+
 from __future__ import annotations
 
 import click

@@ -1,6 +1,7 @@
 """An ImageFolder tree (DIR/<class>/<image>) as the bench reads it: its listing as torchvision
 sees it, its beton written with the writer's defaults, and the two matched image for image
 (the loader bench's peers read the files, ffcv the beton)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from ffcv_inat import UserError
 @dataclass(frozen=True)
 class SourceImages:
     """The images both pipelines read: ImageFolder's own listing, minus files the beton skipped."""
+
     root: Path
     classes: list[str]
     samples: list[tuple[str, int]]
@@ -48,8 +50,14 @@ def write_source_beton(source: SourceImages, out: Path, workers: int = 0):
     from ffcv_inat.writers.beton import BetonContents, WriteOptions, write_beton
 
     dataset, infos = _class_infos(source.classes)
-    return write_beton(out, source.samples, infos, BetonContents(dataset, source.root.name),
-                       WriteOptions(workers=workers), root=source.root)
+    return write_beton(
+        out,
+        source.samples,
+        infos,
+        BetonContents(dataset, source.root.name),
+        WriteOptions(workers=workers),
+        root=source.root,
+    )
 
 
 def matched_to_beton(source: SourceImages, manifest) -> SourceImages:
@@ -62,6 +70,8 @@ def matched_to_beton(source: SourceImages, manifest) -> SourceImages:
 
     kept = [(p, y) for p, y in source.samples if not was_skipped(p)] if skipped else source.samples
     if len(kept) != manifest.num_images:
-        raise UserError(f"the beton holds {manifest.num_images} images but {source.root} has {len(kept)} readable "
-                        "ones: both pipelines must read the same images (drop --beton to write it from DIR)")
+        raise UserError(
+            f"the beton holds {manifest.num_images} images but {source.root} has {len(kept)} readable "
+            "ones: both pipelines must read the same images (drop --beton to write it from DIR)"
+        )
     return SourceImages(source.root, source.classes, kept)

@@ -12,6 +12,7 @@ manifest, written with the writer's default options (longest side 512 px, JPEG q
 Neither is committed (bench/real_photos/ is ignored). `bench/gpu/device_run.sh` measures this beton
 first when it exists (`REAL_BETON`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,7 @@ def link_image_folder(files: list[Path], out: Path) -> Path:
     return out
 
 
-def write_real_photos(source: str | Path, out_dir: str | Path, max_images: int, workers: int = 1,
-                      echo=print) -> Path:
+def write_real_photos(source: str | Path, out_dir: str | Path, max_images: int, workers: int = 1, echo=print) -> Path:
     """The first `max_images` photos (by name) as an ImageFolder tree of links and a beton."""
     from ffcv_inat.bench.data.image_folder import list_image_folder, write_source_beton
 
@@ -59,6 +59,8 @@ def write_real_photos(source: str | Path, out_dir: str | Path, max_images: int, 
     files = photo_files(source)[:max_images]
     link_image_folder(files, photos)
     m = write_source_beton(list_image_folder(photos), beton, workers=workers)
-    echo(f"wrote {beton}: {m.num_images} real photos of {SOURCE}, {m.num_classes} classes, "
-         f"{beton.stat().st_size / 2**20:.1f} MiB; skipped {len(m.skipped)}")
+    echo(
+        f"wrote {beton}: {m.num_images} real photos of {SOURCE}, {m.num_classes} classes, "
+        f"{beton.stat().st_size / 2**20:.1f} MiB; skipped {len(m.skipped)}"
+    )
     return beton

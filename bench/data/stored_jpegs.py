@@ -1,5 +1,6 @@
 """A beton's stored bytes as the GPU data path's ffcv op hands them over, for the checks and
 ceilings that work on exactly those bytes (bench/checks/decode.py, bench/throughput/ceiling.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,10 @@ from typing import Iterator
 
 import numpy as np
 
-def stored_batches(beton: Path, samples: int, batch: int, workers: int, seed: int
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+
+def stored_batches(
+    beton: Path, samples: int, batch: int, workers: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rows, headers) of the first `samples` samples in order, `batch` at a time, as the GPU
     path's ffcv op writes them (training crops and flips of `seed`, epoch 0). Rows are copies:
     ffcv reuses its buffers. (make_loader does not take a subset of indices, hence this Loader.)"""
@@ -18,8 +21,15 @@ def stored_batches(beton: Path, samples: int, batch: int, workers: int, seed: in
     from ffcv_inat.loader import CompressedImageBytes, keep_alive, largest_payload, read_headers
 
     op = CompressedImageBytes(largest_payload(beton), random_crop=True, seed=seed)
-    loader = Loader(str(beton), batch_size=batch, num_workers=workers, order=OrderOption.SEQUENTIAL,
-                    indices=np.arange(samples), drop_last=False, pipelines={"image": [op], "label": None})
+    loader = Loader(
+        str(beton),
+        batch_size=batch,
+        num_workers=workers,
+        order=OrderOption.SEQUENTIAL,
+        indices=np.arange(samples),
+        drop_last=False,
+        pipelines={"image": [op], "label": None},
+    )
     keep_alive(loader)
     for (rows,) in loader:
         rows = np.array(rows, copy=True)
@@ -30,6 +40,7 @@ def stored_batches(beton: Path, samples: int, batch: int, workers: int, seed: in
 class StoredJpegs:
     """A beton's JPEG samples: their bytes, image sizes and training crop boxes and flips (the
     seeded decoder's, epoch 0). Samples stored as raw pixels are left out and counted."""
+
     datas: list  # np.uint8 arrays, one JPEG file each
     sizes: np.ndarray  # int64 (n, 2): height, width
     boxes: np.ndarray  # int64 (n, 5): top, left, crop height, crop width, flip
@@ -43,8 +54,9 @@ class StoredJpegs:
         return float(np.mean([d.size for d in self.datas])) if self.datas else 0.0
 
 
-def read_stored_jpegs(beton: str | Path, samples: int, workers: int, seed: int = 0, batch: int = 256,
-                      manifest=None) -> StoredJpegs:
+def read_stored_jpegs(
+    beton: str | Path, samples: int, workers: int, seed: int = 0, batch: int = 256, manifest=None
+) -> StoredJpegs:
     """The first `samples` samples of `beton` (all if it has fewer) that are JPEGs. `manifest`:
     the beton's, already checked by the caller (checked here when None)."""
     from ffcv_inat.beton import check_beton
@@ -62,5 +74,6 @@ def read_stored_jpegs(beton: str | Path, samples: int, workers: int, seed: int =
             datas.append(np.array(payload(rows, headers, i), copy=True))
             sizes.append((h[col["height"]], h[col["width"]]))
             boxes.append([h[col[k]] for k in ("top", "left", "crop_height", "crop_width", "flip")])
-    return StoredJpegs(datas, np.array(sizes, dtype=np.int64).reshape(-1, 2),
-                       np.array(boxes, dtype=np.int64).reshape(-1, 5), raw)
+    return StoredJpegs(
+        datas, np.array(sizes, dtype=np.int64).reshape(-1, 2), np.array(boxes, dtype=np.int64).reshape(-1, 5), raw
+    )

@@ -12,6 +12,7 @@ collation, shuffling) costs, and the decode-only rate what moving the resize els
 On a GPU the device's own ceiling is its batched nvJPEG decode of the same bytes
 (`device_decode_rate`), the GPU data path's counterpart.
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,6 +35,7 @@ ROUNDS = 3
 @dataclass(frozen=True)
 class Ceiling:
     """Rates of this machine's CPU on a beton's stored JPEGs, images/s over measured rounds."""
+
     workers: int  # threads, as the ffcv loader runs them
     images: int  # distinct JPEGs timed
     mean_bytes: float
@@ -53,7 +55,7 @@ def _decode_chunk(jpegs: StoredJpegs, indices: range, res: int | None) -> None:
     out = np.empty((res or 1, res or 1, 3), dtype=np.uint8)
     for i in indices:
         h, w = (int(v) for v in jpegs.sizes[i])
-        view = image[:h * w * 3].reshape(h, w, 3)
+        view = image[: h * w * 3].reshape(h, w, 3)
         imdecode(jpegs.datas[i], view, h, w, h, w, 0, 0, 1, 1, False, False)
         if res is not None:
             top, left, ch, cw, flip = (int(v) for v in jpegs.boxes[i])
@@ -71,8 +73,9 @@ CHUNK_IMAGES = 32
 def _one_pass(pool: ThreadPoolExecutor, jpegs: StoredJpegs, workers: int, res: int | None) -> None:
     """Every image once, in tasks of CHUNK_IMAGES the `workers` threads take in turn."""
     n = len(jpegs)
-    for f in [pool.submit(_decode_chunk, jpegs, range(a, min(a + CHUNK_IMAGES, n)), res)
-              for a in range(0, n, CHUNK_IMAGES)]:
+    for f in [
+        pool.submit(_decode_chunk, jpegs, range(a, min(a + CHUNK_IMAGES, n)), res) for a in range(0, n, CHUNK_IMAGES)
+    ]:
         f.result()
 
 
@@ -120,8 +123,13 @@ class CeilingRounds:
         return self.decode[-1], self.resized[res][-1]
 
     def result(self) -> Ceiling:
-        return Ceiling(self.workers, len(self.jpegs), self.jpegs.mean_bytes, spread(self.decode),
-                       {res: spread(rates) for res, rates in self.resized.items()})
+        return Ceiling(
+            self.workers,
+            len(self.jpegs),
+            self.jpegs.mean_bytes,
+            spread(self.decode),
+            {res: spread(rates) for res, rates in self.resized.items()},
+        )
 
     def __enter__(self) -> "CeilingRounds":
         return self
@@ -130,8 +138,9 @@ class CeilingRounds:
         self.pool.shutdown()
 
 
-def cpu_ceiling(jpegs: StoredJpegs, workers: int, resolutions, rounds: int = ROUNDS,
-                min_seconds: float = MIN_ROUND_SECONDS) -> Ceiling:
+def cpu_ceiling(
+    jpegs: StoredJpegs, workers: int, resolutions, rounds: int = ROUNDS, min_seconds: float = MIN_ROUND_SECONDS
+) -> Ceiling:
     """Decode-only and decode + resize rates of `jpegs` on `workers` threads, at each resolution,
     `rounds` rounds each."""
     with CeilingRounds(jpegs, workers, min_seconds) as c:
@@ -141,8 +150,9 @@ def cpu_ceiling(jpegs: StoredJpegs, workers: int, resolutions, rounds: int = ROU
         return c.result()
 
 
-def device_decode_rate(jpegs: StoredJpegs, device, batch: int, rounds: int = ROUNDS,
-                       min_seconds: float = MIN_ROUND_SECONDS) -> Spread:
+def device_decode_rate(
+    jpegs: StoredJpegs, device, batch: int, rounds: int = ROUNDS, min_seconds: float = MIN_ROUND_SECONDS
+) -> Spread:
     """Batched decode_jpeg of the JPEGs on `device` (nvJPEG on a GPU), `batch` per call, the
     bytes already on the host in tensors as the GPU path's rows hold them; the clock stops once
     the device has finished."""
@@ -156,7 +166,7 @@ def device_decode_rate(jpegs: StoredJpegs, device, batch: int, rounds: int = ROU
 
     def one_pass() -> int:
         for k in range(0, len(datas), batch):
-            decode_jpeg(datas[k:k + batch], mode=ImageReadMode.RGB, device=device)
+            decode_jpeg(datas[k : k + batch], mode=ImageReadMode.RGB, device=device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return len(datas)
@@ -169,8 +179,14 @@ def device_decode_rate(jpegs: StoredJpegs, device, batch: int, rounds: int = ROU
 CEILING_IMAGES = 1000
 
 
-def open_ceiling(beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, samples: int = CEILING_IMAGES,
-                 echo: Callable[[str], None] = print, manifest=None) -> CeilingRounds | None:
+def open_ceiling(
+    beton,
+    workers: int,
+    min_seconds: float = MIN_ROUND_SECONDS,
+    samples: int = CEILING_IMAGES,
+    echo: Callable[[str], None] = print,
+    manifest=None,
+) -> CeilingRounds | None:
     """Rounds of the CPU ceiling on `beton`'s first JPEGs, with as many threads as an ffcv
     loader of `workers` runs; None when the beton holds no JPEG. `manifest`: the beton's, checked."""
     from ffcv_inat.environment import resolve_workers
@@ -182,8 +198,10 @@ def open_ceiling(beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, sa
     if not len(jpegs):
         echo(f"ceiling: {beton} holds no JPEGs (raw pixels only): nothing to decode")
         return None
-    echo(f"ceiling: {len(jpegs)} stored JPEGs of {jpegs.mean_bytes / 1e3:.0f} kB on average, {workers} threads, "
-         "a round of it after each measured round of the loaders")
+    echo(
+        f"ceiling: {len(jpegs)} stored JPEGs of {jpegs.mean_bytes / 1e3:.0f} kB on average, {workers} threads, "
+        "a round of it after each measured round of the loaders"
+    )
     return CeilingRounds(jpegs, workers, min_seconds)
 
 
@@ -203,8 +221,9 @@ class CeilingProcess:
     def __init__(self, beton, workers: int, min_seconds: float = MIN_ROUND_SECONDS, manifest=None):
         from ffcv_inat.bench.throughput.isolated import Isolated
 
-        self.process = Isolated(open_ceiling, beton, workers, min_seconds, CEILING_IMAGES, echo_to_stderr, manifest,
-                                name="ceiling")
+        self.process = Isolated(
+            open_ceiling, beton, workers, min_seconds, CEILING_IMAGES, echo_to_stderr, manifest, name="ceiling"
+        )
         self._opened: bool | None = None
 
     def opened(self) -> bool:
@@ -240,11 +259,17 @@ def finish_ceiling(rounds: CeilingRounds, gpu_device=None, batch: int = 256) -> 
 def ceiling_settings(c: Ceiling, res: int, rate: float, decode: str | None) -> dict:
     """What a loader row records of the ceiling: the rates (median, min, max), the fraction of
     decode + resize it reached, and for a GPU-path row the fraction of the device's decode rate."""
+
     def figure(s: Spread) -> dict:
         return {"median": round(s.median, 1), "min": round(s.min, 1), "max": round(s.max, 1)}
 
-    out = {"threads": c.workers, "images": c.images, "decode": figure(c.decode),
-           "decode_resize": figure(c.decode_resize[res]), "fraction": round(rate / c.decode_resize[res].median, 3)}
+    out = {
+        "threads": c.workers,
+        "images": c.images,
+        "decode": figure(c.decode),
+        "decode_resize": figure(c.decode_resize[res]),
+        "fraction": round(rate / c.decode_resize[res].median, 3),
+    }
     if c.device_decode is not None and decode == "gpu":
         out.update(device_decode=figure(c.device_decode), device_fraction=round(rate / c.device_decode.median, 3))
     return out
@@ -257,10 +282,13 @@ def ceiling_lines(measured, c: Ceiling) -> list[str]:
     lines = []
     for m in measured:
         name = f"{m.pipeline}" + (f" {m.crop}/{m.decode} decode" if m.decode else "")
-        line = (f"res {m.res} {name} (spread {spread_factor(m.measured):.2f}x): "
-                + ceiling_sentence(m.measured.median, c.decode_resize[m.res], c.decode, c.workers))
+        line = f"res {m.res} {name} (spread {spread_factor(m.measured):.2f}x): " + ceiling_sentence(
+            m.measured.median, c.decode_resize[m.res], c.decode, c.workers
+        )
         if c.device_decode is not None and m.decode == "gpu":
-            line += (f"; the device's batched decode alone ({c.device}): {c.device_decode.median:,.0f} img/s, "
-                     f"of which this is {100 * m.measured.median / c.device_decode.median:.0f}%")
+            line += (
+                f"; the device's batched decode alone ({c.device}): {c.device_decode.median:,.0f} img/s, "
+                f"of which this is {100 * m.measured.median / c.device_decode.median:.0f}%"
+            )
         lines.append(line)
     return lines

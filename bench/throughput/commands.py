@@ -1,4 +1,5 @@
 """The throughput benchmarks' subcommands: `ffcv-bench loader`, `model`, `epoch` and `train-run`."""
+
 from __future__ import annotations
 
 import json
@@ -19,41 +20,114 @@ from ffcv_inat.bench.throughput.loader import MIN_ROUND_SECONDS
 
 
 @click.command(short_help="Images/s of the ffcv loader vs DALI's and PyTorch's, and the CPU ceiling.")
-@click.option("--images", "images_dir", default=None, type=click.Path(),
-              help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train). Not needed for --pipeline ffcv "
-                   "alone on an existing --beton.")
-@click.option("--beton", type=click.Path(dir_okay=False), default=None,
-              help="The same images as a beton; written here from --images if missing. "
-                   "Default: written to a temporary folder and removed afterwards.")
-@click.option("--res", "res_list", default="160,192,224", show_default=True, help="Output resolutions, comma-separated.")
-@click.option("--workers", type=int, default=8, show_default=True, help="Workers of both pipelines (ffcv threads, DataLoader processes).")
+@click.option(
+    "--images",
+    "images_dir",
+    default=None,
+    type=click.Path(),
+    help="ImageFolder tree DIR/<class>/<image> (e.g. IMAGENET/train). Not needed for --pipeline ffcv "
+    "alone on an existing --beton.",
+)
+@click.option(
+    "--beton",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The same images as a beton; written here from --images if missing. "
+    "Default: written to a temporary folder and removed afterwards.",
+)
+@click.option(
+    "--res", "res_list", default="160,192,224", show_default=True, help="Output resolutions, comma-separated."
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Workers of both pipelines (ffcv threads, DataLoader processes).",
+)
 @click.option("--batch", type=int, default=256, show_default=True)
-@click.option("--epochs", type=int, default=3, show_default=True,
-              help="Measured rounds per pipeline and resolution, each of whole epochs lasting --min-seconds.")
-@click.option("--warmup", type=int, default=1, show_default=True,
-              help="Warm-up rounds before them, not counted; more follow until two agree within 10%.")
-@click.option("--min-seconds", type=float, default=MIN_ROUND_SECONDS, show_default=True,
-              help="Shortest measured round: whole epochs, going over a small beton again, until this long.")
-@click.option("--label", default=None,
-              help="What the images are, kept in the rows (settings.images_label), e.g. 'real photos' or 'synthetic'.")
-@click.option("--ceiling/--no-ceiling", default=True, show_default=True,
-              help="Also time this machine's decode and decode + resize of the beton's JPEGs on --workers threads.")
-@click.option("--pipeline", "pipelines", type=click.Choice(["ffcv", "dali", "pytorch"]), multiple=True,
-              help="Run only this pipeline (repeatable). Default: ffcv, dali (when installed) and pytorch.")
-@click.option("--crop", "crops", type=click.Choice(CROPS), multiple=True,
-              help="The ffcv pipeline's training crop decoder (repeatable: each is timed, interleaved): seeded "
-                   "(ours, a function of seed, epoch and image) or ffcv (ffcv's stock decoder + flip). "
-                   "Default: seeded, the trainer's default.")
-@decode_option("cpu", "Where the ffcv pipeline decodes JPEGs, each path timed, interleaved: cpu (ffcv's workers), "
-                      "gpu (the GPU data path: workers copy bytes, the device decodes), auto (gpu on CUDA).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where the ffcv pipeline's batches land, normalised as the trainer takes them: cpu or cuda. Default: cuda when --decode asks for the GPU path "
-                   "and CUDA is present, else cpu.")
+@click.option(
+    "--epochs",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Measured rounds per pipeline and resolution, each of whole epochs lasting --min-seconds.",
+)
+@click.option(
+    "--warmup",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Warm-up rounds before them, not counted; more follow until two agree within 10%.",
+)
+@click.option(
+    "--min-seconds",
+    type=float,
+    default=MIN_ROUND_SECONDS,
+    show_default=True,
+    help="Shortest measured round: whole epochs, going over a small beton again, until this long.",
+)
+@click.option(
+    "--label",
+    default=None,
+    help="What the images are, kept in the rows (settings.images_label), e.g. 'real photos' or 'synthetic'.",
+)
+@click.option(
+    "--ceiling/--no-ceiling",
+    default=True,
+    show_default=True,
+    help="Also time this machine's decode and decode + resize of the beton's JPEGs on --workers threads.",
+)
+@click.option(
+    "--pipeline",
+    "pipelines",
+    type=click.Choice(["ffcv", "dali", "pytorch"]),
+    multiple=True,
+    help="Run only this pipeline (repeatable). Default: ffcv, dali (when installed) and pytorch.",
+)
+@click.option(
+    "--crop",
+    "crops",
+    type=click.Choice(CROPS),
+    multiple=True,
+    help="The ffcv pipeline's training crop decoder (repeatable: each is timed, interleaved): seeded "
+    "(ours, a function of seed, epoch and image) or ffcv (ffcv's stock decoder + flip). "
+    "Default: seeded, the trainer's default.",
+)
+@decode_option(
+    "cpu",
+    "Where the ffcv pipeline decodes JPEGs, each path timed, interleaved: cpu (ffcv's workers), "
+    "gpu (the GPU data path: workers copy bytes, the device decodes), auto (gpu on CUDA).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Where the ffcv pipeline's batches land, normalised as the trainer takes them: cpu or cuda. "
+    "Default: cuda when --decode asks for the GPU path "
+    "and CUDA is present, else cpu.",
+)
 @results_option
 @click.pass_context
 @report_user_errors
-def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min_seconds, label, ceiling, pipelines,
-           crops, decode_opts, device, results):
+def loader(
+    ctx,
+    images_dir,
+    beton,
+    res_list,
+    workers,
+    batch,
+    epochs,
+    warmup,
+    min_seconds,
+    label,
+    ceiling,
+    pipelines,
+    crops,
+    decode_opts,
+    device,
+    results,
+):
     """Images/s of the toolkit's FFCV pipeline (per decode path) vs NVIDIA DALI's CPU pipeline and
     the standard PyTorch one, on the same images, each in its own process, with the CPU cores each
     keeps busy, the memory each adds, and this machine's ceiling."""
@@ -66,8 +140,14 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
     from ffcv_inat.bench.throughput.loader import DALI_MISSING, dali_available, loader_rows, run_loader_bench
 
     resolutions = parse_int_list(res_list, "--res")
-    check_at_least(("--workers", workers, 1), ("--batch", batch, 1), ("--epochs", epochs, 1), ("--warmup", warmup, 0),
-                    ("--min-seconds", min_seconds, 0), *(("--res", r, 16) for r in resolutions))
+    check_at_least(
+        ("--workers", workers, 1),
+        ("--batch", batch, 1),
+        ("--epochs", epochs, 1),
+        ("--warmup", warmup, 0),
+        ("--min-seconds", min_seconds, 0),
+        *(("--res", r, 16) for r in resolutions),
+    )
     pipelines = list(dict.fromkeys(pipelines)) or default_pipelines()
     if "dali" in pipelines and not dali_available():
         raise UserError(DALI_MISSING)
@@ -81,25 +161,52 @@ def loader(ctx, images_dir, beton, res_list, workers, batch, epochs, warmup, min
         raise UserError("--images DIR is needed, unless --pipeline ffcv alone times an existing --beton")
     with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
         source, beton_path, manifest = _bench_source(images_dir, beton, batch, Path(tmp))
-        echo_err(f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
-                  f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution; "
-                  f"pipelines {', '.join(pipelines)}{' and the ceiling' if ceiling else ''}, each in its own process")
+        echo_err(
+            f"{manifest.num_images} images, {manifest.num_classes} classes; batch {batch}, {workers} workers, "
+            f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution; "
+            f"pipelines {', '.join(pipelines)}{' and the ceiling' if ceiling else ''}, each in its own process"
+        )
         # The ceiling's process starts first and makes itself ready while the loaders' start.
-        rounds = (CeilingProcess(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), manifest=manifest)
-                  if ceiling else None)
+        rounds = (
+            CeilingProcess(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), manifest=manifest)
+            if ceiling
+            else None
+        )
         try:
-            measured = run_loader_bench(source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines,
-                                        echo=echo_err, crops=crops, decodes=decodes, device=dev,
-                                        min_seconds=min_seconds, ceiling=rounds, manifest=manifest)
-            top = (rounds.finish(dev if "gpu" in decodes else None, batch)
-                   if rounds is not None and rounds.opened() else None)
+            measured = run_loader_bench(
+                source,
+                beton_path,
+                resolutions,
+                batch,
+                workers,
+                warmup,
+                epochs,
+                pipelines,
+                echo=echo_err,
+                crops=crops,
+                decodes=decodes,
+                device=dev,
+                min_seconds=min_seconds,
+                ceiling=rounds,
+                manifest=manifest,
+            )
+            top = (
+                rounds.finish(dev if "gpu" in decodes else None, batch)
+                if rounds is not None and rounds.opened()
+                else None
+            )
         finally:
             if rounds is not None:
                 rounds.close()
-    run = {"images": recorded_path((source.root if source else Path(beton)).resolve()),
-           "num_images": manifest.num_images, "num_classes": manifest.num_classes,
-           "beton": beton and recorded_path(Path(beton).resolve()),
-           "images_label": label, "measured_rounds": epochs, "min_round_seconds": min_seconds}
+    run = {
+        "images": recorded_path((source.root if source else Path(beton)).resolve()),
+        "num_images": manifest.num_images,
+        "num_classes": manifest.num_classes,
+        "beton": beton and recorded_path(Path(beton).resolve()),
+        "images_label": label,
+        "measured_rounds": epochs,
+        "min_round_seconds": min_seconds,
+    }
     env, command = environment(), command_line(ctx)
     records = [to_record(r, command, env) for r in loader_rows(measured, run, top)]
     write_rows(results, records)
@@ -170,15 +277,22 @@ def peer_lines(measured, top=None) -> list[str]:
     for m in measured:
         if m.pipeline != "ffcv":
             continue
-        parts = [f"{ratio(m.measured.median, at[(peer, m.res)]):.2f}x {label}"
-                 for peer, label in (("dali", "DALI (CPU)"), ("pytorch", "PyTorch")) if (peer, m.res) in at]
+        parts = [
+            f"{ratio(m.measured.median, at[(peer, m.res)]):.2f}x {label}"
+            for peer, label in (("dali", "DALI (CPU)"), ("pytorch", "PyTorch"))
+            if (peer, m.res) in at
+        ]
         if top is not None:
             parts.append(f"{m.measured.median / top.decode_resize[m.res].median:.2f} of the ceiling")
         if parts:
             lines.append(f"res {m.res} ffcv {m.crop}/{m.decode}: {m.measured.median:,.0f} img/s = " + ", ".join(parts))
     several = len({m.res for m in measured}) > 1
-    memory = [f"{m.pipeline}{f' {m.crop}/{m.decode}' if m.decode else ''}{f' at {m.res} px' if several else ''} "
-              f"{m.memory_mb:,.0f} MiB" for m in measured if m.memory_mb is not None]
+    memory = [
+        f"{m.pipeline}{f' {m.crop}/{m.decode}' if m.decode else ''}{f' at {m.res} px' if several else ''} "
+        f"{m.memory_mb:,.0f} MiB"
+        for m in measured
+        if m.memory_mb is not None
+    ]
     if memory:
         lines.append("anonymous memory each loader added to its process (and its workers'): " + ", ".join(memory))
     return lines
@@ -189,8 +303,10 @@ def gpu_path_line(res: int, counts: dict, backend: str | None) -> str:
     nvJPEG backend."""
     from ffcv_inat.bench.report import describe_decode_counts
 
-    return (f"GPU path at res {res}, samples of every epoch run: {describe_decode_counts(counts)}; "
-            f"nvJPEG backend: {backend or 'none (the path ran on the CPU)'}")
+    return (
+        f"GPU path at res {res}, samples of every epoch run: {describe_decode_counts(counts)}; "
+        f"nvJPEG backend: {backend or 'none (the path ran on the CPU)'}"
+    )
 
 
 def _crop_comparison(measured) -> str:
@@ -200,18 +316,23 @@ def _crop_comparison(measured) -> str:
     lines = ["ffcv crop decoders, median (min-max) images/s"]
     for res in sorted({res for res, _ in by}):
         ours, stock = by[(res, "seeded")], by[(res, "ffcv")]
-        lines.append(f"res {res}: seeded {ours.median:,.0f} ({ours.min:,.0f}-{ours.max:,.0f}), "
-                     f"ffcv {stock.median:,.0f} ({stock.min:,.0f}-{stock.max:,.0f}); "
-                     f"seeded / ffcv = {ours.median / stock.median:.3f}x")
+        lines.append(
+            f"res {res}: seeded {ours.median:,.0f} ({ours.min:,.0f}-{ours.max:,.0f}), "
+            f"ffcv {stock.median:,.0f} ({stock.min:,.0f}-{stock.max:,.0f}); "
+            f"seeded / ffcv = {ours.median / stock.median:.3f}x"
+        )
     return "\n".join(lines)
-
 
 
 @click.command(short_help="ResNet-50 training-step images/s and peak memory.")
 @click.option("--res", "res_list", default="224", show_default=True, help="Input resolutions, comma-separated.")
 @click.option("--batch", type=int, default=256, show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Autocast dtype. Default: the trainer's: bf16 on a GPU (fp16 where bf16 is missing), fp32 on CPU.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="Autocast dtype. Default: the trainer's: bf16 on a GPU (fp16 where bf16 is missing), fp32 on CPU.",
+)
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (warm-up steps absorb compilation).")
 @click.option("--blurpool", is_flag=True, help="The trainer's BlurPool option (a blur before each strided conv).")
@@ -226,14 +347,21 @@ def model(ctx, res_list, batch, precision, channels_last, compile_, blurpool, st
     trainer's own step (default SGD settings) on batches shaped as its loader delivers them."""
     from ffcv_inat.environment import resolve_device
 
-    from ffcv_inat.bench.throughput.model import ModelRow, bench_config, prepare_step, resolve_precision, run_model_bench
+    from ffcv_inat.bench.throughput.model import (
+        ModelRow,
+        bench_config,
+        prepare_step,
+        resolve_precision,
+        run_model_bench,
+    )
     from ffcv_inat.bench.report import model_table
 
     resolutions = parse_int_list(res_list, "--res")
     dev = resolve_device(device, "--device")
     precision = resolve_precision(precision, dev)
-    check_at_least(("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0),
-                    *(("--res", r, 32) for r in resolutions))
+    check_at_least(
+        ("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0), *(("--res", r, 32) for r in resolutions)
+    )
     if compile_ and warmup < 1:
         raise UserError("--compile needs --warmup of at least 1: the first step compiles")
     # One model and step for all resolutions, as progressive resizing gets in the trainer.
@@ -248,22 +376,44 @@ def model(ctx, res_list, batch, precision, channels_last, compile_, blurpool, st
     click.echo(model_table(rows))
 
 
-
 @click.command(short_help="The trainer end to end: epoch seconds, images/s, the bottleneck.")
 @click.option("--recipe", required=True, help="Bundled recipe name (pretrain_90ep.yaml) or a YAML path.")
-@click.option("--train", "train", required=True, type=click.Path(dir_okay=False), help="Train beton (with its manifest).")
-@click.option("--max-steps", type=int, default=None,
-              help="Steps per epoch; a whole epoch's seconds are then extrapolated from them. Default: whole epochs.")
+@click.option(
+    "--train", "train", required=True, type=click.Path(dir_okay=False), help="Train beton (with its manifest)."
+)
+@click.option(
+    "--max-steps",
+    type=int,
+    default=None,
+    help="Steps per epoch; a whole epoch's seconds are then extrapolated from them. Default: whole epochs.",
+)
 @click.option("--epochs", type=int, default=1, show_default=True, help="Measured epochs.")
-@click.option("--warmup", type=int, default=1, show_default=True,
-              help="Epochs before them, not counted (loader compilation, cudnn autotuning, torch.compile).")
+@click.option(
+    "--warmup",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Epochs before them, not counted (loader compilation, cudnn autotuning, torch.compile).",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Passed to ffcv-train, e.g. compile=true.")
-@click.option("--out", "run_dir", type=click.Path(file_okay=False), default=None,
-              help="Keep the trainer's run dir here. Default: a temporary one, removed afterwards.")
-@click.option("--compare/--no-compare", default=True, show_default=True,
-              help="Also time the loader alone and the model alone, for the bottleneck verdict.")
-@decode_option(None, "Decode path(s) to run the trainer with (data.decode), each its own run, row and verdict: "
-                     "cpu, gpu (the GPU data path), auto. Default: the recipe's data.decode.")
+@click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the trainer's run dir here. Default: a temporary one, removed afterwards.",
+)
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Also time the loader alone and the model alone, for the bottleneck verdict.",
+)
+@decode_option(
+    None,
+    "Decode path(s) to run the trainer with (data.decode), each its own run, row and verdict: "
+    "cpu, gpu (the GPU data path), auto. Default: the recipe's data.decode.",
+)
 @results_option
 @click.pass_context
 @report_user_errors
@@ -278,9 +428,19 @@ def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare,
         check_at_least(("--max-steps", max_steps, 1))
     env = environment()  # one timestamp for the run's rows: `ffcv-bench report` groups them by it
     measured, rows = [], []
-    for r in run_epoch_bench(recipe, train, list(sets), warmup, epochs, max_steps, run_dir, compare,
-                             echo=echo_err, echo_raw=lambda text: click.echo(text, err=True, nl=False),
-                             decodes=parse_decodes(decode_opts) or None):
+    for r in run_epoch_bench(
+        recipe,
+        train,
+        list(sets),
+        warmup,
+        epochs,
+        max_steps,
+        run_dir,
+        compare,
+        echo=echo_err,
+        echo_raw=lambda text: click.echo(text, err=True, nl=False),
+        decodes=parse_decodes(decode_opts) or None,
+    ):
         measured.append(r)
         rows.append(to_record(EpochRow.of(r, train), command_line(ctx), env))
         write_rows(results, rows[-1:])  # each as it comes: a later decode path that fails keeps this one
@@ -295,8 +455,9 @@ def epoch(ctx, recipe, train, max_steps, epochs, warmup, sets, run_dir, compare,
 @click.command("train-run", short_help="Epoch seconds, images/s and peak memory an ffcv-train run logged.")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--label", default=None, help="Names the run in the printout and the record (e.g. compile=true).")
-@click.option("--rows", type=click.Path(dir_okay=False), default=None,
-              help="Append the record to this JSON-lines file.")
+@click.option(
+    "--rows", type=click.Path(dir_okay=False), default=None, help="Append the record to this JSON-lines file."
+)
 @report_user_errors
 def train_run(run_dir, label, rows):
     """The speed an ffcv-train run recorded in RUN_DIR's log.jsonl and summary.json: epoch
@@ -311,4 +472,3 @@ def train_run(run_dir, label, rows):
 
 
 COMMANDS = [loader, model, epoch, train_run]
-

@@ -9,6 +9,7 @@ bottleneck verdict. Given several decode paths (`data.decode`: cpu, gpu), each g
 trainer run, loader-alone figure and verdict; the model alone is timed once: on a GPU both
 paths hand the model a normalised batch on the device, and its step is the same.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -22,7 +23,14 @@ from ffcv_inat import UserError
 from ffcv_inat.rundir import LOG, read_log
 
 from ffcv_inat.bench.results import ResultRow, recorded_path
-from ffcv_inat.bench.stats import Spread, Verdict, bottleneck_verdict, extrapolate_epoch_seconds, spread, steps_per_epoch
+from ffcv_inat.bench.stats import (
+    Spread,
+    Verdict,
+    bottleneck_verdict,
+    extrapolate_epoch_seconds,
+    spread,
+    steps_per_epoch,
+)
 
 # Runs ffcv-train's click group from this interpreter: the same environment as the bench,
 # with no dependence on where the console script was installed.
@@ -32,6 +40,7 @@ TRAINER = "from ffcv_inat.train.cli import main; main()"
 @dataclass(frozen=True)
 class TrainerSettings:
     """The trainer's resolved config, the part that sets throughput."""
+
     recipe: str
     device: str
     batch: int
@@ -71,15 +80,28 @@ def resolve_settings(recipe: str, train: str, sets: list[str]) -> tuple[object, 
     dev = resolve_device(cfg.device, f"{cfg.recipe}: device")
     precision = run_precision(cfg.precision, dev)
     manifest = read_manifest(cfg.data.train)
-    return cfg, TrainerSettings(cfg.recipe, dev.type, cfg.data.batch_size, cfg.data.res,
-                                resolve_workers(cfg.data.workers), precision, cfg.channels_last, cfg.compile,
-                                cfg.model.num_classes or manifest.num_classes, manifest.num_images,
-                                cfg.model.blurpool, cfg.data.augment, cfg.data.os_cache, cfg.data.crop,
-                                resolve_decode(cfg.data.decode, dev))
+    return cfg, TrainerSettings(
+        cfg.recipe,
+        dev.type,
+        cfg.data.batch_size,
+        cfg.data.res,
+        resolve_workers(cfg.data.workers),
+        precision,
+        cfg.channels_last,
+        cfg.compile,
+        cfg.model.num_classes or manifest.num_classes,
+        manifest.num_images,
+        cfg.model.blurpool,
+        cfg.data.augment,
+        cfg.data.os_cache,
+        cfg.data.crop,
+        resolve_decode(cfg.data.decode, dev),
+    )
 
 
-def trainer_command(recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int,
-                    max_steps: int | None) -> list[str]:
+def trainer_command(
+    recipe: str, train: str, run_dir: Path, sets: list[str], epochs: int, max_steps: int | None
+) -> list[str]:
     cmd = [sys.executable, "-c", TRAINER, "--recipe", recipe, "--train", train, "--out", str(run_dir)]
     for s in sets:
         cmd += ["--set", s]
@@ -123,8 +145,11 @@ class EpochResult:
 
     def describe(self) -> str:
         s = self.settings
-        how = (f"extrapolated from {self.steps_measured} of {s.steps_per_epoch} steps per epoch"
-               if self.extrapolated else "measured over whole epochs")
+        how = (
+            f"extrapolated from {self.steps_measured} of {s.steps_per_epoch} steps per epoch"
+            if self.extrapolated
+            else "measured over whole epochs"
+        )
         lines = [
             f"{Path(s.recipe).name} on {s.device}: batch {s.batch}, res {self.res}, {s.precision}, "
             f"channels_last={s.channels_last}, compile={s.compile}, {s.workers} workers, crop {s.train_crop}, "
@@ -147,14 +172,27 @@ def summarize_log(log: list[dict], settings: TrainerSettings, warmup: int, max_s
     seconds = spread([float(r["epoch_seconds"]) for r in measured])
     steps = int(measured[-1].get("steps", settings.steps_per_epoch))
     extrapolated = steps < settings.steps_per_epoch
-    full = (extrapolate_epoch_seconds(rates.median, settings.steps_per_epoch * settings.batch)
-            if extrapolated else seconds.median)
-    return EpochResult(settings, warmup, max_steps, steps, rates, seconds, full, extrapolated,
-                       int(measured[-1].get("res", settings.res)))
+    full = (
+        extrapolate_epoch_seconds(rates.median, settings.steps_per_epoch * settings.batch)
+        if extrapolated
+        else seconds.median
+    )
+    return EpochResult(
+        settings,
+        warmup,
+        max_steps,
+        steps,
+        rates,
+        seconds,
+        full,
+        extrapolated,
+        int(measured[-1].get("res", settings.res)),
+    )
 
 
-def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], None],
-                  model_only: float | None = None) -> EpochResult:
+def compare_parts(
+    result: EpochResult, cfg, beton: str, echo: Callable[[str], None], model_only: float | None = None
+) -> EpochResult:
     """Loader alone and model alone at the trainer's settings (`cfg`, its resolved config), and
     the verdict. The model alone runs the trainer's own step with the recipe's optimiser; pass
     `model_only` (images/s) to reuse a figure measured at the same settings."""
@@ -169,30 +207,72 @@ def compare_parts(result: EpochResult, cfg, beton: str, echo: Callable[[str], No
 
     s = result.settings
     steps = result.steps_measured
-    echo(f"loader alone: the trainer's ffcv pipeline (decode {s.decode}), {result.warmup} warm-up + 1 measured "
-         f"epoch of {steps} batches")
-    loader = ffcv_loader(Path(beton), result.res, s.batch, s.workers, device=torch.device(s.device),
-                         augment=s.augment, os_cache=s.os_cache, crop=s.crop, decode=s.decode,
-                         dtype=input_dtype(s.precision))
+    echo(
+        f"loader alone: the trainer's ffcv pipeline (decode {s.decode}), {result.warmup} warm-up + 1 measured "
+        f"epoch of {steps} batches"
+    )
+    loader = ffcv_loader(
+        Path(beton),
+        result.res,
+        s.batch,
+        s.workers,
+        device=torch.device(s.device),
+        augment=s.augment,
+        os_cache=s.os_cache,
+        crop=s.crop,
+        decode=s.decode,
+        dtype=input_dtype(s.precision),
+    )
     # The loader alone reads what the trainer read: whole epochs when it ran whole epochs.
-    lo = time_pipeline(Pipeline("ffcv", s.crop, s.decode), loader, result.res, s.batch, s.workers,
-                       max(1, result.warmup), 1, max_batches=steps if result.extrapolated else None, echo=echo,
-                       max_extra_warmup=0)  # the trainer's own batches: no more
+    lo = time_pipeline(
+        Pipeline("ffcv", s.crop, s.decode),
+        loader,
+        result.res,
+        s.batch,
+        s.workers,
+        max(1, result.warmup),
+        1,
+        max_batches=steps if result.extrapolated else None,
+        echo=echo,
+        max_extra_warmup=0,
+    )  # the trainer's own batches: no more
     if model_only is None:
         echo(f"model alone: {steps} steps on synthetic tensors")
-        mo = run_model_bench(bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),
-                             steps, warmup=max(1, min(10, steps)), device=torch.device(s.device),
-                             num_classes=s.num_classes, echo=echo)
+        mo = run_model_bench(
+            bench_config(result.res, s.batch, cfg.precision, s.channels_last, s.compile, base=cfg),
+            steps,
+            warmup=max(1, min(10, steps)),
+            device=torch.device(s.device),
+            num_classes=s.num_classes,
+            echo=echo,
+        )
         model_only = mo.images_per_second
-    verdict = bottleneck_verdict(result.images_per_second.median, lo.measured.median, model_only,
-                                 device="GPU" if s.device == "cuda" else "CPU")
-    return dataclasses.replace(result, loader_only=lo.measured.median, model_only=model_only, verdict=verdict,
-                               loader_counts=lo.decode_counts, nvjpeg_backend=lo.nvjpeg_backend)
+    verdict = bottleneck_verdict(
+        result.images_per_second.median, lo.measured.median, model_only, device="GPU" if s.device == "cuda" else "CPU"
+    )
+    return dataclasses.replace(
+        result,
+        loader_only=lo.measured.median,
+        model_only=model_only,
+        verdict=verdict,
+        loader_counts=lo.decode_counts,
+        nvjpeg_backend=lo.nvjpeg_backend,
+    )
 
 
-def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epochs: int, max_steps: int | None,
-                    run_dir: str | None, compare: bool, echo: Callable[[str], None],
-                    echo_raw: Callable[[str], None], decodes: list[str] | None = None) -> Iterator[EpochResult]:
+def run_epoch_bench(
+    recipe: str,
+    train: str,
+    sets: list[str],
+    warmup: int,
+    epochs: int,
+    max_steps: int | None,
+    run_dir: str | None,
+    compare: bool,
+    echo: Callable[[str], None],
+    echo_raw: Callable[[str], None],
+    decodes: list[str] | None = None,
+) -> Iterator[EpochResult]:
     """One EpochResult per decode path in `decodes` (DECODES values; None: the recipe's
     data.decode), in that order, each as soon as it is measured (a later path that fails leaves
     the earlier results); paths that resolve alike ("auto" and "gpu" on CUDA) run once. All
@@ -213,8 +293,10 @@ def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epoch
         with tempfile.TemporaryDirectory(prefix="ffcv-bench-epoch-") as tmp:
             out = outs.get(decode, Path(tmp) / "run")
             cmd = trainer_command(recipe, train, out, run_sets, warmup + epochs, max_steps)
-            echo(f"running ffcv-train (decode {decode}): {warmup} warm-up + {epochs} measured epochs"
-                 + (f" of at most {max_steps} steps" if max_steps else ""))
+            echo(
+                f"running ffcv-train (decode {decode}): {warmup} warm-up + {epochs} measured epochs"
+                + (f" of at most {max_steps} steps" if max_steps else "")
+            )
             run_trainer(cmd, echo_raw)
             log = read_log(out)
             if not log:
@@ -231,6 +313,7 @@ def run_epoch_bench(recipe: str, train: str, sets: list[str], warmup: int, epoch
 @dataclass(frozen=True)
 class EpochRow(ResultRow):
     """A `ffcv-bench epoch` results row: the trainer end to end on one decode path."""
+
     BENCH = "epoch"
     res: int
     batch: int
@@ -270,12 +353,38 @@ class EpochRow(ResultRow):
     @classmethod
     def of(cls, r: EpochResult, train: str) -> "EpochRow":
         s, v = r.settings, r.verdict
-        return cls(r.res, s.batch, s.workers, s.precision, s.channels_last, s.compile, r.images_per_second.median,
-                   r.images_per_second.min, r.images_per_second.max, r.images_per_second.n,
-                   1000 * s.batch / r.images_per_second.median, r.epoch_seconds, r.extrapolated,
-                   v.text if v else None, s.recipe, recorded_path(Path(train).resolve()), s.device, s.num_images,
-                   s.steps_per_epoch, r.steps_measured, r.max_steps, r.warmup, r.measured_epoch_seconds.median,
-                   s.num_classes, s.blurpool, s.train_crop, s.decode, r.loader_only, r.model_only,
-                   v.limit if v else None, round(v.percent, 2) if v else None, r.loader_counts,
-                   r.nvjpeg_backend if r.loader_counts is not None else None)
-
+        return cls(
+            r.res,
+            s.batch,
+            s.workers,
+            s.precision,
+            s.channels_last,
+            s.compile,
+            r.images_per_second.median,
+            r.images_per_second.min,
+            r.images_per_second.max,
+            r.images_per_second.n,
+            1000 * s.batch / r.images_per_second.median,
+            r.epoch_seconds,
+            r.extrapolated,
+            v.text if v else None,
+            s.recipe,
+            recorded_path(Path(train).resolve()),
+            s.device,
+            s.num_images,
+            s.steps_per_epoch,
+            r.steps_measured,
+            r.max_steps,
+            r.warmup,
+            r.measured_epoch_seconds.median,
+            s.num_classes,
+            s.blurpool,
+            s.train_crop,
+            s.decode,
+            r.loader_only,
+            r.model_only,
+            v.limit if v else None,
+            round(v.percent, 2) if v else None,
+            r.loader_counts,
+            r.nvjpeg_backend if r.loader_counts is not None else None,
+        )

@@ -13,6 +13,7 @@ VM; DALI's halved it too: see bench/README.md.)
 plain data. A UserError raised there is raised here with its line; any other error as a
 RuntimeError carrying the other process's traceback.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -27,8 +28,13 @@ from ffcv_inat import UserError
 # fraction of a second instead of the ~8 s of importing torch and ffcv, whose import compiles
 # numba code (2-core dev VM). Preloading starts no threads; what a module fails to preload is
 # imported by the process itself.
-PRELOAD = ["torch", "torchvision", "ffcv_inat.loader.factory", "ffcv_inat.bench.throughput.loader",
-           "ffcv_inat.bench.throughput.ceiling"]
+PRELOAD = [
+    "torch",
+    "torchvision",
+    "ffcv_inat.loader.factory",
+    "ffcv_inat.bench.throughput.loader",
+    "ffcv_inat.bench.throughput.ceiling",
+]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 START_TIMEOUT_S = 600  # imports of torch, torchvision and ffcv (numba compiles) on a loaded 2-core VM
@@ -90,8 +96,9 @@ class Isolated:
             status, value = self._conn.recv()
         except EOFError:
             self._process.join(5)
-            raise RuntimeError(f"{self.name}: its process ended (exit code {self._process.exitcode}) "
-                               "without a reply") from None
+            raise RuntimeError(
+                f"{self.name}: its process ended (exit code {self._process.exitcode}) without a reply"
+            ) from None
         if status == "user":
             raise UserError(value)
         if status == "error":

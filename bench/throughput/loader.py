@@ -24,6 +24,7 @@ pipeline kept busy (CPU seconds of its process and its worker processes / wall s
 figure a GPU decode path is meant to lower, and each pipeline the anonymous memory its loader
 added to its process tree. The clock stops only once the device has finished the epoch's work.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,10 +36,23 @@ from ffcv_inat import UserError
 from ffcv_inat.bench.data.image_folder import SourceImages
 from ffcv_inat.bench.results import ResultRow
 from ffcv_inat.bench.stats import Spread, cores_used, ratio, settled, spread, throughput
-from ffcv_inat.bench.throughput.pipelines import (DALI_MISSING, PIPELINES, DaliEpochs, Pipeline, dali_available,
-                                                  epoch_iterator, ffcv_loader, pytorch_loader)
-from ffcv_inat.bench.throughput.usage import (anon_memory_mb, cpu_seconds, gpu_memory_added, gpu_memory_start,
-                                              synchronize_cuda)
+from ffcv_inat.bench.throughput.pipelines import (
+    DALI_MISSING,
+    PIPELINES,
+    DaliEpochs,
+    Pipeline,
+    dali_available,
+    epoch_iterator,
+    ffcv_loader,
+    pytorch_loader,
+)
+from ffcv_inat.bench.throughput.usage import (
+    anon_memory_mb,
+    cpu_seconds,
+    gpu_memory_added,
+    gpu_memory_start,
+    synchronize_cuda,
+)
 
 # Cores busy are measured only over epochs at least this long: /proc counts CPU time in clock
 # ticks (10 ms), so a shorter epoch's figure is mostly rounding.
@@ -124,16 +138,24 @@ def time_round(pipeline: Pipeline, loader, res: int, max_batches: int | None, mi
     while total.seconds < min_seconds and total.images > 0:
         t = time_epoch(pipeline, loader, res, max_batches)
         cpu = total.cpu_seconds + t.cpu_seconds if None not in (total.cpu_seconds, t.cpu_seconds) else None
-        memory = max(total.gpu_memory_mb, t.gpu_memory_mb) if None not in (total.gpu_memory_mb, t.gpu_memory_mb) else None
+        memory = (
+            max(total.gpu_memory_mb, t.gpu_memory_mb) if None not in (total.gpu_memory_mb, t.gpu_memory_mb) else None
+        )
         anon = max(total.anon_mb, t.anon_mb) if None not in (total.anon_mb, t.anon_mb) else None
-        total = EpochTiming(total.images + t.images, total.seconds + t.seconds, total.shape, total.device, cpu, memory,
-                            anon_mb=anon)
+        total = EpochTiming(
+            total.images + t.images, total.seconds + t.seconds, total.shape, total.device, cpu, memory, anon_mb=anon
+        )
         epochs += 1
     return total._replace(epochs=epochs)
 
 
-def warm_up(names: list, one: Callable[[Pipeline, str], float], warmup: int, max_extra: int = MAX_EXTRA_WARMUP,
-            tolerance: float = SETTLE_TOLERANCE) -> dict:
+def warm_up(
+    names: list,
+    one: Callable[[Pipeline, str], float],
+    warmup: int,
+    max_extra: int = MAX_EXTRA_WARMUP,
+    tolerance: float = SETTLE_TOLERANCE,
+) -> dict:
     """`warmup` rounds of each pipeline, then more (at most `max_extra`) until its last two
     rounds agree within `tolerance` (stats.settled); {pipeline: warm-up rounds run}."""
     done = {}
@@ -148,6 +170,7 @@ def warm_up(names: list, one: Callable[[Pipeline, str], float], warmup: int, max
 @dataclass(frozen=True)
 class PipelineSpec:
     """What a pipeline's process needs to make its loader (crosses to it by pickle)."""
+
     pipeline: Pipeline
     beton: Path
     res: int
@@ -185,8 +208,7 @@ class PipelineRun:
                 counts["first_failure"] = self.loader.counts.failed_batches[0]
             if self.batch_device == "cuda":  # asked after its decodes, when libnvjpeg is loaded
                 backend = nvjpeg_backend()
-        added = (self.memory_peak - self.memory_before
-                 if None not in (self.memory_peak, self.memory_before) else None)
+        added = self.memory_peak - self.memory_before if None not in (self.memory_peak, self.memory_before) else None
         return counts, backend, added
 
 
@@ -196,8 +218,16 @@ def make_pipeline_loader(spec: PipelineSpec):
 
     p = spec.pipeline
     if p.name == "ffcv":
-        return ffcv_loader(spec.beton, spec.res, spec.batch, spec.workers, device=torch.device(spec.device),
-                           crop=p.crop, decode=p.decode, manifest=spec.manifest)
+        return ffcv_loader(
+            spec.beton,
+            spec.res,
+            spec.batch,
+            spec.workers,
+            device=torch.device(spec.device),
+            crop=p.crop,
+            decode=p.decode,
+            manifest=spec.manifest,
+        )
     if p.name == "dali":
         return DaliEpochs(spec.source, spec.res, spec.batch, spec.workers)
     return pytorch_loader(spec.source, spec.res, spec.batch, spec.workers)
@@ -238,10 +268,19 @@ class OwnProcess:
         self.process.close()
 
 
-def time_pipelines(runs: dict, res: int, batch: int, workers: int, warmup: int, epochs: int,
-                   max_batches: int | None = None, echo: Callable[[str], None] = print,
-                   min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP,
-                   after_round: Callable[[], None] | None = None) -> list[LoaderResult]:
+def time_pipelines(
+    runs: dict,
+    res: int,
+    batch: int,
+    workers: int,
+    warmup: int,
+    epochs: int,
+    max_batches: int | None = None,
+    echo: Callable[[str], None] = print,
+    min_seconds: float = 0.0,
+    max_extra_warmup: int = MAX_EXTRA_WARMUP,
+    after_round: Callable[[], None] | None = None,
+) -> list[LoaderResult]:
     """Warm-up rounds of each pipeline (`runs`: Pipeline -> PipelineRun or OwnProcess) until
     its rate settles, then their measured rounds interleaved; a round is whole epochs lasting at
     least `min_seconds`. `after_round` runs after each measured round of all pipelines (the
@@ -261,20 +300,21 @@ def time_pipelines(runs: dict, res: int, batch: int, workers: int, warmup: int, 
         if t.gpu_memory_mb is not None:
             memory[name] = max(memory.get(name, 0.0), t.gpu_memory_mb)
         busy = _busy(t)
-        echo(f"  {str(name):15s} res {res:4d}  {label}: {t.epochs} epoch{'s' if t.epochs > 1 else ''}, "
-             f"{t.images} images in {t.seconds:.2f} s = {throughput(t.images, t.seconds):,.0f} img/s"
-             + (f", {busy:.1f} cores busy" if busy is not None else "")
-             + (f", +{t.gpu_memory_mb:,.0f} MiB GPU memory at peak" if t.gpu_memory_mb is not None else ""))
+        echo(
+            f"  {str(name):15s} res {res:4d}  {label}: {t.epochs} epoch{'s' if t.epochs > 1 else ''}, "
+            f"{t.images} images in {t.seconds:.2f} s = {throughput(t.images, t.seconds):,.0f} img/s"
+            + (f", {busy:.1f} cores busy" if busy is not None else "")
+            + (f", +{t.gpu_memory_mb:,.0f} MiB GPU memory at peak" if t.gpu_memory_mb is not None else "")
+        )
         return t
 
     warmed = warm_up(names, lambda n, label: _rate(one(n, label)), warmup, max_extra_warmup)
     for e in range(epochs):
-        for name in (names if e % 2 == 0 else names[::-1]):
+        for name in names if e % 2 == 0 else names[::-1]:
             measured[name].append(one(name, f"measured {e + 1}/{epochs}"))
         if after_round is not None:
             after_round()
-    return [_result(n, runs[n].details(), res, batch, workers, warmed[n], measured[n], memory.get(n))
-            for n in names]
+    return [_result(n, runs[n].details(), res, batch, workers, warmed[n], measured[n], memory.get(n)) for n in names]
 
 
 def _rate(t: EpochTiming) -> float:
@@ -288,24 +328,68 @@ def _busy(t: EpochTiming) -> float | None:
     return cores_used(t.cpu_seconds, t.seconds)
 
 
-def _result(p: Pipeline, details: tuple, res: int, batch: int, workers: int, warmup: int, rounds: list[EpochTiming],
-            gpu_memory_mb: float | None = None) -> LoaderResult:
+def _result(
+    p: Pipeline,
+    details: tuple,
+    res: int,
+    batch: int,
+    workers: int,
+    warmup: int,
+    rounds: list[EpochTiming],
+    gpu_memory_mb: float | None = None,
+) -> LoaderResult:
     """A pipeline's figures over its measured rounds, with `details` (PipelineRun.details:
     the GPU path's decode counts and nvJPEG backend, the memory its loader added)."""
     busy = [_busy(t) for t in rounds]
     cores = spread(busy) if None not in busy else None
     counts, backend, memory_mb = details
-    return LoaderResult(p.name, p.crop, res, batch, workers, warmup, spread([_rate(t) for t in rounds]),
-                        rounds[-1].images // rounds[-1].epochs, rounds[0].shape, p.decode, rounds[0].device, cores,
-                        counts, backend, gpu_memory_mb, spread([t.epochs for t in rounds]), memory_mb)
+    return LoaderResult(
+        p.name,
+        p.crop,
+        res,
+        batch,
+        workers,
+        warmup,
+        spread([_rate(t) for t in rounds]),
+        rounds[-1].images // rounds[-1].epochs,
+        rounds[0].shape,
+        p.decode,
+        rounds[0].device,
+        cores,
+        counts,
+        backend,
+        gpu_memory_mb,
+        spread([t.epochs for t in rounds]),
+        memory_mb,
+    )
 
 
-def time_pipeline(pipeline: Pipeline, loader, res: int, batch: int, workers: int, warmup: int, epochs: int,
-                  max_batches: int | None = None, echo: Callable[[str], None] = print,
-                  min_seconds: float = 0.0, max_extra_warmup: int = MAX_EXTRA_WARMUP) -> LoaderResult:
+def time_pipeline(
+    pipeline: Pipeline,
+    loader,
+    res: int,
+    batch: int,
+    workers: int,
+    warmup: int,
+    epochs: int,
+    max_batches: int | None = None,
+    echo: Callable[[str], None] = print,
+    min_seconds: float = 0.0,
+    max_extra_warmup: int = MAX_EXTRA_WARMUP,
+) -> LoaderResult:
     """One pipeline alone, in this process: warm-up rounds, then `epochs` measured rounds; their images/s."""
-    return time_pipelines({pipeline: PipelineRun(pipeline, loader, res)}, res, batch, workers, warmup, epochs,
-                          max_batches, echo, min_seconds, max_extra_warmup)[0]
+    return time_pipelines(
+        {pipeline: PipelineRun(pipeline, loader, res)},
+        res,
+        batch,
+        workers,
+        warmup,
+        epochs,
+        max_batches,
+        echo,
+        min_seconds,
+        max_extra_warmup,
+    )[0]
 
 
 def _check_batch(pipeline: Pipeline, x, res: int) -> None:
@@ -320,12 +404,24 @@ def _check_batch(pipeline: Pipeline, x, res: int) -> None:
         raise RuntimeError(f"{pipeline} pipeline gave {x.dtype} {tuple(x.shape)}, not {want} Nx3x{res}x{res}")
 
 
-def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iterable[int], batch: int, workers: int,
-                     warmup: int, epochs: int, pipelines: Iterable[str] = PIPELINES,
-                     max_batches: int | None = None, echo: Callable[[str], None] = print,
-                     crops: Iterable[str] = ("seeded",), decodes: Iterable[str] = ("cpu",),
-                     device=None, min_seconds: float = MIN_ROUND_SECONDS,
-                     ceiling=None, manifest=None) -> list[LoaderResult]:
+def run_loader_bench(
+    source: SourceImages | None,
+    beton: Path,
+    resolutions: Iterable[int],
+    batch: int,
+    workers: int,
+    warmup: int,
+    epochs: int,
+    pipelines: Iterable[str] = PIPELINES,
+    max_batches: int | None = None,
+    echo: Callable[[str], None] = print,
+    crops: Iterable[str] = ("seeded",),
+    decodes: Iterable[str] = ("cpu",),
+    device=None,
+    min_seconds: float = MIN_ROUND_SECONDS,
+    ceiling=None,
+    manifest=None,
+) -> list[LoaderResult]:
     """Every pipeline asked for at each resolution, the ffcv one once per crop decoder in
     `crops` and decode path in `decodes` (resolved: "cpu" or "gpu"), its batches on `device`
     (default the host), each in a process of its own, their measured rounds interleaved, with a
@@ -342,10 +438,16 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
     for res in resolutions:
         specs = []
         if "ffcv" in pipelines:
-            specs += [PipelineSpec(Pipeline("ffcv", crop, decode), beton, res, batch, workers, device, None, manifest)
-                      for crop in crops for decode in decodes]
-        specs += [PipelineSpec(Pipeline(name), beton, res, batch, workers, "cpu", source)
-                  for name in ("dali", "pytorch") if name in pipelines]
+            specs += [
+                PipelineSpec(Pipeline("ffcv", crop, decode), beton, res, batch, workers, device, None, manifest)
+                for crop in crops
+                for decode in decodes
+            ]
+        specs += [
+            PipelineSpec(Pipeline(name), beton, res, batch, workers, "cpu", source)
+            for name in ("dali", "pytorch")
+            if name in pipelines
+        ]
         runs = {}
         try:
             for spec in specs:  # all start (import) at once
@@ -354,12 +456,17 @@ def run_loader_bench(source: SourceImages | None, beton: Path, resolutions: Iter
                 run.process.wait_ready()
             after = None
             if ceiling is not None and ceiling.opened():
+
                 def after(res=res):
                     decode, resized = ceiling.round(res)
-                    echo(f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize "
-                         f"{resized:,.0f} img/s")
-            results += time_pipelines(runs, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds,
-                                      after_round=after)
+                    echo(
+                        f"  {'ceiling':15s} res {res:4d}  decode {decode:,.0f} img/s, decode + resize "
+                        f"{resized:,.0f} img/s"
+                    )
+
+            results += time_pipelines(
+                runs, res, batch, workers, warmup, epochs, max_batches, echo, min_seconds, after_round=after
+            )
         finally:
             for run in runs.values():  # the DataLoader's persistent workers stop with their process
                 run.close()
@@ -371,6 +478,7 @@ class LoaderRow(ResultRow):
     """A `ffcv-bench loader` results row: one pipeline (the ffcv one per crop decoder and decode
     path) at one resolution. `ratio`: ffcv's and DALI's median / PyTorch's at the same
     resolution; `vs_dali`: ffcv's / DALI's."""
+
     BENCH = "loader"
     pipeline: str
     res: int
@@ -418,20 +526,38 @@ def loader_rows(measured: list[LoaderResult], run: dict, top=None) -> list[Loade
     rows = []
     for m in measured:
         cores = m.cores
-        rows.append(LoaderRow(
-            m.pipeline, m.res, m.batch, m.workers, m.measured.median, m.measured.min, m.measured.max, m.measured.n,
-            ratio(m.measured.median, torch_at[m.res].measured.median)
-            if m.pipeline in ("ffcv", "dali") and m.res in torch_at else None,
-            **run, images_per_epoch=m.images_per_epoch, warmup_rounds=m.warmup, batch_shape=list(m.shape),
-            device=m.device, crop=m.crop, decode=m.decode,
-            cores_used=round(cores.median, 2) if cores else None, cores_used_min=round(cores.min, 2) if cores else None,
-            cores_used_max=round(cores.max, 2) if cores else None,
-            decode_counts=m.decode_counts, nvjpeg_backend=m.nvjpeg_backend if m.decode_counts is not None else None,
-            gpu_memory_added_mb=round(m.gpu_memory_mb, 1) if m.gpu_memory_mb is not None else None,
-            ceiling=ceiling_settings(top, m.res, m.measured.median, m.decode) if top is not None else None,
-            epochs_per_round=m.round_epochs.median if m.round_epochs is not None else None,
-            memory_added_mb=round(m.memory_mb, 1) if m.memory_mb is not None else None,
-            vs_dali=round(ratio(m.measured.median, dali_at[m.res].measured.median), 3)
-            if m.pipeline == "ffcv" and m.res in dali_at else None))
+        rows.append(
+            LoaderRow(
+                m.pipeline,
+                m.res,
+                m.batch,
+                m.workers,
+                m.measured.median,
+                m.measured.min,
+                m.measured.max,
+                m.measured.n,
+                ratio(m.measured.median, torch_at[m.res].measured.median)
+                if m.pipeline in ("ffcv", "dali") and m.res in torch_at
+                else None,
+                **run,
+                images_per_epoch=m.images_per_epoch,
+                warmup_rounds=m.warmup,
+                batch_shape=list(m.shape),
+                device=m.device,
+                crop=m.crop,
+                decode=m.decode,
+                cores_used=round(cores.median, 2) if cores else None,
+                cores_used_min=round(cores.min, 2) if cores else None,
+                cores_used_max=round(cores.max, 2) if cores else None,
+                decode_counts=m.decode_counts,
+                nvjpeg_backend=m.nvjpeg_backend if m.decode_counts is not None else None,
+                gpu_memory_added_mb=round(m.gpu_memory_mb, 1) if m.gpu_memory_mb is not None else None,
+                ceiling=ceiling_settings(top, m.res, m.measured.median, m.decode) if top is not None else None,
+                epochs_per_round=m.round_epochs.median if m.round_epochs is not None else None,
+                memory_added_mb=round(m.memory_mb, 1) if m.memory_mb is not None else None,
+                vs_dali=round(ratio(m.measured.median, dali_at[m.res].measured.median), 3)
+                if m.pipeline == "ffcv" and m.res in dali_at
+                else None,
+            )
+        )
     return rows
-

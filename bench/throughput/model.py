@@ -8,6 +8,7 @@ parameter groups (GradScaler in fp16). On a GPU each step is timed
 with CUDA events after the warm-up steps (which absorb cudnn.benchmark's search and
 torch.compile), so the host never syncs inside the measured loop.
 """
+
 from __future__ import annotations
 
 import resource
@@ -38,8 +39,9 @@ def resolve_precision(precision: str | None, device) -> str:
     return precision
 
 
-def bench_config(res: int, batch: int, precision: str, channels_last: bool, compile: bool, blurpool: bool = False,
-                 base=None):
+def bench_config(
+    res: int, batch: int, precision: str, channels_last: bool, compile: bool, blurpool: bool = False, base=None
+):
     """The trainer config the model bench runs: `base` (a recipe's, for `ffcv-bench epoch`) or the
     defaults (SGD, no label smoothing), with the bench's own settings."""
     import dataclasses
@@ -48,9 +50,13 @@ def bench_config(res: int, batch: int, precision: str, channels_last: bool, comp
 
     cfg = base if base is not None else Config()
     return dataclasses.replace(
-        cfg, precision=precision, channels_last=channels_last, compile=compile,
+        cfg,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
         model=dataclasses.replace(cfg.model, init=None, blurpool=blurpool if base is None else cfg.model.blurpool),
-        data=dataclasses.replace(cfg.data, res=res, batch_size=batch))
+        data=dataclasses.replace(cfg.data, res=res, batch_size=batch),
+    )
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,9 @@ def time_steps(step: Callable, x, y, device, warmup: int, steps: int, lr: float 
     return ms, time.perf_counter() - begin
 
 
-def run_model_bench(cfg, steps: int, warmup: int, device, step=None, num_classes: int = NUM_CLASSES,
-                    echo: Callable[[str], None] = print) -> ModelResult:
+def run_model_bench(
+    cfg, steps: int, warmup: int, device, step=None, num_classes: int = NUM_CLASSES, echo: Callable[[str], None] = print
+) -> ModelResult:
     """One configuration (`cfg` from bench_config). Pass `step` to reuse one (e.g. compiled)
     across resolutions."""
     import torch
@@ -148,19 +155,36 @@ def run_model_bench(cfg, steps: int, warmup: int, device, step=None, num_classes
     if step is None:
         step = prepare_step(cfg, device, num_classes)
     x, y = synthetic_batch(batch, res, num_classes, device)
-    echo(f"  model res {res} batch {batch} {step.precision} channels_last={cfg.channels_last} compile={cfg.compile} "
-         f"on {device}: {warmup} warm-up + {steps} measured steps")
+    echo(
+        f"  model res {res} batch {batch} {step.precision} channels_last={cfg.channels_last} compile={cfg.compile} "
+        f"on {device}: {warmup} warm-up + {steps} measured steps"
+    )
     ms, seconds = time_steps(step, x, y, device, warmup, steps, cfg.optim.lr)
     mem, kind = peak_memory_mb(device)
-    result = ModelResult(str(device), res, batch, step.precision, cfg.channels_last, cfg.compile, warmup, steps,
-                         spread(ms), throughput(batch * steps, seconds), mem, kind)
-    echo(f"  -> {result.images_per_second:,.1f} img/s, {result.step_ms.median:.1f} ms/step, peak {mem:,.0f} MB ({kind})")
+    result = ModelResult(
+        str(device),
+        res,
+        batch,
+        step.precision,
+        cfg.channels_last,
+        cfg.compile,
+        warmup,
+        steps,
+        spread(ms),
+        throughput(batch * steps, seconds),
+        mem,
+        kind,
+    )
+    echo(
+        f"  -> {result.images_per_second:,.1f} img/s, {result.step_ms.median:.1f} ms/step, peak {mem:,.0f} MB ({kind})"
+    )
     return result
 
 
 @dataclass(frozen=True)
 class ModelRow(ResultRow):
     """A `ffcv-bench model` results row: one resolution's training-step throughput."""
+
     BENCH = "model"
     res: int
     batch: int
@@ -182,7 +206,21 @@ class ModelRow(ResultRow):
 
     @classmethod
     def of(cls, m: ModelResult, blurpool: bool = False) -> "ModelRow":
-        return cls(m.res, m.batch, m.precision, m.channels_last, m.compile, m.images_per_second,
-                   m.images_per_second_min, m.images_per_second_max, m.steps, m.step_ms.median, m.peak_memory_mb,
-                   m.memory_kind, m.device, m.warmup, m.steps, True if blurpool else None)
-
+        return cls(
+            m.res,
+            m.batch,
+            m.precision,
+            m.channels_last,
+            m.compile,
+            m.images_per_second,
+            m.images_per_second_min,
+            m.images_per_second_max,
+            m.steps,
+            m.step_ms.median,
+            m.peak_memory_mb,
+            m.memory_kind,
+            m.device,
+            m.warmup,
+            m.steps,
+            True if blurpool else None,
+        )

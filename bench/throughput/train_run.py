@@ -8,9 +8,9 @@ first epoch pays for numba's compilation of the loader, cudnn autotuning and
 `torch.compile`, so the steady figure is the median (min, max) of images/s over the epochs
 after it. `bench/gpu/device_run.sh`'s `train` step runs it after each training run.
 """
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -30,28 +30,39 @@ def train_throughput(run_dir: str | Path, label: str | None = None) -> dict:
     steady = [e["train_images_per_second"] for e in log[1:] if e.get("train_images_per_second")]
     s = spread(steady) if steady else None
     return {
-        "label": label, "run_dir": str(run), "epochs": len(log), "finished": bool(summary),
+        "label": label,
+        "run_dir": str(run),
+        "epochs": len(log),
+        "finished": bool(summary),
         "epoch_seconds": [e["epoch_seconds"] for e in log],
         "images_per_second": [e.get("train_images_per_second") for e in log],
         "steady_images_per_second": s.median if s else None,
         "steady_images_per_second_min": s.min if s else None,
         "steady_images_per_second_max": s.max if s else None,
         "peak_gpu_memory_mb": summary.get("peak_gpu_memory_mb"),
-        **{k: summary.get(k) for k in ("recipe", "device", "precision", "compile", "channels_last", "batch_size",
-                                       "wall_seconds")},
+        **{
+            k: summary.get(k)
+            for k in ("recipe", "device", "precision", "compile", "channels_last", "batch_size", "wall_seconds")
+        },
     }
 
 
 def describe(r: dict) -> str:
     head = f"{r['label']}: " if r["label"] else ""
-    lines = [f"{head}{r['epochs']} epochs{'' if r['finished'] else ' (run stopped before its end)'}; "
-             f"epoch seconds {[round(s, 2) for s in r['epoch_seconds']]}"]
+    lines = [
+        f"{head}{r['epochs']} epochs{'' if r['finished'] else ' (run stopped before its end)'}; "
+        f"epoch seconds {[round(s, 2) for s in r['epoch_seconds']]}"
+    ]
     if r["steady_images_per_second"] is not None:
-        lines.append(f"  images/s after epoch 1: median {r['steady_images_per_second']:,.0f} "
-                     f"(min {r['steady_images_per_second_min']:,.0f}, max {r['steady_images_per_second_max']:,.0f})")
+        lines.append(
+            f"  images/s after epoch 1: median {r['steady_images_per_second']:,.0f} "
+            f"(min {r['steady_images_per_second_min']:,.0f}, max {r['steady_images_per_second_max']:,.0f})"
+        )
     else:
         lines.append("  images/s after epoch 1: - (only one epoch logged)")
     peak = r["peak_gpu_memory_mb"]
-    lines.append(f"  peak GPU memory {'-' if peak is None else f'{peak:,.0f} MiB'}; device {r['device'] or '-'}; "
-                 f"precision {r['precision'] or '-'}; compile {r['compile']}")
+    lines.append(
+        f"  peak GPU memory {'-' if peak is None else f'{peak:,.0f} MiB'}; device {r['device'] or '-'}; "
+        f"precision {r['precision'] or '-'}; compile {r['compile']}"
+    )
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """What a pipeline costs its machine while it runs: the CPU seconds and anonymous memory of this
 process and its descendants (from /proc), the GPU memory its epochs add, and the wait for
 queued GPU work before a clock stops."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ def parse_proc_stat(text: str) -> tuple[int, int, int]:
     """(pid, parent pid, user + system clock ticks) from the text of /proc/<pid>/stat. The
     command name (field 2) may hold spaces and parentheses, so fields are counted after its
     last ')'."""
-    pid = int(text[:text.index(" ")])
-    rest = text[text.rindex(")") + 2:].split()
+    pid = int(text[: text.index(" ")])
+    rest = text[text.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): field 4 is the parent pid, fields 14 and 15 utime and stime
     return pid, int(rest[1]), int(rest[11]) + int(rest[12])
 

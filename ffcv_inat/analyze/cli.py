@@ -1,5 +1,6 @@
 """`ffcv-analyze RUNS_DIR [--out FIGDIR] [--species-csv CSV]`: results.csv, the paper's findings
 tested on it (findings.csv, findings.md), the table, the figures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,16 @@ import click
 
 from .. import UserError
 from .findings import findings_markdown, findings_table, format_findings
-from .table import (SPECIES_CSV_HELP, format_table, gather, join_species, per_class_table, read_species_csv,
-                       species_gain, supercategory_table)
+from .table import (
+    SPECIES_CSV_HELP,
+    format_table,
+    gather,
+    join_species,
+    per_class_table,
+    read_species_csv,
+    species_gain,
+    supercategory_table,
+)
 from ..atomic import atomic_outputs, write_text_atomic
 from ..command_line import CONTEXT_SETTINGS, report_user_errors
 
@@ -22,15 +31,32 @@ def _write_csv(df, path: Path) -> Path:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("runs_dir", type=click.Path(file_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Where results.csv and the figures go. Default: RUNS_DIR/../analysis.")
-@click.option("--species-csv", type=click.Path(dir_okay=False), default=None,
-              help="species,imagenet_images,family: how well ImageNet represents each species (Figure 1).")
-@click.option("--pretrained", default="all", show_default=True,
-              help="Pretraining subset whose finetune is compared with scratch per species (Figure 1).")
-@click.option("--caption", default="", metavar="TEXT",
-              help="A second title line on every figure and on the findings, e.g. 'synthetic data, smoke grid' "
-                   "(make demo sets it).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where results.csv and the figures go. Default: RUNS_DIR/../analysis.",
+)
+@click.option(
+    "--species-csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="species,imagenet_images,family: how well ImageNet represents each species (Figure 1).",
+)
+@click.option(
+    "--pretrained",
+    default="all",
+    show_default=True,
+    help="Pretraining subset whose finetune is compared with scratch per species (Figure 1).",
+)
+@click.option(
+    "--caption",
+    default="",
+    metavar="TEXT",
+    help="A second title line on every figure and on the findings, e.g. 'synthetic data, smoke grid' "
+    "(make demo sets it).",
+)
 @report_user_errors
 def main(runs_dir, out_dir, species_csv, pretrained, caption):
     """Gather every completed run under RUNS_DIR into results.csv, test the paper's findings on it

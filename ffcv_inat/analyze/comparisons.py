@@ -3,6 +3,7 @@ compared on the log-k axis. Pure functions over numbers; findings.py applies the
 
 Accuracies and differences are top-1 fractions (0.02 = 2 percentage points).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,16 +30,19 @@ ABOVE, CLEARLY_ABOVE, COMPARABLE, SIMILAR = "above", "clearly above", "comparabl
 
 def rule_text(claim: str) -> str:
     """What a claim asks of the difference a - b, in points of top-1."""
-    return {ABOVE: f"a - b > 0 by more than {NOISE_Z:g} SE",
-            CLEARLY_ABOVE: f"a - b >= {100 * CLEAR_MARGIN:g} points and > {NOISE_Z:g} SE",
-            COMPARABLE: f"|a - b| < {100 * COMPARABLE_MARGIN:g} points, {NOISE_Z:g} SE included",
-            SIMILAR: f"|a - b| <= {100 * SIMILAR_MARGIN:g} point, {NOISE_Z:g} SE included"}[claim]
+    return {
+        ABOVE: f"a - b > 0 by more than {NOISE_Z:g} SE",
+        CLEARLY_ABOVE: f"a - b >= {100 * CLEAR_MARGIN:g} points and > {NOISE_Z:g} SE",
+        COMPARABLE: f"|a - b| < {100 * COMPARABLE_MARGIN:g} points, {NOISE_Z:g} SE included",
+        SIMILAR: f"|a - b| <= {100 * SIMILAR_MARGIN:g} point, {NOISE_Z:g} SE included",
+    }[claim]
 
 
 @dataclass(frozen=True)
 class Measure:
     """One configuration's top-1: the mean over its seeds, the standard error of that mean
     (None with one seed: no spread measured) and the number of seeds."""
+
     label: str
     mean: float
     se: float | None
@@ -59,6 +63,7 @@ def measure(label: str, values: Iterable[float]) -> Measure:
 @dataclass(frozen=True)
 class Comparison:
     """a - b at one point (`at`: e.g. "k=50"; "" for two single configurations)."""
+
     a: Measure
     b: Measure
     at: str = ""
@@ -136,9 +141,11 @@ def certainty(comparisons: Sequence[Comparison]) -> str:
 
 # --------------------------------------------------------------------------- curves on the log-k axis
 
+
 @dataclass(frozen=True)
 class Curve:
     """A family's accuracy against the number of (animal) classes in pretraining."""
+
     name: str
     points: tuple[tuple[float, Measure], ...]  # (x, measure), x ascending, x > 0
 
@@ -160,8 +167,12 @@ def value_at(c: Curve, x: float) -> Measure | None:
     (x0, m0), (x1, m1) = below[-1], above[0]
     w = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
     se = None if m0.se is None or m1.se is None else math.hypot((1 - w) * m0.se, w * m1.se)
-    return Measure(f"{c.name} at {x:.4g} (interpolated {m0.label}..{m1.label})", (1 - w) * m0.mean + w * m1.mean,
-                   se, min(m0.n, m1.n))
+    return Measure(
+        f"{c.name} at {x:.4g} (interpolated {m0.label}..{m1.label})",
+        (1 - w) * m0.mean + w * m1.mean,
+        se,
+        min(m0.n, m1.n),
+    )
 
 
 def compare_curves(a: Curve, b: Curve, axis: str = "k") -> tuple[list[Comparison], str]:
@@ -176,8 +187,12 @@ def compare_curves(a: Curve, b: Curve, axis: str = "k") -> tuple[list[Comparison
     if not comps:
         return [], f"{a.name} and {b.name} measured over no common {axis} range"
     note = f"{a.name} vs {b.name} at {axis} = {', '.join(f'{x:.4g}' for x in inside)}"
-    interpolated = [f"{c.name} at {x:.4g}" for x in inside for c in (a, b)
-                    if not any(math.isclose(px, x, rel_tol=1e-9) for px, _ in c.points)]
+    interpolated = [
+        f"{c.name} at {x:.4g}"
+        for x in inside
+        for c in (a, b)
+        if not any(math.isclose(px, x, rel_tol=1e-9) for px, _ in c.points)
+    ]
     if interpolated:
         note += f"; interpolated (log {axis}): {', '.join(interpolated)}"
     outside = [f"{c.name} at {x:.4g}" for c in (a, b) for x, _ in c.points if x not in inside]

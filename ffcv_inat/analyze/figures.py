@@ -4,6 +4,7 @@ Each function takes a table, writes one PNG and returns its path; none reads run
 `caption` (e.g. "synthetic data, smoke grid") is a second title line on every figure, so a
 figure made from a demo or a slice says so wherever it is copied.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,20 +84,24 @@ def accuracy_vs_classes(df: pd.DataFrame, kind: str, out: Path, title: str, ylab
 
 
 def figure3(df: pd.DataFrame, out: Path, caption: str = "") -> Path:
-    return accuracy_vs_classes(df, "finetune", out, "Figure 3: finetuned on iNat-Mini-A",
-                               "top-1 accuracy on iNat-Mini-A eval (%)", caption)
+    return accuracy_vs_classes(
+        df, "finetune", out, "Figure 3: finetuned on iNat-Mini-A", "top-1 accuracy on iNat-Mini-A eval (%)", caption
+    )
 
 
 def figure4(df: pd.DataFrame, out: Path, caption: str = "") -> Path:
-    return accuracy_vs_classes(df, "linear", out, "Figure 4: linear probe on ImageNet-A",
-                               "top-1 accuracy on ImageNet-A val (%)", caption)
+    return accuracy_vs_classes(
+        df, "linear", out, "Figure 4: linear probe on ImageNet-A", "top-1 accuracy on ImageNet-A val (%)", caption
+    )
 
 
 def figure6(df: pd.DataFrame, out: Path, caption: str = "") -> Path:
     """R's curves against the expected number of animal classes (0.398 k), beside A's."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    for ax, kind, what in ((axes[0], "finetune", "finetuned on iNat-Mini-A"),
-                           (axes[1], "linear", "linear probe on ImageNet-A")):
+    for ax, kind, what in (
+        (axes[0], "finetune", "finetuned on iNat-Mini-A"),
+        (axes[1], "linear", "linear probe on ImageNet-A"),
+    ):
         points = curve_points(df, kind)
         if points[points["family"].isin(["A", "R"])].empty:
             _no_data(ax, kind)
@@ -122,8 +127,14 @@ def figure2(table: pd.DataFrame, out: Path, caption: str = "") -> Path:
         x = np.arange(len(table))
         colors = ["tab:red", "black", "tab:green", "tab:orange", "tab:blue"]
         for i, col in enumerate(table.columns):
-            ax.bar(x + (i - (n - 1) / 2) * width, 100 * table[col].to_numpy(dtype=float), width,
-                   label=col, color=colors[i % len(colors)], alpha=0.85)
+            ax.bar(
+                x + (i - (n - 1) / 2) * width,
+                100 * table[col].to_numpy(dtype=float),
+                width,
+                label=col,
+                color=colors[i % len(colors)],
+                alpha=0.85,
+            )
         ax.set_xticks(x)
         ax.set_xticklabels(table.index, rotation=30, ha="right")
         top = float(np_nanmax(100 * table.to_numpy(dtype=float)))

@@ -5,6 +5,7 @@ Every finding is a comparison between rows of results.csv, judged by comparisons
 gives one row per finding with the numbers behind its verdict and the runs it still needs,
 named as `ffcv-sweep plan` names them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,9 +16,28 @@ import pandas as pd
 from ..classes import subset_label
 from ..study import ANIMAL_SHARE, IMAGENET_A, INAT, family_of, num_pretrain_classes
 from ..sweep.plan import DEFAULT_KS, pretrain_subsets, training_run_id
-from .comparisons import (ABOVE, CANNOT_TELL, CLEAR_MARGIN, CLEARLY_ABOVE, COMPARABLE, COMPARABLE_MARGIN, HOLDS,
-                          NOISE_Z, SIMILAR, SIMILAR_MARGIN, Comparison, Curve, Measure, certainty, combine,
-                          compare_curves, curve, measure, rule_text, value_at)
+from .comparisons import (
+    ABOVE,
+    CANNOT_TELL,
+    CLEAR_MARGIN,
+    CLEARLY_ABOVE,
+    COMPARABLE,
+    COMPARABLE_MARGIN,
+    HOLDS,
+    NOISE_Z,
+    SIMILAR,
+    SIMILAR_MARGIN,
+    Comparison,
+    Curve,
+    Measure,
+    certainty,
+    combine,
+    compare_curves,
+    curve,
+    measure,
+    rule_text,
+    value_at,
+)
 
 FINETUNE, PROBE, SCRATCH = "finetune", "linear", "scratch"
 # What each downstream kind is evaluated on in the study; runs on anything else are not its evidence.
@@ -36,38 +56,70 @@ class Finding:
 
 
 FINDINGS = (
-    Finding(1, "3", "Finetuned on iNat-Mini-A, pretraining on all of ImageNet gives the highest accuracy, by far.",
-            "ImageNet clearly above every other pretraining measured and above scratch"),
-    Finding(2, "3", "Pretraining on a large 'irrelevant' set (ImageNet-NA, or the largest NA-k / R-k) is still "
-                    "better than no pretraining (scratch).",
-            "NA, the largest NA-k and the largest R-k measured, each above scratch"),
-    Finding(3, "3", "ImageNet-A-k beats ImageNet-R-k and ImageNet-NA-k at every k (A is the most sample-efficient).",
-            "A's curve above R's and above NA's at every k both measured"),
-    Finding(4, "3", "ImageNet-A (398 classes) performs comparably to ImageNet-NA (602 classes).",
-            "A comparable to NA"),
-    Finding(5, "3", "ImageNet-R-398 is clearly worse than ImageNet-A.",
-            "A clearly above R-398"),
-    Finding(6, "3", "ImageNet-R-k performs very similarly to ImageNet-NA-k.",
-            "R's curve very similar to NA's at every k both measured"),
-    Finding(7, "4", "Linear probe on ImageNet-A: all of ImageNet is again the most accurate, and A again the most "
-                    "sample-efficient.",
-            "probe: ImageNet above every other pretraining and the random-init probe; A's curve above R's and NA's"),
-    Finding(8, "4", "Linear probe on ImageNet-A: ImageNet-NA-k is clearly worse than ImageNet-R-k at equal k.",
-            "probe: R's curve clearly above NA's at every k both measured"),
-    Finding(9, "6", "On iNat-Mini-A the R curve scaled by 0.398 lies clearly above the A curve: animal classes alone "
-                    "do not explain the gain.",
-            "finetune: R's curve at x = 0.398 k clearly above A's, at every x both measured"),
-    Finding(10, "6", "On ImageNet-A the R curve scaled by 0.398 nearly matches the A curve: there, the animal "
-                     "classes account for the gain.",
-            "probe: R's curve at x = 0.398 k very similar to A's, at every x both measured"),
+    Finding(
+        1,
+        "3",
+        "Finetuned on iNat-Mini-A, pretraining on all of ImageNet gives the highest accuracy, by far.",
+        "ImageNet clearly above every other pretraining measured and above scratch",
+    ),
+    Finding(
+        2,
+        "3",
+        "Pretraining on a large 'irrelevant' set (ImageNet-NA, or the largest NA-k / R-k) is still "
+        "better than no pretraining (scratch).",
+        "NA, the largest NA-k and the largest R-k measured, each above scratch",
+    ),
+    Finding(
+        3,
+        "3",
+        "ImageNet-A-k beats ImageNet-R-k and ImageNet-NA-k at every k (A is the most sample-efficient).",
+        "A's curve above R's and above NA's at every k both measured",
+    ),
+    Finding(4, "3", "ImageNet-A (398 classes) performs comparably to ImageNet-NA (602 classes).", "A comparable to NA"),
+    Finding(5, "3", "ImageNet-R-398 is clearly worse than ImageNet-A.", "A clearly above R-398"),
+    Finding(
+        6,
+        "3",
+        "ImageNet-R-k performs very similarly to ImageNet-NA-k.",
+        "R's curve very similar to NA's at every k both measured",
+    ),
+    Finding(
+        7,
+        "4",
+        "Linear probe on ImageNet-A: all of ImageNet is again the most accurate, and A again the most "
+        "sample-efficient.",
+        "probe: ImageNet above every other pretraining and the random-init probe; A's curve above R's and NA's",
+    ),
+    Finding(
+        8,
+        "4",
+        "Linear probe on ImageNet-A: ImageNet-NA-k is clearly worse than ImageNet-R-k at equal k.",
+        "probe: R's curve clearly above NA's at every k both measured",
+    ),
+    Finding(
+        9,
+        "6",
+        "On iNat-Mini-A the R curve scaled by 0.398 lies clearly above the A curve: animal classes alone "
+        "do not explain the gain.",
+        "finetune: R's curve at x = 0.398 k clearly above A's, at every x both measured",
+    ),
+    Finding(
+        10,
+        "6",
+        "On ImageNet-A the R curve scaled by 0.398 nearly matches the A curve: there, the animal "
+        "classes account for the gain.",
+        "probe: R's curve at x = 0.398 k very similar to A's, at every x both measured",
+    ),
 )
 
 
 # --------------------------------------------------------------------------- the runs, as the findings see them
 
+
 @dataclass(frozen=True)
 class Runs:
     """Top-1 values per downstream kind and configuration (subset, k): one value per seed."""
+
     acc: dict[str, dict[tuple[str, int | None], list[float]]]
     seeds: tuple[int, ...]  # the seeds the grid has; missing runs are named for each
     ks: tuple[int, ...]  # the k values the grid has (the plan's defaults when none)
@@ -104,15 +156,19 @@ def pretrained(runs: Runs, kind: str, exclude: str = "") -> list[Measure]:
 
 
 def family_curve(runs: Runs, kind: str, family: str, x_scale: float = 1.0) -> Curve:
-    points = [(num_pretrain_classes(s, k), measure(label(s, k), v))
-              for (s, k), v in runs.acc[kind].items() if family_of(s) == family]
+    points = [
+        (num_pretrain_classes(s, k), measure(label(s, k), v))
+        for (s, k), v in runs.acc[kind].items()
+        if family_of(s) == family
+    ]
     return curve(family if x_scale == 1.0 else f"{family} x {x_scale:.3f}", points, x_scale)
 
 
 def missing(runs: Runs, kind: str, configs) -> list[str]:
     """Run ids, as `ffcv-sweep plan` names them, of the configurations without any run of this kind."""
-    return [training_run_id(kind, s, k, seed) for s, k in configs if (s, k) not in runs.acc[kind]
-            for seed in runs.seeds]
+    return [
+        training_run_id(kind, s, k, seed) for s, k in configs if (s, k) not in runs.acc[kind] for seed in runs.seeds
+    ]
 
 
 def family_configs(runs: Runs, *families: str) -> list[tuple[str, int | None]]:
@@ -121,6 +177,7 @@ def family_configs(runs: Runs, *families: str) -> list[tuple[str, int | None]]:
 
 
 # --------------------------------------------------------------------------- outcomes
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -173,6 +230,7 @@ def best_of_all(runs: Runs, kind: str) -> tuple[Part, list[str]]:
 
 # --------------------------------------------------------------------------- the ten tests
 
+
 def imagenet_by_far(runs: Runs) -> Outcome:
     part, needs = best_of_all(runs, FINETUNE)
     return outcome(CLEARLY_ABOVE, [part], needs + missing(runs, SCRATCH, [("", None)]))
@@ -182,8 +240,11 @@ def irrelevant_beats_scratch(runs: Runs) -> Outcome:
     """NA itself, the largest NA-k and the largest R-k measured (R-k, not all: it has every class)."""
     scratch = get(runs, SCRATCH, "")
     keys = runs.acc[FINETUNE]
-    largest = [(fam, max(k for s, k in keys if s == fam and k is not None)) for fam in ("NA", "R")
-               if any(s == fam and k is not None for s, k in keys)]
+    largest = [
+        (fam, max(k for s, k in keys if s == fam and k is not None))
+        for fam in ("NA", "R")
+        if any(s == fam and k is not None for s, k in keys)
+    ]
     candidates = [m for m in [get(runs, FINETUNE, "NA")] + [get(runs, FINETUNE, f, k) for f, k in largest] if m]
     comps = [Comparison(m, scratch) for m in candidates] if scratch else []
     what = " and ".join(w for w, ok in (("scratch", scratch), ("NA, NA-k or R-k", candidates)) if not ok)
@@ -237,26 +298,61 @@ def scaled_r_vs_a(runs: Runs, kind: str, claim: str) -> Outcome:
 
 
 TESTS: dict[int, Callable[[Runs], Outcome]] = {
-    1: imagenet_by_far, 2: irrelevant_beats_scratch, 3: a_beats_r_and_na, 4: a_comparable_to_na,
-    5: r398_clearly_below_a, 6: r_similar_to_na, 7: probe_imagenet_and_a, 8: probe_na_clearly_below_r,
-    9: lambda runs: scaled_r_vs_a(runs, FINETUNE, CLEARLY_ABOVE), 10: lambda runs: scaled_r_vs_a(runs, PROBE, SIMILAR),
+    1: imagenet_by_far,
+    2: irrelevant_beats_scratch,
+    3: a_beats_r_and_na,
+    4: a_comparable_to_na,
+    5: r398_clearly_below_a,
+    6: r_similar_to_na,
+    7: probe_imagenet_and_a,
+    8: probe_na_clearly_below_r,
+    9: lambda runs: scaled_r_vs_a(runs, FINETUNE, CLEARLY_ABOVE),
+    10: lambda runs: scaled_r_vs_a(runs, PROBE, SIMILAR),
 }
 
 
 # --------------------------------------------------------------------------- the table and its reports
 
-COLUMNS = ["finding", "figure", "claim", "verdict", "certainty", "a", "a_top1", "a_seeds", "b", "b_top1", "b_seeds",
-           "difference", "at", "test", "detail", "needs"]
+COLUMNS = [
+    "finding",
+    "figure",
+    "claim",
+    "verdict",
+    "certainty",
+    "a",
+    "a_top1",
+    "a_seeds",
+    "b",
+    "b_top1",
+    "b_seeds",
+    "difference",
+    "at",
+    "test",
+    "detail",
+    "needs",
+]
 
 
 def finding_row(f: Finding, o: Outcome) -> dict:
     d = o.decisive
-    return {"finding": f.number, "figure": f.figure, "claim": f.claim, "verdict": o.verdict,
-            "certainty": certainty(o.comparisons) if o.comparisons else "",
-            "a": d.a.label if d else "", "a_top1": d.a.mean if d else None, "a_seeds": d.a.n if d else None,
-            "b": d.b.label if d else "", "b_top1": d.b.mean if d else None, "b_seeds": d.b.n if d else None,
-            "difference": d.diff if d else None, "at": d.at if d else "",
-            "test": f"{f.test} ({rule_text(o.claim)})", "detail": o.detail, "needs": " ".join(o.needs)}
+    return {
+        "finding": f.number,
+        "figure": f.figure,
+        "claim": f.claim,
+        "verdict": o.verdict,
+        "certainty": certainty(o.comparisons) if o.comparisons else "",
+        "a": d.a.label if d else "",
+        "a_top1": d.a.mean if d else None,
+        "a_seeds": d.a.n if d else None,
+        "b": d.b.label if d else "",
+        "b_top1": d.b.mean if d else None,
+        "b_seeds": d.b.n if d else None,
+        "difference": d.diff if d else None,
+        "at": d.at if d else "",
+        "test": f"{f.test} ({rule_text(o.claim)})",
+        "detail": o.detail,
+        "needs": " ".join(o.needs),
+    }
 
 
 def findings_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -272,8 +368,10 @@ def numbers(row) -> str:
     if not row["a"]:
         return ""
     at = f" at {row['at']}" if row["at"] else ""
-    return f"{row['a']} {100 * row['a_top1']:.1f} % vs {row['b']} {100 * row['b_top1']:.1f} %: " \
-           f"{100 * row['difference']:+.1f} points{at}"
+    return (
+        f"{row['a']} {100 * row['a_top1']:.1f} % vs {row['b']} {100 * row['b_top1']:.1f} %: "
+        f"{100 * row['difference']:+.1f} points{at}"
+    )
 
 
 def _short(needs: str, most: int = 4) -> str:
@@ -282,8 +380,10 @@ def _short(needs: str, most: int = 4) -> str:
 
 
 def thresholds_line() -> str:
-    return (f"'clearly': >= {100 * CLEAR_MARGIN:g} points of top-1; 'comparably': < {100 * COMPARABLE_MARGIN:g}; "
-            f"'very similarly': <= {100 * SIMILAR_MARGIN:g}; seeds' noise: {NOISE_Z:g} SE of the difference")
+    return (
+        f"'clearly': >= {100 * CLEAR_MARGIN:g} points of top-1; 'comparably': < {100 * COMPARABLE_MARGIN:g}; "
+        f"'very similarly': <= {100 * SIMILAR_MARGIN:g}; seeds' noise: {NOISE_Z:g} SE of the difference"
+    )
 
 
 def format_findings(table: pd.DataFrame, caption: str = "") -> str:
@@ -291,8 +391,10 @@ def format_findings(table: pd.DataFrame, caption: str = "") -> str:
     title = "The paper's findings on these runs" + (f" - {caption}" if caption else "")
     lines = [title, thresholds_line(), ""]
     for _, r in table.iterrows():
-        lines.append(f"{r['finding']:>2}. [Fig. {r['figure']}] {r['verdict'].upper()}"
-                     + (f" - {r['certainty']}" if r["certainty"] else ""))
+        lines.append(
+            f"{r['finding']:>2}. [Fig. {r['figure']}] {r['verdict'].upper()}"
+            + (f" - {r['certainty']}" if r["certainty"] else "")
+        )
         lines.append(f"    {r['claim']}")
         if r["a"]:
             lines.append(f"    {numbers(r)}")
@@ -310,12 +412,18 @@ def findings_markdown(table: pd.DataFrame, caption: str = "") -> str:
     out = ["# The paper's findings on these runs", ""]
     if caption:
         out += [f"**{caption}**", ""]
-    out += [f"Thresholds ({thresholds_line()}): see docs/analysis.md. Missing runs are named as "
-            "`ffcv-sweep plan` names them.", "",
-            "| # | Fig. | The paper says | Verdict | Numbers | Certainty |", "|---|---|---|---|---|---|"]
+    out += [
+        f"Thresholds ({thresholds_line()}): see docs/analysis.md. Missing runs are named as "
+        "`ffcv-sweep plan` names them.",
+        "",
+        "| # | Fig. | The paper says | Verdict | Numbers | Certainty |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
-        out.append(f"| {r['finding']} | {r['figure']} | {_cell(r['claim'])} | {r['verdict']} | {_cell(numbers(r))} "
-                   f"| {_cell(r['certainty'])} |")
+        out.append(
+            f"| {r['finding']} | {r['figure']} | {_cell(r['claim'])} | {r['verdict']} | {_cell(numbers(r))} "
+            f"| {_cell(r['certainty'])} |"
+        )
     out += ["", "## How each was tested", ""]
     for _, r in table.iterrows():
         compared = f" {_cell(r['detail'])}." if r["detail"] else ""

@@ -5,6 +5,7 @@ beton paths, init), config.yaml (seed, frozen parts) and the betons' manifests (
 A finetune or probe inherits its pretraining subset from the run dir its --init checkpoint
 lives in. So any run dir of ffcv-train can be analysed, made by the sweep or by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,25 @@ from ..classes import subset_label
 from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
 from ..study import FAMILIES, IMAGENET_A, family_of, num_pretrain_classes
 
-BASE_COLUMNS = ["run", "kind", "family", "subset", "k", "num_pretrain_classes", "seed", "target", "top1", "top5",
-                "loss", "num_classes", "epochs", "wall_seconds", "gpu_hours", "train_images_per_second", "device"]
+BASE_COLUMNS = [
+    "run",
+    "kind",
+    "family",
+    "subset",
+    "k",
+    "num_pretrain_classes",
+    "seed",
+    "target",
+    "top1",
+    "top5",
+    "loss",
+    "num_classes",
+    "epochs",
+    "wall_seconds",
+    "gpu_hours",
+    "train_images_per_second",
+    "device",
+]
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
@@ -101,12 +119,23 @@ def describe_run(run_dir: str | Path) -> dict:
     gpus = 0 if (not device or "cpu" in device.lower()) else int(summary.get("world_size") or 1)
     wall = summary.get("wall_seconds")
     row = {
-        "run": run_dir.name, "kind": kind, "family": family_of(subset), "subset": subset,
-        "k": k, "num_pretrain_classes": num_pretrain_classes(subset, k), "seed": config.get("seed"), "target": target,
-        "top1": summary.get("top1"), "top5": summary.get("top5"), "loss": summary.get("loss"),
-        "num_classes": summary.get("num_classes"), "epochs": summary.get("epochs"),
-        "wall_seconds": wall, "gpu_hours": (wall * gpus / 3600) if wall is not None else None,
-        "train_images_per_second": summary.get("train_images_per_second"), "device": device,
+        "run": run_dir.name,
+        "kind": kind,
+        "family": family_of(subset),
+        "subset": subset,
+        "k": k,
+        "num_pretrain_classes": num_pretrain_classes(subset, k),
+        "seed": config.get("seed"),
+        "target": target,
+        "top1": summary.get("top1"),
+        "top5": summary.get("top5"),
+        "loss": summary.get("loss"),
+        "num_classes": summary.get("num_classes"),
+        "epochs": summary.get("epochs"),
+        "wall_seconds": wall,
+        "gpu_hours": (wall * gpus / 3600) if wall is not None else None,
+        "train_images_per_second": summary.get("train_images_per_second"),
+        "device": device,
     }
     for name, acc in sorted((summary.get("per_supercategory") or {}).items()):
         row[f"acc_{name}"] = acc
@@ -128,8 +157,12 @@ def results_table(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     df["num_pretrain_classes"] = df["num_pretrain_classes"].astype("Int64")
     df["seed"] = df["seed"].astype("Int64")
     order = df["kind"].map(KIND_ORDER).fillna(9)
-    return df.assign(_o=order).sort_values(["_o", "family", "num_pretrain_classes", "subset", "seed", "run"],
-                                           na_position="first").drop(columns="_o").reset_index(drop=True)
+    return (
+        df.assign(_o=order)
+        .sort_values(["_o", "family", "num_pretrain_classes", "subset", "seed", "run"], na_position="first")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
 
 def gather(runs_dir: str | Path) -> pd.DataFrame:
@@ -137,6 +170,7 @@ def gather(runs_dir: str | Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- curves (Figures 3, 4, 6)
+
 
 def curve_points(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Mean/std/n of top-1 over seeds per (family, #pretraining classes), for one downstream kind.
@@ -171,6 +205,7 @@ def reference_levels(df: pd.DataFrame, kind: str) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- per-supercategory (Figure 2)
 
+
 def supercategory_table(df: pd.DataFrame, subsets: Iterable[str] = ("all", "A", "NA")) -> pd.DataFrame:
     """Rows: supercategories; columns: scratch and each finetune pretraining subset present (mean over seeds)."""
     acc_cols = [c for c in df.columns if c.startswith("acc_")]
@@ -185,7 +220,7 @@ def supercategory_table(df: pd.DataFrame, subsets: Iterable[str] = ("all", "A", 
     if not cols:
         return pd.DataFrame()
     t = pd.DataFrame(cols)
-    t.index = [c[len("acc_"):] for c in t.index]
+    t.index = [c[len("acc_") :] for c in t.index]
     return t.dropna(how="all")
 
 
@@ -269,7 +304,9 @@ def format_table(df: pd.DataFrame) -> str:
     for c in ("k", "seed"):
         show[c] = show[c].map(lambda v: "" if pd.isna(v) else str(int(v)))
     for c in ("top1", "top5"):
-        show[c] = show[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}")
+        show[c] = show[c].map(
+            lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+        )
     show["wall_seconds"] = show["wall_seconds"].map(lambda v: f"{v:.1f}")
     show["gpu_hours"] = show["gpu_hours"].map(lambda v: f"{v:.3f}")
     show = show.rename(columns={"top1": "top1 %", "top5": "top5 %", "wall_seconds": "wall s"})

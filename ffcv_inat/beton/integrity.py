@@ -6,9 +6,10 @@ allowed", "index 0 is out of bounds") or, with another beton's manifest, trains 
 that mean other classes. Two levels of checking:
 
 - `check_beton(path)`: cheap and always on (every reader calls it before ffcv opens the
-  file; `ffcv_inat.loader.make_loader` does unless handed the checked manifest). It reads the header, the field table, the
-  per-sample metadata (not the image data) and the allocation table, and compares them with
-  the manifest: size, sample count, labels within the classes, images per class.
+  file; `ffcv_inat.loader.make_loader` does unless handed the checked manifest). It reads
+  the header, the field table, the per-sample metadata (not the image data) and the
+  allocation table, and compares them with the manifest: size, sample count, labels within
+  the classes, images per class.
 - `verify_beton(path)`: the cheap check plus the sha256 of the whole file (a full read),
   for `write-beton --verify PATH` and `ffcv-sweep run --verify-betons`.
 
@@ -25,6 +26,7 @@ rather than ffcv's Reader, which fails opaquely on damaged files:
     data pages      images (page_size pages)
     alloc table     from alloc_table_ptr to the end: (sample_id u8, ptr u8, size u8) per allocation
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +46,16 @@ from .manifest import Integrity, Manifest, manifest_path, read_manifest
 # ffcv 1.0.2's on-disk types (ffcv/types.py), repeated so that checking a beton does not import
 # ffcv (seconds); tests/test_beton_integrity.py asserts they equal ffcv's.
 FORMAT_VERSION = 2
-HEADER = np.dtype([("version", "<u2"), ("num_fields", "<u2"), ("page_size", "<u4"), ("num_samples", "<u8"),
-                   ("alloc_table_ptr", "<u8")], align=True)
+HEADER = np.dtype(
+    [
+        ("version", "<u2"),
+        ("num_fields", "<u2"),
+        ("page_size", "<u4"),
+        ("num_samples", "<u8"),
+        ("alloc_table_ptr", "<u8"),
+    ],
+    align=True,
+)
 FIELD_DESC = np.dtype([("type_id", "<u1"), ("name", ("<u1", 16)), ("arguments", ("<u1", (1024,)))], align=True)
 ALLOC_ENTRY = np.dtype([("sample_id", "<u8"), ("ptr", "<u8"), ("size", "<u8")])
 FLOAT_FIELD, INT_FIELD, RGB_FIELD = 0, 1, 2
@@ -110,20 +120,26 @@ def read_layout(path: str | Path) -> BetonLayout:
     if size == 0:
         raise Damaged("size 0 bytes: empty file")
     if size < HEADER.itemsize:
-        raise Damaged(f"size {size:,} bytes, shorter than ffcv's {HEADER.itemsize}-byte header: truncated copy, or not a beton?")
+        raise Damaged(
+            f"size {size:,} bytes, shorter than ffcv's {HEADER.itemsize}-byte header: truncated copy, or not a beton?"
+        )
     with open(path, "rb") as f:
         header = np.frombuffer(_read_at(f, 0, HEADER.itemsize), dtype=HEADER)[0]
         version, num_fields = int(header["version"]), int(header["num_fields"])
         num_samples, page_size = int(header["num_samples"]), int(header["page_size"])
         alloc_ptr = int(header["alloc_table_ptr"])
         if version != FORMAT_VERSION:
-            raise Damaged(f"not an ffcv beton: its header says format version {version}, ffcv writes "
-                          f"{FORMAT_VERSION} (garbage, or another kind of file)")
+            raise Damaged(
+                f"not an ffcv beton: its header says format version {version}, ffcv writes "
+                f"{FORMAT_VERSION} (garbage, or another kind of file)"
+            )
         if num_fields == 0 or page_size & (page_size - 1) or not MIN_PAGE_SIZE <= page_size < MAX_PAGE_SIZE:
             raise Damaged(f"not an ffcv beton: its header says {num_fields} fields, page size {page_size:,}")
         table_end = HEADER.itemsize + num_fields * FIELD_DESC.itemsize
         if table_end > size:
-            raise Damaged(f"size {size:,} bytes, shorter than its header and field table ({table_end:,} bytes): truncated copy?")
+            raise Damaged(
+                f"size {size:,} bytes, shorter than its header and field table ({table_end:,} bytes): truncated copy?"
+            )
         descriptors = np.frombuffer(_read_at(f, HEADER.itemsize, num_fields * FIELD_DESC.itemsize), dtype=FIELD_DESC)
     unknown = sorted({int(t) for t in descriptors["type_id"]} - set(FFCV_TYPE_IDS))
     try:
@@ -131,25 +147,40 @@ def read_layout(path: str | Path) -> BetonLayout:
     except UnicodeDecodeError:
         names = None
     if unknown or names is None or len(set(names)) != len(names):
-        raise Damaged("not an ffcv beton: its field table is garbage" + (f" (field type {unknown[0]})" if unknown else ""))
+        raise Damaged(
+            "not an ffcv beton: its field table is garbage" + (f" (field type {unknown[0]})" if unknown else "")
+        )
     metadata_dtype = _metadata_dtype(descriptors)
     data_start = table_end + num_samples * metadata_dtype.itemsize
     if data_start > size:
-        raise Damaged(f"size {size:,} bytes, but ffcv's header says {num_samples:,} samples, whose metadata ends at "
-                      f"byte {data_start:,}: truncated copy?")
+        raise Damaged(
+            f"size {size:,} bytes, but ffcv's header says {num_samples:,} samples, whose metadata ends at "
+            f"byte {data_start:,}: truncated copy?"
+        )
     if alloc_ptr > size:
-        raise Damaged(f"size {size:,} bytes, but ffcv's header puts the allocation table at byte {alloc_ptr:,}: "
-                      "truncated copy?")
+        raise Damaged(
+            f"size {size:,} bytes, but ffcv's header puts the allocation table at byte {alloc_ptr:,}: truncated copy?"
+        )
     if alloc_ptr < data_start:
-        raise Damaged(f"not an ffcv beton: its header puts the allocation table at byte {alloc_ptr:,}, inside "
-                      f"the metadata (which ends at {data_start:,})")
+        raise Damaged(
+            f"not an ffcv beton: its header puts the allocation table at byte {alloc_ptr:,}, inside "
+            f"the metadata (which ends at {data_start:,})"
+        )
     if (size - alloc_ptr) % ALLOC_ENTRY.itemsize:
-        raise Damaged(f"its allocation table ({size - alloc_ptr:,} bytes from byte {alloc_ptr:,} to the end) is not "
-                      f"whole {ALLOC_ENTRY.itemsize}-byte entries: truncated copy?")
-    return BetonLayout(size_bytes=size, num_samples=num_samples, page_size=page_size,
-                       fields=dict(zip(names, (int(t) for t in descriptors["type_id"]))),
-                       metadata_dtype=metadata_dtype, metadata_offset=table_end, data_start=data_start,
-                       alloc_table_ptr=alloc_ptr)
+        raise Damaged(
+            f"its allocation table ({size - alloc_ptr:,} bytes from byte {alloc_ptr:,} to the end) is not "
+            f"whole {ALLOC_ENTRY.itemsize}-byte entries: truncated copy?"
+        )
+    return BetonLayout(
+        size_bytes=size,
+        num_samples=num_samples,
+        page_size=page_size,
+        fields=dict(zip(names, (int(t) for t in descriptors["type_id"]))),
+        metadata_dtype=metadata_dtype,
+        metadata_offset=table_end,
+        data_start=data_start,
+        alloc_table_ptr=alloc_ptr,
+    )
 
 
 def read_labels(path: str | Path, layout: BetonLayout) -> np.ndarray:
@@ -157,21 +188,30 @@ def read_labels(path: str | Path, layout: BetonLayout) -> np.ndarray:
     has an entry per image and that it and the images' metadata point into the data region
     (raises Damaged)."""
     if layout.fields.get(LABEL_FIELD) != INT_FIELD:
-        raise Damaged(f"no integer '{LABEL_FIELD}' field (fields: {', '.join(layout.fields)}): not written by write-beton")
+        raise Damaged(
+            f"no integer '{LABEL_FIELD}' field (fields: {', '.join(layout.fields)}): not written by write-beton"
+        )
     n = layout.num_samples
     with open(path, "rb") as f:
-        metadata = np.frombuffer(_read_at(f, layout.metadata_offset, n * layout.metadata_dtype.itemsize),
-                                 dtype=layout.metadata_dtype)
-        alloc = np.frombuffer(_read_at(f, layout.alloc_table_ptr, layout.num_alloc_entries * ALLOC_ENTRY.itemsize),
-                              dtype=ALLOC_ENTRY)
+        metadata = np.frombuffer(
+            _read_at(f, layout.metadata_offset, n * layout.metadata_dtype.itemsize), dtype=layout.metadata_dtype
+        )
+        alloc = np.frombuffer(
+            _read_at(f, layout.alloc_table_ptr, layout.num_alloc_entries * ALLOC_ENTRY.itemsize), dtype=ALLOC_ENTRY
+        )
     columns = dict(zip(layout.fields, layout.metadata_dtype.names))
     image_fields = [name for name, t in layout.fields.items() if t == RGB_FIELD]
     # Every image allocates exactly once (ffcv/fields/rgb_image.py), so a cut table has fewer entries.
     needed = n * len(image_fields)
     if len(alloc) < needed:
-        raise Damaged(f"its allocation table has {len(alloc):,} entries, its {n:,} images need {needed:,}: truncated copy?")
-    if len(alloc) and (alloc["ptr"].min() < layout.data_start or (alloc["ptr"] + alloc["size"]).max() > layout.alloc_table_ptr
-                       or alloc["sample_id"].max() >= n):
+        raise Damaged(
+            f"its allocation table has {len(alloc):,} entries, its {n:,} images need {needed:,}: truncated copy?"
+        )
+    if len(alloc) and (
+        alloc["ptr"].min() < layout.data_start
+        or (alloc["ptr"] + alloc["size"]).max() > layout.alloc_table_ptr
+        or alloc["sample_id"].max() >= n
+    ):
         raise Damaged("its allocation table points outside the data region: damaged")
     for name in image_fields:
         ptr = metadata[columns[name]]["data_ptr"]
@@ -184,9 +224,18 @@ def sha256_of(path: str | Path, progress: bool = False) -> str:
     """The file's sha256 (hex, as `sha256sum` prints it), read in 8 MiB chunks."""
     h = hashlib.sha256()
     size = os.path.getsize(path)
-    with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                                     desc=f"sha256 {Path(path).name}", disable=None if progress else True,
-                                     leave=False) as bar:  # None: shown on a terminal only
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"sha256 {Path(path).name}",
+            disable=None if progress else True,
+            leave=False,
+        ) as bar,
+    ):  # None: shown on a terminal only
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         while n := f.readinto(buf):
@@ -213,8 +262,9 @@ def _differences(beton: Path, manifest: Manifest) -> list[str]:
     try:
         layout = read_layout(beton)
         if layout.num_samples != manifest.num_images:  # labels and counts would only repeat it
-            problems.append(f"ffcv's header says {layout.num_samples:,} samples, manifest says "
-                            f"{manifest.num_images:,} images")
+            problems.append(
+                f"ffcv's header says {layout.num_samples:,} samples, manifest says {manifest.num_images:,} images"
+            )
         else:
             problems += _label_differences(read_labels(beton, layout), manifest)
     except Damaged as e:
@@ -234,8 +284,10 @@ def _label_differences(labels: np.ndarray, manifest: Manifest) -> list[str]:
     differ = np.flatnonzero(counts != expected)
     if len(differ):
         i = differ[0]
-        return [f"images per class differ from the manifest's in {len(differ):,} classes (label {i}: "
-                f"{counts[i]:,} in the beton, manifest says {expected[i]:,})"]
+        return [
+            f"images per class differ from the manifest's in {len(differ):,} classes (label {i}: "
+            f"{counts[i]:,} in the beton, manifest says {expected[i]:,})"
+        ]
     return []
 
 
@@ -253,11 +305,17 @@ def _header_agrees(beton: Path, manifest: Manifest) -> bool:
 def _missing(beton: Path, need_manifest: bool) -> None:
     if not beton.is_file():
         json_path = manifest_path(beton)
-        also = f" (its manifest {json_path.name} is there: was the beton renamed, or not copied?)" if json_path.is_file() else ""
+        also = (
+            f" (its manifest {json_path.name} is there: was the beton renamed, or not copied?)"
+            if json_path.is_file()
+            else ""
+        )
         raise UserError(f"beton not found: {beton}{also}")
     if need_manifest and not manifest_path(beton).is_file():
-        raise UserError(f"{beton}: its manifest {manifest_path(beton)} is missing (write-beton writes NAME.json "
-                        "beside NAME.beton: copy it along, or rewrite the beton)")
+        raise UserError(
+            f"{beton}: its manifest {manifest_path(beton)} is missing (write-beton writes NAME.json "
+            "beside NAME.beton: copy it along, or rewrite the beton)"
+        )
 
 
 _warned: set[str] = set()
@@ -278,9 +336,13 @@ def check_beton(beton: str | Path, manifest: Manifest | None = None, *, warn_unr
         raise UserError(f"{beton}: " + "; ".join(problems))
     if manifest.integrity is None and warn_unrecorded and str(beton.resolve()) not in _warned:
         _warned.add(str(beton.resolve()))  # once per beton and process, whoever calls
-        warnings.warn(f"{manifest_path(beton)} records no size, sample count or checksum (written before "
-                      f"ffcv-inat recorded them): only partly checked; run `write-beton --verify {beton} --record` "
-                      "to record them, or rewrite the beton", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{manifest_path(beton)} records no size, sample count or checksum (written before "
+            f"ffcv-inat recorded them): only partly checked; run `write-beton --verify {beton} --record` "
+            "to record them, or rewrite the beton",
+            UserWarning,
+            stacklevel=2,
+        )
     return manifest
 
 
@@ -290,12 +352,16 @@ def verify_beton(beton: str | Path, progress: bool = True) -> Manifest:
     beton = Path(beton)
     manifest = check_beton(beton, warn_unrecorded=False)
     if manifest.integrity is None:
-        raise UserError(f"{manifest_path(beton)} records no checksum (written before ffcv-inat recorded it): "
-                        f"run `write-beton --verify {beton} --record` to record one, or rewrite the beton")
+        raise UserError(
+            f"{manifest_path(beton)} records no checksum (written before ffcv-inat recorded it): "
+            f"run `write-beton --verify {beton} --record` to record one, or rewrite the beton"
+        )
     digest = sha256_of(beton, progress)
     if digest != manifest.integrity.sha256:
-        raise UserError(f"{beton}: sha256 {digest[:16]}…, manifest says {manifest.integrity.sha256[:16]}…: "
-                        "the contents changed (damaged copy?)")
+        raise UserError(
+            f"{beton}: sha256 {digest[:16]}…, manifest says {manifest.integrity.sha256[:16]}…: "
+            "the contents changed (damaged copy?)"
+        )
     return manifest
 
 

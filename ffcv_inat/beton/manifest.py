@@ -3,6 +3,7 @@
 It is the one source of truth for labels, class names and supercategories: the trainer, the
 evaluator and the analysis read classes from here and never re-derive them.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,15 @@ class Manifest:
         if [c.label for c in m.classes] != list(range(len(m.classes))):
             raise UserError(f"{source}: class labels are not 0..n-1 in order")
         i = m.integrity
-        if i is not None and not (isinstance(i.size_bytes, int) and isinstance(i.num_samples, int)
-                                  and isinstance(i.sha256, str) and len(i.sha256) == 64):
-            raise UserError(f"{source}: integrity must hold size_bytes and num_samples (integers) and sha256 (64 hex digits)")
+        if i is not None and not (
+            isinstance(i.size_bytes, int)
+            and isinstance(i.num_samples, int)
+            and isinstance(i.sha256, str)
+            and len(i.sha256) == 64
+        ):
+            raise UserError(
+                f"{source}: integrity must hold size_bytes and num_samples (integers) and sha256 (64 hex digits)"
+            )
         if i is not None and i.num_samples != m.num_images:
             raise UserError(f"{source}: integrity.num_samples {i.num_samples} differs from num_images {m.num_images}")
         return m

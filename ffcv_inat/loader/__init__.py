@@ -16,6 +16,7 @@
 dev VM at load 6, against 0.2 s for the config), so everything but the constants is imported on
 first use (PEP 562 `__getattr__` below); `choices` imports neither torch nor ffcv.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,14 +24,37 @@ import importlib
 from .constants import CROPS, DECODES, DEFAULT_CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD
 
 _WHERE = {  # name -> the module of this package that defines it
-    "make_loader": "factory", "AnyLoader": "factory",
-    "resolve_decode": "choices", "auto_decode": "choices", "training_crop": "choices", "GPU_PATH_ON_CPU": "choices",
-    "BetonLoader": "beton_loader", "Epoch": "beton_loader", "keep_alive": "beton_loader",
-    "model_input": "normalize", "imagenet_stats": "normalize",
-    "DeviceDecodeLoader": "gpu", "DecodeCounts": "gpu", "nvjpeg_backend": "gpu",
+    "make_loader": "factory",
+    "AnyLoader": "factory",
+    "resolve_decode": "choices",
+    "auto_decode": "choices",
+    "training_crop": "choices",
+    "GPU_PATH_ON_CPU": "choices",
+    "BetonLoader": "beton_loader",
+    "Epoch": "beton_loader",
+    "keep_alive": "beton_loader",
+    "model_input": "normalize",
+    "imagenet_stats": "normalize",
+    "DeviceDecodeLoader": "gpu",
+    "DecodeCounts": "gpu",
+    "nvjpeg_backend": "gpu",
     # the GPU path's parts the checks and ceilings of bench/ work on directly
-    **dict.fromkeys(["CompressedImageBytes", "largest_payload", "read_headers", "payload", "HEADER_FIELDS", "RAW",
-                     "JPEG_BATCHED", "KIND_NAMES", "decode_images", "images_from_rows", "indexed"], "gpu"),
+    **dict.fromkeys(
+        [
+            "CompressedImageBytes",
+            "largest_payload",
+            "read_headers",
+            "payload",
+            "HEADER_FIELDS",
+            "RAW",
+            "JPEG_BATCHED",
+            "KIND_NAMES",
+            "decode_images",
+            "images_from_rows",
+            "indexed",
+        ],
+        "gpu",
+    ),
 }
 
 __all__ = ["CROPS", "DECODES", "DEFAULT_CROP_RATIO", "IMAGENET_MEAN", "IMAGENET_STD", *_WHERE]

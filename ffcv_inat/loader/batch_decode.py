@@ -24,6 +24,7 @@ The compiled code reaches the scratch and the counter through their addresses (i
 numba may freeze as constants: an array it would freeze by value; `pointers`), as the epoch
 cell of the seeded decoder is read.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -123,7 +124,7 @@ class CropDecoder(ResizedCropRGBImageDecoder):
                     width = np.uint32(field["width"])
                     if field["mode"] == jpg:
                         imdecode_c(image_data, buffer, height, width, height, width, 0, 0, 1, 1, False, False)
-                        image = buffer[:3 * height * width].reshape(height, width, 3)
+                        image = buffer[: 3 * height * width].reshape(height, width, 3)
                     else:
                         image = image_data.reshape(height, width, 3)
                     top, left, h, w, flip = box(source_ix, height, width)

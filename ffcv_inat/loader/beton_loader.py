@@ -6,6 +6,7 @@ a batch's slot as soon as the next batch is taken. Use a batch (or `.clone()` it
 for the next; never keep a list of raw batches, nor a batch past the start of the next epoch
 (`keep_buffers_across_epochs`: the slots are the same memory every epoch).
 """
+
 from __future__ import annotations
 
 import threading
@@ -113,8 +114,12 @@ class Epoch:
     queue for ever. `cancel`, when set, ends the iteration while it waits (the GPU path's decode
     thread is stopped that way)."""
 
-    def __init__(self, ffcv_iterator, finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 cancel: threading.Event | None = None):
+    def __init__(
+        self,
+        ffcv_iterator,
+        finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        cancel: threading.Event | None = None,
+    ):
         self.ffcv = ffcv_iterator  # ffcv's EpochIterator, a thread started at its creation
         self.finish = finish
         self.cancel = cancel
@@ -134,8 +139,9 @@ class Epoch:
                     raise StopIteration
                 if not self.ffcv.is_alive():
                     self._ended = True
-                    raise UserError("ffcv's loading thread stopped before the end of the epoch "
-                                    "(its traceback is above)")
+                    raise UserError(
+                        "ffcv's loading thread stopped before the end of the epoch (its traceback is above)"
+                    )
                 queue.not_empty.wait(timeout=0.5)
         try:  # a batch or ffcv's end marker is queued, and only this iterator takes from the queue
             images, labels = next(self.ffcv)

@@ -3,6 +3,7 @@ which is ffcv's CenterCropRGBImageDecoder's box, decoded as `batch_decode.CropDe
 (a batch's images handed to threads one at a time, one decode buffer per thread), so its
 batches are ffcv's stock decoder's pixel for pixel at a fraction of its memory.
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -1,6 +1,7 @@
 """A run's data-path choices, made once and carried (pure, and light to import: the commands
 make them before torch or ffcv are loaded): where JPEGs are decoded, and how a run's training
 crop is named."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,10 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     if decode == "auto":
         return auto_decode(device.type == "cuda")
     if decode == "gpu" and device.type != "cuda" and not gpu_path_on_cpu():
-        raise UserError(f"data.decode: gpu needs a CUDA device, and this run's device is {device.type} "
-                        "(use data.decode: cpu, or auto)")
+        raise UserError(
+            f"data.decode: gpu needs a CUDA device, and this run's device is {device.type} "
+            "(use data.decode: cpu, or auto)"
+        )
     return decode
 
 

@@ -23,6 +23,7 @@ pairs, 20 and 21 the position, 22 the flip.
 One implementation, compiled by numba: callable from numba code (the decoder's parallel loop)
 and from Python on scalars.
 """
+
 from __future__ import annotations
 
 import math

@@ -14,6 +14,7 @@ same `crops` functions, and the device decodes, crops, flips and normalises.
 
 Every loader hands out the model's input: normalised, channels-last NCHW (`normalize`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -75,8 +76,10 @@ def make_loader(
         check_beton(beton)
     random_crop = train and augment
     if decode == "gpu" and random_crop and crop != "seeded":
-        raise UserError(f"data.crop: {crop} has no GPU path (it draws inside ffcv's decoder); the GPU path crops "
-                        "with the seeded function: use data.crop: seeded, or data.decode: cpu")
+        raise UserError(
+            f"data.crop: {crop} has no GPU path (it draws inside ffcv's decoder); the GPU path crops "
+            "with the seeded function: use data.crop: seeded, or data.decode: cpu"
+        )
     if train:
         # QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv supports it
         # only without os_cache and without distributed loading.
@@ -85,10 +88,18 @@ def make_loader(
         order = OrderOption.SEQUENTIAL
 
     def ffcv_loader(image_ops: list, label_ops: list) -> Loader:
-        loader = Loader(str(beton), batch_size=batch_size, num_workers=resolve_workers(workers), order=order,
-                        os_cache=os_cache, drop_last=train if drop_last is None else drop_last,
-                        pipelines={"image": image_ops, "label": label_ops}, distributed=distributed, seed=seed,
-                        batches_ahead=batches_ahead)
+        loader = Loader(
+            str(beton),
+            batch_size=batch_size,
+            num_workers=resolve_workers(workers),
+            order=order,
+            os_cache=os_cache,
+            drop_last=train if drop_last is None else drop_last,
+            pipelines={"image": image_ops, "label": label_ops},
+            distributed=distributed,
+            seed=seed,
+            batches_ahead=batches_ahead,
+        )
         keep_buffers_across_epochs(loader)
         return loader
 

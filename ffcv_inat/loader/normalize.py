@@ -7,6 +7,7 @@ ToTensor/ToTorchImage makes the Loader hang, ffcv issue #396), so the loader's e
 `normalize` in torch; the GPU path's `gpu.device_decode.finish` normalises with `imagenet_stats`.
 A consumer (the training step, the evaluation, the model bench) only casts with `model_input`.
 """
+
 from __future__ import annotations
 
 import torch

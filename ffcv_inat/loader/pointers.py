@@ -3,6 +3,7 @@ variables a compiled function reads, numpy arrays by value, so a value Python ch
 epoch) or memory the code writes (decode buffers, a work counter) is handed to it as an integer
 address and reached through these intrinsics.
 """
+
 from __future__ import annotations
 
 from numba import types

@@ -13,6 +13,7 @@ write them out: what each image and label goes through between the beton and the
 
 The GPU path's (`gpu.device_loader`) image pipeline is its bytes op alone; its labels skip ToDevice.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -53,8 +54,9 @@ def center(res: int, ratio: float, device: torch.device) -> ImagePipeline:
 def _to_model(decoder, ops: list, device: torch.device) -> ImagePipeline:
     if device.type == "cuda":
         ops = ops + [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
-        return ImagePipeline(decoder, ops + [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD),
-                                                            np.float16)], None)
+        return ImagePipeline(
+            decoder, ops + [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), np.float16)], None
+        )
     # No ToDevice on the CPU: it would copy every batch into a second set of batch slots (as
     # large as the decoder's) to land where it already is.
     return ImagePipeline(decoder, ops + [ToTensor(), ToTorchImage()], normalize)  # ffcv #396: see normalize's module

@@ -17,6 +17,7 @@ before the epoch's iterator is created (ffcv's loading thread starts at once) an
 epoch is in flight. `beton_loader.BetonLoader` does this for you, from the epoch of its
 shuffle order. The GPU path's bytes op (`gpu.jpeg_bytes`) reads its epoch the same way.
 """
+
 from __future__ import annotations
 
 from typing import Callable

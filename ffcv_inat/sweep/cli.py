@@ -1,10 +1,11 @@
 """`ffcv-sweep`: plan, run and follow the paper's grid of betons and training runs.
 
-    ffcv-sweep plan --grid paper --k 50,100,200,300,398 --seeds 0 --out sweep/plan.csv
-    ffcv-sweep run sweep/plan.csv [--executor local|slurm|submitit-local] [--gpus-per-run N]
-    ffcv-sweep run sweep/plan.csv --executor slurm --slurm-partition gpu --gpus-per-run 8 ...
-    ffcv-sweep status sweep/plan.csv
+ffcv-sweep plan --grid paper --k 50,100,200,300,398 --seeds 0 --out sweep/plan.csv
+ffcv-sweep run sweep/plan.csv [--executor local|slurm|submitit-local] [--gpus-per-run N]
+ffcv-sweep run sweep/plan.csv --executor slurm --slurm-partition gpu --gpus-per-run 8 ...
+ffcv-sweep status sweep/plan.csv
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,19 @@ from .. import UserError
 from ..command_line import CONTEXT_SETTINGS, check_at_least, parse_int_list, report_user_errors
 from .executors import DEFAULT_ATTEMPTS, betons_to_verify, run_local
 from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
-from .plan import DEFAULT_KS, SMOKE_FAMILIES, SMOKE_KS, GridSpec, build_plan, plan_summary, read_plan, with_dependencies, write_plan
+from .plan import (
+    DEFAULT_KS,
+    SMOKE_FAMILIES,
+    SMOKE_KS,
+    GridSpec,
+    build_plan,
+    plan_summary,
+    read_plan,
+    with_dependencies,
+    write_plan,
+)
 from .state import STATUSES, count_statuses, log_dir, plan_status
+
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 def main():
@@ -26,25 +38,54 @@ def main():
 
 
 @main.command()
-@click.option("--grid", type=click.Choice(["paper", "smoke"]), default="paper", show_default=True,
-              help="paper: the study on real data; smoke: a tiny CPU grid on synthetic data it makes itself.")
-@click.option("--k", "ks", default=None,
-              help=f"Class counts of the A-k, NA-k, R-k subsets [paper: {','.join(map(str, DEFAULT_KS))}; "
-                   f"smoke: {','.join(map(str, SMOKE_KS))}]. k >= a family's size is dropped for it.")
+@click.option(
+    "--grid",
+    type=click.Choice(["paper", "smoke"]),
+    default="paper",
+    show_default=True,
+    help="paper: the study on real data; smoke: a tiny CPU grid on synthetic data it makes itself.",
+)
+@click.option(
+    "--k",
+    "ks",
+    default=None,
+    help=f"Class counts of the A-k, NA-k, R-k subsets [paper: {','.join(map(str, DEFAULT_KS))}; "
+    f"smoke: {','.join(map(str, SMOKE_KS))}]. k >= a family's size is dropped for it.",
+)
 @click.option("--seeds", default="0", show_default=True, help="Class-draw and training seeds (one replicate each).")
-@click.option("--families", default=None,
-              help="Subset families to include [paper: A,NA,R; smoke: R, to stay a few minutes on CPU].")
-@click.option("--epochs-scale", type=float, default=1.0, show_default=True,
-              help="Multiply every schedule's epochs and LR-step interval (0.1: 90 -> 9 epochs).")
-@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
-              help="Where betons (betons/), runs (runs/) and logs go. Default: the folder of --out.")
+@click.option(
+    "--families",
+    default=None,
+    help="Subset families to include [paper: A,NA,R; smoke: R, to stay a few minutes on CPU].",
+)
+@click.option(
+    "--epochs-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply every schedule's epochs and LR-step interval (0.1: 90 -> 9 epochs).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where betons (betons/), runs (runs/) and logs go. Default: the folder of --out.",
+)
 @click.option("--imagenet-dir", default=None, help="ImageNet root (train/, val/). Default: $IMAGENET_DIR.")
 @click.option("--inat-dir", default=None, help="iNat-2021 root (train.json, ...). Default: $INAT_DIR.")
-@click.option("--full-subsets/--no-full-subsets", default=None,
-              help="Also pretrain on all of A and NA (their curves' end points) [paper: yes; smoke: no]. "
-                   "Full ImageNet is always in: it is every figure's reference.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="ffcv-train --set for every training run, after the grid's own (e.g. data.workers=16).")
+@click.option(
+    "--full-subsets/--no-full-subsets",
+    default=None,
+    help="Also pretrain on all of A and NA (their curves' end points) [paper: yes; smoke: no]. "
+    "Full ImageNet is always in: it is every figure's reference.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="ffcv-train --set for every training run, after the grid's own (e.g. data.workers=16).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PLAN.csv to write.")
 @report_user_errors
 def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, full_subsets, sets, out):
@@ -57,12 +98,18 @@ def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_d
     work = Path(work_dir or Path(out).parent).resolve()
     imagenet_dir = imagenet_dir or os.environ.get("IMAGENET_DIR", "")
     inat_dir = inat_dir or os.environ.get("INAT_DIR", "")
-    spec = GridSpec(grid=grid, ks=tuple(ks), seeds=seed_list, epochs_scale=epochs_scale, work_dir=str(work),
-                    imagenet_dir=str(Path(imagenet_dir).resolve()) if imagenet_dir else "",
-                    inat_dir=str(Path(inat_dir).resolve()) if inat_dir else "",
-                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
-                    extra_overrides=tuple(sets),
-                    full_subsets=(grid == "paper") if full_subsets is None else full_subsets)
+    spec = GridSpec(
+        grid=grid,
+        ks=tuple(ks),
+        seeds=seed_list,
+        epochs_scale=epochs_scale,
+        work_dir=str(work),
+        imagenet_dir=str(Path(imagenet_dir).resolve()) if imagenet_dir else "",
+        inat_dir=str(Path(inat_dir).resolve()) if inat_dir else "",
+        families=tuple(f.strip() for f in families.split(",") if f.strip()),
+        extra_overrides=tuple(sets),
+        full_subsets=(grid == "paper") if full_subsets is None else full_subsets,
+    )
     for item in sets:
         if "=" not in item:
             raise UserError(f"--set {item}: expected KEY=VALUE, e.g. data.workers=16")
@@ -78,54 +125,131 @@ def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_d
 
 @main.command()
 @click.argument("plan_csv", type=click.Path(dir_okay=False))
-@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
-              help="local: one run at a time here; slurm: one SLURM job per run, chained with dependencies; "
-                   "submitit-local: the slurm code path through submitit's local executor (no SLURM needed).")
-@click.option("--gpus-per-run", type=int, default=None,
-              help="GPUs per training run [default: 1]; 0 trains on CPU (--set device=cpu) and asks SLURM for "
-                   "no GPU. Betons, and runs whose plan says device=cpu, never ask for one.")
-@click.option("--procs-per-run", type=int, default=None,
-              help="Training processes per run, through torchrun (DDP; gloo on CPU) [default: one per GPU].")
-@click.option("--attempts", type=int, default=DEFAULT_ATTEMPTS, show_default=True,
-              help="Tries per run before it is reported failed (retries resume from the last checkpoint; "
-                   "a second identical error is not retried).")
-@click.option("--only", "only", multiple=True,
-              help="Run only this run id (repeatable), with whatever it depends on.")
-@click.option("--verify-betons", is_flag=True,
-              help="Before starting anything, verify every beton the runs read that this sweep does not write "
-                   "itself (size, sample count, labels, sha256 against its manifest: a full read of each).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm", "submitit-local"]),
+    default="local",
+    show_default=True,
+    help="local: one run at a time here; slurm: one SLURM job per run, chained with dependencies; "
+    "submitit-local: the slurm code path through submitit's local executor (no SLURM needed).",
+)
+@click.option(
+    "--gpus-per-run",
+    type=int,
+    default=None,
+    help="GPUs per training run [default: 1]; 0 trains on CPU (--set device=cpu) and asks SLURM for "
+    "no GPU. Betons, and runs whose plan says device=cpu, never ask for one.",
+)
+@click.option(
+    "--procs-per-run",
+    type=int,
+    default=None,
+    help="Training processes per run, through torchrun (DDP; gloo on CPU) [default: one per GPU].",
+)
+@click.option(
+    "--attempts",
+    type=int,
+    default=DEFAULT_ATTEMPTS,
+    show_default=True,
+    help="Tries per run before it is reported failed (retries resume from the last checkpoint; "
+    "a second identical error is not retried).",
+)
+@click.option("--only", "only", multiple=True, help="Run only this run id (repeatable), with whatever it depends on.")
+@click.option(
+    "--verify-betons",
+    is_flag=True,
+    help="Before starting anything, verify every beton the runs read that this sweep does not write "
+    "itself (size, sample count, labels, sha256 against its manifest: a full read of each).",
+)
 @click.option("--slurm-partition", default=None, help="SLURM: partition (sbatch --partition).")
 @click.option("--slurm-account", default=None, help="SLURM: account to charge (--account).")
 @click.option("--slurm-qos", default=None, help="SLURM: quality of service (--qos).")
 @click.option("--slurm-constraint", default=None, help="SLURM: node features, e.g. a GPU type (--constraint).")
-@click.option("--gres", default=None,
-              help="SLURM: a training job's GPU request as sbatch --gres, e.g. gpu:a100:8, instead of "
-                   "gpu:N from --gpus-per-run (whose N it sets when not given).")
-@click.option("--cpus-per-task", type=int, default=10, show_default=True,
-              help="SLURM: CPUs per job (--cpus-per-task: loader workers, beton writers).")
+@click.option(
+    "--gres",
+    default=None,
+    help="SLURM: a training job's GPU request as sbatch --gres, e.g. gpu:a100:8, instead of "
+    "gpu:N from --gpus-per-run (whose N it sets when not given).",
+)
+@click.option(
+    "--cpus-per-task",
+    type=int,
+    default=10,
+    show_default=True,
+    help="SLURM: CPUs per job (--cpus-per-task: loader workers, beton writers).",
+)
 @click.option("--mem-gb", type=int, default=None, help="SLURM: memory per job (--mem).")
-@click.option("--timeout-min", type=int, default=72 * 60, show_default=True,
-              help="SLURM: time limit of a training job in minutes (--time); near it the job requeues itself "
-                   "and resumes from its last checkpoint. Betons get 12 h.")
-@click.option("--max-parallel", type=int, default=None,
-              help="At most this many of the sweep's jobs at once (SLURM: like a job array's %N, as N chains "
-                   "of jobs; default no limit) [submitit-local: 1].")
-@click.option("--sbatch", "sbatch_lines", multiple=True, metavar="OPTION",
-              help="SLURM: an extra #SBATCH line for every job, e.g. --exclusive or --mail-type=END (repeatable).")
-@click.option("--setup", "setup", multiple=True, metavar="COMMAND",
-              help="SLURM: a shell line each job runs before its run, e.g. 'module load cuda' or "
-                   "'source .venv/bin/activate' (repeatable, in order).")
+@click.option(
+    "--timeout-min",
+    type=int,
+    default=72 * 60,
+    show_default=True,
+    help="SLURM: time limit of a training job in minutes (--time); near it the job requeues itself "
+    "and resumes from its last checkpoint. Betons get 12 h.",
+)
+@click.option(
+    "--max-parallel",
+    type=int,
+    default=None,
+    help="At most this many of the sweep's jobs at once (SLURM: like a job array's %N, as N chains "
+    "of jobs; default no limit) [submitit-local: 1].",
+)
+@click.option(
+    "--sbatch",
+    "sbatch_lines",
+    multiple=True,
+    metavar="OPTION",
+    help="SLURM: an extra #SBATCH line for every job, e.g. --exclusive or --mail-type=END (repeatable).",
+)
+@click.option(
+    "--setup",
+    "setup",
+    multiple=True,
+    metavar="COMMAND",
+    help="SLURM: a shell line each job runs before its run, e.g. 'module load cuda' or "
+    "'source .venv/bin/activate' (repeatable, in order).",
+)
 @click.option("--no-wait", is_flag=True, help="slurm: submit and return; follow with `ffcv-sweep status`.")
-@click.option("--poll-seconds", type=float, default=30.0, show_default=True,
-              help="slurm: how often a waiting sweep asks squeue.")
+@click.option(
+    "--poll-seconds", type=float, default=30.0, show_default=True, help="slurm: how often a waiting sweep asks squeue."
+)
 @report_user_errors
-def run(plan_csv, executor, gpus_per_run, procs_per_run, attempts, only, verify_betons, slurm_partition,
-        slurm_account, slurm_qos, slurm_constraint, gres, cpus_per_task, mem_gb, timeout_min, max_parallel,
-        sbatch_lines, setup, no_wait, poll_seconds):
+def run(
+    plan_csv,
+    executor,
+    gpus_per_run,
+    procs_per_run,
+    attempts,
+    only,
+    verify_betons,
+    slurm_partition,
+    slurm_account,
+    slurm_qos,
+    slurm_constraint,
+    gres,
+    cpus_per_task,
+    mem_gb,
+    timeout_min,
+    max_parallel,
+    sbatch_lines,
+    setup,
+    no_wait,
+    poll_seconds,
+):
     """Run PLAN_CSV in dependency order, skipping runs that are already complete."""
-    check_at_least(*((name, value, 1) for name, value in (
-        ("--procs-per-run", procs_per_run), ("--attempts", attempts), ("--cpus-per-task", cpus_per_task),
-        ("--mem-gb", mem_gb), ("--timeout-min", timeout_min), ("--max-parallel", max_parallel))))
+    check_at_least(
+        *(
+            (name, value, 1)
+            for name, value in (
+                ("--procs-per-run", procs_per_run),
+                ("--attempts", attempts),
+                ("--cpus-per-task", cpus_per_task),
+                ("--mem-gb", mem_gb),
+                ("--timeout-min", timeout_min),
+                ("--max-parallel", max_parallel),
+            )
+        )
+    )
     gpus_per_run = _gpus_per_run(gpus_per_run, gres)
     rows = read_plan(plan_csv)
     if only:
@@ -137,24 +261,43 @@ def run(plan_csv, executor, gpus_per_run, procs_per_run, attempts, only, verify_
     if executor == "local":
         res = run_local(rows, attempts=attempts, gpus_per_run=gpus_per_run, procs_per_run=procs_per_run)
     else:
-        opts = SlurmOptions(partition=slurm_partition, account=slurm_account, qos=slurm_qos,
-                            constraint=slurm_constraint, gres=gres, gpus_per_run=gpus_per_run,
-                            procs_per_run=procs_per_run, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-                            timeout_min=timeout_min, max_parallel=max_parallel, sbatch=tuple(sbatch_lines),
-                            setup=tuple(setup))
-        res = run_submitit(rows, cluster="slurm" if executor == "slurm" else "local", opts=opts,
-                           attempts=attempts, wait=not no_wait, max_parallel=max_parallel or 1,
-                           poll_seconds=poll_seconds)
+        opts = SlurmOptions(
+            partition=slurm_partition,
+            account=slurm_account,
+            qos=slurm_qos,
+            constraint=slurm_constraint,
+            gres=gres,
+            gpus_per_run=gpus_per_run,
+            procs_per_run=procs_per_run,
+            cpus_per_task=cpus_per_task,
+            mem_gb=mem_gb,
+            timeout_min=timeout_min,
+            max_parallel=max_parallel,
+            sbatch=tuple(sbatch_lines),
+            setup=tuple(setup),
+        )
+        res = run_submitit(
+            rows,
+            cluster="slurm" if executor == "slurm" else "local",
+            opts=opts,
+            attempts=attempts,
+            wait=not no_wait,
+            max_parallel=max_parallel or 1,
+            poll_seconds=poll_seconds,
+        )
     stopped = f", {len(res.stopped)} stopped" if res.stopped else ""
-    click.echo(f"sweep: {len(res.ran) - len(res.failed)} ran, {len(res.skipped)} already done, "
-               f"{len(res.failed)} failed, {len(res.blocked)} blocked by a failed dependency{stopped}")
+    click.echo(
+        f"sweep: {len(res.ran) - len(res.failed)} ran, {len(res.skipped)} already done, "
+        f"{len(res.failed)} failed, {len(res.blocked)} blocked by a failed dependency{stopped}"
+    )
     if not res.ok:
         for rid in res.failed:
             click.echo(f"  failed: {rid}")
         for rid in res.stopped:
             click.echo(f"  stopped: {rid}")
-        raise click.ClickException(f"{len(res.failed) + len(res.stopped)} runs did not finish; "
-                                   f"see `ffcv-sweep status {plan_csv}`")
+        raise click.ClickException(
+            f"{len(res.failed) + len(res.stopped)} runs did not finish; see `ffcv-sweep status {plan_csv}`"
+        )
 
 
 def _gpus_per_run(gpus_per_run: int | None, gres: str | None) -> int:

@@ -10,6 +10,7 @@ retried; one that left no record or can pass (killed, a node failure, preemption
 whose outputs are complete are never started again. The SLURM executor (slurm.py) runs the
 same `run_row` inside each job.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -101,8 +102,14 @@ def row_command(row: PlanRow, procs: int = 1, cpu: bool = False) -> list[str]:
     # earlier attempt wrote one (with no checkpoint the run starts from scratch).
     args.append("--resume")
     if procs > 1:
-        return [executable("torchrun"), "--standalone", f"--nproc_per_node={procs}", "--no-python",
-                executable("ffcv-train"), *args]
+        return [
+            executable("torchrun"),
+            "--standalone",
+            f"--nproc_per_node={procs}",
+            "--no-python",
+            executable("ffcv-train"),
+            *args,
+        ]
     return [executable("ffcv-train"), *args]
 
 
@@ -135,8 +142,14 @@ class JobInfo:
     restarts: int = 0  # SLURM_RESTART_COUNT: how often SLURM requeued the job
 
 
-def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
-            echo: Callable[[str], None] = lambda s: None, job: JobInfo | None = None, cpu: bool = False) -> bool:
+def run_row(
+    row: PlanRow,
+    attempts: int = DEFAULT_ATTEMPTS,
+    procs: int = 1,
+    echo: Callable[[str], None] = lambda s: None,
+    job: JobInfo | None = None,
+    cpu: bool = False,
+) -> bool:
     """Run one row until its outputs are complete, at most `attempts` times; True when done.
 
     An attempt whose run recorded a permanent failure (failures.KINDS) is not tried again: the
@@ -166,8 +179,9 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
             out.flush()
             err.flush()
             # Own session: Ctrl-C reaches the sweep, which stops the run's whole process group.
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env=env)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+            )
             write_state(row, status="running", attempt=attempt, pid=proc.pid, command=cmd, **extra)
             try:
                 rc = proc.wait()
@@ -191,8 +205,15 @@ def run_row(row: PlanRow, attempts: int = DEFAULT_ATTEMPTS, procs: int = 1,
             error = f"exited 0 but its outputs are incomplete ({row.outputs})"
         kind = failure["kind"] if failure else None
         permanent = is_permanent(kind)
-        write_state(row, status="failed", attempt=attempt, returncode=rc, error=error,
-                    **({"error_kind": kind, "permanent": permanent} if kind else {}), **extra)
+        write_state(
+            row,
+            status="failed",
+            attempt=attempt,
+            returncode=rc,
+            error=error,
+            **({"error_kind": kind, "permanent": permanent} if kind else {}),
+            **extra,
+        )
         echo(f"  attempt {attempt} failed (exit {rc}): {error}")
         if permanent:
             echo(f"  {kind} ({KINDS[kind][1]}): a retry would fail the same way, not tried again")
@@ -252,8 +273,13 @@ class SweepResult:
         return not self.failed and not self.blocked and not self.stopped
 
 
-def run_local(rows: Sequence[PlanRow], attempts: int = DEFAULT_ATTEMPTS, gpus_per_run: int = 1,
-              echo: Callable[[str], None] = click.echo, procs_per_run: int | None = None) -> SweepResult:
+def run_local(
+    rows: Sequence[PlanRow],
+    attempts: int = DEFAULT_ATTEMPTS,
+    gpus_per_run: int = 1,
+    echo: Callable[[str], None] = click.echo,
+    procs_per_run: int | None = None,
+) -> SweepResult:
     """Run the plan here, one run at a time, in dependency order."""
     if not rows:
         return SweepResult([], [], [], [])
@@ -275,8 +301,13 @@ def run_local(rows: Sequence[PlanRow], attempts: int = DEFAULT_ATTEMPTS, gpus_pe
                 continue
             echo(f"[{n}/{len(todo)}] {row.run_id} ...")
             start, first = time.time(), previous_attempts(row) + 1
-            ok = run_row(row, attempts, procs_of(row, gpus_per_run, procs_per_run), echo=echo,
-                         cpu=trains_on_cpu(row, gpus_per_run))
+            ok = run_row(
+                row,
+                attempts,
+                procs_of(row, gpus_per_run, procs_per_run),
+                echo=echo,
+                cpu=trains_on_cpu(row, gpus_per_run),
+            )
             res.ran.append(row.run_id)
             if ok:
                 echo(f"[{n}/{len(todo)}] {row.run_id}: done in {time.time() - start:.1f}s")

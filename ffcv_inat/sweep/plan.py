@@ -11,6 +11,7 @@ The paper's grid, per seed:
 Nothing here touches the filesystem except reading bundled recipe YAML (to scale schedules),
 so the same arguments give the same plan, row for row, on every machine.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,8 +50,11 @@ RECIPES = {
 # trained with smoke_cpu.yaml's settings (see smoke_overrides). Betons keep the images' size;
 # the eval split takes all the extra train images of each species.
 SMOKE_DATA = {"preset": "smoke"}
-SMOKE_BETON_OPTIONS = {"max-res": study_preset("smoke").size, "workers": 1,
-                       "per-class": study_preset("smoke").inat_train_extra}
+SMOKE_BETON_OPTIONS = {
+    "max-res": study_preset("smoke").size,
+    "workers": 1,
+    "per-class": study_preset("smoke").inat_train_extra,
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class PlanRow:
 
 # ---------------------------------------------------------------------------- naming
 
+
 def subset_name(subset: str, k: int | None, seed: int | None) -> str:
     """A, NA, all, A-50-s0, R-100-s1: the class set (full subsets do not depend on the seed)."""
     return subset if k is None else f"{subset}-{k}-s{seed}"
@@ -92,6 +97,7 @@ def training_run_id(kind: str, subset: str, k: int | None, seed: int) -> str:
 
 
 # ---------------------------------------------------------------------------- recipes
+
 
 @lru_cache(maxsize=None)
 def _resolved_recipe(name: str):
@@ -120,14 +126,17 @@ def schedule_overrides(recipe: str, scale: float) -> list[str]:
     if s.warmup_epochs:
         out.append(f"schedule.warmup_epochs={sc(s.warmup_epochs)}")
     if cfg.progressive.enabled:
-        out += [f"progressive.start_epoch={round(cfg.progressive.start_epoch * scale)}",
-                f"progressive.end_epoch={sc(cfg.progressive.end_epoch)}"]
+        out += [
+            f"progressive.start_epoch={round(cfg.progressive.start_epoch * scale)}",
+            f"progressive.end_epoch={sc(cfg.progressive.end_epoch)}",
+        ]
     if cfg.eval.every:
         out.append(f"eval.every={sc(cfg.eval.every)}")
     return out
 
 
 # ---------------------------------------------------------------------------- the grid
+
 
 @dataclass(frozen=True)
 class GridSpec:
@@ -143,8 +152,9 @@ class GridSpec:
     full_subsets: bool = True  # pretrain on the whole of A and NA too (the curves' end points)
 
 
-def pretrain_subsets(ks: Sequence[int], families: Sequence[str], full_subsets: bool = True
-                     ) -> list[tuple[str, str, int | None]]:
+def pretrain_subsets(
+    ks: Sequence[int], families: Sequence[str], full_subsets: bool = True
+) -> list[tuple[str, str, int | None]]:
     """(family, subset, k) of every pretraining class set.
 
     A k larger than a family is dropped for that family (A has 398 classes); k equal to it is
@@ -193,6 +203,7 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
 @dataclass(frozen=True)
 class BetonSources:
     """Where a plan's betons read images and go, what runs before them, their write-beton options."""
+
     betons: Path
     imagenet_dir: str
     inat_dir: str
@@ -207,12 +218,18 @@ def source_rows(spec: GridSpec) -> tuple[list[PlanRow], BetonSources]:
         return [], BetonSources(work / "betons", spec.imagenet_dir, spec.inat_dir)
     data_dir = work / "data"
     data = PlanRow("data_synthetic", "data", options=dict(SMOKE_DATA), outputs=str(data_dir))
-    return [data], BetonSources(work / "betons", str(data_dir / "imagenet"), str(data_dir / "inat2021"),
-                                (data.run_id,), dict(SMOKE_BETON_OPTIONS))
+    return [data], BetonSources(
+        work / "betons",
+        str(data_dir / "imagenet"),
+        str(data_dir / "inat2021"),
+        (data.run_id,),
+        dict(SMOKE_BETON_OPTIONS),
+    )
 
 
-def beton_row(dataset: str, split: str, src: BetonSources, subset: str = "", k: int | None = None,
-              seed: int | None = None) -> PlanRow:
+def beton_row(
+    dataset: str, split: str, src: BetonSources, subset: str = "", k: int | None = None, seed: int | None = None
+) -> PlanRow:
     name = f"imagenet_{subset_name(subset, k, seed)}" if dataset == "imagenet" else dataset
     opts = {"dataset": dataset, "split": split, **src.options}
     if dataset == "imagenet":
@@ -221,22 +238,35 @@ def beton_row(dataset: str, split: str, src: BetonSources, subset: str = "", k: 
     elif split != "eval":
         opts.pop("per-class", None)
     root = src.imagenet_dir if dataset == "imagenet" else src.inat_dir
-    return PlanRow(f"beton_{name}_{split}", "beton", subset=subset if dataset == "imagenet" else "",
-                   k=k, seed=seed if k is not None else None, split=split, options=opts,
-                   inputs={"data_dir": root}, outputs=str(src.betons / f"{name}_{split}.beton"),
-                   depends_on=src.depends_on)
+    return PlanRow(
+        f"beton_{name}_{split}",
+        "beton",
+        subset=subset if dataset == "imagenet" else "",
+        k=k,
+        seed=seed if k is not None else None,
+        split=split,
+        options=opts,
+        inputs={"data_dir": root},
+        outputs=str(src.betons / f"{name}_{split}.beton"),
+        depends_on=src.depends_on,
+    )
 
 
 def imagenet_beton_rows(spec: GridSpec, src: BetonSources) -> dict[tuple, PlanRow]:
     """(subset, k, seed, split) -> beton row of every pretraining class set, and ImageNet-A's
     (the linear probe's data). Full subsets are the same for every seed: written once."""
     subsets = pretrain_subsets(spec.ks, spec.families, spec.full_subsets)
-    class_sets = sorted({(s, k, seed if k is not None else None) for seed in spec.seeds for _, s, k in subsets},
-                        key=lambda t: (t[0], t[1] or 0, -1 if t[2] is None else t[2]))
+    class_sets = sorted(
+        {(s, k, seed if k is not None else None) for seed in spec.seeds for _, s, k in subsets},
+        key=lambda t: (t[0], t[1] or 0, -1 if t[2] is None else t[2]),
+    )
     if ("A", None, None) not in class_sets:
         class_sets.insert(0, ("A", None, None))
-    return {(subset, k, seed, split): beton_row("imagenet", split, src, subset, k, seed)
-            for subset, k, seed in class_sets for split in ("train", "val")}
+    return {
+        (subset, k, seed, split): beton_row("imagenet", split, src, subset, k, seed)
+        for subset, k, seed in class_sets
+        for split in ("train", "val")
+    }
 
 
 def training_overrides(spec: GridSpec, kind: str, seed: int, has_init: bool) -> tuple[str, ...]:
@@ -258,8 +288,16 @@ def train_row(spec: GridSpec, kind: str, train: PlanRow, val: PlanRow, init: Pla
         inputs["init"] = str(checkpoint_of(init.outputs))
         deps.append(init.run_id)
     overrides = training_overrides(spec, kind, meta["seed"], init is not None)
-    return PlanRow(run_id, kind, recipe=RECIPES[kind], overrides=overrides, inputs=inputs,
-                   outputs=str(Path(spec.work_dir) / "runs" / run_id), depends_on=tuple(deps), **meta)
+    return PlanRow(
+        run_id,
+        kind,
+        recipe=RECIPES[kind],
+        overrides=overrides,
+        inputs=inputs,
+        outputs=str(Path(spec.work_dir) / "runs" / run_id),
+        depends_on=tuple(deps),
+        **meta,
+    )
 
 
 def training_rows(spec: GridSpec, imagenet: dict[tuple, PlanRow], inat: dict[str, PlanRow]) -> list[PlanRow]:
@@ -270,8 +308,15 @@ def training_rows(spec: GridSpec, imagenet: dict[tuple, PlanRow], inat: dict[str
         for fam, subset, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets):
             bseed = seed if k is not None else None
             meta = dict(family=fam, subset=subset, k=k, seed=seed)
-            pre = train_row(spec, "pretrain", imagenet[(subset, k, bseed, "train")],
-                            imagenet[(subset, k, bseed, "val")], None, target=subset_name(subset, k, bseed), **meta)
+            pre = train_row(
+                spec,
+                "pretrain",
+                imagenet[(subset, k, bseed, "train")],
+                imagenet[(subset, k, bseed, "val")],
+                None,
+                target=subset_name(subset, k, bseed),
+                **meta,
+            )
             pretrains.append(pre)
             finetunes.append(train_row(spec, "finetune", inat["train"], inat["eval"], pre, target=INAT, **meta))
             linears.append(train_row(spec, "linear", a_train, a_val, pre, target=IMAGENET_A, **meta))
@@ -328,8 +373,11 @@ def _yaml_scalar(v) -> str:
 def smoke_recipe_overrides() -> tuple[str, ...]:
     """smoke_cpu.yaml's own values as --set items, in file order, without STRUCTURE_KEYS."""
     _, text = find_recipe(SMOKE_RECIPE)
-    return tuple(f"{key}={_yaml_scalar(value)}" for key, value in flatten(yaml.safe_load(text) or {}).items()
-                 if key not in STRUCTURE_KEYS)
+    return tuple(
+        f"{key}={_yaml_scalar(value)}"
+        for key, value in flatten(yaml.safe_load(text) or {}).items()
+        if key not in STRUCTURE_KEYS
+    )
 
 
 def smoke_overrides() -> list[str]:
@@ -343,6 +391,7 @@ def smoke_overrides() -> list[str]:
 
 
 # ---------------------------------------------------------------------------- checks
+
 
 def check_plan(rows: Sequence[PlanRow]) -> None:
     """Unique ids, every dependency exists and comes earlier (so the plan is acyclic and in a
@@ -461,11 +510,17 @@ def read_plan(path: str | Path) -> list[PlanRow]:
             try:
                 for c in _JSON_COLUMNS:
                     d[c] = json.loads(d[c]) if d[c] else ([] if c == "overrides" else {})
-                rows.append(PlanRow(
-                    **{**d, "k": int(d["k"]) if d["k"] else None,
-                       "seed": int(d["seed"]) if d["seed"] else None,
-                       "overrides": tuple(d["overrides"]),
-                       "depends_on": tuple(x for x in d["depends_on"].split(";") if x)}))
+                rows.append(
+                    PlanRow(
+                        **{
+                            **d,
+                            "k": int(d["k"]) if d["k"] else None,
+                            "seed": int(d["seed"]) if d["seed"] else None,
+                            "overrides": tuple(d["overrides"]),
+                            "depends_on": tuple(x for x in d["depends_on"].split(";") if x),
+                        }
+                    )
+                )
             except (ValueError, TypeError) as e:
                 raise UserError(f"{path}:{n}: bad plan row ({e})") from None
     check_plan(rows)

@@ -9,6 +9,7 @@ itself (`RowJob.checkpoint`); a job that ended anyway (time limit, node failure)
 again by a waiting sweep. Nothing here needs SLURM's accounting (`sacct`): squeue while SLURM
 knows a job, then the run dir and the job's own log (see state.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,13 +28,35 @@ import click
 from .. import UserError
 from ..atomic import Terminated, interrupts_as_exceptions
 from .plan import TRAIN_KINDS, PlanRow, topological_order
-from .state import (SLURM_IN_FLIGHT, SUBMITIT_DIR, failure_detail, is_complete, job_end_reason, job_logs, log_dir, plan_status,
-                    read_state, restore_state, squeue_states, write_state)
-from .executors import (DEFAULT_ATTEMPTS, JobInfo, SweepResult, previous_attempts, procs_of, run_row,
-                        stop_on_first_sigterm, sweep_lock, trains_on_cpu)
+from .state import (
+    SLURM_IN_FLIGHT,
+    SUBMITIT_DIR,
+    failure_detail,
+    is_complete,
+    job_end_reason,
+    job_logs,
+    log_dir,
+    plan_status,
+    read_state,
+    restore_state,
+    squeue_states,
+    write_state,
+)
+from .executors import (
+    DEFAULT_ATTEMPTS,
+    JobInfo,
+    SweepResult,
+    previous_attempts,
+    procs_of,
+    run_row,
+    stop_on_first_sigterm,
+    sweep_lock,
+    trains_on_cpu,
+)
 
 
 # ------------------------------------------------------------------------------ the job
+
 
 @dataclass
 class RowJob:
@@ -54,15 +77,24 @@ class RowJob:
     def __call__(self) -> str:
         slurm = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
         job_id = os.environ.get("SLURM_JOB_ID") if slurm else os.environ.get("SUBMITIT_LOCAL_JOB_ID")
-        job = JobInfo(str(job_id), "slurm" if slurm else "submitit-local",
-                      int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) if slurm else 0) if job_id else None
+        job = (
+            JobInfo(
+                str(job_id),
+                "slurm" if slurm else "submitit-local",
+                int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) if slurm else 0,
+            )
+            if job_id
+            else None
+        )
         # submitit ignores SIGTERM (it waits for USR2); we stop the run when SLURM stops the job.
         previous = signal.signal(signal.SIGTERM, stop_on_first_sigterm())
         try:
             ok = run_row(self.row, self.attempts, self.procs, echo=print, job=job, cpu=self.cpu)
         except Terminated:
-            print(f"{self.row.run_id}: stopped by SIGTERM (scancel, requeue or preemption); recorded as interrupted",
-                  flush=True)
+            print(
+                f"{self.row.run_id}: stopped by SIGTERM (scancel, requeue or preemption); recorded as interrupted",
+                flush=True,
+            )
             raise SystemExit(143) from None  # no result file: the job did not finish
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -76,12 +108,16 @@ class RowJob:
         the run resumes from checkpoints/last.pt, losing at most the epoch in progress."""
         from submitit.helpers import DelayedSubmission
 
-        print(f"{self.row.run_id}: SLURM signalled the end of this job's time; requeueing it "
-              "(the run resumes from its last checkpoint)", flush=True)
+        print(
+            f"{self.row.run_id}: SLURM signalled the end of this job's time; requeueing it "
+            "(the run resumes from its last checkpoint)",
+            flush=True,
+        )
         return DelayedSubmission(self, *args, **kwargs)
 
 
 # ------------------------------------------------------------------------------ SLURM options
+
 
 @dataclass(frozen=True)
 class SlurmOptions:
@@ -105,7 +141,7 @@ def parse_sbatch_line(line: str) -> tuple[str, str | bool]:
     """'--mail-type=END' / '#SBATCH --exclusive' -> ('mail-type', 'END') / ('exclusive', True)."""
     text = line.strip()
     if text.startswith("#SBATCH"):
-        text = text[len("#SBATCH"):].strip()
+        text = text[len("#SBATCH") :].strip()
     if not text.startswith("--") or len(text) < 3 or " " in text.split("=", 1)[0]:
         raise UserError(f"--sbatch {line!r}: give one long sbatch option, e.g. --exclusive or --mail-type=END")
     key, eq, value = text[2:].partition("=")
@@ -127,8 +163,12 @@ def job_resources(row: PlanRow, opts: SlurmOptions) -> dict[str, str | bool]:
     """The sbatch options of a row's job (besides --time, its name, dependencies and logs),
     as `#SBATCH --key=value` lines: the one place that says what a job asks for."""
     res: dict[str, str | bool] = {}
-    for key, value in (("partition", opts.partition), ("account", opts.account), ("qos", opts.qos),
-                       ("constraint", opts.constraint)):
+    for key, value in (
+        ("partition", opts.partition),
+        ("account", opts.account),
+        ("qos", opts.qos),
+        ("constraint", opts.constraint),
+    ):
         if value:
             res[key] = value
     res["cpus-per-task"] = str(opts.cpus_per_task)
@@ -151,14 +191,18 @@ def _sbatch_flags(resources: dict[str, str | bool]) -> list[str]:
 SBATCH_ERROR_HINTS = (
     ("unable to contact", "that SLURM is up here: sbatch cannot reach slurmctld (SLURM_CONF?)"),
     ("s_p_parse_file", "SLURM's configuration here: SLURM_CONF or /etc/slurm/slurm.conf"),
-    ("policy", "--slurm-qos / --slurm-account / --timeout-min / --max-parallel: the job breaks a limit "
-               "of your account or QOS"),
+    (
+        "policy",
+        "--slurm-qos / --slurm-account / --timeout-min / --max-parallel: the job breaks a limit of your account or QOS",
+    ),
     ("gres", "--gpus-per-run / --gres: this partition has no such GPUs (--gpus-per-run 0 trains on CPU)"),
     ("generic resource", "--gpus-per-run / --gres: this partition has no such GPUs (--gpus-per-run 0 trains on CPU)"),
     ("unrecognized option", "--sbatch"),
     ("invalid option", "--sbatch"),
-    ("node configuration is not available", "--cpus-per-task / --mem-gb / --gres / --slurm-constraint: no node "
-                                            "of the partition has that much"),
+    (
+        "node configuration is not available",
+        "--cpus-per-task / --mem-gb / --gres / --slurm-constraint: no node of the partition has that much",
+    ),
     ("account", "--slurm-account"),
     ("partition", "--slurm-partition"),
     ("qos", "--slurm-qos"),
@@ -173,8 +217,10 @@ SBATCH_ERROR_HINTS = (
 def sbatch_refusal(row: PlanRow, stderr: str) -> str:
     """One line: which job sbatch refused, SLURM's own words, and the options behind it."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    said = next((ln for ln in lines if "error" in ln.lower() or "failure" in ln.lower()
-                 or "unrecognized" in ln.lower()), lines[0] if lines else "no message")
+    said = next(
+        (ln for ln in lines if "error" in ln.lower() or "failure" in ln.lower() or "unrecognized" in ln.lower()),
+        lines[0] if lines else "no message",
+    )
     low = said.lower()
     hint = next((h for key, h in SBATCH_ERROR_HINTS if key in low), "the --slurm-* / --sbatch options")
     kind = "training" if row.kind in TRAIN_KINDS else row.kind
@@ -184,8 +230,10 @@ def sbatch_refusal(row: PlanRow, stderr: str) -> str:
 def check_slurm_here() -> None:
     missing = [p for p in ("sbatch", "srun", "squeue", "scancel") if not shutil.which(p)]
     if missing:
-        raise UserError(f"--executor slurm: {', '.join(missing)} not found here: run ffcv-sweep where SLURM's "
-                        "commands are (a login node of the cluster)")
+        raise UserError(
+            f"--executor slurm: {', '.join(missing)} not found here: run ffcv-sweep where SLURM's "
+            "commands are (a login node of the cluster)"
+        )
 
 
 def preflight(rows: Sequence[PlanRow], opts: SlurmOptions) -> None:
@@ -196,8 +244,15 @@ def preflight(rows: Sequence[PlanRow], opts: SlurmOptions) -> None:
     for row in rows:
         shapes.setdefault((tuple(job_resources(row, opts).items()), job_minutes(row, opts)), row)
     for (resources, minutes), row in shapes.items():
-        cmd = ["sbatch", "--test-only", f"--time={minutes}", "--job-name=ffcv-sweep-check", "--output=/dev/null",
-               *_sbatch_flags(dict(resources)), "--wrap=true"]
+        cmd = [
+            "sbatch",
+            "--test-only",
+            f"--time={minutes}",
+            "--job-name=ffcv-sweep-check",
+            "--output=/dev/null",
+            *_sbatch_flags(dict(resources)),
+            "--wrap=true",
+        ]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -210,8 +265,7 @@ class SubmitError(Exception):
     """sbatch refused a job (its stderr is the message)."""
 
 
-def _submit(cluster: str, row: PlanRow, opts: SlurmOptions, attempts: int, dependency: str | None = None,
-            **state):
+def _submit(cluster: str, row: PlanRow, opts: SlurmOptions, attempts: int, dependency: str | None = None, **state):
     """Submit one row through submitit: cluster "slurm", or "local" (submitit's LocalExecutor)."""
     import submitit
 
@@ -232,8 +286,9 @@ def _submit(cluster: str, row: PlanRow, opts: SlurmOptions, attempts: int, depen
         if gpus_of(row, opts):
             params["gpus_per_node"] = gpus_of(row, opts)
     executor.update_parameters(**params)
-    task = RowJob(row, attempts, procs_of(row, opts.gpus_per_run, opts.procs_per_run),
-                  cpu=trains_on_cpu(row, opts.gpus_per_run))
+    task = RowJob(
+        row, attempts, procs_of(row, opts.gpus_per_run, opts.procs_per_run), cpu=trains_on_cpu(row, opts.gpus_per_run)
+    )
     try:
         # submitit prints sbatch's stderr before raising: we report it once, in one line.
         with contextlib.redirect_stderr(io.StringIO()):
@@ -242,16 +297,30 @@ def _submit(cluster: str, row: PlanRow, opts: SlurmOptions, attempts: int, depen
         raise SubmitError(str(e)) from None
     # The job may already have started and written its own state: never overwrite that.
     if read_state(row).get("job_id") != str(job.job_id):
-        write_state(row, status="queued", attempt=previous_attempts(row), job_id=str(job.job_id),
-                    scheduler="slurm" if cluster == "slurm" else "submitit-local", **state)
+        write_state(
+            row,
+            status="queued",
+            attempt=previous_attempts(row),
+            job_id=str(job.job_id),
+            scheduler="slurm" if cluster == "slurm" else "submitit-local",
+            **state,
+        )
     return job
 
 
 # ------------------------------------------------------------------------------ submitit local
 
-def run_submitit(rows: Sequence[PlanRow], cluster: str = "slurm", opts: SlurmOptions = SlurmOptions(),
-                 attempts: int = DEFAULT_ATTEMPTS, wait: bool = True, max_parallel: int = 1,
-                 poll_seconds: float = 5.0, echo: Callable[[str], None] = click.echo) -> SweepResult:
+
+def run_submitit(
+    rows: Sequence[PlanRow],
+    cluster: str = "slurm",
+    opts: SlurmOptions = SlurmOptions(),
+    attempts: int = DEFAULT_ATTEMPTS,
+    wait: bool = True,
+    max_parallel: int = 1,
+    poll_seconds: float = 5.0,
+    echo: Callable[[str], None] = click.echo,
+) -> SweepResult:
     """One submitit job per missing run: on SLURM (`run_slurm`), or through submitit's local
     executor (cluster="local", no SLURM needed), which cannot express dependencies: there the
     jobs go in waves of runs whose dependencies are done, at most `max_parallel` at a time;
@@ -266,8 +335,10 @@ def run_submitit(rows: Sequence[PlanRow], cluster: str = "slurm", opts: SlurmOpt
         statuses = {s.row.run_id: s for s in plan_status(order)}
         res.skipped = [rid for rid, s in statuses.items() if s.status == "done"]
         todo = [r for r in order if statuses[r.run_id].status != "done"]
-        echo(f"{len(order)} runs: {len(res.skipped)} already done, 0 already submitted, "
-             f"{len(todo)} to submit (submitit local executor)")
+        echo(
+            f"{len(order)} runs: {len(res.skipped)} already done, 0 already submitted, "
+            f"{len(todo)} to submit (submitit local executor)"
+        )
         pending = list(todo)
         bad: set[str] = set()
         while pending:
@@ -278,7 +349,7 @@ def run_submitit(rows: Sequence[PlanRow], cluster: str = "slurm", opts: SlurmOpt
                 res.blocked.append(r.run_id)
                 echo(f"{r.run_id}: skipped, a dependency failed")
             pending = [r for r in pending if r not in blocked]
-            ready = [r for r in ready if r in pending][:max(1, max_parallel)]
+            ready = [r for r in ready if r in pending][: max(1, max_parallel)]
             if not ready:
                 if pending:
                     res.blocked += [r.run_id for r in pending]
@@ -339,8 +410,14 @@ def ended_early(slurm_state: str, reason: str) -> bool:
     return reason.startswith("job requeue") and slurm_state not in ("", "CANCELLED")
 
 
-def run_slurm(rows: Sequence[PlanRow], opts: SlurmOptions = SlurmOptions(), attempts: int = DEFAULT_ATTEMPTS,
-              wait: bool = True, poll_seconds: float = 30.0, echo: Callable[[str], None] = click.echo) -> SweepResult:
+def run_slurm(
+    rows: Sequence[PlanRow],
+    opts: SlurmOptions = SlurmOptions(),
+    attempts: int = DEFAULT_ATTEMPTS,
+    wait: bool = True,
+    poll_seconds: float = 30.0,
+    echo: Callable[[str], None] = click.echo,
+) -> SweepResult:
     """Submit every missing run as a SLURM job, chained with afterok; then (unless not `wait`)
     follow them with squeue until none is left, submitting again the runs whose job SLURM
     ended early (time limit, node failure), at most `attempts` times each.
@@ -367,8 +444,10 @@ def run_slurm(rows: Sequence[PlanRow], opts: SlurmOptions = SlurmOptions(), atte
                 sweep.submit_ready()
         except BaseException:
             if sweep.jobs:
-                echo(f"stopped following {len(sweep.jobs)} SLURM jobs; they keep running "
-                     "(ffcv-sweep status, or scancel them)")
+                echo(
+                    f"stopped following {len(sweep.jobs)} SLURM jobs; they keep running "
+                    "(ffcv-sweep status, or scancel them)"
+                )
             raise
         return sweep.res
 
@@ -401,8 +480,10 @@ class _SlurmSweep:
                     if tail is None or int(s.job_id) > int(tail):
                         self.lanes[lane] = s.job_id
         todo = len(order) - len(self.done) - len(self.jobs)
-        echo(f"{len(order)} runs: {len(self.done)} already done, {len(self.jobs)} already submitted, "
-             f"{todo} to submit (SLURM)")
+        echo(
+            f"{len(order)} runs: {len(self.done)} already done, {len(self.jobs)} already submitted, "
+            f"{todo} to submit (SLURM)"
+        )
 
     @property
     def finished(self) -> set[str]:
@@ -446,14 +527,22 @@ class _SlurmSweep:
             if lane_after:
                 parts.append(f"afterany:{lane_after}")
             try:
-                job = _submit("slurm", row, self.opts, self.attempts, ",".join(parts) or None,
-                              **({"lane": lane} if lane is not None else {}))
+                job = _submit(
+                    "slurm",
+                    row,
+                    self.opts,
+                    self.attempts,
+                    ",".join(parts) or None,
+                    **({"lane": lane} if lane is not None else {}),
+                )
             except SubmitError as e:
                 self._cancel(submitted)
                 msg = sbatch_refusal(row, str(e))
                 if submitted:
-                    msg += (f"; cancelled the {len(submitted)} jobs this sweep had just submitted "
-                            f"({', '.join(j for _, j, _ in submitted)})")
+                    msg += (
+                        f"; cancelled the {len(submitted)} jobs this sweep had just submitted "
+                        f"({', '.join(j for _, j, _ in submitted)})"
+                    )
                 raise UserError(msg) from None
             job_id = str(job.job_id)
             submitted.append((row.run_id, job_id, previous))
@@ -525,13 +614,16 @@ class _SlurmSweep:
         if status == "failed" or (status == "done" and st.get("job_id") == job):
             self.res.ran.append(rid)
             self.res.failed.append(rid)
-            self.echo(f"{rid}: FAILED (job {job}) after {st.get('attempt', '?')} attempts: {failure_detail(st)}; "
-                      f"logs: {log_dir(row)}, job log: {err_log}")
+            self.echo(
+                f"{rid}: FAILED (job {job}) after {st.get('attempt', '?')} attempts: {failure_detail(st)}; "
+                f"logs: {log_dir(row)}, job log: {err_log}"
+            )
             return
         if status == "queued" and st.get("job_id") == job:  # never started
             deps = row.depends_on
-            if any(self.resubmits[d] for d in deps) and all(d in self.jobs or d in self.retrying or d in self.done
-                                                            for d in deps):
+            if any(self.resubmits[d] for d in deps) and all(
+                d in self.jobs or d in self.retrying or d in self.done for d in deps
+            ):
                 return  # SLURM cancelled it when a dependency's job ended early: submit it again after the new one
             if any(d in self.res.failed or d in self.res.blocked or d in self.res.stopped for d in deps):
                 self.res.blocked.append(rid)
@@ -545,9 +637,13 @@ class _SlurmSweep:
         if ended_early(slurm_state, reason) and self.resubmits[rid] < self.attempts:
             self.resubmits[rid] += 1
             self.retrying.add(rid)
-            self.echo(f"{rid}: job {job} stopped by SLURM ({said}); submitting it again "
-                      f"({self.resubmits[rid]}/{self.attempts}), it resumes from its last checkpoint")
+            self.echo(
+                f"{rid}: job {job} stopped by SLURM ({said}); submitting it again "
+                f"({self.resubmits[rid]}/{self.attempts}), it resumes from its last checkpoint"
+            )
             return
         self.res.stopped.append(rid)
-        self.echo(f"{rid}: job {job} stopped ({said}); the next ffcv-sweep run resumes it from its last checkpoint; "
-                  f"job log: {err_log}")
+        self.echo(
+            f"{rid}: job {job} stopped ({said}); the next ffcv-sweep run resumes it from its last checkpoint; "
+            f"job log: {err_log}"
+        )

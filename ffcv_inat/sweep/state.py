@@ -15,6 +15,7 @@ after it ends (MinJobAge). Nothing here needs more than that: the run dir says w
 finished or failed, the job's own log says why SLURM stopped it (`slurmstepd`'s "*** JOB n
 CANCELLED ... DUE TO TIME LIMIT ***" line), and where neither can tell, the detail says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ ERROR_RECORD = "error.json"  # what a failed attempt recorded (failures.record_f
 SUBMITIT_DIR = "submitit"  # submitit's pickles and the job's own stdout/stderr, in the row's log dir
 
 # squeue's job states (squeue -t all), grouped by what they mean for a run.
-SLURM_WAITING = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED",
-                           "STOPPED"})
+SLURM_WAITING = frozenset(
+    {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"}
+)
 SLURM_RUNNING = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "RESIZING", "SIGNALING", "STAGE_OUT"})
 SLURM_IN_FLIGHT = SLURM_WAITING | SLURM_RUNNING
 
@@ -94,8 +96,7 @@ def write_state(row: PlanRow, **state) -> None:
     """Replace the row's sweep_state.json atomically (readers never see half a file)."""
     d = log_dir(row)
     d.mkdir(parents=True, exist_ok=True)
-    state = {"run_id": row.run_id, "host": socket.gethostname(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-             **state}
+    state = {"run_id": row.run_id, "host": socket.gethostname(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **state}
     write_text_atomic(d / STATE_FILE, json.dumps(state, indent=1))
 
 
@@ -118,6 +119,7 @@ def slurm_job_of(state: dict) -> str | None:
 
 # ------------------------------------------------------------------------------ asking SLURM
 
+
 def squeue_states(job_ids: Iterable[str]) -> dict[str, str] | None:
     """job id -> squeue's state (PENDING, RUNNING, COMPLETED, TIMEOUT, ...) for the jobs SLURM
     still remembers, in one call; a job missing from the dict ended long enough ago to be
@@ -129,8 +131,12 @@ def squeue_states(job_ids: Iterable[str]) -> dict[str, str] | None:
     if not shutil.which("squeue"):
         return None
     try:
-        out = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(ids),
-                              "-o", "%i|%T"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -170,6 +176,7 @@ def describe_slurm_state(state: str) -> str:
 
 
 # ------------------------------------------------------------------------------ row status
+
 
 @dataclass(frozen=True)
 class RowStatus:
@@ -221,8 +228,13 @@ def _slurm_row_status(row: PlanRow, st: dict, attempt: int, job: str, queue) -> 
     status = st["status"]
     if queue is None:  # no squeue here (or it failed): the run dir's last word
         shown = "pending" if status == "interrupted" else status
-        return RowStatus(row, shown, attempt, f"job {job}; SLURM cannot be asked from here, "
-                                              f"so this is the run dir's last record ({status})", job)
+        return RowStatus(
+            row,
+            shown,
+            attempt,
+            f"job {job}; SLURM cannot be asked from here, so this is the run dir's last record ({status})",
+            job,
+        )
     sq = queue.get(job, "")
     if sq in SLURM_WAITING:
         again = ", requeued" if status in ("running", "interrupted") or st.get("restarts") else ""
@@ -232,12 +244,18 @@ def _slurm_row_status(row: PlanRow, st: dict, attempt: int, job: str, queue) -> 
     # The job is over but the run is not done.
     known = f"SLURM says {describe_slurm_state(sq)}" if sq else "SLURM no longer knows the job (no accounting)"
     if status == "queued":
-        return RowStatus(row, "pending", attempt, f"job {job} never started ({known}): cancelled, "
-                                                  "or a dependency failed", job)
+        return RowStatus(
+            row, "pending", attempt, f"job {job} never started ({known}): cancelled, or a dependency failed", job
+        )
     reason = job_end_reason(row, job)
     why = f"stopped by SLURM: {reason}" if reason else f"ended without finishing the run ({known})"
-    return RowStatus(row, "pending", attempt, f"interrupted: job {job} {why}; the next ffcv-sweep run "
-                                              "resumes it from its last checkpoint", job)
+    return RowStatus(
+        row,
+        "pending",
+        attempt,
+        f"interrupted: job {job} {why}; the next ffcv-sweep run resumes it from its last checkpoint",
+        job,
+    )
 
 
 def plan_status(rows: Sequence[PlanRow]) -> list[RowStatus]:

@@ -7,6 +7,7 @@ place that says it for the demo, the trainer demo and this grid. The trees are b
 hidden sibling folder and renamed to OUT_DIR only when complete, so "OUT_DIR exists" means
 "done" and an interrupted step leaves nothing the sweep would trust.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,13 @@ def make_synthetic_data(out: str | Path, data: StudyData | str = "smoke") -> Pat
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--preset", type=click.Choice(sorted(STUDY_PRESETS)), default="smoke", show_default=True,
-              help="Which synthetic study data (ffcv_inat.synthetic.STUDY_PRESETS).")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(STUDY_PRESETS)),
+    default="smoke",
+    show_default=True,
+    help="Which synthetic study data (ffcv_inat.synthetic.STUDY_PRESETS).",
+)
 def main(out_dir, preset):
     """Write OUT_DIR/imagenet and OUT_DIR/inat2021, all or nothing."""
     if Path(out_dir).exists():

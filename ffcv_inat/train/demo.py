@@ -5,6 +5,7 @@ baseline on iNat-Mini-A -> evaluate both checkpoints -> per-supercategory top-1 
 
     python -m ffcv_inat.train.demo OUT_DIR
 """
+
 from __future__ import annotations
 
 import sys
@@ -50,8 +51,18 @@ def main(out_dir, workers):
     def run(name: str, train_beton: Path, val_beton: Path, init: Path | None = None) -> Path:
         click.echo(f"== {name}", err=True)
         out = root / "runs" / name
-        args = ["--recipe", "smoke_cpu.yaml", "--train", str(train_beton), "--val", str(val_beton),
-                "--out", str(out), "--set", f"data.workers={workers}"]
+        args = [
+            "--recipe",
+            "smoke_cpu.yaml",
+            "--train",
+            str(train_beton),
+            "--val",
+            str(val_beton),
+            "--out",
+            str(out),
+            "--set",
+            f"data.workers={workers}",
+        ]
         run_step([*ffcv_train, *args, *(["--init", str(init)] if init else [])])
         return checkpoint_of(out)
 
@@ -61,8 +72,23 @@ def main(out_dir, workers):
     results = {}
     for name, ckpt in (("finetuned from A", finetuned), ("from scratch", scratch)):
         out = root / "eval" / ckpt.parent.parent.name
-        run_step([*ffcv_train, "eval", "--checkpoint", str(ckpt), "--val", str(b["inat_val"]), "--out", str(out),
-               "--batch-size", "16", "--workers", str(workers)], quiet=True)
+        run_step(
+            [
+                *ffcv_train,
+                "eval",
+                "--checkpoint",
+                str(ckpt),
+                "--val",
+                str(b["inat_val"]),
+                "--out",
+                str(out),
+                "--batch-size",
+                "16",
+                "--workers",
+                str(workers),
+            ],
+            quiet=True,
+        )
         results[name] = read_summary(out)
     names = list(results)
     click.echo(f"\niNat-Mini-A top-1 per supercategory (synthetic data, {DATA.size}-px images)")

@@ -4,6 +4,7 @@ The optimiser (SGD with the recipe's parameter groups), the loss (cross-entropy 
 recipe's label smoothing), the input conversion of a loader batch, autocast and the gradient
 scaler all come from the recipe, so "model-only" throughput measures what training runs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,13 +20,20 @@ def param_groups(model: nn.Module, optim: OptimConfig) -> list[dict]:
     if not optim.no_bn_bias_decay:
         return [{"params": params}]
     # BatchNorm weights and all biases are 1-D; decaying them only hurts (Goyal et al. 2017).
-    return [{"params": [p for p in params if p.ndim > 1]},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.ndim > 1]},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(param_groups(model, optim), lr=optim.lr, momentum=optim.momentum,
-                           weight_decay=optim.weight_decay, nesterov=optim.nesterov)
+    return torch.optim.SGD(
+        param_groups(model, optim),
+        lr=optim.lr,
+        momentum=optim.momentum,
+        weight_decay=optim.weight_decay,
+        nesterov=optim.nesterov,
+    )
 
 
 class TrainStep:

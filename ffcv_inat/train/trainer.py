@@ -21,6 +21,7 @@ Run directory (written by rank 0 only): config.yaml, log.jsonl, checkpoints/last
 per_class.csv and, last of all, summary.json (its presence means the run completed).
 Evaluation lives in ../evaluation.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,16 @@ from tqdm import tqdm
 from .. import UserError
 from ..atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
 from ..beton import Manifest, check_beton
-from ..checkpoint import (checkpoint_bytes, checkpoint_num_classes, load_file, load_weights, model_state, rng_state,
-                          save_checkpoint, set_rng_state)
+from ..checkpoint import (
+    checkpoint_bytes,
+    checkpoint_num_classes,
+    load_file,
+    load_weights,
+    model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ..config import Config, config_from_dict, flatten, to_dict, to_yaml, validate
 from ..distributed import DistInfo, all_reduce_sum, barrier, per_process_batch, setup, teardown
 from ..environment import device_name, input_dtype, run_precision, versions
@@ -91,16 +100,33 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
 
     def run_eval() -> EvalResult:
         try:
-            return evaluate(t.net, val_loader, data.num_classes, info, total_images=data.val.num_images,
-                            precision=t.step.precision, tta_flip=cfg.eval.tta_flip)
+            return evaluate(
+                t.net,
+                val_loader,
+                data.num_classes,
+                info,
+                total_images=data.val.num_images,
+                precision=t.step.precision,
+                tta_flip=cfg.eval.tta_flip,
+            )
         except torch.OutOfMemoryError:
-            raise out_of_memory(info, t.step.precision, ("eval.batch_size", cfg.eval.batch_size or cfg.data.batch_size),
-                                ("data.val_res", cfg.data.val_res)) from None
+            raise out_of_memory(
+                info,
+                t.step.precision,
+                ("eval.batch_size", cfg.eval.batch_size or cfg.data.batch_size),
+                ("data.val_res", cfg.data.val_res),
+            ) from None
 
     last_eval: EvalResult | None = None
     epochs = cfg.schedule.epochs
-    bar = tqdm(range(t.start_epoch, epochs), initial=t.start_epoch, total=epochs, desc="epochs",
-               disable=not info.is_main, dynamic_ncols=True)
+    bar = tqdm(
+        range(t.start_epoch, epochs),
+        initial=t.start_epoch,
+        total=epochs,
+        desc="epochs",
+        disable=not info.is_main,
+        dynamic_ncols=True,
+    )
     for epoch in bar:
         res = res_at(cfg.progressive, cfg.data.res, epoch)
         train_loader.set_resolution(res)
@@ -113,15 +139,17 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
         t.history.append(record)
         bar.set_postfix(loss=f"{loss:.3f}", top1=record["top1"], res=res)
         if info.is_main:
-            save_progress(run_dir, t, cfg, epoch + 1, data.num_classes,
-                          t.wall_before + time.perf_counter() - wall_start)
+            save_progress(
+                run_dir, t, cfg, epoch + 1, data.num_classes, t.wall_before + time.perf_counter() - wall_start
+            )
     bar.close()
 
     final = last_eval
     if final is None and val_loader is not None:
         final = run_eval()  # a run resumed after its last epoch, or one without a final-epoch eval
-    summary = run_summary(cfg, run_dir, t, data, info, steps_per_epoch,
-                          wall_seconds=t.wall_before + time.perf_counter() - wall_start)
+    summary = run_summary(
+        cfg, run_dir, t, data, info, steps_per_epoch, wall_seconds=t.wall_before + time.perf_counter() - wall_start
+    )
     if final is not None:
         summary.update(final.summary(data.val))
     if info.is_main:
@@ -131,6 +159,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
 
 
 # ---------------------------------------------------------------- the steps of a run
+
 
 def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
     """Create RUN_DIR with config.yaml, or (--resume) check that the config is the stored one."""
@@ -169,11 +198,17 @@ def check_checkpoint_room(ckpt_path: Path, size: int) -> None:
     """Refuse to start a run whose checkpoints will not fit: a new last.pt is written beside
     the old one, so two must fit (one more where a last.pt is there already); say the estimate."""
     count = "one more checkpoint" if ckpt_path.is_file() else "two checkpoints"
-    require_room(ckpt_path, size if ckpt_path.is_file() else 2 * size,
-                 estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new one is written "
-                 "beside the last)", override="free some space, choose another --out, or pass --no-space-check")
-    print(f"checkpoints: ≈ {format_size(size)} each, {format_size(free_bytes(ckpt_path.parent))} free on "
-          f"{mount_of(ckpt_path)}", file=sys.stderr)
+    require_room(
+        ckpt_path,
+        size if ckpt_path.is_file() else 2 * size,
+        estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new one is written beside the last)",
+        override="free some space, choose another --out, or pass --no-space-check",
+    )
+    print(
+        f"checkpoints: ≈ {format_size(size)} each, {format_size(free_bytes(ckpt_path.parent))} free on "
+        f"{mount_of(ckpt_path)}",
+        file=sys.stderr,
+    )
 
 
 @dataclass(frozen=True)
@@ -193,8 +228,10 @@ def read_data(cfg: Config, decode: str) -> RunData:
     num_classes = cfg.model.num_classes or train.num_classes
     if cfg.model.num_classes is None and val is not None:
         if [c.id for c in val.classes] != [c.id for c in train.classes]:
-            raise UserError(f"{cfg.data.val}: its classes differ from the train beton's ({cfg.data.train}); "
-                            "labels would not mean the same thing")
+            raise UserError(
+                f"{cfg.data.val}: its classes differ from the train beton's ({cfg.data.train}); "
+                "labels would not mean the same thing"
+            )
     if val is not None and val.num_classes > num_classes:
         raise UserError(f"{cfg.data.val} has {val.num_classes} classes but the model has {num_classes}")
     return RunData(train, val, num_classes, decode)
@@ -203,6 +240,7 @@ def read_data(cfg: Config, decode: str) -> RunData:
 @dataclass
 class Training:
     """What the loop updates: the model, its step, and where the run stands."""
+
     model: nn.Module  # the plain module: its state_dict is what checkpoints hold
     net: nn.Module  # what runs: the model, wrapped in DDP and/or compiled
     step: TrainStep
@@ -223,8 +261,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
-                              checkpoint: Path | None = None) -> Training:
+def build_model_and_optimizer(
+    cfg: Config, num_classes: int, info: DistInfo, checkpoint: Path | None = None
+) -> Training:
     """ResNet-50 as the recipe says (random init, or model.init with a new head where the class
     count differs), frozen parts, SGD; restored from `checkpoint` (last.pt) if it exists."""
     dev = info.device
@@ -263,31 +302,50 @@ def build_model_and_optimizer(cfg: Config, num_classes: int, info: DistInfo,
     return Training(model, net, step, start_epoch, history, wall_before, head_replaced)
 
 
-def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int
-                   ) -> tuple[AnyLoader, AnyLoader | None]:
+def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int) -> tuple[AnyLoader, AnyLoader | None]:
     batch = per_process_batch(cfg.data.batch_size, info.world_size)
     train_loader = make_loader(
-        cfg.data.train, batch_size=batch, res=res_at(cfg.progressive, cfg.data.res, start_epoch), train=True,
-        device=info.device, workers=cfg.data.workers, augment=cfg.data.augment, crop=cfg.data.crop,
-        distributed=info.distributed, seed=cfg.seed, os_cache=cfg.data.os_cache,
-        decode=data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)), manifest=data.train,
+        cfg.data.train,
+        batch_size=batch,
+        res=res_at(cfg.progressive, cfg.data.res, start_epoch),
+        train=True,
+        device=info.device,
+        workers=cfg.data.workers,
+        augment=cfg.data.augment,
+        crop=cfg.data.crop,
+        distributed=info.distributed,
+        seed=cfg.seed,
+        os_cache=cfg.data.os_cache,
+        decode=data.decode,
+        dtype=input_dtype(run_precision(cfg.precision, info.device)),
+        manifest=data.train,
     )
     if len(train_loader) == 0:
-        raise UserError(f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
-                        f"process(es) make no full batch of {batch}; lower data.batch_size")
+        raise UserError(
+            f"{cfg.data.train}: {data.train.num_images} images per {info.world_size} "
+            f"process(es) make no full batch of {batch}; lower data.batch_size"
+        )
     val_loader = None
     if cfg.data.val:
         val_loader = make_loader(
-            cfg.data.val, batch_size=per_process_batch(cfg.eval.batch_size or cfg.data.batch_size, info.world_size),
-            res=cfg.data.val_res, train=False,
-            device=info.device, workers=cfg.data.workers, distributed=info.distributed, os_cache=cfg.data.os_cache,
-            decode=data.decode, dtype=input_dtype(run_precision(cfg.precision, info.device)), manifest=data.val,
+            cfg.data.val,
+            batch_size=per_process_batch(cfg.eval.batch_size or cfg.data.batch_size, info.world_size),
+            res=cfg.data.val_res,
+            train=False,
+            device=info.device,
+            workers=cfg.data.workers,
+            distributed=info.distributed,
+            os_cache=cfg.data.os_cache,
+            decode=data.decode,
+            dtype=input_dtype(run_precision(cfg.precision, info.device)),
+            manifest=data.val,
         )
     return train_loader, val_loader
 
 
-def train_one_epoch(t: Training, loader: AnyLoader, cfg: Config, info: DistInfo, epoch: int,
-                    steps_per_epoch: int, bar: tqdm) -> tuple[float, int, float, float]:
+def train_one_epoch(
+    t: Training, loader: AnyLoader, cfg: Config, info: DistInfo, epoch: int, steps_per_epoch: int, bar: tqdm
+) -> tuple[float, int, float, float]:
     """(mean train loss over all processes, steps, last LR, seconds) of one epoch."""
     dev = info.device
     t.train_mode(cfg.model.freeze)
@@ -311,8 +369,12 @@ def train_one_epoch(t: Training, loader: AnyLoader, cfg: Config, info: DistInfo,
                 torch.cuda.synchronize(dev)
             seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader
     except torch.OutOfMemoryError:
-        raise out_of_memory(info, t.step.precision, ("data.batch_size", cfg.data.batch_size),
-                            ("data.res", res_at(cfg.progressive, cfg.data.res, epoch))) from None
+        raise out_of_memory(
+            info,
+            t.step.precision,
+            ("data.batch_size", cfg.data.batch_size),
+            ("data.res", res_at(cfg.progressive, cfg.data.res, epoch)),
+        ) from None
     train_loss = float(all_reduce_sum(loss_sum, info)) / max(1, steps * info.world_size)
     if not math.isfinite(train_loss):
         raise Diverged(f"train loss is {train_loss} in epoch {epoch + 1}: the run diverged (lower optim.lr)")
@@ -329,16 +391,30 @@ def out_of_memory(info: DistInfo, precision: str, batch: tuple[str, int], res: t
     return OutOfMemory(out_of_memory_line(batch, res, info.world_size, precision, peak, total))
 
 
-def epoch_record(epoch: int, lr: float, train_loss: float, result: EvalResult | None, seconds: float, steps: int,
-                 global_batch: int, res: int) -> dict:
+def epoch_record(
+    epoch: int,
+    lr: float,
+    train_loss: float,
+    result: EvalResult | None,
+    seconds: float,
+    steps: int,
+    global_batch: int,
+    res: int,
+) -> dict:
     """One line of log.jsonl."""
     images = steps * global_batch
     return {
-        "epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-        "top1": result.top1 if result else None, "top5": result.top5 if result else None,
-        "val_loss": result.loss if result else None, "epoch_seconds": seconds,
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": train_loss,
+        "top1": result.top1 if result else None,
+        "top5": result.top5 if result else None,
+        "val_loss": result.loss if result else None,
+        "epoch_seconds": seconds,
         "train_images_per_second": images / seconds if seconds > 0 else None,
-        "steps": steps, "images": images, "res": res,
+        "steps": steps,
+        "images": images,
+        "res": res,
     }
 
 
@@ -347,37 +423,65 @@ def write_log(run_dir: Path, history: list[dict]) -> None:
         tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
 
 
-def save_progress(run_dir: Path, t: Training, cfg: Config, epochs_done: int, num_classes: int,
-                  wall_seconds: float) -> None:
+def save_progress(
+    run_dir: Path, t: Training, cfg: Config, epochs_done: int, num_classes: int, wall_seconds: float
+) -> None:
     """checkpoints/last.pt (everything --resume needs), then log.jsonl."""
-    save_checkpoint(run_dir / CHECKPOINT, {
-        "model": t.model.state_dict(), "optimizer": t.step.optimizer.state_dict(), "scaler": t.step.scaler.state_dict(),
-        "epoch": epochs_done, "history": t.history, "rng": rng_state(), "config": to_yaml(cfg),
-        "num_classes": num_classes, "head_replaced": t.head_replaced, "wall_seconds": wall_seconds,
-    })
+    save_checkpoint(
+        run_dir / CHECKPOINT,
+        {
+            "model": t.model.state_dict(),
+            "optimizer": t.step.optimizer.state_dict(),
+            "scaler": t.step.scaler.state_dict(),
+            "epoch": epochs_done,
+            "history": t.history,
+            "rng": rng_state(),
+            "config": to_yaml(cfg),
+            "num_classes": num_classes,
+            "head_replaced": t.head_replaced,
+            "wall_seconds": wall_seconds,
+        },
+    )
     write_log(run_dir, t.history)
 
 
-def run_summary(cfg: Config, run_dir: Path, t: Training, data: RunData, info: DistInfo, steps_per_epoch: int,
-                wall_seconds: float) -> dict:
+def run_summary(
+    cfg: Config, run_dir: Path, t: Training, data: RunData, info: DistInfo, steps_per_epoch: int, wall_seconds: float
+) -> dict:
     """summary.json without the evaluation's metrics (EvalResult.summary adds them)."""
     dev = info.device
     train_seconds = sum(h["epoch_seconds"] for h in t.history)
     return {
-        "recipe": cfg.recipe, "run_dir": str(run_dir),
-        "top1": None, "top5": None, "loss": None, "eval_images": None, "per_supercategory": {},
+        "recipe": cfg.recipe,
+        "run_dir": str(run_dir),
+        "top1": None,
+        "top5": None,
+        "loss": None,
+        "eval_images": None,
+        "per_supercategory": {},
         "train_loss": t.history[-1]["train_loss"] if t.history else None,
         "train_images_per_second": sum(h["images"] for h in t.history) / train_seconds if train_seconds else None,
         "wall_seconds": wall_seconds,
-        "epochs": cfg.schedule.epochs, "max_steps_per_epoch": cfg.schedule.max_steps_per_epoch,
-        "steps_per_epoch": steps_per_epoch, "batch_size": cfg.data.batch_size, "world_size": info.world_size,
+        "epochs": cfg.schedule.epochs,
+        "max_steps_per_epoch": cfg.schedule.max_steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": cfg.data.batch_size,
+        "world_size": info.world_size,
         # The augmentation: `seed` also draws the crops and flips when crop is "seeded".
-        "seed": cfg.seed, "crop": training_crop(cfg.data.augment, cfg.data.crop),
+        "seed": cfg.seed,
+        "crop": training_crop(cfg.data.augment, cfg.data.crop),
         "decode": data.decode,  # where the JPEGs were decoded: cpu or gpu
-        "device": device_name(dev, info.world_size), "precision": t.step.precision,
-        "compile": cfg.compile, "channels_last": cfg.channels_last, "versions": versions(),
-        "train_beton": cfg.data.train, "val_beton": cfg.data.val, "init": cfg.model.init,
-        "freeze": cfg.model.freeze, "head_replaced": t.head_replaced, "num_classes": data.num_classes,
+        "device": device_name(dev, info.world_size),
+        "precision": t.step.precision,
+        "compile": cfg.compile,
+        "channels_last": cfg.channels_last,
+        "versions": versions(),
+        "train_beton": cfg.data.train,
+        "val_beton": cfg.data.val,
+        "init": cfg.model.init,
+        "freeze": cfg.model.freeze,
+        "head_replaced": t.head_replaced,
+        "num_classes": data.num_classes,
         "checkpoint": str(run_dir / CHECKPOINT),
         # This process's high-water mark of allocated GPU memory (None on CPU).
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,

@@ -1,4 +1,5 @@
 """The bench suite's arithmetic and results rows, pinned on given numbers (no timing involved)."""
+
 import csv
 from pathlib import Path
 import json
@@ -10,8 +11,15 @@ from ffcv_inat.bench.cost.recipe import hours_on_device
 from ffcv_inat.bench.results import recorded_path
 from ffcv_inat.bench.machine import card_name, environment
 from ffcv_inat.bench.results import COLUMNS, append_rows, make_row
-from ffcv_inat.bench.stats import (bottleneck_verdict, extrapolate_epoch_seconds, predict_cost, ratio,
-                                   spread, steps_per_epoch, throughput)
+from ffcv_inat.bench.stats import (
+    bottleneck_verdict,
+    extrapolate_epoch_seconds,
+    predict_cost,
+    ratio,
+    spread,
+    steps_per_epoch,
+    throughput,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,18 +87,25 @@ def test_predict_cost_of_the_paper_pretraining():
             predict_cost(*bad)
 
 
-@pytest.mark.parametrize("gpu, card", [
-    ("NVIDIA H100 80GB HBM3", "H100"),
-    ("NVIDIA H200", "H200"),
-    ("NVIDIA A100-SXM4-40GB", "A100"),
-    ("Tesla V100-SXM2-16GB", "V100"),
-    ("NVIDIA GeForce RTX 4090", "RTX 4090"),
-    ("NVIDIA RTX A6000", "RTX A6000"),
-    ("NVIDIA L4", "L4"),
-    ("AMD Instinct MI300X", "MI300X"),
-    ("H100", "H100"),  # --machine H100
-    ("none", None), ("cpu", None), ("", None), (None, None), (float("nan"), None),
-])
+@pytest.mark.parametrize(
+    "gpu, card",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100"),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA A100-SXM4-40GB", "A100"),
+        ("Tesla V100-SXM2-16GB", "V100"),
+        ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+        ("NVIDIA RTX A6000", "RTX A6000"),
+        ("NVIDIA L4", "L4"),
+        ("AMD Instinct MI300X", "MI300X"),
+        ("H100", "H100"),  # --machine H100
+        ("none", None),
+        ("cpu", None),
+        ("", None),
+        (None, None),
+        (float("nan"), None),
+    ],
+)
 def test_card_name(gpu, card):
     assert card_name(gpu) == card
 
@@ -121,8 +136,9 @@ def test_rows_have_environment_and_fixed_columns(tmp_path):
     env = environment()
     assert env["gpu"] == "none" and env["gpu_count"] == 0  # this test suite runs without a GPU
     assert env["ffcv"] == "1.0.2" and env["torch"] and env["torchvision"] and env["cpu_count"] >= 1
-    row = make_row("loader", "ffcv", "ffcv-bench loader --images X", {"a": 1}, env=env, res=160,
-                   images_per_second=1234.56789)
+    row = make_row(
+        "loader", "ffcv", "ffcv-bench loader --images X", {"a": 1}, env=env, res=160, images_per_second=1234.56789
+    )
     assert list(row) == COLUMNS
     assert row["images_per_second"] == 1234.5679 and row["precision"] == "" and json.loads(row["settings"]) == {"a": 1}
     with pytest.raises(ValueError):
@@ -179,22 +195,28 @@ def test_cores_used():
 def _figures(**by_res):
     from ffcv_inat.bench.stats import DecodeFigure
 
-    return {res: {d: DecodeFigure(*f) for d, f in paths.items()}
-            for res, paths in ((int(k[1:]), v) for k, v in by_res.items())}
+    return {
+        res: {d: DecodeFigure(*f) for d, f in paths.items()}
+        for res, paths in ((int(k[1:]), v) for k, v in by_res.items())
+    }
 
 
 def test_decode_verdict_names_the_faster_path_with_its_numbers():
     from ffcv_inat.bench.stats import decode_verdict
 
-    v = decode_verdict(_figures(r160={"cpu": (4000, 15.1), "gpu": (9000, 1.6)},
-                                r224={"cpu": (3400, 15.0), "gpu": (8500, 1.8)}), "loader throughput alone")
+    v = decode_verdict(
+        _figures(r160={"cpu": (4000, 15.1), "gpu": (9000, 1.6)}, r224={"cpu": (3400, 15.0), "gpu": (8500, 1.8)}),
+        "loader throughput alone",
+    )
     assert v.startswith("use decode gpu on this machine: by loader throughput alone it is faster at every resolution")
     assert "res 160: cpu 4,000 img/s on 15.1 cores vs gpu 9,000 img/s on 1.6 cores = gpu 2.25x" in v
     assert "res 224: cpu 3,400 img/s on 15.0 cores vs gpu 8,500 img/s on 1.8 cores = gpu 2.50x" in v
     # end to end, one resolution, no cores
     v = decode_verdict(_figures(r224={"gpu": (2000, None), "cpu": (2600, None)}), "end-to-end throughput")
-    assert v == ("use decode cpu on this machine: by end-to-end throughput it is faster at res 224 "
-                 "(res 224: cpu 2,600 img/s vs gpu 2,000 img/s = cpu 1.30x)")
+    assert v == (
+        "use decode cpu on this machine: by end-to-end throughput it is faster at res 224 "
+        "(res 224: cpu 2,600 img/s vs gpu 2,000 img/s = cpu 1.30x)"
+    )
 
 
 def test_decode_verdict_ties_mixed_and_nothing_to_compare():
@@ -208,13 +230,18 @@ def test_decode_verdict_ties_mixed_and_nothing_to_compare():
     v = decode_verdict(_figures(r224={"cpu": (4000, None), "gpu": (4080, None)}), "end-to-end throughput")
     assert "prefer" not in v  # cores unknown: no preference
     # faster at one resolution, a tie at the other
-    v = decode_verdict(_figures(r160={"cpu": (4000, 3), "gpu": (4050, 1)}, r224={"cpu": (3400, 3), "gpu": (8500, 1)}),
-                       "loader throughput alone")
-    assert v.startswith("use decode gpu on this machine: by loader throughput alone it is faster or within 3% at "
-                        "every resolution")
+    v = decode_verdict(
+        _figures(r160={"cpu": (4000, 3), "gpu": (4050, 1)}, r224={"cpu": (3400, 3), "gpu": (8500, 1)}),
+        "loader throughput alone",
+    )
+    assert v.startswith(
+        "use decode gpu on this machine: by loader throughput alone it is faster or within 3% at every resolution"
+    )
     # each path faster somewhere
-    v = decode_verdict(_figures(r160={"cpu": (9000, 3), "gpu": (4000, 1)}, r224={"cpu": (3400, 3), "gpu": (8500, 1)}),
-                       "loader throughput alone")
+    v = decode_verdict(
+        _figures(r160={"cpu": (9000, 3), "gpu": (4000, 1)}, r224={"cpu": (3400, 3), "gpu": (8500, 1)}),
+        "loader throughput alone",
+    )
     assert v.startswith("no single faster decode path by loader throughput alone (cpu at res 160, gpu at res 224)")
     # one path per resolution only: nothing to compare
     assert decode_verdict(_figures(r160={"cpu": (1, None)}, r224={"gpu": (2, None)}), "x") is None
@@ -225,8 +252,10 @@ def test_target_verdict_checks_speed_and_cores_at_224():
     from ffcv_inat.bench.stats import target_verdict
 
     v = target_verdict(_figures(r160={"gpu": (9000, 1.0)}, r224={"cpu": (9000, 15.0), "gpu": (8500, 1.8)}))
-    assert v == ("target >= 8,000 img/s at 224 px on <= 2 CPU cores: cpu decode misses it (cpu 9,000 img/s on "
-                 "15.0 cores); gpu decode meets it (gpu 8,500 img/s on 1.8 cores)")
+    assert v == (
+        "target >= 8,000 img/s at 224 px on <= 2 CPU cores: cpu decode misses it (cpu 9,000 img/s on "
+        "15.0 cores); gpu decode meets it (gpu 8,500 img/s on 1.8 cores)"
+    )
     v = target_verdict(_figures(r224={"gpu": (7999, 1.0)}))
     assert "gpu decode misses it" in v
     assert "cores not measured" in target_verdict(_figures(r224={"gpu": (9000, None)}))
@@ -240,7 +269,8 @@ def test_ceiling_sentence_states_the_fraction_and_what_decode_alone_gives():
     assert spread_factor(resize) == pytest.approx(1.1)
     assert ceiling_sentence(1277.0, resize, decode, 2) == (
         "1,277 img/s = 92% of this machine's decode + resize ceiling (1,384 img/s, spread 1.10x, 2 threads); "
-        "decode alone would be 2,143 img/s (1.55x decode + resize)")
+        "decode alone would be 2,143 img/s (1.55x decode + resize)"
+    )
     assert "1 thread);" in ceiling_sentence(10.0, resize, decode, 1)
     # a warm-up has settled when its last two rounds agree within the tolerance
     assert not settled([500.0], 0.1) and not settled([300.0, 500.0], 0.1)

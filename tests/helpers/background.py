@@ -10,6 +10,7 @@ foreground keep the cores they ask for and only idle time goes to it. Stopped by
 Run as a script, this file is the wrapper: it runs the commands one after the other (stopping
 at the first that fails) and records the exit status.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,13 +35,27 @@ class BackgroundRun:
     """`commands` started now, one after the other; `output` holds their stdout (and stderr
     unless `separate_stderr`, then in `errors`); `wait()` gives the exit status of the last."""
 
-    def __init__(self, commands: list[list[str]], folder: Path, env: dict[str, str] | None = None,
-                 separate_stderr: bool = False):
+    def __init__(
+        self, commands: list[list[str]], folder: Path, env: dict[str, str] | None = None, separate_stderr: bool = False
+    ):
         self.commands = commands
         self.pid_file, self.rc_file = folder / "pid", folder / "returncode"
         self.output, self.errors = folder / "stdout.txt", folder / "stderr.txt" if separate_stderr else None
-        subprocess.run(["setsid", "--fork", sys.executable, __file__, str(self.pid_file), str(self.output),
-                        str(self.errors or ""), str(self.rc_file), json.dumps(commands)], env=env, check=True)
+        subprocess.run(
+            [
+                "setsid",
+                "--fork",
+                sys.executable,
+                __file__,
+                str(self.pid_file),
+                str(self.output),
+                str(self.errors or ""),
+                str(self.rc_file),
+                json.dumps(commands),
+            ],
+            env=env,
+            check=True,
+        )
         self.pgid = int(self._poll(self.pid_file.read_text, 30, "its pid"))
 
     @staticmethod
@@ -65,8 +80,9 @@ class BackgroundRun:
     def result(self, timeout: float = 900) -> subprocess.CompletedProcess:
         """Once the run has ended: its exit status, stdout and stderr (None unless separate)."""
         returncode = self.wait(timeout)
-        return subprocess.CompletedProcess(self.commands, returncode, self.output.read_text(),
-                                           self.errors.read_text() if self.errors else None)
+        return subprocess.CompletedProcess(
+            self.commands, returncode, self.output.read_text(), self.errors.read_text() if self.errors else None
+        )
 
     def _members(self) -> list[int]:
         """The run's processes that still run. Read from /proc rather than asked with kill(0):
@@ -77,7 +93,7 @@ class BackgroundRun:
                 stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
             except OSError:  # ended meanwhile
                 continue
-            fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+            fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
             if fields and fields[0] != "Z" and int(fields[2]) == self.pgid:
                 pids.append(int(entry))
         return pids

@@ -1,6 +1,7 @@
 """Small betons of gradient images in odd sizes, about half stored as JPEG and half raw: every
 crop and flip shows in their pixels (the seeded decoder's, the batch decoders' and the GPU
 path's tests)."""
+
 import numpy as np
 from PIL import Image
 
@@ -28,12 +29,18 @@ def write_gradient_beton(out, count: int, split: str, opts: WriteOptions):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(gradient_image(i, h, w)).save(path)
         samples.append((str(path), i % 2))
-    write_beton(out, samples, [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)],
-                BetonContents("imagefolder", split), opts)
+    write_beton(
+        out,
+        samples,
+        [ClassInfo("c0", "c0", None), ClassInfo("c1", "c1", None)],
+        BetonContents("imagefolder", split),
+        opts,
+    )
     return out
 
 
 def write_mixed_beton(root):
     """32 images in 2 classes, about half stored as JPEG and half raw (write mode 'proportion')."""
-    return write_gradient_beton(root / "mixed.beton", 32, "train",
-                                WriteOptions(write_mode="proportion", compress_prob=0.5, workers=1))
+    return write_gradient_beton(
+        root / "mixed.beton", 32, "train", WriteOptions(write_mode="proportion", compress_prob=0.5, workers=1)
+    )

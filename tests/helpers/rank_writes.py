@@ -3,6 +3,7 @@
 Every output of the trainer is renamed into place by ffcv_inat.atomic (os.replace); this
 wrapper appends each final path to $RANK_WRITES_DIR/rank<RANK>.txt, then runs the real CLI.
 """
+
 import os
 from pathlib import Path
 

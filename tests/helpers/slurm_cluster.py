@@ -13,6 +13,7 @@ clusters). The daemons run in the foreground as children of the test process, in
 session (a Ctrl-C of pytest reaches the tests, not them), and are stopped by their pids, never
 by name. Recipe and measurements: ../shared/slurm-local.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,10 +85,24 @@ class SlurmCluster:
         subprocess.run([_which("mungekey"), "--create", "--keyfile", str(key)], check=True, capture_output=True)
         self._write_conf()
         try:
-            self._spawn("munged", [_which("munged"), "--foreground", "--force", "--socket", str(self.munge_socket),
-                                   "--key-file", str(key), "--pid-file", str(self.root / "munge" / "munged.pid"),
-                                   "--log-file", str(self.root / "log" / "munged.log"),
-                                   "--seed-file", str(self.root / "munge" / "munged.seed")])
+            self._spawn(
+                "munged",
+                [
+                    _which("munged"),
+                    "--foreground",
+                    "--force",
+                    "--socket",
+                    str(self.munge_socket),
+                    "--key-file",
+                    str(key),
+                    "--pid-file",
+                    str(self.root / "munge" / "munged.pid"),
+                    "--log-file",
+                    str(self.root / "log" / "munged.log"),
+                    "--seed-file",
+                    str(self.root / "munge" / "munged.seed"),
+                ],
+            )
             self._wait_for(lambda: self.munge_socket.exists(), 20, "munged's socket")
             self._spawn("slurmctld", [_which("slurmctld"), "-D", "-f", str(self.conf)])
             self._wait_for(lambda: self.run("sinfo", "-h", check=False).returncode == 0, timeout, "slurmctld")
@@ -102,40 +117,45 @@ class SlurmCluster:
     def _write_conf(self) -> None:
         r = self.root
         self.node = _node_line().split()[0].split("=", 1)[1]
-        self.conf.write_text("\n".join([
-            "ClusterName=ffcvtest",
-            f"SlurmctldHost={self.node}(127.0.0.1)",  # no name lookup needed
-            "SlurmUser=root",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
-            "AuthType=auth/munge",
-            "CredType=cred/munge",
-            f"AuthInfo=socket={self.munge_socket}",
-            f"StateSaveLocation={r}/state",
-            f"SlurmdSpoolDir={r}/spool",
-            f"SlurmctldPidFile={r}/slurmctld.pid",
-            f"SlurmdPidFile={r}/slurmd.pid",
-            f"SlurmctldLogFile={r}/log/slurmctld.log",
-            f"SlurmdLogFile={r}/log/slurmd.log",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "MpiDefault=none",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_Core",
-            "SchedulerType=sched/backfill",
-            "ReturnToService=2",
-            # A stopped job's processes get SIGKILL this long after SIGTERM (default 30 s).
-            "KillWait=5",
-            _node_line(),
-            f"PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=ffcvtest",
+                    f"SlurmctldHost={self.node}(127.0.0.1)",  # no name lookup needed
+                    "SlurmUser=root",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "AuthType=auth/munge",
+                    "CredType=cred/munge",
+                    f"AuthInfo=socket={self.munge_socket}",
+                    f"StateSaveLocation={r}/state",
+                    f"SlurmdSpoolDir={r}/spool",
+                    f"SlurmctldPidFile={r}/slurmctld.pid",
+                    f"SlurmdPidFile={r}/slurmd.pid",
+                    f"SlurmctldLogFile={r}/log/slurmctld.log",
+                    f"SlurmdLogFile={r}/log/slurmd.log",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "MpiDefault=none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core",
+                    "SchedulerType=sched/backfill",
+                    "ReturnToService=2",
+                    # A stopped job's processes get SIGKILL this long after SIGTERM (default 30 s).
+                    "KillWait=5",
+                    _node_line(),
+                    f"PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "ab")
         # Own session: a Ctrl-C of the test run reaches pytest (which stops us), not the daemons.
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=self.env, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True
+        )
         log.close()
 
     def _wait_for(self, ready, timeout: float, what: str) -> None:
@@ -226,8 +246,7 @@ if __name__ == "__main__":  # bring one up by hand: python tests/slurm_cluster.p
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID stops the cluster too
     c = SlurmCluster(sys.argv[1]).start()
-    print(f"idle in {c.start_seconds:.1f} s; export SLURM_CONF={c.conf}; pids:",
-          {k: p.pid for k, p in c.procs.items()})
+    print(f"idle in {c.start_seconds:.1f} s; export SLURM_CONF={c.conf}; pids:", {k: p.pid for k, p in c.procs.items()})
     try:
         signal.pause()
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
 """Tiny synthetic betons for the trainer tests (real writers, real ffcv)."""
+
 from pathlib import Path
 
 from ffcv_inat.classes import select_classes
@@ -24,8 +25,14 @@ def imagenet_a_betons(root: Path, k: int = 4, train_per_class: int = 24, val_per
 def inat_betons(root: Path, num_species: int = 20) -> tuple[Path, Path]:
     """(train, val) betons of synthetic iNat-Mini-A (the animal species of num_species)."""
     root.mkdir(parents=True, exist_ok=True)
-    make_inat(root / "inat", num_species=num_species, train_mini_per_class=4, train_extra_per_class=0,
-              val_per_class=2, size=SIZE)
+    make_inat(
+        root / "inat",
+        num_species=num_species,
+        train_mini_per_class=4,
+        train_extra_per_class=0,
+        val_per_class=2,
+        size=SIZE,
+    )
     opts = WriteOptions(max_res=SIZE, workers=2)
     out = root / "inat_train.beton", root / "inat_val.beton"
     for split, path in zip(("train", "val"), out):

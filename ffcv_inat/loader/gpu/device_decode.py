@@ -28,6 +28,7 @@ and its hardware engine writes when called, whatever the streams say; a block ju
 caller's stream while kernels that read it are still queued could be overwritten under them.
 `_decode_jpegs` therefore waits on the host for the caller's stream before every decode call.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -62,7 +63,7 @@ class DecodeCounts:
         self.one_by_one += other.one_by_one
         self.cpu += other.cpu
         self.raw += other.raw
-        self.failed_batches.extend(other.failed_batches[:max(0, 5 - len(self.failed_batches))])
+        self.failed_batches.extend(other.failed_batches[: max(0, 5 - len(self.failed_batches))])
 
     def as_dict(self) -> dict:
         return {"batched": self.batched, "one_by_one": self.one_by_one, "cpu": self.cpu, "raw": self.raw}
@@ -104,18 +105,22 @@ def _decode_on_cpu(data: torch.Tensor, index: int) -> torch.Tensor:
         raise UserError(f"sample {index}: its stored JPEG does not decode ({str(e).splitlines()[0]})") from None
 
 
-def _refuse_a_broken_device_decoder(rows: np.ndarray, headers: np.ndarray, i: int, device: torch.device,
-                                    error: str) -> None:
+def _refuse_a_broken_device_decoder(
+    rows: np.ndarray, headers: np.ndarray, i: int, device: torch.device, error: str
+) -> None:
     """Every device call of a batch failed: if sample i's JPEG decodes on the CPU (else that
     decode's own error), the device decoder is broken (nvJPEG missing, out of memory), and
     going on would decode the whole run one image at a time on one CPU thread, silently."""
     _decode_on_cpu(torch.from_numpy(payload(rows, headers, i)), int(headers[i, 9]))
-    raise UserError(f"the {device} JPEG decoder failed on every JPEG of a batch that the CPU decodes ({error}); "
-                    "use data.decode: cpu")
+    raise UserError(
+        f"the {device} JPEG decoder failed on every JPEG of a batch that the CPU decodes ({error}); "
+        "use data.decode: cpu"
+    )
 
 
-def decode_images(rows: np.ndarray, headers: np.ndarray, device: torch.device
-                  ) -> tuple[list[torch.Tensor], DecodeCounts]:
+def decode_images(
+    rows: np.ndarray, headers: np.ndarray, device: torch.device
+) -> tuple[list[torch.Tensor], DecodeCounts]:
     """Each row's image as a 3 x H x W uint8 tensor on `device`, and how they were decoded.
 
     Baseline JPEGs go to one batched decode call on `device`; if that call fails, each is
@@ -188,7 +193,7 @@ def _pad_with_edges(images: list[torch.Tensor], height: int, width: int) -> torc
     device = images[0].device
     padded = torch.empty((len(images), 3, height, width), dtype=torch.float32, device=device)
     for j, image in enumerate(images):
-        padded[j, :, :image.shape[1], :image.shape[2]] = image
+        padded[j, :, : image.shape[1], : image.shape[2]] = image
     n = torch.arange(len(images), device=device)
     hs = to_device(np.array([im.shape[1] for im in images], dtype=np.int64), device)
     ws = to_device(np.array([im.shape[2] for im in images], dtype=np.int64), device)
@@ -197,8 +202,9 @@ def _pad_with_edges(images: list[torch.Tensor], height: int, width: int) -> torc
     return padded
 
 
-def resized_crops(images: list[torch.Tensor], boxes: np.ndarray, size: tuple[int, int],
-                  max_chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+def resized_crops(
+    images: list[torch.Tensor], boxes: np.ndarray, size: tuple[int, int], max_chunk_bytes: int = CHUNK_BYTES
+) -> torch.Tensor:
     """Box i (top, left, height, width) of images[i], resized to `size`: float32
     (n, 3, size[0], size[1]) in 0..255 on the images' device."""
     device = images[0].device
@@ -207,13 +213,16 @@ def resized_crops(images: list[torch.Tensor], boxes: np.ndarray, size: tuple[int
     heights = np.array([im.shape[1] for im in images], dtype=np.int64)
     widths = np.array([im.shape[2] for im in images], dtype=np.int64)
     for chunk in size_chunks(heights, widths, max_chunk_bytes):
-        padded = _pad_with_edges([images[i] for i in chunk], int(heights[chunk].max()) + 1,
-                                 int(widths[chunk].max()) + 1)
+        padded = _pad_with_edges(
+            [images[i] for i in chunk], int(heights[chunk].max()) + 1, int(widths[chunk].max()) + 1
+        )
         b = boxes[chunk].astype(np.float32)
-        rois = np.stack([np.arange(len(chunk), dtype=np.float32), b[:, 1], b[:, 0], b[:, 1] + b[:, 3],
-                         b[:, 0] + b[:, 2]], axis=1)
-        resized = roi_align(padded, to_device(rois, device), output_size=size, spatial_scale=1.0,
-                            sampling_ratio=-1, aligned=True)
+        rois = np.stack(
+            [np.arange(len(chunk), dtype=np.float32), b[:, 1], b[:, 0], b[:, 1] + b[:, 3], b[:, 0] + b[:, 2]], axis=1
+        )
+        resized = roi_align(
+            padded, to_device(rois, device), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True
+        )
         out.index_copy_(0, to_device(chunk, device), resized)
         del padded, resized  # before the next chunk's are allocated: they are the batch's largest buffers
     return out
@@ -232,8 +241,9 @@ def finish(crops: torch.Tensor, flips: np.ndarray, dtype: torch.dtype) -> torch.
     return crops.to(dtype=dtype, memory_format=torch.channels_last)
 
 
-def images_from_rows(rows: np.ndarray, headers: np.ndarray, device: torch.device, size: tuple[int, int],
-                     dtype: torch.dtype) -> tuple[torch.Tensor, DecodeCounts]:
+def images_from_rows(
+    rows: np.ndarray, headers: np.ndarray, device: torch.device, size: tuple[int, int], dtype: torch.dtype
+) -> tuple[torch.Tensor, DecodeCounts]:
     """A batch of `jpeg_bytes` rows as the model's input on `device`, and how it was decoded."""
     images, counts = decode_images(rows, headers, device)
     crops = resized_crops(images, headers[:, 4:8], size)

@@ -21,6 +21,7 @@ one. Small arrays (labels, boxes, indices) travel by non-blocking copies from pi
 call, never mid-batch. One side stream per loader, for all its epochs: the caching allocator
 keeps freed memory per stream, so a new stream each epoch would strand the last one's.
 """
+
 from __future__ import annotations
 
 import threading
@@ -58,8 +59,9 @@ class DeviceDecodeLoader:
             # default-priority side stream would, every few epochs, be one of ffcv's, and a host
             # wait on one would block on the other. ffcv never asks for priority -1.
             self._stream = torch.cuda.Stream(self.device, priority=-1)
-        return DecodingIterator(self.source, self.device, self.size, self.dtype, self.queue_depth, self.counts,
-                                self._stream)
+        return DecodingIterator(
+            self.source, self.device, self.size, self.dtype, self.queue_depth, self.counts, self._stream
+        )
 
     @property
     def epoch(self) -> int:
@@ -79,8 +81,16 @@ class DecodingIterator:
     """One epoch: a thread decodes ahead of the consumer. `stop()` ends it, early or not, and
     quickly also when ffcv's loading thread has died."""
 
-    def __init__(self, source: BetonLoader, device: torch.device, size: tuple[int, int], dtype: torch.dtype,
-                 depth: int, counts: DecodeCounts, stream=None):
+    def __init__(
+        self,
+        source: BetonLoader,
+        device: torch.device,
+        size: tuple[int, int],
+        dtype: torch.dtype,
+        depth: int,
+        counts: DecodeCounts,
+        stream=None,
+    ):
         self.device, self.size, self.dtype = device, size, dtype
         self.counts = counts
         self.queue: Queue = Queue(maxsize=max(1, depth))

@@ -17,6 +17,7 @@ decoder crops with; evaluation boxes are `crops.center_box`. `device_decode` tur
 batch of rows into images. A batch's samples are handed to the threads one at a time, as the CPU
 decoders' are (`batch_decode`).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -93,7 +94,7 @@ def read_headers(rows: np.ndarray) -> np.ndarray:
 
 def payload(rows: np.ndarray, headers: np.ndarray, i: int) -> np.ndarray:
     """Sample i's stored bytes (a view into the batch)."""
-    return rows[i, HEADER_BYTES:HEADER_BYTES + int(headers[i, 0])]
+    return rows[i, HEADER_BYTES : HEADER_BYTES + int(headers[i, 0])]
 
 
 def largest_payload(beton: str | Path, field: str = "image") -> int:
@@ -114,8 +115,7 @@ class CompressedImageBytes(EpochFromCell, SimpleRGBImageDecoder):
     random_crop=False: `center_box(h, w, ratio)`, no flip. `max_bytes` is `largest_payload`.
     """
 
-    def __init__(self, max_bytes: int, *, random_crop: bool, seed: int = 0, ratio: float = 224 / 256,
-                 epoch: int = 0):
+    def __init__(self, max_bytes: int, *, random_crop: bool, seed: int = 0, ratio: float = 224 / 256, epoch: int = 0):
         super().__init__()
         self.max_bytes = int(max_bytes)
         self.random_crop = bool(random_crop)
@@ -157,15 +157,19 @@ class CompressedImageBytes(EpochFromCell, SimpleRGBImageDecoder):
                     width = np.int64(field["width"])
                     row = destination[dst_ix]
                     nbytes = data.shape[0]
-                    row[HEADER_BYTES:HEADER_BYTES + nbytes] = data
+                    row[HEADER_BYTES : HEADER_BYTES + nbytes] = data
                     kind = jpeg_kind_c(data) if field["mode"] == jpg else RAW
                     if random_crop:
                         top, left, h, w, flip = crop_box(seed, epoch, source_ix, height, width)
                     else:
                         top, left, h, w = center_box(height, width, ratio)
                         flip = False
-                    write_header_c(row, np.array([nbytes, kind, height, width, top, left, h, w, 1 if flip else 0,
-                                                 source_ix], dtype=np.int64))
+                    write_header_c(
+                        row,
+                        np.array(
+                            [nbytes, kind, height, width, top, left, h, w, 1 if flip else 0, source_ix], dtype=np.int64
+                        ),
+                    )
                     dst_ix = fetch_add(counter, 1)
             return destination[:n]
 

@@ -1,6 +1,7 @@
 """`ffcv-bench cost --plan`: the whole study's device-hours and wall time from measured rows
 (bench/cost/study.py). Pure arithmetic pinned on given numbers; one end-to-end run over a
 real `ffcv-sweep plan` of the paper's grid."""
+
 import pytest
 from click.testing import CliRunner
 
@@ -41,13 +42,34 @@ def paper_plan(tmp_path_factory):
 def test_study_cost_prices_every_run_from_the_machines_rows(paper_plan, tmp_path):
     gpu = dict(environment(), gpu="NVIDIA H100 80GB HBM3", gpu_count=1, host="gpuhost")
     cpu = dict(environment(), gpu="none", gpu_count=0, host="devbox", cpu_count=2)
-    append_rows(tmp_path / "r.csv", [
-        make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml"}, env=gpu, res=224, batch=256,
-                 images_per_second=2000.0),
-        make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml"}, env=cpu, res=224, batch=256,
-                 images_per_second=4.0)])
-    r = CliRunner().invoke(main, ["cost", "--plan", str(paper_plan), "--devices", "1,4",
-                                  "--results", str(tmp_path / "r.csv")])
+    append_rows(
+        tmp_path / "r.csv",
+        [
+            make_row(
+                "epoch",
+                "trainer",
+                "c",
+                {"recipe": "pretrain_90ep.yaml"},
+                env=gpu,
+                res=224,
+                batch=256,
+                images_per_second=2000.0,
+            ),
+            make_row(
+                "epoch",
+                "trainer",
+                "c",
+                {"recipe": "pretrain_90ep.yaml"},
+                env=cpu,
+                res=224,
+                batch=256,
+                images_per_second=4.0,
+            ),
+        ],
+    )
+    r = CliRunner().invoke(
+        main, ["cost", "--plan", str(paper_plan), "--devices", "1,4", "--results", str(tmp_path / "r.csv")]
+    )
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     # pretraining on A-50: 90 epochs x 64,058 images (50 classes x 1,281.167) / 2,000 img/s = 0.80 h
@@ -66,8 +88,9 @@ def test_study_cost_prices_every_run_from_the_machines_rows(paper_plan, tmp_path
     assert len([line for line in lines if line.split(" ")[0] in {row.run_id for row in runs}]) == len(runs)
     assert "wall time on 1 device: " in r.output and "wall time on 4 devices: " in r.output
     # the CPU machine named: its hours, said to be no GPU's
-    r = CliRunner().invoke(main, ["cost", "--plan", str(paper_plan), "--machine", "devbox",
-                                  "--results", str(tmp_path / "r.csv")])
+    r = CliRunner().invoke(
+        main, ["cost", "--plan", str(paper_plan), "--machine", "devbox", "--results", str(tmp_path / "r.csv")]
+    )
     assert r.exit_code == 0, r.output
     assert "no GPU row: these are hours of the CPU that was measured" in r.output
     assert "pretrain_A-50-s0 " in r.output and " 400.36 " in r.output  # 90 x 64,058 / 4 / 3600
@@ -75,12 +98,15 @@ def test_study_cost_prices_every_run_from_the_machines_rows(paper_plan, tmp_path
 
 @pytest.mark.timeout(60)
 def test_study_cost_bad_arguments(paper_plan, tmp_path):
-    assert_one_line_error(CliRunner().invoke(main, ["cost", "--plan", str(paper_plan), "--recipe", "x.yaml"]),
-                          "exactly one of --recipe R and --plan PLAN.csv")
+    assert_one_line_error(
+        CliRunner().invoke(main, ["cost", "--plan", str(paper_plan), "--recipe", "x.yaml"]),
+        "exactly one of --recipe R and --plan PLAN.csv",
+    )
     assert_one_line_error(CliRunner().invoke(main, ["cost", "--plan", str(tmp_path / "none.csv")]), "plan not found")
     env = dict(environment(), gpu="none", gpu_count=0, host="devbox", cpu_count=2)
-    append_rows(tmp_path / "r.csv", [make_row("model", "model", "c", {}, env=env, res=160, batch=256,
-                                              images_per_second=4.0)])
+    append_rows(
+        tmp_path / "r.csv", [make_row("model", "model", "c", {}, env=env, res=160, batch=256, images_per_second=4.0)]
+    )
     args = ["cost", "--plan", str(paper_plan), "--results", str(tmp_path / "r.csv")]
     assert_one_line_error(CliRunner().invoke(main, args + ["--machine", "H100"]), "--machine H100: no measured row")
     assert_one_line_error(CliRunner().invoke(main, args), "no epoch, model or loader row at res 224")

@@ -1,5 +1,6 @@
 """`ffcv-bench prepare synthetic`: the synthetic ImageNet-like images and their beton that
 bench/gpu/device_run.sh's data step makes, on CPU with tiny sizes."""
+
 import pytest
 from click.testing import CliRunner
 
@@ -31,10 +32,13 @@ def test_synthetic_beton_makes_the_images_and_their_beton(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("option, value, message", [
-    ("--classes", 0, "--classes must be at least 1"),
-    ("--size", 8, "--size must be at least 16"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--classes", 0, "--classes must be at least 1"),
+        ("--size", 8, "--size must be at least 16"),
+    ],
+)
 def test_synthetic_beton_bad_sizes(tmp_path, option, value, message):
     r = invoke("prepare", "synthetic", tmp_path / "w", option, value)
     assert r.exit_code == 1 and message in r.output

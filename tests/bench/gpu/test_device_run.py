@@ -2,6 +2,7 @@
 data, runs the steps asked for, logs a failing step without stopping the rest, and leaves
 the results CSV, report and log in $OUT. (The Python of its steps is tested on its own in
 tests/test_bench_device_steps.py.)"""
+
 import csv
 import json
 import os
@@ -44,8 +45,10 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(device_run_script):
     for failed in ("train compile=false", "train compile=false figures", "smoke_sweep run", "smoke_sweep analyze"):
         assert f"[failed rc=1] {failed} after" in p.stdout
     assert "[ok] smoke_sweep plan" in p.stdout and "[ok] smoke_sweep status" in p.stdout
-    assert ("failed: bogus train compile=false train compile=false figures smoke_sweep run smoke_sweep analyze; "
-            "skipped: none") in p.stdout
+    assert (
+        "failed: bogus train compile=false train compile=false figures smoke_sweep run smoke_sweep analyze; "
+        "skipped: none"
+    ) in p.stdout
     assert "no epoch logged in log.jsonl" in p.stdout  # --show: the figures step prints to stdout too
     log = named(out, "device_run.log").read_text()
     assert "recipe not found: no_such_recipe.yaml" in log and "made 8 images of 48x48 px" in log
@@ -59,7 +62,10 @@ def test_steps_run_and_a_failing_step_does_not_stop_the_rest(device_run_script):
     with (out / "results.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["bench"], r["pipeline"], r["workers"], r["res"]) for r in rows] == [
-        ("loader", "ffcv", "1", "32"), ("loader", "ffcv", "1", "32"), ("loader", "pytorch", "1", "32")]
+        ("loader", "ffcv", "1", "32"),
+        ("loader", "ffcv", "1", "32"),
+        ("loader", "pytorch", "1", "32"),
+    ]
     labels = [json.loads(r["settings"])["images_label"] for r in rows]
     assert labels == ["real photos (ajschumacher/imagen)"] + ["synthetic (stripes + noise, 48 px)"] * 2
     assert all("ceiling" in json.loads(r["settings"]) for r in rows)
@@ -73,12 +79,20 @@ def test_no_step_starts_once_the_budget_is_spent(tmp_path):
     p = run_script(tmp_path / "out", 50, BUDGET_S="0", REAL_BETON=str(tmp_path / "none.beton"))
     assert p.returncode == 1
     # the real photos' beton is written before the GPU run: without it, one line says how
-    assert (f"[failed] data: no real-photo beton at {tmp_path / 'none.beton'}: write it before the GPU run "
-            "(python -m ffcv_inat.bench.data.real_photos") in p.stdout
+    assert (
+        f"[failed] data: no real-photo beton at {tmp_path / 'none.beton'}: write it before the GPU run "
+        "(python -m ffcv_inat.bench.data.real_photos"
+    ) in p.stdout
     # the standing GPU bench: the correctness check before the timings that depend on it
     assert "steps: data decode_check model epoch loader model_compile;" in p.stdout
-    for step in ("data", "decode_check", "model --channels-last", "epoch", "loader synthetic",
-                 "model --compile --channels-last"):
+    for step in (
+        "data",
+        "decode_check",
+        "model --channels-last",
+        "epoch",
+        "loader synthetic",
+        "model --compile --channels-last",
+    ):
         assert f"[skipped] {step}:" in p.stdout
     assert "no-channels-last" not in p.stdout  # only with MODEL_LAYOUTS="--channels-last --no-channels-last"
     assert "no results rows were written" in p.stdout

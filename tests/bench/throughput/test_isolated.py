@@ -1,5 +1,6 @@
-"""bench/throughput/isolated.py: an object in a process of its own (forked from the fork server), called a step at a time (how
-`ffcv-bench loader` keeps each pipeline and the ceiling apart)."""
+"""bench/throughput/isolated.py: an object in a process of its own (forked from the fork server),
+called a step at a time (how `ffcv-bench loader` keeps each pipeline and the ceiling apart)."""
+
 import os
 
 import pytest

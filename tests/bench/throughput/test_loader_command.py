@@ -4,6 +4,7 @@ Speed is never asserted (this machine is shared); the tests check that each subc
 writes well-formed rows to the --results file it is given, and refuses bad arguments with
 one clear line.
 """
+
 import csv
 import json
 import os
@@ -64,8 +65,27 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
     images, _ = data
     out = tmp_path / "r.csv"
     # rounds of at least 0.3 s: several epochs of 16 images each, the ceiling's rounds as long
-    r = invoke("loader", "--images", images, "--res", 32, "--batch", 4, "--workers", 1, "--epochs", 1,
-               "--warmup", 1, "--min-seconds", 0.3, "--label", "synthetic", "--results", out)
+    r = invoke(
+        "loader",
+        "--images",
+        images,
+        "--res",
+        32,
+        "--batch",
+        4,
+        "--workers",
+        1,
+        "--epochs",
+        1,
+        "--warmup",
+        1,
+        "--min-seconds",
+        0.3,
+        "--label",
+        "synthetic",
+        "--results",
+        out,
+    )
     assert r.exit_code == 0, r.output
     rows = read_rows(out)
     assert [row["pipeline"] for row in rows] == ["ffcv", "dali", "pytorch"]  # DALI: make test installs it
@@ -74,7 +94,11 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
         assert_environment(row)
         assert row["bench"] == "loader" and row["res"] == "32" and row["batch"] == "4" and row["workers"] == "1"
         assert row["runs"] == "1" and row["command"].startswith("ffcv-bench loader --images ")
-        assert float(row["images_per_second_min"]) <= float(row["images_per_second"]) <= float(row["images_per_second_max"])
+        assert (
+            float(row["images_per_second_min"])
+            <= float(row["images_per_second"])
+            <= float(row["images_per_second_max"])
+        )
         s = json.loads(row["settings"])
         # drop_last: 16 images at batch 4 = 4 full batches per epoch; both give uint8 Nx3x32x32
         assert s["num_images"] == 16 and s["images_per_epoch"] == 16 and s["batch_shape"] == [4, 3, 32, 32]
@@ -89,18 +113,24 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
         assert s["memory_added_mb"] > 0  # each pipeline in its own process: what its loader added there
     assert json.loads(ffcv["settings"])["decode"] == "cpu" and "decode" not in json.loads(torch_["settings"])
     assert json.loads(ffcv["settings"])["vs_dali"] == pytest.approx(
-        float(ffcv["images_per_second"]) / float(dali["images_per_second"]), abs=1e-3)
-    assert float(dali["ratio"]) == pytest.approx(float(dali["images_per_second"]) / float(torch_["images_per_second"]),
-                                                 rel=1e-3)
+        float(ffcv["images_per_second"]) / float(dali["images_per_second"]), abs=1e-3
+    )
+    assert float(dali["ratio"]) == pytest.approx(
+        float(dali["images_per_second"]) / float(torch_["images_per_second"]), rel=1e-3
+    )
     assert "--decode cpu" in ffcv["command"]  # the default, recorded so the command can be retyped
-    assert float(ffcv["ratio"]) == pytest.approx(float(ffcv["images_per_second"]) / float(torch_["images_per_second"]),
-                                                 rel=1e-3)
+    assert float(ffcv["ratio"]) == pytest.approx(
+        float(ffcv["images_per_second"]) / float(torch_["images_per_second"]), rel=1e-3
+    )
     assert torch_["ratio"] == ""
     assert "ffcv cpu / pytorch" in r.output and f"{float(ffcv['ratio']):.2f}x" in r.output
     assert "decode verdict" not in r.output  # one decode path: nothing to compare
     ceiling = [line for line in r.output.splitlines() if "of this machine's decode + resize ceiling" in line]
-    assert [line.split(" (spread")[0] for line in ceiling] == ["res 32 ffcv seeded/cpu decode", "res 32 dali",
-                                                               "res 32 pytorch"]
+    assert [line.split(" (spread")[0] for line in ceiling] == [
+        "res 32 ffcv seeded/cpu decode",
+        "res 32 dali",
+        "res 32 pytorch",
+    ]
     (peers,) = [line for line in r.output.splitlines() if line.startswith("res 32 ffcv seeded/cpu: ")]
     assert f"{float(ffcv['ratio']):.2f}x PyTorch" in peers and "x DALI (CPU)" in peers and "of the ceiling" in peers
     assert all("1 thread); decode alone would be " in line for line in ceiling)
@@ -118,9 +148,30 @@ def test_loader_compares_both_pipelines_and_the_machines_ceiling(data, tmp_path)
 def test_loader_times_a_beton_alone_without_its_images(data, tmp_path):
     _, beton = data
     out = tmp_path / "r.csv"
-    r = invoke("loader", "--beton", beton, "--pipeline", "ffcv", "--res", 32, "--batch", 4, "--workers", 1,
-               "--epochs", 1, "--warmup", 0, "--min-seconds", 0, "--no-ceiling", "--label", "real photos",
-               "--results", out)
+    r = invoke(
+        "loader",
+        "--beton",
+        beton,
+        "--pipeline",
+        "ffcv",
+        "--res",
+        32,
+        "--batch",
+        4,
+        "--workers",
+        1,
+        "--epochs",
+        1,
+        "--warmup",
+        0,
+        "--min-seconds",
+        0,
+        "--no-ceiling",
+        "--label",
+        "real photos",
+        "--results",
+        out,
+    )
     assert r.exit_code == 0, r.output
     (row,) = read_rows(out)
     s = json.loads(row["settings"])
@@ -140,13 +191,16 @@ def test_loader_refuses_a_beton_of_other_images(data, tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args, fragments", [
-    (["--res", "abc"], ["--res takes comma-separated whole numbers"]),
-    (["--workers", "0"], ["--workers must be at least 1"]),
-    (["--min-seconds", "-1"], ["--min-seconds must be at least 0, got -1.0"]),
-    (["--res", "160,8"], ["--res must be at least 16, got 8"]),
-    (["--batch", "100"], ["--batch 100 is larger than the 16 images"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--res", "abc"], ["--res takes comma-separated whole numbers"]),
+        (["--workers", "0"], ["--workers must be at least 1"]),
+        (["--min-seconds", "-1"], ["--min-seconds must be at least 0, got -1.0"]),
+        (["--res", "160,8"], ["--res must be at least 16, got 8"]),
+        (["--batch", "100"], ["--batch 100 is larger than the 16 images"]),
+    ],
+)
 def test_loader_bad_arguments(data, tmp_path, args, fragments):
     images, beton = data
     r = invoke("loader", "--images", images, "--beton", beton, *args, "--results", tmp_path / "r.csv")
@@ -163,8 +217,7 @@ def test_loader_needs_an_image_folder(tmp_path):
 @pytest.mark.timeout(120)
 def test_model_runs_on_cpu_and_writes_a_row(tmp_path):
     out = tmp_path / "r.csv"
-    r = invoke("model", "--res", 64, "--batch", 2, "--steps", 2, "--warmup", 1, "--no-channels-last",
-               "--results", out)
+    r = invoke("model", "--res", 64, "--batch", 2, "--steps", 2, "--warmup", 1, "--no-channels-last", "--results", out)
     assert r.exit_code == 0, r.output
     (row,) = read_rows(out)
     assert_environment(row)
@@ -179,14 +232,17 @@ def test_model_runs_on_cpu_and_writes_a_row(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args, fragments", [
-    (["--precision", "fp16"], ["fp16 needs a CUDA GPU"]),
-    (["--device", "cuda"], ["no CUDA GPU is visible"]),
-    (["--device", "tpu"], ["--device"]),
-    (["--res", "8"], ["--res must be at least 32"]),
-    (["--steps", "0"], ["--steps must be at least 1"]),
-    (["--compile", "--warmup", "0"], ["--compile needs --warmup of at least 1"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--precision", "fp16"], ["fp16 needs a CUDA GPU"]),
+        (["--device", "cuda"], ["no CUDA GPU is visible"]),
+        (["--device", "tpu"], ["--device"]),
+        (["--res", "8"], ["--res must be at least 32"]),
+        (["--steps", "0"], ["--steps must be at least 1"]),
+        (["--compile", "--warmup", "0"], ["--compile needs --warmup of at least 1"]),
+    ],
+)
 def test_model_bad_arguments(tmp_path, args, fragments):
     assert_one_line_error(invoke("model", *args, "--results", tmp_path / "r.csv"), *fragments)
 
@@ -196,18 +252,71 @@ def _fake_results(path):
     env = environment()
     rows = []
     for res, ours, theirs in ((160, 3000.0, 800.0), (192, 2400.0, 700.0)):
-        rows.append(make_row("loader", "ffcv", "c", {}, env=env, res=res, batch=256, workers=16,
-                             images_per_second=ours, images_per_second_min=ours - 10, images_per_second_max=ours + 10,
-                             runs=3, ratio=ours / theirs))
-        rows.append(make_row("loader", "pytorch", "c", {}, env=env, res=res, batch=256, workers=16,
-                             images_per_second=theirs, images_per_second_min=theirs - 5,
-                             images_per_second_max=theirs + 5, runs=3))
-        rows.append(make_row("model", "model", "c", {}, env=env, res=res, batch=256, precision="bf16",
-                             channels_last=True, compile=False, images_per_second=2500.0, ms_per_step=102.4))
+        rows.append(
+            make_row(
+                "loader",
+                "ffcv",
+                "c",
+                {},
+                env=env,
+                res=res,
+                batch=256,
+                workers=16,
+                images_per_second=ours,
+                images_per_second_min=ours - 10,
+                images_per_second_max=ours + 10,
+                runs=3,
+                ratio=ours / theirs,
+            )
+        )
+        rows.append(
+            make_row(
+                "loader",
+                "pytorch",
+                "c",
+                {},
+                env=env,
+                res=res,
+                batch=256,
+                workers=16,
+                images_per_second=theirs,
+                images_per_second_min=theirs - 5,
+                images_per_second_max=theirs + 5,
+                runs=3,
+            )
+        )
+        rows.append(
+            make_row(
+                "model",
+                "model",
+                "c",
+                {},
+                env=env,
+                res=res,
+                batch=256,
+                precision="bf16",
+                channels_last=True,
+                compile=False,
+                images_per_second=2500.0,
+                ms_per_step=102.4,
+            )
+        )
     gpu = dict(env, gpu="NVIDIA H100 80GB HBM3", gpu_count=1, host="gpuhost")
-    rows.append(make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml"}, env=gpu, res=224, batch=256,
-                         images_per_second=2000.0, epoch_seconds=640.5, extrapolated=True,
-                         verdict="the GPU is the limit: end to end runs at 97% of model-only speed"))
+    rows.append(
+        make_row(
+            "epoch",
+            "trainer",
+            "c",
+            {"recipe": "pretrain_90ep.yaml"},
+            env=gpu,
+            res=224,
+            batch=256,
+            images_per_second=2000.0,
+            epoch_seconds=640.5,
+            extrapolated=True,
+            verdict="the GPU is the limit: end to end runs at 97% of model-only speed",
+        )
+    )
     from ffcv_inat.bench.results import append_rows
 
     append_rows(path, rows)
@@ -235,13 +344,33 @@ def test_cost_from_given_throughput_and_from_a_beton(data, tmp_path):
     assert "90 epochs x 1,281,167 images / 3,000.0 img/s" in r.output
     # the figure's device is not known: device-hours, never "GPU-hours"
     assert "= 38,435 s = 10.68 hours wall, 10.68 device-hours on 1 device(s)" in r.output
-    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1281167, "--images-per-second", 3000,
-               "--machine", "H100", "--gpus", 2)
+    r = invoke(
+        "cost",
+        "--recipe",
+        "pretrain_90ep.yaml",
+        "--images-per-epoch",
+        1281167,
+        "--images-per-second",
+        3000,
+        "--machine",
+        "H100",
+        "--gpus",
+        2,
+    )
     assert r.exit_code == 0, r.output
     assert "= 38,435 s = 10.68 hours wall, 21.35 H100-hours on 2 x H100" in r.output
     _, beton = data
-    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--train", beton, "--images-per-second", 1,
-               "--set", "schedule.epochs=60")
+    r = invoke(
+        "cost",
+        "--recipe",
+        "pretrain_90ep.yaml",
+        "--train",
+        beton,
+        "--images-per-second",
+        1,
+        "--set",
+        "schedule.epochs=60",
+    )
     assert r.exit_code == 0, r.output
     assert "60 epochs x 16 images / 1.0 img/s" in r.output and "= 960 s = 0.27 hours" in r.output
 
@@ -249,14 +378,32 @@ def test_cost_from_given_throughput_and_from_a_beton(data, tmp_path):
 @pytest.mark.timeout(60)
 def test_cost_uses_the_newest_matching_epoch_row(tmp_path):
     _fake_results(tmp_path / "r.csv")
-    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1_000_000, "--machine", "H100",
-               "--results", tmp_path / "r.csv")
+    r = invoke(
+        "cost",
+        "--recipe",
+        "pretrain_90ep.yaml",
+        "--images-per-epoch",
+        1_000_000,
+        "--machine",
+        "H100",
+        "--results",
+        tmp_path / "r.csv",
+    )
     assert r.exit_code == 0, r.output
     # 90 x 1,000,000 / 2,000 = 45,000 s = 12.5 h on the H100 row
     assert "on NVIDIA H100 80GB HBM3" in r.output
     assert "= 45,000 s = 12.50 hours wall, 12.50 H100-hours on 1 x H100" in r.output
-    r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 10, "--machine", "A100",
-               "--results", tmp_path / "r.csv")
+    r = invoke(
+        "cost",
+        "--recipe",
+        "pretrain_90ep.yaml",
+        "--images-per-epoch",
+        10,
+        "--machine",
+        "A100",
+        "--results",
+        tmp_path / "r.csv",
+    )
     assert_one_line_error(r, "no epoch results for pretrain_90ep.yaml at batch 256, res 224", "ffcv-bench epoch")
 
 
@@ -265,8 +412,19 @@ def test_cost_takes_the_row_of_the_recipes_decode_path(tmp_path):
     from ffcv_inat.bench.results import append_rows
 
     gpu = dict(environment(), gpu="NVIDIA H100 80GB HBM3", gpu_count=1, host="gpuhost")
-    rows = [make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml", "decode": d}, env=gpu, res=224,
-                     batch=256, images_per_second=ips) for d, ips in (("cpu", 2000.0), ("gpu", 2500.0))]
+    rows = [
+        make_row(
+            "epoch",
+            "trainer",
+            "c",
+            {"recipe": "pretrain_90ep.yaml", "decode": d},
+            env=gpu,
+            res=224,
+            batch=256,
+            images_per_second=ips,
+        )
+        for d, ips in (("cpu", 2000.0), ("gpu", 2500.0))
+    ]
     append_rows(tmp_path / "r.csv", rows)
     args = ["cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1_000_000, "--results", tmp_path / "r.csv"]
     # the recipe decodes on the CPU: its row, though the GPU path's is newer
@@ -281,8 +439,21 @@ def test_cost_from_a_cpu_row_names_the_cpu(tmp_path):
     from ffcv_inat.bench.results import append_rows
 
     cpu = dict(environment(), gpu="none", gpu_count=0, host="devbox", cpu_count=2)
-    append_rows(tmp_path / "r.csv", [make_row("epoch", "trainer", "c", {"recipe": "pretrain_90ep.yaml"}, env=cpu,
-                                              res=224, batch=256, images_per_second=4.0)])
+    append_rows(
+        tmp_path / "r.csv",
+        [
+            make_row(
+                "epoch",
+                "trainer",
+                "c",
+                {"recipe": "pretrain_90ep.yaml"},
+                env=cpu,
+                res=224,
+                batch=256,
+                images_per_second=4.0,
+            )
+        ],
+    )
     r = invoke("cost", "--recipe", "pretrain_90ep.yaml", "--images-per-epoch", 1_000, "--results", tmp_path / "r.csv")
     assert r.exit_code == 0, r.output
     # 90 x 1,000 / 4 = 22,500 s = 6.25 h, on the CPU that measured it
@@ -291,14 +462,20 @@ def test_cost_from_a_cpu_row_names_the_cpu(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args, fragments", [
-    (["--recipe", "pretrain_90ep.yaml"], ["exactly one of --images-per-epoch"]),
-    (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "5", "--train", "x.beton"], ["exactly one of"]),
-    (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "0"], ["--images-per-epoch must be at least 1"]),
-    (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "5", "--images-per-second", "-1"], ["must be positive"]),
-    (["--recipe", "no_such_recipe.yaml", "--images-per-epoch", "5"], ["recipe not found"]),
-    (["--recipe", "pretrain_90ep.yaml", "--train", "missing.beton"], ["manifest not found"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--recipe", "pretrain_90ep.yaml"], ["exactly one of --images-per-epoch"]),
+        (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "5", "--train", "x.beton"], ["exactly one of"]),
+        (["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "0"], ["--images-per-epoch must be at least 1"]),
+        (
+            ["--recipe", "pretrain_90ep.yaml", "--images-per-epoch", "5", "--images-per-second", "-1"],
+            ["must be positive"],
+        ),
+        (["--recipe", "no_such_recipe.yaml", "--images-per-epoch", "5"], ["recipe not found"]),
+        (["--recipe", "pretrain_90ep.yaml", "--train", "missing.beton"], ["manifest not found"]),
+    ],
+)
 def test_cost_bad_arguments(args, fragments):
     assert_one_line_error(invoke("cost", *args), *fragments)
 
@@ -307,12 +484,33 @@ def test_cost_bad_arguments(args, fragments):
 def test_epoch_runs_the_real_trainer_and_gives_a_verdict(data, tmp_path):
     _, beton = data
     out = tmp_path / "r.csv"
-    r = invoke("epoch", "--recipe", "smoke_cpu.yaml", "--train", beton, "--max-steps", 1, "--warmup", 0,
-               "--set", "data.batch_size=2", "--set", "data.workers=1", "--results", out)
+    r = invoke(
+        "epoch",
+        "--recipe",
+        "smoke_cpu.yaml",
+        "--train",
+        beton,
+        "--max-steps",
+        1,
+        "--warmup",
+        0,
+        "--set",
+        "data.batch_size=2",
+        "--set",
+        "data.workers=1",
+        "--results",
+        out,
+    )
     assert r.exit_code == 0, r.output
     (row,) = read_rows(out)
     assert_environment(row)
-    assert (row["bench"], row["pipeline"], row["res"], row["batch"], row["workers"]) == ("epoch", "trainer", "32", "2", "1")
+    assert (row["bench"], row["pipeline"], row["res"], row["batch"], row["workers"]) == (
+        "epoch",
+        "trainer",
+        "32",
+        "2",
+        "1",
+    )
     assert row["precision"] == "fp32" and row["extrapolated"] == "True" and row["runs"] == "1"
     s = json.loads(row["settings"])
     assert s["recipe"] == "smoke_cpu.yaml" and s["steps_per_epoch"] == 8 and s["steps_measured"] == 1
@@ -328,13 +526,19 @@ def test_epoch_runs_the_real_trainer_and_gives_a_verdict(data, tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args, fragments", [
-    (["--recipe", "smoke_cpu.yaml", "--train", "missing.beton"], ["data.train: file not found: missing.beton"]),
-    (["--recipe", "nope.yaml", "--train", "BETON"], ["recipe not found: nope.yaml"]),
-    (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--max-steps", "0"], ["--max-steps must be at least 1"]),
-    (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--set", "data.batch_size=64"], ["make no full batch of 64"]),
-    (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--set", "optim.nope=1"], ["unknown key optim.nope"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--recipe", "smoke_cpu.yaml", "--train", "missing.beton"], ["data.train: file not found: missing.beton"]),
+        (["--recipe", "nope.yaml", "--train", "BETON"], ["recipe not found: nope.yaml"]),
+        (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--max-steps", "0"], ["--max-steps must be at least 1"]),
+        (
+            ["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--set", "data.batch_size=64"],
+            ["make no full batch of 64"],
+        ),
+        (["--recipe", "smoke_cpu.yaml", "--train", "BETON", "--set", "optim.nope=1"], ["unknown key optim.nope"]),
+    ],
+)
 def test_epoch_bad_arguments(data, tmp_path, args, fragments):
     _, beton = data
     args = [str(beton) if a == "BETON" else a for a in args]
@@ -352,7 +556,8 @@ def test_without_dali_the_default_says_so_and_asking_for_it_is_one_line(data, tm
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)
     assert default_pipelines() == ["ffcv", "pytorch"]
     assert "DALI is not installed, so its CPU pipeline is not measured: pip install 'ffcv-inat[dali]'" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     r = invoke("loader", "--images", images, "--beton", beton, "--pipeline", "dali", "--results", tmp_path / "r.csv")
     assert_one_line_error(r, "--pipeline dali needs NVIDIA DALI: pip install 'ffcv-inat[dali]'")
     assert not (tmp_path / "r.csv").exists()

@@ -1,5 +1,6 @@
 """`ffcv-bench train-run`: the speed an ffcv-train run logged (bench/gpu/device_run.sh's train
 step), from run dirs written here as ffcv-train writes them."""
+
 import json
 
 import pytest
@@ -18,13 +19,27 @@ def _run_dir(tmp_path, epochs, summary=True):
     """A run dir as ffcv-train writes it: log.jsonl (one line per epoch) and summary.json."""
     run = tmp_path / "run"
     run.mkdir()
-    lines = [{"epoch": e + 1, "epoch_seconds": s, "train_images_per_second": 3840 / s, "images": 3840, "steps": 15}
-             for e, s in enumerate(epochs)]
+    lines = [
+        {"epoch": e + 1, "epoch_seconds": s, "train_images_per_second": 3840 / s, "images": 3840, "steps": 15}
+        for e, s in enumerate(epochs)
+    ]
     (run / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     if summary:
-        (run / "summary.json").write_text(json.dumps({
-            "recipe": "pretrain_90ep.yaml", "top1": None, "device": "NVIDIA H100 80GB HBM3", "precision": "bf16",
-            "compile": True, "channels_last": True, "batch_size": 256, "wall_seconds": 99.0, "peak_gpu_memory_mb": 20480.5}))
+        (run / "summary.json").write_text(
+            json.dumps(
+                {
+                    "recipe": "pretrain_90ep.yaml",
+                    "top1": None,
+                    "device": "NVIDIA H100 80GB HBM3",
+                    "precision": "bf16",
+                    "compile": True,
+                    "channels_last": True,
+                    "batch_size": 256,
+                    "wall_seconds": 99.0,
+                    "peak_gpu_memory_mb": 20480.5,
+                }
+            )
+        )
     return run
 
 
