@@ -81,7 +81,7 @@ def test_no_step_starts_once_the_budget_is_spent(tmp_path):
     # the real photos' beton is written before the GPU run: without it, one line says how
     assert (
         f"[failed] data: no real-photo beton at {tmp_path / 'none.beton'}: write it before the GPU run "
-        "(python -m ffcv_inat.bench.data.real_photos"
+        "(ffcv-bench prepare real-photos"
     ) in p.stdout
     # the standing GPU bench: the correctness check before the timings that depend on it
     assert "steps: data decode_check model epoch loader model_compile;" in p.stdout
