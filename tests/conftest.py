@@ -11,15 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers.background import BackgroundRun
+from helpers.smoke_grid import only_args
 from ffcv_inat.synthetic import make_imagenet, make_inat
-
-# One run of each downstream kind of the smoke grid, plus what they need: data, 6 betons,
-# 1 pretraining.
-SMOKE_SLICE = ("finetune_R-8-s0", "linear_R-8-s0", "scratch_s0", "linear_random-s0")
-
-
-def only_args(ids=SMOKE_SLICE) -> list[str]:
-    return [a for i in ids for a in ("--only", i)]
 
 
 @pytest.fixture(scope="session")

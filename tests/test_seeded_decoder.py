@@ -3,7 +3,6 @@ whatever the worker count or process. One small beton of odd-sized JPEG and raw 
 (written by the package's writer, manifest included) serves every test.
 """
 
-import hashlib
 import subprocess
 import sys
 
@@ -15,10 +14,7 @@ import torch
 
 from ffcv_inat.loader import make_loader
 from ffcv_inat.loader.crops import crop_box
-from helpers.betons import write_mixed_beton
-
-SEED = 7
-BATCH = 8
+from helpers.betons import BATCH, SEED, epoch_digest, seeded_loader, write_mixed_beton
 
 
 @pytest.fixture(scope="module")
@@ -90,27 +86,12 @@ def test_pixels_equal_a_reference_crop_resize_flip(beton):
     assert 0 < flips < 2 * len(images)
 
 
-def _digest(loader, epoch: int) -> str:
-    h = hashlib.sha256()
-    loader.set_epoch(epoch)
-    for images, labels in loader:
-        h.update(images.contiguous().numpy().tobytes())
-        h.update(labels.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _train_loader(beton, workers):
-    return make_loader(
-        beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=workers, seed=SEED
-    )
-
-
 # What a second process computes: the digest of epoch 3 with 2 workers.
 CHILD = """
 import sys, torch
 sys.path.insert(0, {tests!r})
-from test_seeded_decoder import _digest, _train_loader
-print(_digest(_train_loader({beton!r}, 2), 3))
+from helpers.betons import epoch_digest, seeded_loader
+print(epoch_digest(seeded_loader({beton!r}, 2), 3))
 """
 
 
@@ -125,16 +106,16 @@ def test_batches_are_byte_identical_across_workers_and_processes(beton):
         text=True,
     )
     try:
-        one = _train_loader(beton, workers=1)
-        two = _train_loader(beton, workers=2)
-        assert _digest(one, 3) == _digest(two, 3)
-        assert _digest(two, 4) != _digest(two, 3)  # another epoch: another order and other crops
-        assert _digest(one, 3) == _digest(two, 3)  # epochs can be revisited, in any order
+        one = seeded_loader(beton, workers=1)
+        two = seeded_loader(beton, workers=2)
+        assert epoch_digest(one, 3) == epoch_digest(two, 3)
+        assert epoch_digest(two, 4) != epoch_digest(two, 3)  # another epoch: another order and other crops
+        assert epoch_digest(one, 3) == epoch_digest(two, 3)  # epochs can be revisited, in any order
         out, err = child.communicate(timeout=150)
     finally:
         child.kill()
     assert child.returncode == 0, err[-2000:]
-    assert out.strip().splitlines()[-1] == _digest(two, 3)
+    assert out.strip().splitlines()[-1] == epoch_digest(two, 3)
 
 
 @pytest.mark.timeout(60)
@@ -159,7 +140,7 @@ def test_the_epoch_follows_the_shuffle_order(beton):
     from ffcv_inat.loader.pointers import load_int64
 
     read_int64 = numba.njit(lambda address: load_int64(address))  # what the compiled decoder reads
-    loader = _train_loader(beton, workers=1)
+    loader = seeded_loader(beton, workers=1)
     loader.set_epoch(6)
     assert loader.epoch == 6 and loader.decoder.epoch == 6
     for expected in (6, 7):

@@ -23,7 +23,7 @@ from ffcv_inat.sweep.plan import read_plan, with_dependencies
 from ffcv_inat.sweep.state import plan_status, read_state
 from ffcv_inat.sweep.cli import main as sweep_main
 
-from conftest import SMOKE_SLICE as SLICE, only_args as _only
+from helpers.smoke_grid import SMOKE_SLICE as SLICE, only_args as _only
 
 SWEEP = [sys.executable, "-m", "ffcv_inat.sweep.cli"]
 

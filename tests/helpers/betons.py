@@ -2,11 +2,18 @@
 crop and flip shows in their pixels (the seeded decoder's, the batch decoders' and the GPU
 path's tests)."""
 
+import hashlib
+
 import numpy as np
+import torch
 from PIL import Image
 
+from ffcv_inat.loader import make_loader
 from ffcv_inat.writers.beton import BetonContents, ClassInfo, WriteOptions, write_beton
 
+# The seeded loader's seed and batch in the tests that read these betons.
+SEED = 7
+BATCH = 8
 # (height, width) of the images: landscape, portrait, square, and two extremes whose crops
 # fall back to the centre crop most of the time.
 SIZES = [(48, 64), (64, 48), (56, 56), (40, 96), (90, 36), (12, 100), (100, 12), (33, 47)]
@@ -43,4 +50,19 @@ def write_mixed_beton(root):
     """32 images in 2 classes, about half stored as JPEG and half raw (write mode 'proportion')."""
     return write_gradient_beton(
         root / "mixed.beton", 32, "train", WriteOptions(write_mode="proportion", compress_prob=0.5, workers=1)
+    )
+
+
+def epoch_digest(loader, epoch: int) -> str:
+    h = hashlib.sha256()
+    loader.set_epoch(epoch)
+    for images, labels in loader:
+        h.update(images.contiguous().numpy().tobytes())
+        h.update(labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+def seeded_loader(beton, workers):
+    return make_loader(
+        beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=workers, seed=SEED
     )
