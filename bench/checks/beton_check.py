@@ -1,7 +1,7 @@
 """What the beton integrity checks cost: the cheap check every reader runs, and the
 sha256 that write-beton records and `--verify` recomputes.
 
-    python -m ffcv_inat.bench.checks.beton_check /tmp/beton-bench [--gib 1.0] [--repeats 11]
+    ffcv-bench beton-check /tmp/beton-bench [--gib 1.0] [--repeats 11]
 
 1. Writes a ~1 GiB beton with ffcv's DatasetWriter (raw mode, 128-px random images from a
    small pool, 1,000 classes: ~20k samples, about what a 1 GB JPEG beton at max-res 512 holds),

@@ -1,6 +1,6 @@
 """The GPU data path's pixel and stream check: bench/gpu/device_run.sh's `decode_check` step.
 
-    python -m ffcv_inat.bench.checks.decode BETON --out FILE [--images 1000] [--device cuda|cpu]
+    ffcv-bench decode-check BETON --out FILE [--images 1000] [--device cuda|cpu]
 
 On the first --images samples of BETON, read by a real ffcv Loader with the GPU path's bytes op
 (`jpeg_bytes.CompressedImageBytes`: stored bytes, training crop box and flip of --seed, epoch 0),

@@ -1,7 +1,7 @@
 """Fault soak: SIGKILL a short training run at random moments, resume it each time, and check
 that it ends exactly as an uninterrupted run.
 
-    python -m ffcv_inat.bench.checks.fault_soak [--kills 8] [--epochs 3] [--seed 0] [--work DIR]
+    ffcv-bench fault-soak [--kills 8] [--epochs 3] [--seed 0] [--work DIR]
 
 Each kill is either at a random moment of the run (start-up, an epoch, an evaluation) or the
 moment a checkpoint's temporary file appears (in the middle of torch.save); after each, the

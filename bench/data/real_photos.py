@@ -4,7 +4,7 @@ figures come from real JPEGs: the bench's synthetic ones (stripes and noise) dec
 per core than these photos at the same settings (2-core dev VM, one thread, quality 90).
 
     git clone https://github.com/ajschumacher/imagen /data/imagen
-    python -m ffcv_inat.bench.data.real_photos /data/imagen bench/real_photos [--max-images 1000]
+    ffcv-bench prepare real-photos /data/imagen bench/real_photos [--max-images 1000]
 
 Writes OUT_DIR/photos/<wnid>/<file> (symbolic links to the photos, grouped by the wnid their
 names begin with: an ImageFolder tree for the PyTorch pipeline) and OUT_DIR/real.beton with its

@@ -1,6 +1,6 @@
 """Synthetic ImageNet-like images and their beton, for benchmarks on a machine without ImageNet.
 
-    python -m ffcv_inat.bench.data.synthetic_beton OUT_DIR [--classes 100] [--per-class 40] [--size 448]
+    ffcv-bench prepare synthetic OUT_DIR [--classes 100] [--per-class 40] [--size 448]
 
 Writes OUT_DIR/imagenet/train/<wnid>/*.JPEG (the real wnids of a seeded random draw of
 `--classes` ImageNet classes, `ffcv_inat.synthetic`) and OUT_DIR/train.beton with its

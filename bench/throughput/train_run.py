@@ -1,6 +1,6 @@
 """The speed an `ffcv-train` run recorded: epoch seconds, images/s, peak GPU memory.
 
-    python -m ffcv_inat.bench.throughput.train_run RUN_DIR [--label compile=true] [--rows ROWS.jsonl]
+    ffcv-bench train-run RUN_DIR [--label compile=true] [--rows ROWS.jsonl]
 
 Reads the run directory's `log.jsonl` (one line per finished epoch) and `summary.json`
 (absent when the run was stopped before its end: the epochs it logged still count). The
