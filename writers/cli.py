@@ -17,10 +17,11 @@ DATASETS = ("imagenet", "inat-mini-a")
 ALL_SPLITS = ("train", "val", "eval")
 
 
-def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed: int) -> str:
-    """A file name that says what the beton holds, so that `write-beton --subset NA --k 300` just works."""
+def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed: int, view: bool = False) -> str:
+    """A file name that says what the beton (or view) holds, so that `write-beton --subset NA --k 300` just works."""
     if dataset == "imagenet":
-        return f"imagenet_{subset_label(subset, k)}{'' if k is None else f'_s{seed}'}_{split}.beton"
+        name = f"imagenet_{subset_label(subset, k)}{'' if k is None else f'_s{seed}'}_{split}"
+        return name + (".view.json" if view else ".beton")
     return f"inat_mini_a_{split}{f'_s{seed}' if split == 'eval' else ''}.beton"
 
 
@@ -47,13 +48,22 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
 )
 @click.option("--k", type=int, default=None, help="Draw k classes at random (seeded) from the subset; R needs it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the class draw / eval sampling.")
+@click.option(
+    "--from",
+    "parent",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PARENT.beton",
+    help="Write a view instead of a beton: the subset's classes of PARENT (an ImageNet beton holding them all) "
+    "as one small NAME.view.json, in about a second, no image read. Readers take it wherever a beton goes.",
+)
 @click.option("--per-class", type=int, default=50, show_default=True, help="inat-mini-a eval: images per species.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="PATH/NAME.beton (NAME.json is written beside it). Default: ./<dataset>_<subset>_<split>.beton, "
-    "e.g. imagenet_NA-300_s0_train.beton.",
+    help="PATH/NAME.beton (NAME.json is written beside it), or with --from PATH/NAME.view.json. "
+    "Default: ./<dataset>_<subset>_<split>.beton (.view.json), e.g. imagenet_NA-300_s0_train.beton.",
 )
 @click.option("--max-res", type=int, default=512, show_default=True, help="Longest side of stored images.")
 @click.option("--write-mode", type=click.Choice(WRITE_MODES), default="jpg", show_default=True)
@@ -96,6 +106,7 @@ def main(
     subset,
     k,
     seed,
+    parent,
     per_class,
     out,
     max_res,
@@ -114,12 +125,15 @@ def main(
     \b
     write-beton --subset NA --k 300 --split train --out betons/NA-300_train.beton
     write-beton --dataset inat-mini-a --split eval --out betons/inat_eval.beton
+    write-beton --subset NA --k 300 --from betons/imagenet_all_train.beton --out betons/NA-300_train.view.json
     write-beton --verify betons/NA-300_train.beton
     """
     if verify:
         return verify_main(verify, record)
     if record:
         raise UserError("--record goes with --verify PATH.beton")
+    if parent is not None:
+        return view_main(parent, dataset, subset, k, seed, out, overwrite)
     opts = WriteOptions(
         max_res=max_res,
         write_mode=write_mode,
@@ -161,6 +175,24 @@ def main(
     )
 
 
+def view_main(parent, dataset, subset, k, seed, out, overwrite) -> None:
+    """`--from`: a view of PARENT, one line said."""
+    from .view import write_view
+
+    if dataset != "imagenet":
+        raise UserError("--from writes ImageNet views; iNat betons are written whole")
+    if out is None:  # named for the parent's split
+        from ffcv_inat.beton import check_beton
+
+        out = default_out_name(dataset, check_beton(parent).split, subset, k, seed, view=True)
+    start = time.perf_counter()
+    m = write_view(parent, subset, k, seed, out, overwrite)
+    click.echo(
+        f"wrote {out}: view of {parent}, ImageNet {subset_label(subset, k)} {m.split}, {m.num_classes} classes, "
+        f"{m.num_images} images, in {time.perf_counter() - start:.2f} s"
+    )
+
+
 def verify_main(betons, record: bool) -> None:
     """`--verify`: one line per beton, OK or what differs; nonzero exit if any differs."""
     from ffcv_inat.beton import record_integrity, verify_beton
@@ -178,7 +210,7 @@ def verify_main(betons, record: bool) -> None:
             click.echo(f"FAILED {e}", err=True)
             failed += 1
             continue
-        i = m.integrity
+        i = m.integrity or m.view.integrity  # a view: its parent's
         what = "recorded" if changed else "OK"
         click.echo(
             f"{what} {beton}: {m.num_images:,} images, {m.num_classes:,} classes, {i.size_bytes:,} bytes, "

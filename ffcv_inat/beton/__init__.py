@@ -23,7 +23,20 @@ from .integrity import (
     verify_beton,
     verify_betons,
 )
-from .manifest import ClassEntry, Integrity, Manifest, manifest_path, read_manifest
+from .manifest import ClassEntry, Integrity, Manifest, ViewOf, manifest_path, read_manifest
+from .view import (
+    VIEW_SUFFIX,
+    beton_file,
+    check_view,
+    index_ranges,
+    is_view,
+    label_lookup,
+    range_indices,
+    relative_parent,
+    sample_indices,
+    verify_view,
+    view_of,
+)
 
 __all__ = [
     "ALLOC_ENTRY",
@@ -49,4 +62,16 @@ __all__ = [
     "sha256_of",
     "verify_beton",
     "verify_betons",
+    "VIEW_SUFFIX",
+    "ViewOf",
+    "beton_file",
+    "check_view",
+    "index_ranges",
+    "is_view",
+    "label_lookup",
+    "range_indices",
+    "relative_parent",
+    "sample_indices",
+    "verify_view",
+    "view_of",
 ]

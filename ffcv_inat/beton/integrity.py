@@ -42,6 +42,7 @@ from tqdm import tqdm
 from .. import UserError
 from ..atomic import write_text_atomic
 from .manifest import Integrity, Manifest, manifest_path, read_manifest
+from .view import check_view, is_view, verify_view
 
 # ffcv 1.0.2's on-disk types (ffcv/types.py), repeated so that checking a beton does not import
 # ffcv (seconds); tests/test_beton_integrity.py asserts they equal ffcv's.
@@ -326,7 +327,10 @@ def check_beton(beton: str | Path, manifest: Manifest | None = None, *, warn_unr
     ffcv's header agree with the manifest, its labels lie within the manifest's classes with
     the manifest's images per class. Returns the manifest (read from NAME.json unless given);
     raises a one-line UserError naming the file and what differs. Costs a few small reads
-    (measured: bench/results/cpu-2core_2026-11-27_beton_check.txt)."""
+    (measured: bench/results/cpu-2core_2026-11-27_beton_check.txt). A view (NAME.view.json)
+    is checked against its parent instead (`view.check_view`)."""
+    if is_view(beton):
+        return check_view(beton)
     beton = Path(beton)
     _missing(beton, need_manifest=manifest is None)
     if manifest is None:
@@ -348,7 +352,10 @@ def check_beton(beton: str | Path, manifest: Manifest | None = None, *, warn_unr
 
 def verify_beton(beton: str | Path, progress: bool = True) -> Manifest:
     """The cheap check plus the whole file's sha256 against the manifest's (a full read, with a
-    progress bar when `progress`). Returns the manifest; raises a one-line UserError."""
+    progress bar when `progress`). Returns the manifest; raises a one-line UserError. A view:
+    its parent's sha256 against the record the view was written against."""
+    if is_view(beton):
+        return verify_view(beton, progress)
     beton = Path(beton)
     manifest = check_beton(beton, warn_unrecorded=False)
     if manifest.integrity is None:
@@ -384,6 +391,8 @@ def record_integrity(beton: str | Path, progress: bool = True) -> tuple[Manifest
     """Record size, sample count and sha256 into an old manifest, atomically, after the cheap
     check passed. Returns (manifest, whether it was changed); a manifest that already records
     them is verified instead and left as it is."""
+    if is_view(beton):
+        raise UserError(f"{beton}: a view records its parent's integrity when written; --record is for betons")
     beton = Path(beton)
     manifest = check_beton(beton, warn_unrecorded=False)
     if manifest.integrity is not None:

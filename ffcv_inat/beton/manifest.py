@@ -34,6 +34,19 @@ class Integrity:
 
 
 @dataclass
+class ViewOf:
+    """What a view (`NAME.view.json`, see `view`) is a view of: its parent beton, the parent's
+    integrity record when the view was written, each of the view's classes' label in the
+    parent (in the view's label order), and the parent samples it holds, as ascending
+    [start, stop) ranges of sample indices."""
+
+    parent: str  # the parent beton's path, relative to the view's folder where possible
+    integrity: Integrity  # the parent's, from its manifest
+    parent_labels: list[int]
+    indices: list[list[int]]
+
+
+@dataclass
 class Manifest:
     dataset: str  # "imagenet" or "inat-mini-a"
     split: str
@@ -48,6 +61,8 @@ class Manifest:
     version: str = ""
     # None in manifests written before ffcv-inat recorded it (they still load, with a warning).
     integrity: Integrity | None = None
+    # A view's: the beton it reads its samples from (its own integrity is then None).
+    view: ViewOf | None = None
 
     @property
     def num_classes(self) -> int:
@@ -63,6 +78,8 @@ class Manifest:
             d["classes"] = [ClassEntry(**c) for c in d["classes"]]
             if d.get("integrity") is not None:
                 d["integrity"] = Integrity(**d["integrity"])
+            if d.get("view") is not None:
+                d["view"] = ViewOf(**{**d["view"], "integrity": Integrity(**d["view"]["integrity"])})
             m = cls(**d)
         except (KeyError, TypeError) as e:
             raise UserError(f"{source}: not a valid ffcv-inat manifest ({e})") from None

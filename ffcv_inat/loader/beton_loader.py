@@ -63,6 +63,8 @@ class BetonLoader:
     # of the CPU path's decoders.
     decoder: object
     finish: Callable[[torch.Tensor], torch.Tensor] | None = None  # on each image batch, in the consumer's thread
+    # A view's labels: parent label -> the view's (beton.label_lookup), applied to each label batch.
+    label_map: torch.Tensor | None = None
     _epoch: "Epoch | None" = field(default=None, init=False, repr=False)  # the latest, stopped before the next
 
     def __iter__(self) -> "Epoch":
@@ -80,7 +82,7 @@ class BetonLoader:
             # The slots are last epoch's memory (keep_buffers_across_epochs): copies from them
             # and kernels reading them, on any stream, finish before ffcv's thread rewrites them.
             torch.cuda.synchronize()
-        self._epoch = Epoch(iter(self.loader), self.finish, cancel)
+        self._epoch = Epoch(iter(self.loader), self.finish, cancel, self.label_map)
         return self._epoch
 
     @property
@@ -119,10 +121,12 @@ class Epoch:
         ffcv_iterator,
         finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
         cancel: threading.Event | None = None,
+        label_map: torch.Tensor | None = None,
     ):
         self.ffcv = ffcv_iterator  # ffcv's EpochIterator, a thread started at its creation
         self.finish = finish
         self.cancel = cancel
+        self.label_map = label_map
         self._ended = False
         self._stopped = False  # stop() has run to its end: a second call does nothing
 
@@ -148,6 +152,10 @@ class Epoch:
         except StopIteration:
             self._ended = True
             raise
+        if self.label_map is not None:  # a new tensor: ffcv's label buffer is not written
+            if self.label_map.device != labels.device:
+                self.label_map = self.label_map.to(labels.device)
+            labels = self.label_map[labels.long()].to(labels.dtype)
         return (images if self.finish is None else self.finish(images)), labels
 
     def __enter__(self) -> "Epoch":

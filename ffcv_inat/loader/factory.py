@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from ffcv.loader import Loader, OrderOption
 
 from .. import UserError
-from ..beton import Manifest, check_beton
+from ..beton import Manifest, beton_file, check_beton, label_lookup, sample_indices
 from ..environment import resolve_workers
 from . import presets
 from .beton_loader import BetonLoader, keep_buffers_across_epochs
@@ -65,15 +66,17 @@ def make_loader(
     the CPU). `dtype`: the GPU path's images (the CPU path's are float16 on a GPU, float32 on the CPU).
     `manifest`: the beton's, already checked (`check_beton`, once per beton per process);
     without it the beton is checked here, so a damaged or mismatched file is a one-line
-    UserError, not one of ffcv's opaque errors.
+    UserError, not one of ffcv's opaque errors. A view (NAME.view.json) reads its parent's
+    samples it names, its labels 0..k-1 in its own class order.
     """
     if crop not in CROPS:
         raise UserError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
     if decode not in ("cpu", "gpu"):
         raise ValueError(f"decode must be resolved to cpu or gpu (resolve_decode), got {decode!r}")
-    beton = Path(beton)
     if manifest is None:
-        check_beton(beton)
+        manifest = check_beton(beton)
+    file, indices, lookup = beton_file(beton, manifest), sample_indices(manifest), label_lookup(manifest)
+    label_map = None if lookup is None else torch.from_numpy(lookup)
     random_crop = train and augment
     if decode == "gpu" and random_crop and crop != "seeded":
         raise UserError(
@@ -89,7 +92,8 @@ def make_loader(
 
     def ffcv_loader(image_ops: list, label_ops: list) -> Loader:
         loader = Loader(
-            str(beton),
+            str(file),
+            indices=None if indices is None else indices.astype(np.uint64),  # ffcv's own dtype for them
             batch_size=batch_size,
             num_workers=resolve_workers(workers),
             order=order,
@@ -104,8 +108,8 @@ def make_loader(
         return loader
 
     if decode == "gpu":
-        op = CompressedImageBytes(largest_payload(beton), random_crop=random_crop, seed=seed, ratio=crop_ratio)
-        source = BetonLoader(ffcv_loader([op], presets.labels(None)), op)
+        op = CompressedImageBytes(largest_payload(file), random_crop=random_crop, seed=seed, ratio=crop_ratio)
+        source = BetonLoader(ffcv_loader([op], presets.labels(None)), op, label_map=label_map)
         return DeviceDecodeLoader(source, device=indexed(device), size=(res, res), dtype=dtype)
     if random_crop and crop == "seeded":
         images = presets.seeded_train(res, seed, device)
@@ -113,4 +117,6 @@ def make_loader(
         images = presets.ffcv_train(res, device)
     else:
         images = presets.center(res, crop_ratio, device)
-    return BetonLoader(ffcv_loader(images.ops, presets.labels(device)), images.decoder, images.finish)
+    return BetonLoader(
+        ffcv_loader(images.ops, presets.labels(device)), images.decoder, images.finish, label_map=label_map
+    )
