@@ -21,6 +21,27 @@ IMAGENET_A = "imagenet-a"
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1k train, all 1,000 classes
 INAT_MINI_PER_SPECIES = 50  # iNat-2021 train_mini: 50 images of every species
 INAT_ANIMAL_SPECIES = 5_388  # kingdom Animalia among iNat-2021's 10,000 species
+IMAGENET_VAL_PER_CLASS = 50  # ImageNet-1k val
+INAT_VAL_PER_SPECIES = 10  # iNat-2021 val
+# A photo as a beton stores it (<= 512 px, JPEG q90, ffcv's tables included): the 1,000 ImageNet
+# photos of ajschumacher/imagen written by `ffcv-bench prepare real-photos` made a beton of
+# 56,647,104 bytes (2-core dev VM, 2026-12-04).
+STORED_IMAGE_BYTES = 56_647
+STORED_IMAGE_SOURCE = "56.6 kB a photo: 1,000 ImageNet photos (ajschumacher/imagen) as a beton stores them"
+
+
+def planned_images(dataset: str, split: str, classes: int, per_class: int = INAT_MINI_PER_SPECIES) -> int:
+    """Images of a beton not written yet, from the dataset's known size: ImageNet's train
+    (1,281.2 a class on average) or val (50 a class); iNat-Mini-A's train (50 a species), eval
+    (`per_class` a species) or val (10 a species)."""
+    if dataset == "imagenet":
+        return (
+            round(IMAGENET_TRAIN_IMAGES / NUM_IMAGENET_CLASSES * classes)
+            if split == "train"
+            else IMAGENET_VAL_PER_CLASS * classes
+        )
+    return {"train": INAT_MINI_PER_SPECIES, "eval": per_class, "val": INAT_VAL_PER_SPECIES}[split] * classes
+
 
 # Expected share of animal classes among R-k's k random classes (398 of 1,000): Figure 6.
 ANIMAL_SHARE = NUM_ANIMAL_CLASSES / NUM_IMAGENET_CLASSES

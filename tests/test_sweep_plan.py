@@ -55,6 +55,35 @@ def test_paper_grid_counts_default_k(tmp_path):
     assert not any(b.startswith("beton_imagenet_A-398") for b in betons)
 
 
+def test_views_store_imagenet_once_and_copies_per_class_set(tmp_path):
+    from ffcv_inat.sweep.executors import row_command
+    from ffcv_inat.sweep.plan import plan_storage
+
+    views, copies = paper(tmp_path), paper(tmp_path, betons="copies")
+    assert sorted(r.run_id for r in views) == sorted(r.run_id for r in copies)  # the same grid, stored two ways
+    betons = [r for r in views if r.kind == "beton"]
+    assert sorted(r.run_id for r in betons if r.outputs.endswith(".beton")) == [
+        "beton_imagenet_all_train",
+        "beton_imagenet_all_val",
+        "beton_inat-mini-a_eval",
+        "beton_inat-mini-a_train",
+    ]
+    assert not any(r.outputs.endswith(".view.json") for r in copies)
+    a50 = next(r for r in betons if r.run_id == "beton_imagenet_A-50-s0_train")
+    cmd = row_command(a50)
+    assert cmd[cmd.index("--from") + 1] == str(tmp_path / "w" / "betons" / "imagenet_all_train.beton")
+    assert cmd[cmd.index("--out") + 1].endswith("imagenet_A-50-s0_train.view.json") and "--data-dir" not in cmd
+    # ImageNet train + val once (1,281,167 + 50,000) and iNat-Mini-A train + eval (2 x 50 x 5,388)
+    s = plan_storage(views)
+    assert (s.betons, s.views, s.images, s.per_extra_seed) == (4, 32, 1_281_167 + 50_000 + 2 * 269_400, 0)
+    c = plan_storage(copies)
+    # copies: every class set again; one more seed adds its 14 drawn sets (A-k x 4, NA-k x 5, R-k x 5), train + val
+    drawn = (50, 100, 200, 300) + 2 * (50, 100, 200, 300, 398)  # classes of the sets one seed draws
+    assert c.per_extra_seed == sum(round(1_281_167 / 1000 * n) + 50 * n for n in drawn)
+    assert c.images > 6_800_000 and "each further seed adds 3.66 M images" in c.describe()
+    assert "4 betons write and hold 1.87 M images" in s.describe() and "56.6 kB a photo" in s.describe()
+
+
 def test_paper_grid_two_seeds_and_drops_too_large_k(tmp_path):
     rows = paper(tmp_path, ks=(100, 500, 800), seeds=(0, 1))
     counts = Counter(r.kind for r in rows)
@@ -96,7 +125,8 @@ def test_dependencies_acyclic_complete_and_inputs_made_by_them(tmp_path):
             assert sorted(r.depends_on) == sorted(
                 [f"beton_imagenet_{r.target}_train", f"beton_imagenet_{r.target}_val"]
             )
-            assert r.inputs["train"].endswith(f"{r.target}_train.beton") and "init" not in r.inputs
+            ending = ".beton" if r.target == "all" else ".view.json"  # every other class set: a view of all
+            assert r.inputs["train"].endswith(f"{r.target}_train{ending}") and "init" not in r.inputs
         if r.kind == "finetune":
             pre = r.run_id.replace("finetune_", "pretrain_")
             assert set(r.depends_on) == {pre, "beton_inat-mini-a_train", "beton_inat-mini-a_eval"}
@@ -110,8 +140,12 @@ def test_dependencies_acyclic_complete_and_inputs_made_by_them(tmp_path):
             }
         if r.kind == "scratch" or (r.kind == "linear" and not r.subset):
             assert "init" not in r.inputs and not any(d.startswith("pretrain_") for d in r.depends_on)
-        if r.kind == "beton":
+        if r.kind == "beton" and r.outputs.endswith(".beton"):
             assert r.depends_on == ()  # real data: nothing to make first
+        if r.kind == "beton" and r.outputs.endswith(".view.json"):  # a view: of its split's ImageNet beton
+            assert r.depends_on == (f"beton_imagenet_all_{r.split}",) and r.inputs == {
+                "parent": by_id[f"beton_imagenet_all_{r.split}"].outputs
+            }
     # Every pretraining feeds exactly one finetune and one probe.
     for p in (r for r in rows if r.kind == "pretrain"):
         users = Counter(by_id[x].kind for x in by_id if p.run_id in by_id[x].depends_on)
@@ -167,11 +201,18 @@ def test_smoke_grid_makes_its_own_data(tmp_path):
         "pretrain_R-8-s0",
         "pretrain_all-s0",
     }
-    assert all(r.depends_on == ("data_synthetic",) for r in rows if r.kind == "beton")
+    # the images: ImageNet's two betons and iNat's read the data; every other class set is a view
+    assert all(
+        r.depends_on == (("data_synthetic",) if r.outputs.endswith(".beton") else (f"beton_imagenet_all_{r.split}",))
+        for r in rows
+        if r.kind == "beton"
+    )
     assert all("device=cpu" in r.overrides for r in rows if r.recipe)
     only = with_dependencies(rows, ["finetune_A-8-s0"])
     assert [r.run_id for r in only] == [
         "data_synthetic",
+        "beton_imagenet_all_train",
+        "beton_imagenet_all_val",
         "beton_imagenet_A-8-s0_train",
         "beton_imagenet_A-8-s0_val",
         "beton_inat-mini-a_train",

@@ -420,7 +420,7 @@ def compare_pixels(beton: Path, device, s: CheckSettings, echo: Callable[[str], 
     first = None
     seconds = {"(a)": 0.0, "(b)": 0.0}
     t0 = time.perf_counter()
-    for rows, headers in stored_batches(beton, n, s.batch, s.workers, s.seed):
+    for rows, headers in stored_batches(beton, n, s.batch, s.workers, s.seed, manifest):
         first = first or (rows, headers)
         for k in headers[:, 1]:
             kinds[KIND_NAMES[int(k)]] += 1

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ffcv_inat import UserError
-from ffcv_inat.study import IMAGENET_TRAIN_IMAGES, INAT_ANIMAL_SPECIES, INAT_MINI_PER_SPECIES, num_pretrain_classes
+from ffcv_inat.study import INAT_ANIMAL_SPECIES, INAT_MINI_PER_SPECIES, num_pretrain_classes, planned_images
 
 from ffcv_inat.bench.machine import is_cpu_device, machine_name
 
@@ -54,9 +54,7 @@ class RunCost:
 
 def assumed_images(dataset: str, classes: int) -> int:
     """Training images of a beton not written yet, from the dataset's known size."""
-    if dataset == "imagenet":
-        return round(IMAGENET_TRAIN_IMAGES / 1000 * classes)
-    return INAT_MINI_PER_SPECIES * classes
+    return planned_images(dataset, "train", classes)
 
 
 def beton_images(beton_row) -> tuple[int, str]:

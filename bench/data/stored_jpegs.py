@@ -11,22 +11,26 @@ import numpy as np
 
 
 def stored_batches(
-    beton: Path, samples: int, batch: int, workers: int, seed: int
+    beton: Path, samples: int, batch: int, workers: int, seed: int, manifest=None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rows, headers) of the first `samples` samples in order, `batch` at a time, as the GPU
     path's ffcv op writes them (training crops and flips of `seed`, epoch 0). Rows are copies:
-    ffcv reuses its buffers. (make_loader does not take a subset of indices, hence this Loader.)"""
+    ffcv reuses its buffers. (make_loader does not take a subset of indices, hence this Loader.)
+    A view's (`manifest`: checked, read when None) are its first samples in its parent."""
     from ffcv.loader import Loader, OrderOption
 
+    from ffcv_inat.beton import beton_file, check_beton, sample_indices
     from ffcv_inat.loader import CompressedImageBytes, keep_alive, largest_payload, read_headers
 
-    op = CompressedImageBytes(largest_payload(beton), random_crop=True, seed=seed)
+    manifest = manifest or check_beton(beton)
+    file, indices = beton_file(beton, manifest), sample_indices(manifest)
+    op = CompressedImageBytes(largest_payload(file), random_crop=True, seed=seed)
     loader = Loader(
-        str(beton),
+        str(file),
         batch_size=batch,
         num_workers=workers,
         order=OrderOption.SEQUENTIAL,
-        indices=np.arange(samples),
+        indices=(np.arange(samples) if indices is None else indices[:samples]).astype(np.uint64),
         drop_last=False,
         pipelines={"image": [op], "label": None},
     )
@@ -63,10 +67,11 @@ def read_stored_jpegs(
     from ffcv_inat.loader import HEADER_FIELDS, RAW, payload
 
     beton = Path(beton)
-    n = min(samples, (manifest or check_beton(beton)).num_images)
+    manifest = manifest or check_beton(beton)
+    n = min(samples, manifest.num_images)
     col = {name: i for i, name in enumerate(HEADER_FIELDS)}
     datas, sizes, boxes, raw = [], [], [], 0
-    for rows, headers in stored_batches(beton, n, min(batch, n), workers, seed):
+    for rows, headers in stored_batches(beton, n, min(batch, n), workers, seed, manifest):
         for i, h in enumerate(headers):
             if int(h[col["kind"]]) == RAW:
                 raw += 1

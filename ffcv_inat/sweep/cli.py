@@ -19,11 +19,13 @@ from ..command_line import CONTEXT_SETTINGS, check_at_least, parse_int_list, rep
 from .executors import DEFAULT_ATTEMPTS, betons_to_verify, run_local
 from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import (
+    BETON_LAYOUTS,
     DEFAULT_KS,
     SMOKE_FAMILIES,
     SMOKE_KS,
     GridSpec,
     build_plan,
+    plan_storage,
     plan_summary,
     read_plan,
     with_dependencies,
@@ -80,6 +82,15 @@ def main():
     "Full ImageNet is always in: it is every figure's reference.",
 )
 @click.option(
+    "--betons",
+    "beton_layout",
+    type=click.Choice(BETON_LAYOUTS),
+    default="views",
+    show_default=True,
+    help="views: ImageNet written once per split, every other class set a view of it (a small file); "
+    "copies: a beton of its own for each class set.",
+)
+@click.option(
     "--set",
     "sets",
     multiple=True,
@@ -88,7 +99,9 @@ def main():
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PLAN.csv to write.")
 @report_user_errors
-def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, full_subsets, sets, out):
+def plan(
+    grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, full_subsets, beton_layout, sets, out
+):
     """Write the grid's runs, with their dependencies, to PLAN.csv."""
     ks = parse_int_list(ks, "--k") if ks is not None else (DEFAULT_KS if grid == "paper" else SMOKE_KS)
     # Each CPU training run costs ~25 s of ffcv/numba start-up whatever its size, so the smoke
@@ -109,6 +122,7 @@ def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_d
         families=tuple(f.strip() for f in families.split(",") if f.strip()),
         extra_overrides=tuple(sets),
         full_subsets=(grid == "paper") if full_subsets is None else full_subsets,
+        betons=beton_layout,
     )
     for item in sets:
         if "=" not in item:
@@ -117,7 +131,8 @@ def plan(grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_d
     write_plan(rows, out)
     counts = ", ".join(f"{n} {kind}" for kind, n in plan_summary(rows).items())
     click.echo(f"wrote {out}: {len(rows)} runs ({counts}); work dir {work}")
-    if grid == "paper":
+    if grid == "paper":  # the smoke grid's synthetic data is not of these sizes
+        click.echo(plan_storage(rows).describe())
         for name, value, env in (("ImageNet", spec.imagenet_dir, "IMAGENET_DIR"), ("iNat", spec.inat_dir, "INAT_DIR")):
             if not value:
                 click.echo(f"note: no {name} dir given; write-beton will read ${env} when the betons are written")

@@ -86,6 +86,8 @@ def row_command(row: PlanRow, procs: int = 1, cpu: bool = False) -> list[str]:
         cmd = [executable("write-beton"), "--out", row.outputs, "--overwrite"]
         if row.inputs.get("data_dir"):
             cmd += ["--data-dir", row.inputs["data_dir"]]
+        if row.inputs.get("parent"):  # a view of the beton the row depends on
+            cmd += ["--from", row.inputs["parent"]]
         for key, value in sorted(row.options.items()):
             cmd += [_flag(key), str(value)]
         return cmd

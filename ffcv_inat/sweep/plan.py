@@ -1,7 +1,8 @@
 """The study as a list of runs with dependencies: a pure function of the plan arguments.
 
 The paper's grid, per seed:
-    betons      ImageNet all, A, NA and A-k, NA-k, R-k (train + val); iNat-Mini-A train + eval
+    betons      ImageNet all (train + val), and A, NA, A-k, NA-k, R-k as views of it (or, with
+                betons="copies", betons of their own); iNat-Mini-A train + eval
     pretrain    ResNet-50 on each ImageNet subset (pretrain_90ep)
     finetune    each pretrained model on iNat-Mini-A (finetune_inat_60ep)
     linear      each pretrained model, linear probe on ImageNet-A (linear_imagenet_a_15ep)
@@ -26,9 +27,25 @@ import yaml
 
 from .. import UserError
 from ..atomic import atomic_outputs
+from ..beton.view import is_view
+from ..classes import NUM_IMAGENET_CLASSES
 from ..config import find_recipe, flatten, load_config
 from ..rundir import checkpoint_of, run_dir_of
-from ..study import FAMILY_END, FAMILIES, IMAGENET_A, INAT, family_size
+from ..study import (
+    FAMILIES,
+    FAMILY_END,
+    IMAGENET_A,
+    IMAGENET_TRAIN_IMAGES,
+    IMAGENET_VAL_PER_CLASS,
+    INAT,
+    INAT_ANIMAL_SPECIES,
+    INAT_MINI_PER_SPECIES,
+    STORED_IMAGE_BYTES,
+    STORED_IMAGE_SOURCE,
+    family_size,
+    num_pretrain_classes,
+    planned_images,
+)
 from ..synthetic import study_preset
 
 # 50..300 trace the curve where the paper sees it change; 398 = |A|, so A, NA and R are also
@@ -37,6 +54,8 @@ DEFAULT_KS = (50, 100, 200, 300, 398)
 SMOKE_KS = (8,)
 SMOKE_FAMILIES = "R"
 KINDS = ("data", "beton", "pretrain", "finetune", "linear", "scratch")
+# How a plan stores ImageNet's class sets: views of the one ImageNet beton per split, or copies.
+BETON_LAYOUTS = ("views", "copies")
 TRAIN_KINDS = ("pretrain", "finetune", "linear", "scratch")
 
 RECIPES = {
@@ -150,6 +169,7 @@ class GridSpec:
     families: tuple[str, ...] = ("A", "NA", "R")
     extra_overrides: tuple[str, ...] = ()  # --set items for every training run (e.g. device=cuda)
     full_subsets: bool = True  # pretrain on the whole of A and NA too (the curves' end points)
+    betons: str = "views"  # BETON_LAYOUTS
 
 
 def pretrain_subsets(
@@ -185,6 +205,8 @@ def check_spec(spec: GridSpec) -> None:
         raise UserError(f"--k values must be at least 1, got {','.join(map(str, spec.ks))}")
     if spec.epochs_scale <= 0:
         raise UserError(f"--epochs-scale must be positive, got {spec.epochs_scale}")
+    if spec.betons not in BETON_LAYOUTS:
+        raise UserError(f"--betons must be one of {', '.join(BETON_LAYOUTS)}, got {spec.betons!r}")
 
 
 def build_plan(spec: GridSpec) -> list[PlanRow]:
@@ -252,9 +274,28 @@ def beton_row(
     )
 
 
+def view_row(split: str, parent: PlanRow, src: BetonSources, subset: str, k: int | None, seed: int | None) -> PlanRow:
+    """The row writing a class set as a view of `parent` (`write-beton --from`): no image read."""
+    name = f"imagenet_{subset_name(subset, k, seed)}"
+    opts = {"dataset": "imagenet", "split": split, "subset": subset} | ({"k": k, "seed": seed} if k is not None else {})
+    return PlanRow(
+        f"beton_{name}_{split}",
+        "beton",
+        subset=subset,
+        k=k,
+        seed=seed if k is not None else None,
+        split=split,
+        options=opts,
+        inputs={"parent": parent.outputs},
+        outputs=str(src.betons / f"{name}_{split}.view.json"),
+        depends_on=(parent.run_id,),
+    )
+
+
 def imagenet_beton_rows(spec: GridSpec, src: BetonSources) -> dict[tuple, PlanRow]:
     """(subset, k, seed, split) -> beton row of every pretraining class set, and ImageNet-A's
-    (the linear probe's data). Full subsets are the same for every seed: written once."""
+    (the linear probe's data). Full subsets are the same for every seed: written once. With
+    views, all of ImageNet is written once per split and every other class set is a view of it."""
     subsets = pretrain_subsets(spec.ks, spec.families, spec.full_subsets)
     class_sets = sorted(
         {(s, k, seed if k is not None else None) for seed in spec.seeds for _, s, k in subsets},
@@ -262,6 +303,15 @@ def imagenet_beton_rows(spec: GridSpec, src: BetonSources) -> dict[tuple, PlanRo
     )
     if ("A", None, None) not in class_sets:
         class_sets.insert(0, ("A", None, None))
+    if spec.betons == "views":
+        parents = {split: beton_row("imagenet", split, src, "all") for split in ("train", "val")}
+        return {
+            (subset, k, seed, split): parents[split]
+            if (subset, k) == ("all", None)
+            else view_row(split, parents[split], src, subset, k, seed)
+            for subset, k, seed in [("all", None, None)] + [c for c in class_sets if c != ("all", None, None)]
+            for split in ("train", "val")
+        }
     return {
         (subset, k, seed, split): beton_row("imagenet", split, src, subset, k, seed)
         for subset, k, seed in class_sets
@@ -525,6 +575,58 @@ def read_plan(path: str | Path) -> list[PlanRow]:
                 raise UserError(f"{path}:{n}: bad plan row ({e})") from None
     check_plan(rows)
     return rows
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What a plan's betons hold, at the real datasets' sizes (`study.planned_images`)."""
+
+    betons: int  # beton rows that write images
+    views: int  # beton rows that are views: a small file each, no image
+    images: int  # images the betons hold, each written once
+    per_extra_seed: int  # images one more seed would add (its drawn class sets)
+
+    @property
+    def gigabytes(self) -> float:
+        return self.images * STORED_IMAGE_BYTES / 1e9
+
+    def describe(self) -> str:
+        extra = self.per_extra_seed * STORED_IMAGE_BYTES / 1e9
+        return (
+            f"storage at ImageNet's and iNat-2021's sizes: {self.betons} betons write and hold "
+            f"{self.images / 1e6:.2f} M images ≈ {self.gigabytes:,.0f} GB"
+            + (f", and {self.views} views of ImageNet hold none of their own" if self.views else "")
+            + f"; each further seed adds {self.per_extra_seed / 1e6:.2f} M images ≈ {extra:,.0f} GB"
+            + (" (its class sets are views)" if self.views and not self.per_extra_seed else "")
+            + f". Assumed: {STORED_IMAGE_SOURCE}; ImageNet train {IMAGENET_TRAIN_IMAGES / 1000:,.1f} images a class, "
+            f"val {IMAGENET_VAL_PER_CLASS}; iNat-Mini-A {INAT_MINI_PER_SPECIES} a species, its eval split the plan's "
+            f"images a species, of {INAT_ANIMAL_SPECIES:,} animal species"
+        )
+
+
+def beton_row_images(row: PlanRow) -> int:
+    """Images a beton row writes (a view: none), at the real datasets' sizes."""
+    if is_view(row.outputs):
+        return 0
+    dataset = row.options.get("dataset", "imagenet")
+    if dataset == "imagenet":
+        return planned_images(dataset, row.split, num_pretrain_classes(row.subset, row.k) or NUM_IMAGENET_CLASSES)
+    per_class = int(row.options.get("per-class", INAT_MINI_PER_SPECIES))
+    return planned_images(dataset, row.split, INAT_ANIMAL_SPECIES, per_class)
+
+
+def plan_storage(rows: Sequence[PlanRow]) -> Storage:
+    """What the plan's betons will store, and what one more seed would add (the beton rows of its
+    first seed's drawn class sets stand for it)."""
+    betons = [r for r in rows if r.kind == "beton"]
+    seeds = [r.seed for r in betons if r.k is not None]
+    first = min(seeds) if seeds else None
+    return Storage(
+        betons=sum(not is_view(r.outputs) for r in betons),
+        views=sum(is_view(r.outputs) for r in betons),
+        images=sum(beton_row_images(r) for r in betons),
+        per_extra_seed=sum(beton_row_images(r) for r in betons if r.k is not None and r.seed == first),
+    )
 
 
 def plan_summary(rows: Sequence[PlanRow]) -> dict[str, int]:
