@@ -46,7 +46,7 @@ def gpu_path_on_cpu(monkeypatch):
 
 
 # Fixtures made by a process started in the background at the session's first test
-# (tests/background.py), when a test of the session needs them.
+# (tests/helpers/background.py), when a test of the session needs them.
 BACKGROUND_FIXTURES = ("smoke_grid", "torchrun_two_process_run", "device_run_script")
 
 
@@ -65,7 +65,7 @@ def pytest_collection_modifyitems(config, items):
 def smoke_grid_in_background(request, tmp_path_factory):
     """Plans the smoke grid (R family) and starts its real run of SMOKE_SLICE with dependencies
     in the background at the session's first test, when any test of the session needs it: its
-    ~12 processes then use the core the other tests leave idle (tests/background.py)."""
+    ~12 processes then use the core the other tests leave idle (tests/helpers/background.py)."""
     if not session_uses(request, "smoke_grid"):
         yield None
         return
@@ -98,7 +98,7 @@ def smoke_grid(smoke_grid_in_background):
 @pytest.fixture(scope="session", autouse=True)
 def torchrun_two_process_run_in_background(request, tmp_path_factory):
     """A real 2-process DistributedDataParallel training run (gloo on CPU) launched by torchrun
-    through tests/_rank_writes.py, which records which rank moves which file into place; started
+    through tests/helpers/rank_writes.py, which records which rank moves which file into place; started
     in the background at the session's first test, when a test of the session needs it.
     3 classes x 5 val images = 15: an odd count, so ffcv's distributed order pads rank 1 with a
     repeat and the evaluation must count every image exactly once."""
@@ -162,7 +162,7 @@ def torchrun_two_process_run(torchrun_two_process_run_in_background):
 
 @pytest.fixture(scope="session", autouse=True)
 def device_run_script_in_background(request, tmp_path_factory):
-    """bench/gpu/device_run.sh with tiny sizes and failing steps (tests/_device_run.py), from the
+    """bench/gpu/device_run.sh with tiny sizes and failing steps (tests/helpers/device_run.py), from the
     filesystem's root, started in the background at the session's first test when a test of the
     session needs it: ~15 processes of torch and ffcv start-up, mostly one core each."""
     if not session_uses(request, "device_run_script"):

@@ -1,4 +1,4 @@
-"""tests/background.py, which the smoke grid and torchrun fixtures rely on: commands in order,
+"""tests/helpers/background.py, which the smoke grid and torchrun fixtures rely on: commands in order,
 the first failure ends the run, detached from pytest, stopped by its process group."""
 
 import os

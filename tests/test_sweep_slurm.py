@@ -1,4 +1,4 @@
-"""ffcv-sweep on a real SLURM cluster: slurmctld + slurmd on this machine (tests/slurm_cluster.py,
+"""ffcv-sweep on a real SLURM cluster: slurmctld + slurmd on this machine (tests/helpers/slurm_cluster.py,
 the session fixture `slurm_cluster`), the real submitit SlurmExecutor, real sbatch / srun /
 scancel / scontrol, and no accounting (sacct is disabled, as on many small clusters).
 

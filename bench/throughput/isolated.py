@@ -28,6 +28,7 @@ from ffcv_inat import UserError
 # fraction of a second instead of the ~8 s of importing torch and ffcv, whose import compiles
 # numba code (2-core dev VM). Preloading starts no threads; what a module fails to preload is
 # imported by the process itself.
+# Names, not imports: ffcv_inat.loader imports its factory lazily, the server does it once here.
 PRELOAD = [
     "torch",
     "torchvision",

@@ -85,10 +85,10 @@ def main():
     "--betons",
     "beton_layout",
     type=click.Choice(BETON_LAYOUTS),
-    default="views",
-    show_default=True,
+    default=None,
     help="views: ImageNet written once per split, every other class set a view of it (a small file); "
-    "copies: a beton of its own for each class set.",
+    "copies: a beton of its own for each class set [paper: views; smoke: copies, since writing all of its "
+    "synthetic ImageNet costs more than copies of the few class sets a smoke slice reads].",
 )
 @click.option(
     "--set",
@@ -122,7 +122,7 @@ def plan(
         families=tuple(f.strip() for f in families.split(",") if f.strip()),
         extra_overrides=tuple(sets),
         full_subsets=(grid == "paper") if full_subsets is None else full_subsets,
-        betons=beton_layout,
+        betons=beton_layout or ("views" if grid == "paper" else "copies"),
     )
     for item in sets:
         if "=" not in item:

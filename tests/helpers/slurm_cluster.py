@@ -241,7 +241,7 @@ class SlurmCluster:
         return "\n".join(out)
 
 
-if __name__ == "__main__":  # bring one up by hand: python tests/slurm_cluster.py DIR
+if __name__ == "__main__":  # bring one up by hand: python tests/helpers/slurm_cluster.py DIR
     import sys
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID stops the cluster too

@@ -1,7 +1,7 @@
 """bench/gpu/device_run.sh, the prepared GPU run, exercised on CPU with tiny sizes: it makes its
 data, runs the steps asked for, logs a failing step without stopping the rest, and leaves
-the results CSV, report and log in $OUT. (The Python of its steps is tested on its own in
-tests/test_bench_device_steps.py.)"""
+the results CSV, report and log in $OUT. (The subcommands of its steps are tested on their own in
+tests/bench/.)"""
 
 import csv
 import json
@@ -31,7 +31,7 @@ def named(out, what: str) -> Path:
 
 @pytest.mark.timeout(280)
 def test_steps_run_and_a_failing_step_does_not_stop_the_rest(device_run_script):
-    # The run of FAILING_STEPS (tests/_device_run.py), started in the background at the session's
+    # The run of FAILING_STEPS (tests/helpers/device_run.py), started in the background at the session's
     # first test: "bogus" is no step, the training run gets a recipe that does not exist (so its
     # figures find no epoch) and the sweep a run id that is not in its plan: they fail, and the
     # steps after them still run; the loader bench writes its rows, real photos first. Without
