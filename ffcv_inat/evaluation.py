@@ -21,7 +21,7 @@ from . import UserError
 from .atomic import atomic_outputs
 from .beton import Manifest, check_beton
 from .checkpoint import FORMAT, checkpoint_num_classes, load_file, load_weights, model_state
-from .config import config_from_dict
+from .config import Config, config_from_dict
 from .distributed import DistInfo, all_reduce_sum, per_process_batch, setup, teardown
 from .environment import autocast_dtype, device_name, input_dtype, run_precision, versions
 from .loader import AnyLoader, make_loader, model_input, resolve_decode
@@ -151,15 +151,7 @@ def evaluate_checkpoint(
     decode: where JPEGs are decoded, as data.decode (cpu, gpu, auto).
     """
     checkpoint, val = str(checkpoint), str(val)
-    obj = load_file(checkpoint)
-    state = model_state(obj, checkpoint)
-    num_classes = checkpoint_num_classes(state, checkpoint)
-    trained = None
-    if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
-        trained = config_from_dict(yaml.safe_load(obj["config"]), f"{checkpoint} (config)")
-    manifest = check_beton(val)
-    if manifest.num_classes != num_classes:
-        raise UserError(f"{val} has {manifest.num_classes} classes but {checkpoint} predicts {num_classes}")
+    state, num_classes, trained, manifest = _load_inputs(checkpoint, val)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         for name in (SUMMARY, PER_CLASS):
@@ -189,23 +181,58 @@ def evaluate_checkpoint(
         result = evaluate(
             model, loader, num_classes, info, total_images=manifest.num_images, precision=ran, tta_flip=tta_flip
         )
-        summary = {
-            "checkpoint": checkpoint,
-            "val_beton": val,
-            "num_classes": num_classes,
-            "res": res,
-            "tta_flip": tta_flip,
-            "recipe": trained.recipe if trained else None,
-            **result.summary(manifest),
-            "wall_seconds": time.perf_counter() - wall_start,
-            "device": device_name(info.device, info.world_size),
-            "precision": ran,
-            "decode": decode,
-            "versions": versions(),
-        }
+        summary = _eval_summary(
+            checkpoint, val, num_classes, res, tta_flip, trained, result, manifest, wall_start, info, ran, decode
+        )
         if out_dir is not None and info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             write_results(out_dir, manifest, result, summary)
         return summary
     finally:
         teardown(info)
+
+
+def _load_inputs(checkpoint: str, val: str) -> tuple[dict[str, torch.Tensor], int, Config | None, Manifest]:
+    """Load the checkpoint (its state_dict, class count and, from ffcv-train, its config) and
+    check the val beton against it."""
+    obj = load_file(checkpoint)
+    state = model_state(obj, checkpoint)
+    num_classes = checkpoint_num_classes(state, checkpoint)
+    trained = None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
+        trained = config_from_dict(yaml.safe_load(obj["config"]), f"{checkpoint} (config)")
+    manifest = check_beton(val)
+    if manifest.num_classes != num_classes:
+        raise UserError(f"{val} has {manifest.num_classes} classes but {checkpoint} predicts {num_classes}")
+    return state, num_classes, trained, manifest
+
+
+def _eval_summary(
+    checkpoint: str,
+    val: str,
+    num_classes: int,
+    res: int,
+    tta_flip: bool,
+    trained: Config | None,
+    result: EvalResult,
+    manifest: Manifest,
+    wall_start: float,
+    info: DistInfo,
+    ran: str,
+    decode: str,
+) -> dict:
+    """The contents of summary.json: what was evaluated, its metrics, and how (wall time since wall_start)."""
+    return {
+        "checkpoint": checkpoint,
+        "val_beton": val,
+        "num_classes": num_classes,
+        "res": res,
+        "tta_flip": tta_flip,
+        "recipe": trained.recipe if trained else None,
+        **result.summary(manifest),
+        "wall_seconds": time.perf_counter() - wall_start,
+        "device": device_name(info.device, info.world_size),
+        "precision": ran,
+        "decode": decode,
+        "versions": versions(),
+    }

@@ -151,13 +151,24 @@ def main(
     if not data_dir:
         raise UserError(f"no data dir: pass --data-dir or set ${env}")
     start = time.perf_counter()
+    m, what = write_dataset(dataset, data_dir, split, subset, k, seed, per_class, out, opts, overwrite)
+    seconds = time.perf_counter() - start
+    size_mb = os.path.getsize(out) / 1e6
+    click.echo(
+        f"wrote {out}: {what}, {m.num_classes} classes, {m.num_images} images, "
+        f"{size_mb:.1f} MB, {m.num_images / seconds:.0f} images/s; skipped {len(m.skipped)}"
+    )
+
+
+def write_dataset(dataset, data_dir, split, subset, k, seed, per_class, out, opts, overwrite):
+    """The beton of `dataset` (its writer's checks first); (its manifest, what it holds in words)."""
     if dataset == "imagenet":
         from .imagenet import write_imagenet
 
         if split == "eval":
             raise UserError("split eval exists only for --dataset inat-mini-a; ImageNet has train and val")
         m = write_imagenet(data_dir, split, subset, k, seed, out, opts, overwrite=overwrite)
-        what = f"ImageNet {subset_label(subset, k)} {split}"
+        return m, f"ImageNet {subset_label(subset, k)} {split}"
     else:
         from .inat import write_inat_mini_a
 
@@ -166,13 +177,7 @@ def main(
         if per_class < 1:
             raise UserError(f"--per-class must be at least 1, got {per_class}")
         m = write_inat_mini_a(data_dir, split, out, opts, per_class=per_class, seed=seed, overwrite=overwrite)
-        what = f"iNat-Mini-A {split}"
-    seconds = time.perf_counter() - start
-    size_mb = os.path.getsize(out) / 1e6
-    click.echo(
-        f"wrote {out}: {what}, {m.num_classes} classes, {m.num_images} images, "
-        f"{size_mb:.1f} MB, {m.num_images / seconds:.0f} images/s; skipped {len(m.skipped)}"
-    )
+        return m, f"iNat-Mini-A {split}"
 
 
 def view_main(parent, dataset, subset, k, seed, out, overwrite) -> None:

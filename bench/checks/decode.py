@@ -503,9 +503,11 @@ def run_check(
 ) -> CheckReport:
     """Every part that can run on `device`; see the module. `keep` gets the report before (d),
     the slow part, and again at the end, so a check stopped during (d) leaves (a)-(c)."""
+    from ffcv_inat.environment import resolve_workers
     from ffcv_inat.loader import indexed, nvjpeg_backend
 
     beton, device = Path(beton), indexed(device)  # one device object: torchvision rebuilds nvJPEG on a change
+    s = replace(s, workers=resolve_workers(s.workers))  # 0: this process's share of the usable cores
     report, first = compare_pixels(beton, device, s, echo)
     report = check_hazard(report, first, device, s, echo)
     if device.type == "cuda":

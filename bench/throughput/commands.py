@@ -17,6 +17,7 @@ from ffcv_inat.bench.machine import environment
 from ffcv_inat.bench.options import command_line, decode_option, echo_err, parse_decodes, results_option, write_rows
 from ffcv_inat.bench.results import recorded_path, to_record
 from ffcv_inat.bench.throughput.loader import MIN_ROUND_SECONDS
+from ffcv_inat.bench.throughput.pipelines import PIPELINES
 
 
 @click.command(short_help="Images/s of the ffcv loader vs DALI's and PyTorch's, and the CPU ceiling.")
@@ -81,7 +82,7 @@ from ffcv_inat.bench.throughput.loader import MIN_ROUND_SECONDS
 @click.option(
     "--pipeline",
     "pipelines",
-    type=click.Choice(["ffcv", "dali", "pytorch"]),
+    type=click.Choice(PIPELINES),
     multiple=True,
     help="Run only this pipeline (repeatable). Default: ffcv, dali (when installed) and pytorch.",
 )
@@ -131,13 +132,7 @@ def loader(
     """Images/s of the toolkit's FFCV pipeline (per decode path) vs NVIDIA DALI's CPU pipeline and
     the standard PyTorch one, on the same images, each in its own process, with the CPU cores each
     keeps busy, the memory each adds, and this machine's ceiling."""
-    import torch
-
-    from ffcv_inat.environment import resolve_device
-    from ffcv_inat.loader import resolve_decode
-
-    from ffcv_inat.bench.throughput.ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, CeilingProcess
-    from ffcv_inat.bench.throughput.loader import DALI_MISSING, dali_available, loader_rows, run_loader_bench
+    from ffcv_inat.bench.throughput.loader import loader_rows
 
     resolutions = parse_int_list(res_list, "--res")
     check_at_least(
@@ -149,14 +144,8 @@ def loader(
         *(("--res", r, 16) for r in resolutions),
     )
     pipelines = list(dict.fromkeys(pipelines)) or default_pipelines()
-    if "dali" in pipelines and not dali_available():
-        raise UserError(DALI_MISSING)
     crops = list(dict.fromkeys(crops)) or ["seeded"]
-    asked = parse_decodes(decode_opts) or ["cpu"]
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() and set(asked) != {"cpu"} else "cpu"
-    dev = resolve_device(device, "--device")
-    decodes = list(dict.fromkeys(resolve_decode(d, dev) for d in asked))  # gpu without CUDA: its one-line error
+    dev, decodes = _loader_decodes(parse_decodes(decode_opts) or ["cpu"], device, pipelines)
     if images_dir is None and (beton is None or pipelines != ["ffcv"]):
         raise UserError("--images DIR is needed, unless --pipeline ffcv alone times an existing --beton")
     with tempfile.TemporaryDirectory(prefix="ffcv-bench-") as tmp:
@@ -166,38 +155,10 @@ def loader(
             f"{warmup}+ warm-up + {epochs} measured rounds of >= {min_seconds:g} s per pipeline and resolution; "
             f"pipelines {', '.join(pipelines)}{' and the ceiling' if ceiling else ''}, each in its own process"
         )
-        # The ceiling's process starts first and makes itself ready while the loaders' start.
-        rounds = (
-            CeilingProcess(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), manifest=manifest)
-            if ceiling
-            else None
-        )
-        try:
-            measured = run_loader_bench(
-                source,
-                beton_path,
-                resolutions,
-                batch,
-                workers,
-                warmup,
-                epochs,
-                pipelines,
-                echo=echo_err,
-                crops=crops,
-                decodes=decodes,
-                device=dev,
-                min_seconds=min_seconds,
-                ceiling=rounds,
-                manifest=manifest,
-            )
-            top = (
-                rounds.finish(dev if "gpu" in decodes else None, batch)
-                if rounds is not None and rounds.opened()
-                else None
-            )
-        finally:
-            if rounds is not None:
-                rounds.close()
+        measured, top = _measure_loaders(
+            source, beton_path, manifest, resolutions, batch, workers, warmup, epochs, pipelines, crops, decodes,
+            dev, min_seconds, ceiling,
+        )  # fmt: skip
     run = {
         "images": recorded_path((source.root if source else Path(beton)).resolve()),
         "num_images": manifest.num_images,
@@ -213,14 +174,60 @@ def loader(
     _print_loader(records, measured, crops if "ffcv" in pipelines else [None], top)
 
 
+def _loader_decodes(asked: list[str], device: str | None, pipelines: list[str]):
+    """(the device the ffcv pipeline's batches land on, its decode paths, resolved); DALI asked
+    for without it installed, or gpu without CUDA, is a one-line error."""
+    import torch
+
+    from ffcv_inat.environment import resolve_device
+    from ffcv_inat.loader import resolve_decode
+
+    from ffcv_inat.bench.throughput.pipelines import DALI_MISSING, dali_available
+
+    if "dali" in pipelines and not dali_available():
+        raise UserError(DALI_MISSING)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() and set(asked) != {"cpu"} else "cpu"
+    dev = resolve_device(device, "--device")
+    return dev, list(dict.fromkeys(resolve_decode(d, dev) for d in asked))
+
+
+def _measure_loaders(
+    source, beton_path, manifest, resolutions, batch, workers, warmup, epochs, pipelines, crops, decodes, dev,
+    min_seconds, ceiling,
+):  # fmt: skip
+    """Every pipeline's figures (run_loader_bench) and this machine's ceiling (None without --ceiling)."""
+    from ffcv_inat.bench.throughput.ceiling import MIN_ROUND_SECONDS as CEILING_ROUND_SECONDS, CeilingProcess
+    from ffcv_inat.bench.throughput.loader import run_loader_bench
+
+    # The ceiling's process starts first and makes itself ready while the loaders' start.
+    rounds = (
+        CeilingProcess(beton_path, workers, min(min_seconds, CEILING_ROUND_SECONDS), manifest=manifest)
+        if ceiling
+        else None
+    )
+    try:
+        measured = run_loader_bench(
+            source, beton_path, resolutions, batch, workers, warmup, epochs, pipelines, echo=echo_err, crops=crops,
+            decodes=decodes, device=dev, min_seconds=min_seconds, ceiling=rounds, manifest=manifest,
+        )  # fmt: skip
+        top = (
+            rounds.finish(dev if "gpu" in decodes else None, batch) if rounds is not None and rounds.opened() else None
+        )
+    finally:
+        if rounds is not None:
+            rounds.close()
+    return measured, top
+
+
 def default_pipelines() -> list[str]:
     """ffcv, DALI (when installed: else a line says how) and PyTorch."""
     from ffcv_inat.bench.throughput.pipelines import dali_available
 
     if dali_available():
-        return ["ffcv", "dali", "pytorch"]
+        return list(PIPELINES)
     echo_err("DALI is not installed, so its CPU pipeline is not measured: pip install 'ffcv-inat[dali]'")
-    return ["ffcv", "pytorch"]
+    return [p for p in PIPELINES if p != "dali"]
 
 
 def _bench_source(images_dir: str | None, beton: str | None, batch: int, tmp: Path):

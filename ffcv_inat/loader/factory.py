@@ -83,40 +83,54 @@ def make_loader(
             f"data.crop: {crop} has no GPU path (it draws inside ffcv's decoder); the GPU path crops "
             "with the seeded function: use data.crop: seeded, or data.decode: cpu"
         )
-    if train:
-        # QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv supports it
-        # only without os_cache and without distributed loading.
-        order = OrderOption.RANDOM if (os_cache or distributed) else OrderOption.QUASI_RANDOM
-    else:
-        order = OrderOption.SEQUENTIAL
+    args = dict(
+        batch_size=batch_size,
+        num_workers=resolve_workers(workers),
+        order=_order(train, os_cache, distributed),
+        os_cache=os_cache,
+        drop_last=train if drop_last is None else drop_last,
+        distributed=distributed,
+        seed=seed,
+        batches_ahead=batches_ahead,
+    )
 
     def ffcv_loader(image_ops: list, label_ops: list) -> Loader:
-        loader = Loader(
-            str(file),
-            indices=None if indices is None else indices.astype(np.uint64),  # ffcv's own dtype for them
-            batch_size=batch_size,
-            num_workers=resolve_workers(workers),
-            order=order,
-            os_cache=os_cache,
-            drop_last=train if drop_last is None else drop_last,
-            pipelines={"image": image_ops, "label": label_ops},
-            distributed=distributed,
-            seed=seed,
-            batches_ahead=batches_ahead,
-        )
-        keep_buffers_across_epochs(loader)
-        return loader
+        return _ffcv_loader(file, indices, {"image": image_ops, "label": label_ops}, args)
 
     if decode == "gpu":
         op = CompressedImageBytes(largest_payload(file), random_crop=random_crop, seed=seed, ratio=crop_ratio)
         source = BetonLoader(ffcv_loader([op], presets.labels(None)), op, label_map=label_map)
         return DeviceDecodeLoader(source, device=indexed(device), size=(res, res), dtype=dtype)
-    if random_crop and crop == "seeded":
-        images = presets.seeded_train(res, seed, device)
-    elif random_crop:
-        images = presets.ffcv_train(res, device)
-    else:
-        images = presets.center(res, crop_ratio, device)
+    images = _cpu_images(res, seed, device, random_crop, crop, crop_ratio)
     return BetonLoader(
         ffcv_loader(images.ops, presets.labels(device)), images.decoder, images.finish, label_map=label_map
     )
+
+
+def _order(train: bool, os_cache: bool, distributed: bool) -> OrderOption:
+    """Training shuffles; QUASI_RANDOM reads page-wise and suits data larger than RAM, but ffcv
+    supports it only without os_cache and without distributed loading. Evaluation is sequential."""
+    if not train:
+        return OrderOption.SEQUENTIAL
+    return OrderOption.RANDOM if (os_cache or distributed) else OrderOption.QUASI_RANDOM
+
+
+def _ffcv_loader(file: Path, indices, pipelines: dict, args: dict) -> Loader:
+    """ffcv's Loader over `file` (a view's parent: only its `indices`), its slots kept across epochs."""
+    loader = Loader(
+        str(file),
+        indices=None if indices is None else indices.astype(np.uint64),  # ffcv's own dtype for them
+        pipelines=pipelines,
+        **args,
+    )
+    keep_buffers_across_epochs(loader)
+    return loader
+
+
+def _cpu_images(res: int, seed: int, device: torch.device, random_crop: bool, crop: str, crop_ratio: float):
+    """The CPU path's image pipeline: the training crop decoder asked for, or the centre crop."""
+    if random_crop and crop == "seeded":
+        return presets.seeded_train(res, seed, device)
+    if random_crop:
+        return presets.ffcv_train(res, device)
+    return presets.center(res, crop_ratio, device)

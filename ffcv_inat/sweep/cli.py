@@ -16,7 +16,7 @@ import click
 
 from .. import UserError
 from ..command_line import CONTEXT_SETTINGS, check_at_least, parse_int_list, report_user_errors
-from .executors import DEFAULT_ATTEMPTS, betons_to_verify, run_local
+from .executors import DEFAULT_ATTEMPTS, SweepResult, betons_to_verify, run_local
 from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import (
     BETON_LAYOUTS,
@@ -252,19 +252,7 @@ def run(
     poll_seconds,
 ):
     """Run PLAN_CSV in dependency order, skipping runs that are already complete."""
-    check_at_least(
-        *(
-            (name, value, 1)
-            for name, value in (
-                ("--procs-per-run", procs_per_run),
-                ("--attempts", attempts),
-                ("--cpus-per-task", cpus_per_task),
-                ("--mem-gb", mem_gb),
-                ("--timeout-min", timeout_min),
-                ("--max-parallel", max_parallel),
-            )
-        )
-    )
+    _check_run_options(procs_per_run, attempts, cpus_per_task, mem_gb, timeout_min, max_parallel)
     gpus_per_run = _gpus_per_run(gpus_per_run, gres)
     rows = read_plan(plan_csv)
     if only:
@@ -300,6 +288,35 @@ def run(
             max_parallel=max_parallel or 1,
             poll_seconds=poll_seconds,
         )
+    _report_sweep(res, plan_csv)
+
+
+def _check_run_options(
+    procs_per_run: int | None,
+    attempts: int,
+    cpus_per_task: int,
+    mem_gb: int | None,
+    timeout_min: int,
+    max_parallel: int | None,
+) -> None:
+    """The numeric options of `run` that must be at least 1 (when given)."""
+    check_at_least(
+        *(
+            (name, value, 1)
+            for name, value in (
+                ("--procs-per-run", procs_per_run),
+                ("--attempts", attempts),
+                ("--cpus-per-task", cpus_per_task),
+                ("--mem-gb", mem_gb),
+                ("--timeout-min", timeout_min),
+                ("--max-parallel", max_parallel),
+            )
+        )
+    )
+
+
+def _report_sweep(res: SweepResult, plan_csv: str) -> None:
+    """Print the sweep's counts, and the runs that did not finish as a ClickException."""
     stopped = f", {len(res.stopped)} stopped" if res.stopped else ""
     click.echo(
         f"sweep: {len(res.ran) - len(res.failed)} ran, {len(res.skipped)} already done, "

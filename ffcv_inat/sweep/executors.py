@@ -161,13 +161,7 @@ def run_row(
     logs.mkdir(parents=True, exist_ok=True)
     Path(row.outputs).parent.mkdir(parents=True, exist_ok=True)  # write-beton wants its folder to exist
     first = previous_attempts(row) + 1
-    extra: dict = {}
-    if job is not None:
-        extra.update(job_id=job.job_id, scheduler=job.scheduler)
-        if job.restarts:
-            extra["restarts"] = job.restarts
-    if row.kind in TRAIN_KINDS:
-        extra["procs"] = procs
+    extra = _state_extra(row, procs, job)
     record = logs / ERROR_RECORD
     env = {**os.environ, ERROR_RECORD_ENV: str(record.resolve())}
     for attempt in range(first, first + attempts):
@@ -201,26 +195,45 @@ def run_row(
         if rc == 0 and is_complete(row):
             write_state(row, status="done", attempt=attempt, seconds=round(seconds, 1), **extra)
             return True
-        failure = read_failure(record) if rc != 0 else None
-        error = (failure or {}).get("error") or _last_line(logs / "stderr.log") or f"exit code {rc}"
-        if rc == 0:
-            error = f"exited 0 but its outputs are incomplete ({row.outputs})"
-        kind = failure["kind"] if failure else None
-        permanent = is_permanent(kind)
-        write_state(
-            row,
-            status="failed",
-            attempt=attempt,
-            returncode=rc,
-            error=error,
-            **({"error_kind": kind, "permanent": permanent} if kind else {}),
-            **extra,
-        )
-        echo(f"  attempt {attempt} failed (exit {rc}): {error}")
-        if permanent:
-            echo(f"  {kind} ({KINDS[kind][1]}): a retry would fail the same way, not tried again")
+        if _record_failure(row, attempt, rc, logs, echo, extra):
             break
     return False
+
+
+def _state_extra(row: PlanRow, procs: int, job: JobInfo | None) -> dict:
+    """The fields every state.json write of this row's attempts carries: the job, its requeues, the procs."""
+    extra: dict = {}
+    if job is not None:
+        extra.update(job_id=job.job_id, scheduler=job.scheduler)
+        if job.restarts:
+            extra["restarts"] = job.restarts
+    if row.kind in TRAIN_KINDS:
+        extra["procs"] = procs
+    return extra
+
+
+def _record_failure(row: PlanRow, attempt: int, rc: int, logs: Path, echo: Callable[[str], None], extra: dict) -> bool:
+    """Write and echo a failed attempt (its error from the error record in `logs`, else stderr's last line);
+    True when the failure is permanent, so not worth another attempt."""
+    failure = read_failure(logs / ERROR_RECORD) if rc != 0 else None
+    error = (failure or {}).get("error") or _last_line(logs / "stderr.log") or f"exit code {rc}"
+    if rc == 0:
+        error = f"exited 0 but its outputs are incomplete ({row.outputs})"
+    kind = failure["kind"] if failure else None
+    permanent = is_permanent(kind)
+    write_state(
+        row,
+        status="failed",
+        attempt=attempt,
+        returncode=rc,
+        error=error,
+        **({"error_kind": kind, "permanent": permanent} if kind else {}),
+        **extra,
+    )
+    echo(f"  attempt {attempt} failed (exit {rc}): {error}")
+    if permanent:
+        echo(f"  {kind} ({KINDS[kind][1]}): a retry would fail the same way, not tried again")
+    return permanent
 
 
 _STOPPING: list[bool] = []  # set once run_row is stopping its run (RowJob ignores further SIGTERMs)

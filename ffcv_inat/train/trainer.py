@@ -98,25 +98,6 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
     if cfg.schedule.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.schedule.max_steps_per_epoch)
 
-    def run_eval() -> EvalResult:
-        try:
-            return evaluate(
-                t.net,
-                val_loader,
-                data.num_classes,
-                info,
-                total_images=data.val.num_images,
-                precision=t.step.precision,
-                tta_flip=cfg.eval.tta_flip,
-            )
-        except torch.OutOfMemoryError:
-            raise out_of_memory(
-                info,
-                t.step.precision,
-                ("eval.batch_size", cfg.eval.batch_size or cfg.data.batch_size),
-                ("data.val_res", cfg.data.val_res),
-            ) from None
-
     last_eval: EvalResult | None = None
     epochs = cfg.schedule.epochs
     bar = tqdm(
@@ -134,7 +115,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
         loss, steps, lr, seconds = train_one_epoch(t, train_loader, cfg, info, epoch, steps_per_epoch, bar)
         last_eval = None
         if val_loader is not None and ((cfg.eval.every and (epoch + 1) % cfg.eval.every == 0) or epoch + 1 == epochs):
-            last_eval = run_eval()
+            last_eval = _run_eval(t, val_loader, cfg, info, data)
         record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res)
         t.history.append(record)
         bar.set_postfix(loss=f"{loss:.3f}", top1=record["top1"], res=res)
@@ -145,8 +126,8 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
     bar.close()
 
     final = last_eval
-    if final is None and val_loader is not None:
-        final = run_eval()  # a run resumed after its last epoch, or one without a final-epoch eval
+    if final is None and val_loader is not None:  # resumed after its last epoch, or no final-epoch eval
+        final = _run_eval(t, val_loader, cfg, info, data)
     summary = run_summary(
         cfg, run_dir, t, data, info, steps_per_epoch, wall_seconds=t.wall_before + time.perf_counter() - wall_start
     )
@@ -156,6 +137,27 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
         write_results(run_dir, data.val, final, summary)
     barrier(info)
     return summary
+
+
+def _run_eval(t: Training, val_loader: AnyLoader, cfg: Config, info: DistInfo, data: RunData) -> EvalResult:
+    """Evaluate the model on the val loader; running out of GPU memory is a one-line error naming the knobs."""
+    try:
+        return evaluate(
+            t.net,
+            val_loader,
+            data.num_classes,
+            info,
+            total_images=data.val.num_images,
+            precision=t.step.precision,
+            tta_flip=cfg.eval.tta_flip,
+        )
+    except torch.OutOfMemoryError:
+        raise out_of_memory(
+            info,
+            t.step.precision,
+            ("eval.batch_size", cfg.eval.batch_size or cfg.data.batch_size),
+            ("data.val_res", cfg.data.val_res),
+        ) from None
 
 
 # ---------------------------------------------------------------- the steps of a run

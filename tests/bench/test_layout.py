@@ -75,3 +75,13 @@ def test_only_the_data_path_imports_its_own_submodules():
 
 def test_no_production_signature_carries_a_test_switch():
     assert not [p for p in CODE if "gpu_path_on_cpu=" in p.read_text() or "--gpu-path-on-cpu" in p.read_text()]
+
+
+def test_no_function_is_over_70_lines():
+    long = [
+        f"{path.relative_to(REPO)}: {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in CODE
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 70
+    ]
+    assert long == []
