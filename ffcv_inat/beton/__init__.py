@@ -15,6 +15,7 @@ from .integrity import (
     RGB_FIELD,
     Damaged,
     check_beton,
+    check_view,
     integrity_of,
     read_labels,
     read_layout,
@@ -22,19 +23,18 @@ from .integrity import (
     sha256_of,
     verify_beton,
     verify_betons,
+    verify_view,
 )
 from .manifest import ClassEntry, Integrity, Manifest, ViewOf, manifest_path, read_manifest
 from .view import (
     VIEW_SUFFIX,
     beton_file,
-    check_view,
     index_ranges,
     is_view,
     label_lookup,
     range_indices,
     relative_parent,
     sample_indices,
-    verify_view,
     view_of,
 )
 

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .. import UserError
 from ..atomic import write_text_atomic
 from .manifest import Integrity, Manifest, manifest_path, read_manifest
-from .view import check_view, is_view, verify_view
+from .view import is_view, label_problems, parent_differences, parent_of, range_indices
 
 # ffcv 1.0.2's on-disk types (ffcv/types.py), repeated so that checking a beton does not import
 # ffcv (seconds); tests/test_beton_integrity.py asserts they equal ffcv's.
@@ -400,3 +400,49 @@ def record_integrity(beton: str | Path, progress: bool = True) -> tuple[Manifest
     manifest.integrity = integrity_of(beton, progress)
     write_text_atomic(manifest_path(beton), manifest.to_json())
     return manifest, True
+
+
+def check_view(view: str | Path) -> Manifest:
+    """A view against its parent, cheaply (no image data read): the parent exists and passes
+    `check_beton`, its integrity record is the one the view was written against, the view's
+    indices are ascending, unique and in range, and give its classes and per-class counts.
+    Returns the view's manifest; a one-line UserError names the view, the parent and what differs."""
+    view = Path(view)
+    if not view.is_file():
+        raise UserError(f"view not found: {view}")
+    m = read_manifest(view)
+    if m.view is None:
+        raise UserError(f"{view}: not a view (its manifest names no parent beton)")
+    parent = parent_of(view, m)
+    if not parent.is_file():
+        raise UserError(f"{view}: its parent beton {parent} is missing (views name it relative to their folder)")
+    differ = parent_differences(m, check_beton(parent, warn_unrecorded=False))
+    if differ:
+        raise UserError(f"{view}: its parent {parent} was rewritten or replaced since: " + "; ".join(differ))
+    try:
+        indices = range_indices(m.view.indices, m.view.integrity.num_samples)
+    except ValueError as e:
+        raise UserError(f"{view}: {e}") from None
+    if len(indices) != m.num_images:
+        raise UserError(f"{view}: its indices name {len(indices):,} samples, its manifest says {m.num_images:,} images")
+    try:
+        labels = read_labels(parent, read_layout(parent))
+    except Damaged as e:
+        raise UserError(f"{parent}: {e}") from None
+    problems = label_problems(m, labels, indices)
+    if problems:
+        raise UserError(f"{view}: " + "; ".join(problems) + f" (parent {parent})")
+    return m
+
+
+def verify_view(view: str | Path, progress: bool = True) -> Manifest:
+    """`check_view` plus the parent's whole-file sha256 against the record the view names."""
+    m = check_view(view)
+    parent = parent_of(view, m)
+    digest = sha256_of(parent, progress)
+    if digest != m.view.integrity.sha256:
+        raise UserError(
+            f"{view}: its parent {parent} has sha256 {digest}, the view was written against "
+            f"{m.view.integrity.sha256}: the parent's data changed"
+        )
+    return m

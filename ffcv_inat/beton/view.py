@@ -4,7 +4,7 @@ A view is a manifest (the classes in the view's label order, 0..k-1, with their 
 that names its parent beton (`Manifest.view`: the parent's path, its integrity record when the
 view was written, each class's label in the parent, and the parent's samples it holds as
 [start, stop) ranges). Readers give a view's path wherever a beton's goes: `check_beton` checks
-it against its parent (`check_view`), `make_loader` opens the parent with the view's sample
+it against its parent (`integrity.check_view`), `make_loader` opens the parent with the view's sample
 indices and hands out the view's labels. Crops stay a function of the sample's index in the
 parent. `write-beton --from PARENT` writes one (writers/view.py).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import UserError, __version__
-from .manifest import Manifest, ViewOf, read_manifest
+from .manifest import Manifest, ViewOf
 
 VIEW_SUFFIX = ".view.json"
 
@@ -87,7 +87,7 @@ def label_lookup(m: Manifest) -> np.ndarray | None:
     return lookup
 
 
-def _parent_differences(m: Manifest, parent: Manifest) -> list[str]:
+def parent_differences(m: Manifest, parent: Manifest) -> list[str]:
     """What differs between the parent's integrity now and the record the view was written against."""
     was, now = m.view.integrity, parent.integrity
     if now is None:
@@ -99,7 +99,7 @@ def _parent_differences(m: Manifest, parent: Manifest) -> list[str]:
     ]
 
 
-def _label_problems(m: Manifest, labels: np.ndarray, indices: np.ndarray) -> list[str]:
+def label_problems(m: Manifest, labels: np.ndarray, indices: np.ndarray) -> list[str]:
     """The view's samples against its classes: every sample of one of them, as many per class
     as the view says."""
     lookup = label_lookup(m)
@@ -114,56 +114,6 @@ def _label_problems(m: Manifest, labels: np.ndarray, indices: np.ndarray) -> lis
         if n != c.num_images:
             return [f"class {c.id} has {int(n):,} images among the samples it names, the view says {c.num_images:,}"]
     return []
-
-
-def check_view(view: str | Path) -> Manifest:
-    """A view against its parent, cheaply (no image data read): the parent exists and passes
-    `check_beton`, its integrity record is the one the view was written against, the view's
-    indices are ascending, unique and in range, and give its classes and per-class counts.
-    Returns the view's manifest; a one-line UserError names the view, the parent and what differs."""
-    from .integrity import Damaged, check_beton, read_labels, read_layout
-
-    view = Path(view)
-    if not view.is_file():
-        raise UserError(f"view not found: {view}")
-    m = read_manifest(view)
-    if m.view is None:
-        raise UserError(f"{view}: not a view (its manifest names no parent beton)")
-    parent = parent_of(view, m)
-    if not parent.is_file():
-        raise UserError(f"{view}: its parent beton {parent} is missing (views name it relative to their folder)")
-    differ = _parent_differences(m, check_beton(parent, warn_unrecorded=False))
-    if differ:
-        raise UserError(f"{view}: its parent {parent} was rewritten or replaced since: " + "; ".join(differ))
-    try:
-        indices = range_indices(m.view.indices, m.view.integrity.num_samples)
-    except ValueError as e:
-        raise UserError(f"{view}: {e}") from None
-    if len(indices) != m.num_images:
-        raise UserError(f"{view}: its indices name {len(indices):,} samples, its manifest says {m.num_images:,} images")
-    try:
-        labels = read_labels(parent, read_layout(parent))
-    except Damaged as e:
-        raise UserError(f"{parent}: {e}") from None
-    problems = _label_problems(m, labels, indices)
-    if problems:
-        raise UserError(f"{view}: " + "; ".join(problems) + f" (parent {parent})")
-    return m
-
-
-def verify_view(view: str | Path, progress: bool = True) -> Manifest:
-    """`check_view` plus the parent's whole-file sha256 against the record the view names."""
-    from .integrity import sha256_of
-
-    m = check_view(view)
-    parent = parent_of(view, m)
-    digest = sha256_of(parent, progress)
-    if digest != m.view.integrity.sha256:
-        raise UserError(
-            f"{view}: its parent {parent} has sha256 {digest}, the view was written against "
-            f"{m.view.integrity.sha256}: the parent's data changed"
-        )
-    return m
 
 
 def view_of(
