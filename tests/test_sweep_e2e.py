@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ffcv_inat.beton.integrity import check_beton
+from ffcv_inat.beton.view import is_view
 from ffcv_inat.sweep.executors import run_local
 from ffcv_inat.sweep.plan import read_plan, with_dependencies
 from ffcv_inat.sweep.state import plan_status, read_state
@@ -35,10 +37,16 @@ def _summary_mtimes(work: Path) -> dict[str, float]:
 @pytest.mark.timeout(900)
 def test_smoke_slice_runs_end_to_end(smoke_grid):
     rows = with_dependencies(read_plan(smoke_grid["plan"]), SLICE)
-    assert [r.kind for r in rows].count("beton") == 6 and len(rows) == 12
+    betons = [r for r in rows if r.kind == "beton"]
+    assert len(betons) == 8 and len(rows) == 14
+    # ImageNet once per split: A and R-8 are views of it, with its integrity record.
+    views = {Path(r.outputs).name for r in betons if is_view(r.outputs)}
+    assert views == {f"imagenet_{s}_{split}.view.json" for s in ("A", "R-8-s0") for split in ("train", "val")}
+    for name in views:
+        assert check_beton(smoke_grid["work"] / "betons" / name).num_images > 0
     assert {s.row.run_id: s.status for s in plan_status(rows)} == {r.run_id: "done" for r in rows}
     out = smoke_grid["output"]
-    assert "12 runs: 0 already done, 12 to run" in out and "[12/12] scratch_s0: done" in out
+    assert "14 runs: 0 already done, 14 to run" in out and "[14/14] scratch_s0: done" in out
     for rid in SLICE:  # each training run's stdout/stderr and state live in its run dir
         run_dir = smoke_grid["work"] / "runs" / rid
         assert (run_dir / "summary.json").is_file() and (run_dir / "per_class.csv").is_file()
@@ -105,7 +113,7 @@ def test_submitit_local_executor_runs_the_plan(smoke_grid):
         sweep_main, ["run", str(plan), "--executor", "submitit-local", "--max-parallel", "2", *_only()]
     )
     assert r.exit_code == 0, r.output
-    assert "10 already done, 0 already submitted, 2 to submit (submitit local executor)" in r.output
+    assert "12 already done, 0 already submitted, 2 to submit (submitit local executor)" in r.output
     rows = {x.run_id: x for x in read_plan(plan)}
     for rid in redo:
         run_dir = work / "runs" / rid

@@ -24,6 +24,8 @@ from click.testing import CliRunner
 
 from ffcv_inat.analyze.cli import main as analyze_main
 from ffcv_inat.analyze.table import gather
+from ffcv_inat.beton.manifest import read_manifest
+from ffcv_inat.beton.view import VIEW_SUFFIX, parent_of
 from ffcv_inat.sweep import slurm as sweep_slurm
 from ffcv_inat.sweep.cli import main as sweep_main
 from ffcv_inat.sweep.executors import betons_to_verify
@@ -45,6 +47,16 @@ def only(*ids: str) -> list[str]:
     return [a for i in ids for a in ("--only", i)]
 
 
+def beton_files(betons: Path, name: str) -> list[Path]:
+    """What a class set of the smoke plan is stored as: a view and its parent beton with its
+    manifest, or a beton and its manifest."""
+    view = betons / f"{name}{VIEW_SUFFIX}"
+    if view.is_file():
+        parent = parent_of(view, read_manifest(view))
+        return [view, parent, parent.with_suffix(".json")]
+    return [betons / f"{name}.beton", betons / f"{name}.json"]
+
+
 def make_work(factory, smoke_grid, name: str, betons=(), sets=()):
     """A smoke plan in a fresh work dir, with the session's synthetic data and some of its
     betons linked in (hard links: a beton is never changed in place, only replaced)."""
@@ -55,8 +67,9 @@ def make_work(factory, smoke_grid, name: str, betons=(), sets=()):
     (work / "data").symlink_to(smoke_grid["work"] / "data")
     (work / "betons").mkdir()
     for b in betons:
-        for ext in (".beton", ".json"):
-            os.link(smoke_grid["work"] / "betons" / f"{b}{ext}", work / "betons" / f"{b}{ext}")
+        for path in beton_files(smoke_grid["work"] / "betons", b):
+            if not (work / "betons" / path.name).exists():  # views of one split share their parent
+                os.link(path, work / "betons" / path.name)
     return plan, work, {r.run_id: r for r in read_plan(plan)}
 
 
@@ -105,7 +118,8 @@ def assert_queue_empty(cluster) -> None:
 def test_smoke_slice_runs_through_slurm_and_analyses_like_the_local_one(
     slurm_cluster, smoke_grid, tmp_path_factory, tmp_path
 ):
-    # SLURM writes the R-8 betons, pretrains on them, then finetunes and probes: every kind of job.
+    # SLURM writes the R-8 views of ImageNet, pretrains on them, then finetunes and probes: every
+    # kind of job.
     plan, work, rows = make_work(tmp_path_factory, smoke_grid, "slurm_smoke", betons=(*IMAGENET_A, *INAT))
     ids = ("finetune_R-8-s0", "linear_R-8-s0")
     r = sweep(
@@ -123,7 +137,7 @@ def test_smoke_slice_runs_through_slurm_and_analyses_like_the_local_one(
     )
     assert r.exit_code == 0, r.output
     assert "verified 4 betons" in r.output
-    assert "10 runs: 5 already done, 0 already submitted, 5 to submit (SLURM)" in r.output
+    assert "12 runs: 7 already done, 0 already submitted, 5 to submit (SLURM)" in r.output
     slice_rows = with_dependencies(read_plan(plan), ids)
     assert {s.row.run_id: s.status for s in plan_status(slice_rows)} == {x.run_id: "done" for x in slice_rows}
     jobs = []
@@ -253,10 +267,12 @@ def test_scancel_is_reported_and_the_next_sweep_resumes_the_run(slurm_cluster, s
 @pytest.mark.timeout(300)
 def test_bad_input_fails_once_with_its_error_and_log_paths(slurm_cluster, smoke_grid, tmp_path_factory):
     plan, work, rows = make_work(tmp_path_factory, smoke_grid, "slurm_bad_input", betons=("imagenet_R-8-s0_val", *INAT))
-    # A cut copy of the R-8 train beton, beside its intact manifest: the sweep takes it as written.
-    src = smoke_grid["work"] / "betons" / "imagenet_R-8-s0_train"
-    (work / "betons" / "imagenet_R-8-s0_train.json").write_bytes(src.with_suffix(".json").read_bytes())
-    (work / "betons" / "imagenet_R-8-s0_train.beton").write_bytes(src.with_suffix(".beton").read_bytes()[:100_000])
+    # The R-8 train view, and a cut copy of its parent beside the parent's intact manifest: the
+    # sweep takes them as written.
+    view, parent, manifest = beton_files(smoke_grid["work"] / "betons", "imagenet_R-8-s0_train")
+    for path in (view, manifest):
+        (work / "betons" / path.name).write_bytes(path.read_bytes())
+    (work / "betons" / parent.name).write_bytes(parent.read_bytes()[:100_000])
     pre, fine = rows["pretrain_R-8-s0"], rows["finetune_R-8-s0"]
 
     # --verify-betons refuses before anything is submitted, naming the damaged beton.
@@ -276,7 +292,7 @@ def test_bad_input_fails_once_with_its_error_and_log_paths(slurm_cluster, smoke_
     assert st["error_kind"] == "input" and st["permanent"] is True
     assert f"pretrain_R-8-s0: FAILED (job {job}) after 1 attempts: " in r.output
     assert "finetune_R-8-s0: cancelled by SLURM, a dependency failed" in r.output
-    assert "0 ran, 5 already done, 1 failed, 1 blocked" in r.output
+    assert "0 ran, 7 already done, 1 failed, 1 blocked" in r.output
     assert (Path(pre.outputs) / "stderr.log").read_text().count("truncated copy?") == 1
     assert slurm_cluster.wait_state(job, {"FAILED"}) == "FAILED"
     assert "Restarts=0" in slurm_cluster.run("scontrol", "show", "job", job).stdout
@@ -374,9 +390,10 @@ def test_sbatch_refusal_is_one_line_naming_the_option_and_leaves_no_job(slurm_cl
     assert r.exit_code == 1 and "Traceback" not in r.output
     last = r.output.splitlines()[-1]
     assert "Invalid generic resource (gres) specification" in last
-    assert "; cancelled the 3 jobs this sweep had just submitted (" in last, last
+    # the data, ImageNet's train and val betons and the two R-8 views went in before it
+    assert "; cancelled the 5 jobs this sweep had just submitted (" in last, last
     cancelled = last.rsplit("(", 1)[1].rstrip(")").split(", ")
-    assert len(cancelled) == 3
+    assert len(cancelled) == 5
     for job in cancelled:
         wait_for(lambda: slurm_cluster.job_state(job) in ("", "CANCELLED"), 60, f"job {job} cancelled")
     assert_queue_empty(slurm_cluster)
@@ -472,8 +489,8 @@ def test_why_slurm_ended_a_job_is_read_from_its_log(tmp_path):
 
 
 def test_verify_betons_takes_the_inputs_this_sweep_does_not_write(tmp_path):
-    plan = tmp_path / "plan.csv"
-    assert sweep("plan", "--grid", "smoke", "--out", plan).exit_code == 0
+    plan = tmp_path / "plan.csv"  # copies: every input a beton of its own (views: the SLURM smoke test)
+    assert sweep("plan", "--grid", "smoke", "--betons", "copies", "--out", plan).exit_code == 0
     rows = with_dependencies(read_plan(plan), ["finetune_R-8-s0", "linear_R-8-s0"])
     assert betons_to_verify(rows) == []  # no beton exists: the sweep writes every one it reads
     betons = tmp_path / "betons"
