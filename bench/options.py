@@ -41,9 +41,13 @@ def command_line(ctx: click.Context) -> str:
         c = c.parent
     parts = ["ffcv-bench", *names]
     for p in ctx.command.params:
-        if not isinstance(p, click.Option) or p.name in ("results",):
-            continue
         v = ctx.params.get(p.name)
+        if isinstance(p, click.Argument):  # positional: where the command takes it
+            for item in v if p.multiple or p.nargs != 1 else [v]:
+                parts.append(recorded_path(Path(item).resolve()) if isinstance(p.type, click.Path) else str(item))
+            continue
+        if p.name in ("results",):
+            continue
         if v is None or v is False and not p.secondary_opts:
             continue
         if isinstance(p.type, click.Path):

@@ -188,3 +188,26 @@ def test_write_beton_from_a_parent_one_line_errors_and_verify(betons, tmp_path, 
     assert not list(tmp_path.glob("*.view.json"))
     r = invoke(write_beton, "--verify", betons["val"]["view"])
     assert r.exit_code == 0 and r.output.startswith(f"OK {betons['val']['view']}: 4 images, 4 classes"), r.output
+
+
+def test_loaders_take_ffcvs_os_cache_manager_without_its_eager_tables(betons):
+    import ffcv.loader.loader as ffcv_loader_module
+    from ffcv.memory_managers import OSCacheManager
+    from ffcv.reader import Reader
+
+    from ffcv_inat.loader.os_cache import LeanOSCacheManager
+
+    reader = Reader(str(betons["train"]["parent"]))
+    ffcv, lean = OSCacheManager(reader), LeanOSCacheManager(reader)
+    assert not {"ptr_to_size", "_page_tables"} & set(vars(lean))  # nothing built that the OS cache does not read
+    assert np.array_equal(lean.ptrs, ffcv.ptrs) and np.array_equal(lean.sizes, ffcv.sizes)
+    assert lean.ptrs.dtype == ffcv.ptrs.dtype and lean.ptrs.flags.c_contiguous and lean.sizes.flags.c_contiguous
+    # ... and built as ffcv builds them when asked (ffcv's QUASI_RANDOM order reads them)
+    assert lean.ptr_to_size == ffcv.ptr_to_size
+    assert lean.sample_to_pages == ffcv.sample_to_pages and lean.page_to_samples == ffcv.page_to_samples
+
+    loader = make_loader(
+        betons["train"]["view"], batch_size=4, res=16, train=True, device=torch.device("cpu"), workers=1
+    )
+    assert type(loader.loader.memory_manager) is LeanOSCacheManager
+    assert ffcv_loader_module.OSCacheManager is OSCacheManager  # ffcv's own again once the loader is made

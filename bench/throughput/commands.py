@@ -478,4 +478,55 @@ def train_run(run_dir, label, rows):
             f.write(json.dumps(r) + "\n")
 
 
-COMMANDS = [loader, model, epoch, train_run]
+@click.command(
+    "view-cost", short_help="A view's training loader against its standalone copy: start-up, memory, images/s."
+)
+@click.argument("view", type=click.Path(dir_okay=False))
+@click.option(
+    "--copy",
+    "copy",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A standalone beton of the view's samples (e.g. ffcv-bench prepare imagenet-sized --subset).",
+)
+@click.option("--rounds", type=int, default=5, show_default=True, help="Fresh processes per loader, interleaved.")
+@click.option("--res", type=int, default=32, show_default=True, help="Training crop size.")
+@click.option("--batch", type=int, default=256, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="ffcv loader threads.")
+@click.option(
+    "--min-seconds",
+    type=float,
+    default=MIN_ROUND_SECONDS,
+    show_default=True,
+    help="Warm-up and measured round, each whole epochs lasting at least this long.",
+)
+@results_option
+@click.pass_context
+@report_user_errors
+def view_cost(ctx, view, copy, rounds, res, batch, workers, min_seconds, results):
+    """What a training loader on VIEW costs against one on --copy (the same samples as a beton
+    of their own): seconds to the first batch, peak RSS added, images/s."""
+    from ffcv_inat.beton import check_beton, is_view, read_manifest
+    from ffcv_inat.bench.throughput.view_cost import describe, same_samples, time_view_and_copy, view_cost_rows
+
+    check_at_least(("--rounds", rounds, 1), ("--res", res, 8), ("--batch", batch, 1), ("--workers", workers, 1))
+    if not is_view(view):
+        raise UserError(f"{view}: not a view (NAME.view.json)")
+    view_m, copy_m = check_beton(view), check_beton(copy)
+    same_samples(view_m, copy_m)
+    if view_m.num_images < batch:
+        raise UserError(f"--batch {batch} is larger than the view's {view_m.num_images} images: no full batch")
+    env = environment()
+    measured = time_view_and_copy(Path(view), Path(copy), res, batch, workers, rounds, min_seconds, echo=echo_err)
+    parent_samples = view_m.view.integrity.num_samples
+    rows = view_cost_rows(
+        measured,
+        {"res": res, "batch": batch, "workers": workers, "min_round_seconds": min_seconds},
+        {"view": recorded_path(Path(view).resolve()), "copy": recorded_path(Path(copy).resolve())},
+        {"view": (view_m.num_images, parent_samples), "copy": (copy_m.num_images, read_manifest(copy).num_images)},
+    )
+    write_rows(results, [to_record(r, command_line(ctx), env) for r in rows])
+    click.echo(describe(rows))
+
+
+COMMANDS = [loader, model, epoch, train_run, view_cost]

@@ -29,6 +29,7 @@ from ..environment import resolve_workers
 from . import presets
 from .beton_loader import BetonLoader, keep_buffers_across_epochs
 from .constants import CROPS, DEFAULT_CROP_RATIO
+from .os_cache import lean_os_cache
 from .gpu import CompressedImageBytes, DeviceDecodeLoader, indexed, largest_payload
 
 # What make_loader returns: either path's loader, the same interface (iterate, start_epoch,
@@ -116,13 +117,15 @@ def _order(train: bool, os_cache: bool, distributed: bool) -> OrderOption:
 
 
 def _ffcv_loader(file: Path, indices, pipelines: dict, args: dict) -> Loader:
-    """ffcv's Loader over `file` (a view's parent: only its `indices`), its slots kept across epochs."""
-    loader = Loader(
-        str(file),
-        indices=None if indices is None else indices.astype(np.uint64),  # ffcv's own dtype for them
-        pipelines=pipelines,
-        **args,
-    )
+    """ffcv's Loader over `file` (a view's parent: only its `indices`), its slots kept across
+    epochs, its OS-cache manager without ffcv's whole-file Python tables (`os_cache`)."""
+    with lean_os_cache():
+        loader = Loader(
+            str(file),
+            indices=None if indices is None else indices.astype(np.uint64),  # ffcv's own dtype for them
+            pipelines=pipelines,
+            **args,
+        )
     keep_buffers_across_epochs(loader)
     return loader
 

@@ -25,6 +25,7 @@ def test_help_lists_every_subcommand_in_its_section():
         "model",
         "epoch",
         "train-run",
+        "view-cost",
         "cost",
         "decode-check",
         "fault-soak",
