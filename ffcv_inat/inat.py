@@ -33,19 +33,60 @@ class Sample:
     category_id: int
 
 
+# The only keys the splits read: every other key of every object (a photo's date, place, licence,
+# rights holder; a category's common name and ranks) is dropped as the file is parsed, so only
+# these stay in memory (`ffcv-bench inat-json` measures both ways).
+KEPT_KEYS = frozenset(
+    {
+        "images",
+        "annotations",
+        "categories",
+        "id",
+        "file_name",
+        "image_id",
+        "category_id",
+        "name",
+        "supercategory",
+        "kingdom",
+    }
+)
+PACKED_SUFFIXES = (".tar.gz", ".tgz", ".gz", ".zip")
+
+
+def _kept(pairs: list[tuple[str, object]]) -> dict:
+    return {k: v for k, v in pairs if k in KEPT_KEYS}
+
+
 def load_json(data_dir: Path, filename: str) -> dict:
+    """An iNat-2021 annotation file, parsed keeping only the keys the splits read (`KEPT_KEYS`)."""
     path = Path(data_dir) / filename
     if not path.is_file():
+        packed = next(
+            (path.with_name(path.name + s) for s in PACKED_SUFFIXES if path.with_name(path.name + s).is_file()), None
+        )
+        if packed is not None:
+            raise UserError(
+                f"iNat annotation file not found: {path}; {packed.name} is there, still packed: {unpack_hint(packed)}"
+            )
         raise UserError(f"iNat annotation file not found: {path}")
     try:
         with open(path) as f:
-            data = json.load(f)
+            data = json.load(f, object_pairs_hook=_kept)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON: {e}") from None
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise UserError(f"{path} has no {key!r} key: not an iNat-2021 annotation file")
     return data
+
+
+def unpack_hint(packed: Path) -> str:
+    """The command that unpacks an annotation archive where the file is expected."""
+    if packed.name.endswith(".zip"):
+        return f"unzip {packed} -d {packed.parent}"
+    if packed.name.endswith((".tar.gz", ".tgz")):
+        return f"tar -xzf {packed} -C {packed.parent}"
+    return f"gunzip -k {packed}"
 
 
 def animal_categories(data: dict) -> list[Category]:
@@ -79,6 +120,22 @@ def image_key(path: str) -> str:
     return "/".join(parts[1:]) if len(parts) > 1 else path
 
 
+def check_mini_in_train(train_mini: dict, ids: set[int], train_keys: set[str]) -> None:
+    """Every train_mini image of the species `ids` is among train.json's images of them (by
+    `image_key`): else the evaluation set, train.json's images that are not train_mini's, could
+    hold training images without a sign of it (a repackaged copy whose paths differ)."""
+    path_of = {img["id"]: img["file_name"] for img in train_mini["images"]}
+    mini = [path_of[a["image_id"]] for a in train_mini["annotations"] if int(a["category_id"]) in ids]
+    missing = [p for p in mini if image_key(p) not in train_keys]
+    if missing:
+        raise UserError(
+            f"{len(missing):,} of the {len(mini):,} train_mini images of the iNat-Mini-A species are not in "
+            f"train.json (e.g. {missing[0]}): the evaluation set is train.json's images that are not in train_mini, "
+            "so it could hold training images; use train.json and train_mini.json of the same iNat-2021 release, "
+            "their paths as published (train/<species>/<id>.jpg, train_mini/<species>/<id>.jpg)"
+        )
+
+
 def eval_samples(
     train: dict, train_mini: dict, categories: list[Category], per_class: int, seed: int
 ) -> dict[int, list[Sample]]:
@@ -87,8 +144,10 @@ def eval_samples(
     gets all of them."""
     ids = {c.id for c in categories}
     mini_keys = {image_key(img["file_name"]) for img in train_mini["images"]}
+    by_category = samples_by_category(train, ids)
+    check_mini_in_train(train_mini, ids, {image_key(s.path) for g in by_category.values() for s in g})
     out = {}
-    for cid, group in samples_by_category(train, ids).items():
+    for cid, group in by_category.items():
         eligible = {s.path: s for s in group if image_key(s.path) not in mini_keys}
         chosen = draw(eligible, min(per_class, len(eligible)), seed=f"{seed}:{cid}")
         out[cid] = [eligible[p] for p in chosen]

@@ -3,12 +3,15 @@
 import json
 from collections import Counter
 
+import pytest
+
+from ffcv_inat import UserError
 from ffcv_inat.inat import image_key, load_json, split_samples
 from ffcv_inat.synthetic import species_counts
 
 
 def test_synthetic_taxonomy_mirrors_real(inat_dir):
-    data = load_json(inat_dir, "train_mini.json")
+    data = json.loads((inat_dir / "train_mini.json").read_text())  # as written, every key
     supers = Counter(c["supercategory"] for c in data["categories"])
     assert supers == Counter(species_counts(40))
     assert len(supers) == 11
@@ -72,3 +75,66 @@ def test_image_key_matches_across_splits():
     # ... and tells other photos apart: another file, or the same file name in another species.
     assert image_key("train/00001_A_B/x.jpg") != image_key("train_mini/00001_A_B/y.jpg")
     assert image_key("train/00001_A_B/x.jpg") != image_key("train/00002_A_B/x.jpg")
+
+
+def raises_one_line(fn, *fragments):
+    with pytest.raises(UserError) as e:
+        fn()
+    message = str(e.value)
+    assert "\n" not in message and all(f in message for f in fragments), message
+
+
+def _copy_jsons(inat_dir, tmp_path, edit=None):
+    """The three annotation files of `inat_dir` in tmp_path, train.json passed through `edit`."""
+    for name in ("train_mini.json", "train.json", "val.json"):
+        data = json.loads((inat_dir / name).read_text())
+        if name == "train.json" and edit is not None:
+            data = edit(data)
+        (tmp_path / name).write_text(json.dumps(data))
+
+
+def test_eval_refuses_a_train_json_whose_paths_do_not_match_train_minis(inat_dir, tmp_path):
+    # A repackaged copy: train.json's photos flattened into one folder, so no train_mini photo
+    # matches one of them and every candidate would look unused.
+    def flatten(data):
+        for img in data["images"]:
+            img["file_name"] = "train/" + img["file_name"].rsplit("/", 1)[1]
+        return data
+
+    _copy_jsons(inat_dir, tmp_path, flatten)
+    raises_one_line(
+        lambda: split_samples(tmp_path, "eval", per_class=2),
+        "of the iNat-Mini-A species are not in train.json (e.g. train_mini/",
+        "could hold training images",
+    )
+
+    # One photo missing from train.json is enough to refuse.
+    def drop_one(data):
+        mini_name = json.loads((inat_dir / "train_mini.json").read_text())["images"][0]["file_name"]
+        gone = {i["id"] for i in data["images"] if image_key(i["file_name"]) == image_key(mini_name)}
+        data["images"] = [i for i in data["images"] if i["id"] not in gone]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in gone]
+        return data
+
+    _copy_jsons(inat_dir, tmp_path, drop_one)
+    raises_one_line(lambda: split_samples(tmp_path, "eval", per_class=2), "1 of the ")
+    assert split_samples(tmp_path, "train")[1]  # the other splits never compare the two
+
+
+def test_a_packed_annotation_file_gets_the_command_that_unpacks_it(inat_dir, tmp_path):
+    _copy_jsons(inat_dir, tmp_path)
+    (tmp_path / "train_mini.json").rename(tmp_path / "train_mini.json.tar.gz")
+    raises_one_line(
+        lambda: split_samples(tmp_path, "train"),
+        "train_mini.json.tar.gz is there, still packed: tar -xzf ",
+        f"-C {tmp_path}",
+    )
+
+
+def test_annotation_files_keep_only_the_keys_the_splits_read(inat_dir):
+    data = load_json(inat_dir, "train.json")
+    raw = json.loads((inat_dir / "train.json").read_text())
+    assert set(raw["images"][0]) - {"id", "file_name"} and set(data["images"][0]) == {"id", "file_name"}
+    assert set(data["annotations"][0]) == {"image_id", "category_id"} | ({"id"} & set(raw["annotations"][0]))
+    assert set(data["categories"][0]) == {"id", "name", "supercategory", "kingdom"} & set(raw["categories"][0])
+    assert [i["file_name"] for i in data["images"]] == [i["file_name"] for i in raw["images"]]

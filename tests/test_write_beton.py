@@ -393,3 +393,26 @@ def test_full_disk_is_refused_up_front_or_one_line_and_keeps_the_old_beton(image
     assert line.startswith(f"Error: {out}: disk full (needs ≈ 6.3 MB, ") and line.endswith(f"free on {disk.path})")
     assert "Traceback" not in r.output
     assert {p.name: p.read_bytes() for p in disk.path.iterdir()} == before
+
+
+@pytest.mark.timeout(180)
+def test_inat_eval_stops_at_a_missing_image_unless_asked_to_skip(inat_dir, tmp_path):
+    import shutil
+
+    from ffcv_inat.inat import image_key
+
+    data = tmp_path / "inat"
+    shutil.copytree(inat_dir, data, ignore=shutil.ignore_patterns("val"))
+    mini = {image_key(i["file_name"]) for i in json.loads((data / "train_mini.json").read_text())["images"]}
+    gone = next(
+        p
+        for p in sorted((data / "train").rglob("*.jpg"))
+        if image_key(f"train/{p.relative_to(data / 'train')}") not in mini
+    )
+    gone.unlink()  # an evaluation candidate, as in a half-extracted train/
+    args = ["--dataset", "inat-mini-a", "--data-dir", data, "--split", "eval", "--per-class", 5, "--workers", 1]
+    r = run([*args, "--out", tmp_path / "eval.beton"])
+    assert r.exit_code == 1 and f"cannot read {gone}" in r.output and "--on-error skip" in r.output, r.output
+    assert not (tmp_path / "eval.beton").exists()
+    r = run([*args, "--out", tmp_path / "eval.beton", "--on-error", "skip"])
+    assert r.exit_code == 0 and "skipped 1" in r.output, r.output

@@ -25,6 +25,12 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
     return f"inat_mini_a_{split}{f'_s{seed}' if split == 'eval' else ''}.beton"
 
 
+def default_on_error(dataset: str, split: str) -> str:
+    """What a missing or undecodable image does unless --on-error says: iNat's evaluation set
+    stops, so that a half-extracted train/ never gives a smaller evaluation set quietly."""
+    return "fail" if (dataset, split) == ("inat-mini-a", "eval") else "skip"
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--dataset", type=click.Choice(DATASETS), default="imagenet", show_default=True)
 @click.option(
@@ -75,9 +81,9 @@ def default_out_name(dataset: str, split: str, subset: str, k: int | None, seed:
 @click.option(
     "--on-error",
     type=click.Choice(ON_ERROR),
-    default="skip",
-    show_default=True,
-    help="Undecodable files: skip (listed in the manifest) or fail naming the file.",
+    default=None,
+    help="Missing or undecodable files: skip (listed in the manifest) or fail naming the file. Default: skip, "
+    "but fail for inat-mini-a eval (a smaller evaluation set should be asked for).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option(
@@ -140,7 +146,7 @@ def main(
         jpeg_quality=jpeg_quality,
         compress_prob=compress_prob,
         workers=workers,
-        on_error=on_error,
+        on_error=on_error or default_on_error(dataset, split),
         space_check=not no_space_check,
     )
     out = out or default_out_name(dataset, split, subset, k, seed)

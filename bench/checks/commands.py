@@ -1,4 +1,4 @@
-"""The checks' subcommands: `ffcv-bench decode-check`, `fault-soak` and `beton-check`."""
+"""The checks' subcommands: `ffcv-bench decode-check`, `fault-soak`, `beton-check` and `inat-json`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ffcv_inat import UserError
 from ffcv_inat.command_line import check_at_least, report_user_errors
 
 from ffcv_inat.bench.checks.decode import CheckSettings
+from ffcv_inat.bench.checks.inat_json import INAT_CATEGORIES, INAT_TRAIN_IMAGES
 from ffcv_inat.bench.options import default_of, echo_err
 
 
@@ -138,4 +139,20 @@ def beton_check(work_dir, gib, repeats, workers):
     measure_check_cost(work_dir, gib, repeats, workers, echo=click.echo)
 
 
-COMMANDS = [decode_check, fault_soak, beton_check]
+@click.command("inat-json", short_help="Peak memory and seconds of reading iNat-2021's train.json, both ways.")
+@click.argument("work_dir", type=click.Path(file_okay=False))
+@click.option("--images", type=int, default=INAT_TRAIN_IMAGES, show_default=True, help="Images (and annotations).")
+@click.option("--categories", type=int, default=INAT_CATEGORIES, show_default=True)
+@click.option("--repeats", type=int, default=2, show_default=True, help="Reads of each way, interleaved.")
+@click.option("--keep", is_flag=True, help="Keep WORK_DIR/train.json afterwards.")
+@report_user_errors
+def inat_json(work_dir, images, categories, repeats, keep):
+    """A synthetic train.json of iNat-2021's size and schema in WORK_DIR, read with json.load
+    (every key) and with write-beton's reader (the keys the splits read), each in a fresh process."""
+    from ffcv_inat.bench.checks.inat_json import run_inat_json
+
+    check_at_least(("--images", images, 1), ("--categories", categories, 1), ("--repeats", repeats, 1))
+    run_inat_json(Path(work_dir), images, categories, repeats, keep, echo=click.echo)
+
+
+COMMANDS = [decode_check, fault_soak, beton_check, inat_json]

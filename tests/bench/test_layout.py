@@ -30,6 +30,7 @@ def test_help_lists_every_subcommand_in_its_section():
         "decode-check",
         "fault-soak",
         "beton-check",
+        "inat-json",
         "prepare",
         "report",
     }
