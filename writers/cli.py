@@ -63,6 +63,13 @@ def default_on_error(dataset: str, split: str) -> str:
     help="Write a view instead of a beton: the subset's classes of PARENT (an ImageNet beton holding them all) "
     "as one small NAME.view.json, in about a second, no image read. Readers take it wherever a beton goes.",
 )
+@click.option(
+    "--devkit",
+    type=click.Path(),
+    default=None,
+    help="ImageNet's official flat val/: the ILSVRC2012_devkit_t12 folder or .tar.gz with its labels. "
+    "Default: found beside the data dir.",
+)
 @click.option("--per-class", type=int, default=50, show_default=True, help="inat-mini-a eval: images per species.")
 @click.option(
     "--out",
@@ -113,6 +120,7 @@ def main(
     k,
     seed,
     parent,
+    devkit,
     per_class,
     out,
     max_res,
@@ -157,7 +165,7 @@ def main(
     if not data_dir:
         raise UserError(f"no data dir: pass --data-dir or set ${env}")
     start = time.perf_counter()
-    m, what = write_dataset(dataset, data_dir, split, subset, k, seed, per_class, out, opts, overwrite)
+    m, what = write_dataset(dataset, data_dir, split, subset, k, seed, per_class, out, opts, overwrite, devkit)
     seconds = time.perf_counter() - start
     size_mb = os.path.getsize(out) / 1e6
     click.echo(
@@ -166,20 +174,22 @@ def main(
     )
 
 
-def write_dataset(dataset, data_dir, split, subset, k, seed, per_class, out, opts, overwrite):
+def write_dataset(dataset, data_dir, split, subset, k, seed, per_class, out, opts, overwrite, devkit=None):
     """The beton of `dataset` (its writer's checks first); (its manifest, what it holds in words)."""
     if dataset == "imagenet":
         from .imagenet import write_imagenet
 
         if split == "eval":
             raise UserError("split eval exists only for --dataset inat-mini-a; ImageNet has train and val")
-        m = write_imagenet(data_dir, split, subset, k, seed, out, opts, overwrite=overwrite)
+        m = write_imagenet(data_dir, split, subset, k, seed, out, opts, overwrite=overwrite, devkit=devkit)
         return m, f"ImageNet {subset_label(subset, k)} {split}"
     else:
         from .inat import write_inat_mini_a
 
         if subset != "all" or k is not None:
             raise UserError("--subset/--k apply to ImageNet only; iNat-Mini-A is all animal species")
+        if devkit is not None:
+            raise UserError("--devkit is ImageNet's (its official val labels); iNat-Mini-A has none")
         if per_class < 1:
             raise UserError(f"--per-class must be at least 1, got {per_class}")
         m = write_inat_mini_a(data_dir, split, out, opts, per_class=per_class, seed=seed, overwrite=overwrite)
