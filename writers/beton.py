@@ -21,6 +21,7 @@ from ffcv_inat.beton import ClassEntry, Damaged, Integrity, Manifest, integrity_
 
 from .beton_size import estimate_beton_bytes
 from .images import BadImage, decode_rgb, find_bad_images
+from .jpeg_passthrough import StoredJPEG, file_passes_through, pass_through_field
 from .worker_failure import WorkerFailed, report_to, worker_failures_raise
 
 WRITE_MODES = ("jpg", "raw", "proportion")
@@ -38,6 +39,9 @@ class WriteOptions:
     on_error: str = "skip"
     chunksize: int = 100
     space_check: bool = True  # refuse a destination without room for the estimated size
+    # write_mode jpg: a source JPEG that is baseline, colour and within max_res is stored byte for
+    # byte instead of re-encoded (jpeg_passthrough); the iNat writer turns it on
+    pass_through: bool = False
 
     def num_workers(self) -> int:
         return self.workers if self.workers > 0 else usable_cores()
@@ -71,12 +75,13 @@ class LabelledImages:
     dies anyway (in ffcv's code: a full disk) reports to the main process (worker_failure).
     """
 
-    def __init__(self, paths: Sequence[str], labels: Sequence[int], max_res: int, failure_dir: str):
+    def __init__(self, paths: Sequence[str], labels: Sequence[int], max_res: int, failure_dir: str, through=None):
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.max_res = max_res
         self.failure_dir = failure_dir
         self.parent = os.getpid()
+        self.through = through  # per sample: stored as it came (a StoredJPEG), else decoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -84,6 +89,8 @@ class LabelledImages:
     def __getitem__(self, i: int):
         report_to(self.parent, self.failure_dir)
         try:
+            if self.through is not None and self.through[i]:
+                return StoredJPEG.read(self.paths[i]), int(self.labels[i])
             image = decode_rgb(self.paths[i], min_side=self.max_res)
         except (BadImage, OSError) as e:
             Path(self.failure_dir, str(i)).write_text(f"{self.paths[i]}\t{e}")
@@ -91,18 +98,31 @@ class LabelledImages:
         return image, int(self.labels[i])
 
 
+def passes_through(opts: WriteOptions) -> bool:
+    return opts.pass_through and opts.write_mode == "jpg"
+
+
 def _ffcv_fields(opts: WriteOptions) -> dict:
     from ffcv.fields import IntField, RGBImageField
 
-    return {
-        "image": RGBImageField(
-            write_mode=opts.write_mode,
-            max_resolution=opts.max_res,
-            jpeg_quality=opts.jpeg_quality,
-            compress_probability=opts.compress_prob,
-        ),
-        "label": IntField(),
-    }
+    options = dict(max_resolution=opts.max_res, jpeg_quality=opts.jpeg_quality, compress_probability=opts.compress_prob)
+    image = (
+        pass_through_field(**options) if passes_through(opts) else RGBImageField(write_mode=opts.write_mode, **options)
+    )
+    return {"image": image, "label": IntField()}
+
+
+def stored_as_they_come(paths: Sequence[str], opts: WriteOptions) -> np.ndarray | None:
+    """Per file, whether it is stored byte for byte (its header read: I/O, in threads); None
+    when the options re-encode every image."""
+    if not passes_through(opts):
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, opts.num_workers())) as pool:
+        return np.fromiter(
+            pool.map(lambda p: file_passes_through(p, opts.max_res), paths, chunksize=256), bool, len(paths)
+        )
 
 
 def check_out_path(out: str | Path, overwrite: bool) -> Path:
@@ -178,7 +198,10 @@ def write_beton(
         notes=dict(contents.notes),
         version=__version__,
     )
-    write_files(out, kept, manifest, opts, fields, size.num_bytes)
+    through = stored_as_they_come([p for p, _ in kept], opts)
+    if through is not None:
+        manifest.notes.update(stored_as_they_came=int(through.sum()), re_encoded=int(len(through) - through.sum()))
+    write_files(out, kept, manifest, opts, fields, size.num_bytes, through)
     return manifest
 
 
@@ -214,6 +237,7 @@ def write_files(
     opts: WriteOptions,
     fields: dict,
     expected_bytes: int,
+    through: np.ndarray | None = None,
 ) -> None:
     """The beton (ffcv's DatasetWriter) and then its manifest, both or neither; `expected_bytes`
     is the estimate a full disk's error line quotes."""
@@ -224,7 +248,7 @@ def write_files(
         tempfile.TemporaryDirectory(prefix="ffcv-inat-failures-") as failure_dir,
         atomic_outputs(manifest_path(out), out, expected_bytes=expected_bytes) as (tmp_json, tmp_beton),
     ):
-        data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir)
+        data = LabelledImages([p for p, _ in kept], [y for _, y in kept], opts.max_res, failure_dir, through)
         page_size = page_size_for(len(kept), opts.max_res)
         writer = DatasetWriter(str(tmp_beton), fields, num_workers=opts.num_workers(), page_size=page_size)
         try:

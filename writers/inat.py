@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ffcv_inat.beton import Manifest
@@ -20,6 +21,7 @@ def write_inat_mini_a(
     overwrite: bool = False,
 ) -> Manifest:
     data_dir = Path(data_dir)
+    opts = replace(opts, pass_through=True)  # iNat's photos are <= 500 px baseline JPEGs: stored as they come
     categories, groups, notes = split_samples(data_dir, split, per_class=per_class, seed=seed)
     samples = [(str(data_dir / s.path), label) for label, cat in enumerate(categories) for s in groups.get(cat.id, [])]
     classes = [ClassInfo(str(c.id), c.name, c.supercategory) for c in categories]

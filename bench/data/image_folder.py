@@ -34,7 +34,7 @@ def list_image_folder(images_dir: str | Path) -> SourceImages:
     return SourceImages(root, classes, samples)
 
 
-def _class_infos(classes: list[str]):
+def class_infos(classes: list[str]):
     """Real names when the folders are ImageNet wnids (e.g. <imagenet>/train), else the folder name."""
     from ffcv_inat.classes import class_by_wnid
     from ffcv_inat.writers.beton import ClassInfo
@@ -49,7 +49,7 @@ def write_source_beton(source: SourceImages, out: Path, workers: int = 0):
     """Write `source` to `out` (+ manifest) with the writer's default options."""
     from ffcv_inat.writers.beton import BetonContents, WriteOptions, write_beton
 
-    dataset, infos = _class_infos(source.classes)
+    dataset, infos = class_infos(source.classes)
     return write_beton(
         out,
         source.samples,

@@ -529,4 +529,30 @@ def view_cost(ctx, view, copy, rounds, res, batch, workers, min_seconds, results
     click.echo(describe(rows))
 
 
-COMMANDS = [loader, model, epoch, train_run, view_cost]
+@click.command("write-speed", short_help="write-beton's images/s, source JPEGs stored as they come vs re-encoded.")
+@click.option(
+    "--images", "images_dir", required=True, type=click.Path(file_okay=False), help="ImageFolder tree of JPEGs."
+)
+@click.option("--rounds", type=int, default=3, show_default=True, help="Writes each way, interleaved.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Writer workers.")
+@click.option("--max-res", type=int, default=512, show_default=True, help="Longest side stored.")
+@report_user_errors
+def write_speed(images_dir, rounds, workers, max_res):
+    """write_beton end to end over --images, each source JPEG that is baseline, colour and within
+    --max-res stored byte for byte (the iNat writer's way), against every image re-encoded."""
+    from ffcv_inat.bench.throughput.write_speed import run_write_speed
+
+    check_at_least(("--rounds", rounds, 1), ("--workers", workers, 1), ("--max-res", max_res, 8))
+    speeds = run_write_speed(images_dir, rounds, workers, max_res, echo=echo_err)
+    for s in speeds:
+        r = s.images_per_second
+        click.echo(
+            f"{s.way:13s} {r.median:,.0f} img/s ({r.min:,.0f}-{r.max:,.0f}, {r.n} writes) of {s.images:,} images, "
+            f"{s.stored_as_they_came:,} stored as they came, beton {s.beton_bytes / 1e6:,.1f} MB"
+        )
+    click.echo(
+        f"as they come / re-encoded: {speeds[0].images_per_second.median / speeds[1].images_per_second.median:.2f}x"
+    )
+
+
+COMMANDS = [loader, model, epoch, train_run, view_cost, write_speed]

@@ -26,6 +26,7 @@ def test_help_lists_every_subcommand_in_its_section():
         "epoch",
         "train-run",
         "view-cost",
+        "write-speed",
         "cost",
         "decode-check",
         "fault-soak",
