@@ -195,7 +195,7 @@ def test_loaders_take_ffcvs_os_cache_manager_without_its_eager_tables(betons):
     from ffcv.memory_managers import OSCacheManager
     from ffcv.reader import Reader
 
-    from ffcv_inat.loader.os_cache import LeanOSCacheManager
+    from ffcv_inat.loader import LeanOSCacheManager
 
     reader = Reader(str(betons["train"]["parent"]))
     ffcv, lean = OSCacheManager(reader), LeanOSCacheManager(reader)

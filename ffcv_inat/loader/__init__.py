@@ -33,6 +33,7 @@ _WHERE = {  # name -> the module of this package that defines it
     "BetonLoader": "beton_loader",
     "Epoch": "beton_loader",
     "keep_alive": "beton_loader",
+    "LeanOSCacheManager": "os_cache",
     "model_input": "normalize",
     "imagenet_stats": "normalize",
     "DeviceDecodeLoader": "gpu",
