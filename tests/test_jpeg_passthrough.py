@@ -63,6 +63,14 @@ def test_inat_photos_are_stored_byte_for_byte_and_load_like_re_encoded_ones(inat
     categories, groups, _ = split_samples(inat_dir, "val")
     originals = [(inat_dir / s.path).read_bytes() for c in categories for s in groups[c.id]]
     assert stored_bytes(through) == originals  # the files themselves, in sample order
+    # the room check's estimate counts them at their own size, not at a re-encode's
+    from ffcv_inat.writers.beton import _ffcv_fields, page_size_for
+    from ffcv_inat.writers.beton_size import estimate_beton_bytes
+
+    paths = [str(inat_dir / s.path) for c in categories for s in groups[c.id]]
+    on = replace(opts, pass_through=True)
+    estimate = estimate_beton_bytes(paths, on, _ffcv_fields(on), page_size_for(len(paths), opts.max_res))
+    assert estimate.per_image == pytest.approx(np.mean([len(o) for o in originals]), rel=0.3)
 
     # The same photos re-encoded at quality 90 (the pass-through off) load to nearly the same pixels.
     from ffcv_inat.writers import beton as beton_writer

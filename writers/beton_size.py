@@ -8,6 +8,7 @@ with its tables, is the estimate.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from dataclasses import dataclass
 from typing import Sequence
@@ -62,9 +63,16 @@ def estimate_beton_bytes(paths: Sequence[str], opts, fields: dict, page_size: in
     Undecodable sampled files are left out of the mean (the writer skips them too)."""
     from ffcv.types import ALLOC_TABLE_TYPE, get_metadata_type
 
+    from .beton import passes_through
+    from .jpeg_passthrough import file_passes_through
+
+    through = passes_through(opts)
     sizes = []
     for path in sample_paths(paths):
         try:
+            if through and file_passes_through(path, opts.max_res):  # stored as it is: its own size
+                sizes.append(float(Path(path).stat().st_size))
+                continue
             image = decode_rgb(path, min_side=opts.max_res)
         except (BadImage, OSError):
             continue
