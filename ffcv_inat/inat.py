@@ -57,6 +57,84 @@ def _kept(pairs: list[tuple[str, object]]) -> dict:
     return {k: v for k, v in pairs if k in KEPT_KEYS}
 
 
+class _Stream:
+    """A JSON file read 16 MB at a time and decoded a value at a time, so that the file's text is
+    never held whole (1.1 GB for iNat-2021's train.json, as much again as what the splits keep)."""
+
+    CHUNK = 1 << 24
+    SPACE = " \t\r\n"
+
+    def __init__(self, f):
+        self.f, self.buf, self.pos, self.eof = f, "", 0, False
+        self.decoder = json.JSONDecoder(object_pairs_hook=_kept)
+
+    def _more(self) -> bool:
+        chunk = "" if self.eof else self.f.read(self.CHUNK)
+        self.eof = not chunk
+        if chunk:
+            self.buf, self.pos = self.buf[self.pos :] + chunk, 0
+        return bool(chunk)
+
+    def next_char(self) -> str:
+        """The next character that is not white space, consumed."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in self.SPACE:
+                self.pos += 1
+            if self.pos < len(self.buf):
+                self.pos += 1
+                return self.buf[self.pos - 1]
+            if not self._more():
+                raise json.JSONDecodeError("unexpected end of file", self.buf, self.pos)
+
+    def expect(self, chars: str) -> str:
+        c = self.next_char()
+        if c not in chars:
+            raise json.JSONDecodeError(f"expected one of {chars!r}, found {c!r}", self.buf, self.pos - 1)
+        return c
+
+    def value(self):
+        self.next_char()  # past the white space and the value's first character,
+        self.pos -= 1  # then back onto it
+        while True:
+            try:
+                v, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if not self._more():  # truly malformed, or cut short
+                    raise
+                continue
+            if end == len(self.buf) and self._more():  # a number may go on in the next chunk
+                continue
+            self.pos = end
+            return v
+
+
+def _parse_annotations(f) -> dict:
+    """A COCO-style annotation file's top-level object, its `images` and `annotations` arrays
+    decoded element by element; every object keeps only KEPT_KEYS."""
+    s, out = _Stream(f), {}
+    s.expect("{")
+    while True:
+        key = s.value()
+        s.expect(":")
+        if key in ("images", "annotations"):
+            s.expect("[")
+            items: list = []
+            c = s.next_char()
+            if c != "]":
+                s.pos -= 1
+                while True:
+                    items.append(s.value())
+                    if s.expect(",]") == "]":
+                        break
+            out[key] = items
+        else:
+            v = s.value()
+            if key in KEPT_KEYS:
+                out[key] = v
+        if s.expect(",}") == "}":
+            return out
+
+
 def load_json(data_dir: Path, filename: str) -> dict:
     """An iNat-2021 annotation file, parsed keeping only the keys the splits read (`KEPT_KEYS`)."""
     path = Path(data_dir) / filename
@@ -70,8 +148,8 @@ def load_json(data_dir: Path, filename: str) -> dict:
             )
         raise UserError(f"iNat annotation file not found: {path}")
     try:
-        with open(path) as f:
-            data = json.load(f, object_pairs_hook=_kept)
+        with open(path, encoding="utf-8") as f:
+            data = _parse_annotations(f)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON: {e}") from None
     for key in ("images", "annotations", "categories"):

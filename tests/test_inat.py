@@ -138,3 +138,19 @@ def test_annotation_files_keep_only_the_keys_the_splits_read(inat_dir):
     assert set(data["annotations"][0]) == {"image_id", "category_id"} | ({"id"} & set(raw["annotations"][0]))
     assert set(data["categories"][0]) == {"id", "name", "supercategory", "kingdom"} & set(raw["categories"][0])
     assert [i["file_name"] for i in data["images"]] == [i["file_name"] for i in raw["images"]]
+
+
+def test_annotation_files_are_read_a_chunk_at_a_time_to_the_same_result(inat_dir, tmp_path, monkeypatch):
+    from ffcv_inat import inat
+
+    whole = load_json(inat_dir, "train.json")
+    monkeypatch.setattr(inat._Stream, "CHUNK", 7)  # every value cut across chunk boundaries
+    assert load_json(inat_dir, "train.json") == whole
+    text = (inat_dir / "train.json").read_text()
+    for name, bad in (
+        ("cut.json", text[: len(text) // 2]),
+        ("bad.json", text.replace(":", ";", 1)),
+        ("list.json", "[]"),
+    ):
+        (tmp_path / name).write_text(bad)
+        raises_one_line(lambda: load_json(tmp_path, name), f"{tmp_path / name} is not valid JSON")
