@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from . import UserError
 from .classes import draw
@@ -34,8 +35,8 @@ class Sample:
 
 
 # The only keys the splits read: every other key of every object (a photo's date, place, licence,
-# rights holder; a category's common name and ranks) is dropped as the file is parsed, so only
-# these stay in memory (`ffcv-bench inat-json` measures both ways).
+# rights holder; a category's common name and ranks) is dropped as the file is parsed, and image
+# and annotation entries become records, so only these stay in memory (`ffcv-bench inat-json`).
 KEPT_KEYS = frozenset(
     {
         "images",
@@ -53,8 +54,29 @@ KEPT_KEYS = frozenset(
 PACKED_SUFFIXES = (".tar.gz", ".tgz", ".gz", ".zip")
 
 
-def _kept(pairs: list[tuple[str, object]]) -> dict:
-    return {k: v for k, v in pairs if k in KEPT_KEYS}
+class ImageRecord(NamedTuple):
+    """An entry of `images`, as much of it as the splits read (a tuple: a third of a dict's memory)."""
+
+    id: int
+    file_name: str
+
+
+class AnnotationRecord(NamedTuple):
+    """An entry of `annotations`, as much of it as the splits read."""
+
+    image_id: int
+    category_id: int
+
+
+def _kept(pairs: list[tuple[str, object]]):
+    """An object as it is parsed: an image or annotation entry as its record, any other object
+    (a category, the file itself) as a dict of its KEPT_KEYS."""
+    d = {k: v for k, v in pairs if k in KEPT_KEYS}
+    if "file_name" in d:
+        return ImageRecord(d.get("id"), d["file_name"])
+    if "image_id" in d:
+        return AnnotationRecord(d["image_id"], d.get("category_id"))
+    return d
 
 
 class _Stream:
@@ -136,7 +158,8 @@ def _parse_annotations(f) -> dict:
 
 
 def load_json(data_dir: Path, filename: str) -> dict:
-    """An iNat-2021 annotation file, parsed keeping only the keys the splits read (`KEPT_KEYS`)."""
+    """An iNat-2021 annotation file, parsed keeping only what the splits read: `images` as
+    ImageRecords, `annotations` as AnnotationRecords, `categories` as dicts of KEPT_KEYS."""
     path = Path(data_dir) / filename
     if not path.is_file():
         packed = next(
@@ -179,12 +202,12 @@ def animal_categories(data: dict) -> list[Category]:
 
 def samples_by_category(data: dict, category_ids: set[int]) -> dict[int, list[Sample]]:
     """Images of the given categories, grouped by category, each group sorted by path."""
-    path_of = {img["id"]: img["file_name"] for img in data["images"]}
+    path_of = {img.id: img.file_name for img in data["images"]}
     groups: dict[int, list[Sample]] = defaultdict(list)
     for ann in data["annotations"]:
-        cid = int(ann["category_id"])
+        cid = int(ann.category_id)
         if cid in category_ids:
-            groups[cid].append(Sample(path_of[ann["image_id"]], cid))
+            groups[cid].append(Sample(path_of[ann.image_id], cid))
     return {cid: sorted(g, key=lambda s: s.path) for cid, g in groups.items()}
 
 
@@ -202,8 +225,8 @@ def check_mini_in_train(train_mini: dict, ids: set[int], train_keys: set[str]) -
     """Every train_mini image of the species `ids` is among train.json's images of them (by
     `image_key`): else the evaluation set, train.json's images that are not train_mini's, could
     hold training images without a sign of it (a repackaged copy whose paths differ)."""
-    path_of = {img["id"]: img["file_name"] for img in train_mini["images"]}
-    mini = [path_of[a["image_id"]] for a in train_mini["annotations"] if int(a["category_id"]) in ids]
+    path_of = {img.id: img.file_name for img in train_mini["images"]}
+    mini = [path_of[a.image_id] for a in train_mini["annotations"] if int(a.category_id) in ids]
     missing = [p for p in mini if image_key(p) not in train_keys]
     if missing:
         raise UserError(
@@ -221,7 +244,7 @@ def eval_samples(
     random (seeded) from those not in train_mini.json. A species with fewer eligible images
     gets all of them."""
     ids = {c.id for c in categories}
-    mini_keys = {image_key(img["file_name"]) for img in train_mini["images"]}
+    mini_keys = {image_key(img.file_name) for img in train_mini["images"]}
     by_category = samples_by_category(train, ids)
     check_mini_in_train(train_mini, ids, {image_key(s.path) for g in by_category.values() for s in g})
     out = {}
