@@ -271,10 +271,10 @@ def slow_imagenet(tmp_path_factory):
     )
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
-    out = tmp_path / "out.beton"
+@pytest.mark.timeout(240)
+def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path):
+    # One writer per signal, all started at once (each pays ~5-8 s of imports here), each
+    # interrupted once its DatasetWriter has started.
     script = (
         "import sys; from ffcv_inat.writers.beton import write_beton, BetonContents, WriteOptions, ClassInfo;"
         "from ffcv_inat.writers.imagenet import list_class_images;"
@@ -282,35 +282,46 @@ def test_interrupted_write_leaves_nothing_at_out(slow_imagenet, tmp_path, sig):
         "write_beton(sys.argv[2], s, [ClassInfo(x, x, None) for x in w], BetonContents('imagenet', 'train', 'A'),"
         "WriteOptions(workers=1, write_mode='raw', chunksize=10))"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(slow_imagenet), str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        # A shell's background jobs ignore SIGINT; a user's Ctrl-C does not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        start_new_session=True,
-    )  # its own process group: its workers are stopped by its id
-    deadline = time.time() + 60
-    while not list(tmp_path.glob(".out.beton.*.tmp")):  # the DatasetWriter has started
-        assert proc.poll() is None, proc.stderr.read().decode()
+    runs = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        folder = tmp_path / sig.name
+        folder.mkdir()
+        runs[sig] = (
+            folder,
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(slow_imagenet), str(folder / "out.beton")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                # A shell's background jobs ignore SIGINT; a user's Ctrl-C does not.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                start_new_session=True,
+            ),
+        )  # its own process group: its workers are stopped by its id
+    deadline, waiting = time.time() + 120, set(runs)
+    while waiting:  # each signalled as soon as its DatasetWriter has started
+        for sig in list(waiting):
+            folder, proc = runs[sig]
+            assert proc.poll() is None, proc.stderr.read().decode()
+            if list(folder.glob(".out.beton.*.tmp")):
+                os.kill(proc.pid, sig)
+                waiting.discard(sig)
         assert time.time() < deadline
         time.sleep(0.02)
-    os.kill(proc.pid, sig)
-    proc.wait(timeout=60)
-    assert proc.returncode != 0, proc.stderr.read().decode()[-3000:]
-    assert not out.exists() and not out.with_suffix(".json").exists()
-    if sig != signal.SIGKILL:
-        assert list(tmp_path.iterdir()) == []
-    else:
-        # kill -9 runs no cleanup: a hidden temporary may stay, never a file at --out; the
-        # next write to the same --out removes it. (Stop ffcv's orphaned workers first: by the
-        # group's id, never by name, which would also hit another test run's writers.)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        from ffcv_inat.atomic import remove_stale_temps
+    for sig, (folder, proc) in runs.items():
+        proc.wait(timeout=60)
+        out = folder / "out.beton"
+        assert proc.returncode != 0, (sig, proc.stderr.read().decode()[-3000:])
+        assert not out.exists() and not out.with_suffix(".json").exists()
+        if sig == signal.SIGKILL:
+            # kill -9 runs no cleanup: a hidden temporary may stay, never a file at --out; the
+            # next write to the same --out removes it. (Stop ffcv's orphaned workers first: by the
+            # group's id, never by name, which would also hit another test run's writers.)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            from ffcv_inat.atomic import remove_stale_temps
 
-        remove_stale_temps(out)
-        assert list(tmp_path.iterdir()) == []
+            remove_stale_temps(out)
+        assert list(folder.iterdir()) == [], sig
 
 
 @pytest.fixture(scope="module")
