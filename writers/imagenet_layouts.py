@@ -210,7 +210,7 @@ def _devkit(data_dir: Path, folder: Path, names: list[str], devkit: str | Path |
     where = f"{source}: {DEVKIT_GROUND_TRUTH}"
     labels = {}
     for n, line in enumerate(truth.split(), 1):
-        if int(line) not in wnid_of:
+        if not line.isdigit() or int(line) not in wnid_of:
             raise UserError(f"{where} line {n}: ILSVRC2012_ID {line} is none of meta.mat's 1,000 classes")
         labels[f"ILSVRC2012_val_{n:08d}"] = wnid_of[int(line)]
     by_wnid = _grouped(labels, folder, names, where)

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .images import BadImage
+
 SOI = b"\xff\xd8"
 BASELINE = 0xC0  # SOF0: baseline sequential DCT, Huffman coded: what every JPEG decoder handles
 # Markers without a length field (RSTn, SOI, EOI, TEM)
@@ -89,6 +91,8 @@ class StoredJPEG:
     def read(cls, path: str | Path) -> "StoredJPEG":
         data = Path(path).read_bytes()
         header = jpeg_header(data)
+        if header is None:  # it was a JPEG when checked: the file changed under the writer
+            raise BadImage("no longer a JPEG")
         return cls(data, header.width, header.height)
 
 
