@@ -85,20 +85,28 @@ class _Stream:
 
     CHUNK = 1 << 24
     SPACE = " \t\r\n"
+    # A value that fails to decode this close to the buffer's end may only be cut short by it:
+    # read on. Anything earlier is malformed, said at once (not after reading the rest of the file).
+    CUT_SHORT = 1 << 16
 
     def __init__(self, f):
         self.f, self.buf, self.pos, self.eof = f, "", 0, False
+        self.start = 0  # characters of the file before self.buf
         self.decoder = json.JSONDecoder(object_pairs_hook=_kept)
 
     def _more(self) -> bool:
         chunk = "" if self.eof else self.f.read(self.CHUNK)
         self.eof = not chunk
         if chunk:
+            self.start += self.pos
             self.buf, self.pos = self.buf[self.pos :] + chunk, 0
         return bool(chunk)
 
+    def fail(self, what: str, pos: int):
+        raise ValueError(f"{what} at character {max(0, self.start + pos):,}")
+
     def next_char(self) -> str:
-        """The next character that is not white space, consumed."""
+        """The next character that is not white space, consumed ("" at the end of the file)."""
         while True:
             while self.pos < len(self.buf) and self.buf[self.pos] in self.SPACE:
                 self.pos += 1
@@ -106,55 +114,68 @@ class _Stream:
                 self.pos += 1
                 return self.buf[self.pos - 1]
             if not self._more():
-                raise json.JSONDecodeError("unexpected end of file", self.buf, self.pos)
+                return ""
 
     def expect(self, chars: str) -> str:
         c = self.next_char()
-        if c not in chars:
-            raise json.JSONDecodeError(f"expected one of {chars!r}, found {c!r}", self.buf, self.pos - 1)
+        if not c or c not in chars:
+            self.fail(f"expected one of {chars!r}, found {c or 'the end of the file'!r}", self.pos - 1)
         return c
 
     def value(self):
-        self.next_char()  # past the white space and the value's first character,
+        if not self.next_char():  # past the white space and the value's first character,
+            self.fail("a value expected, found the end of the file", self.pos)
         self.pos -= 1  # then back onto it
         while True:
             try:
                 v, end = self.decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError:
-                if not self._more():  # truly malformed, or cut short
-                    raise
+            except json.JSONDecodeError as e:
+                if len(self.buf) - e.pos > self.CUT_SHORT or not self._more():
+                    self.fail(e.msg, e.pos)
                 continue
-            if end == len(self.buf) and self._more():  # a number may go on in the next chunk
+            # a number ending near the buffer's end may go on in the next chunk (1. | 25, 2e | 3)
+            if isinstance(v, (int, float)) and len(self.buf) - end < 2 and self._more():
                 continue
             self.pos = end
             return v
 
+    def key(self) -> str:
+        k = self.value()
+        if not isinstance(k, str):
+            self.fail(f"an object key must be a string, found {k!r}", self.pos)
+        return k
+
 
 def _parse_annotations(f) -> dict:
     """A COCO-style annotation file's top-level object, its `images` and `annotations` arrays
-    decoded element by element; every object keeps only KEPT_KEYS."""
+    decoded element by element; every object keeps only KEPT_KEYS. Malformed text is a
+    ValueError naming the character where it is."""
     s, out = _Stream(f), {}
     s.expect("{")
-    while True:
-        key = s.value()
-        s.expect(":")
-        if key in ("images", "annotations"):
-            s.expect("[")
-            items: list = []
-            c = s.next_char()
-            if c != "]":
-                s.pos -= 1
-                while True:
-                    items.append(s.value())
-                    if s.expect(",]") == "]":
-                        break
-            out[key] = items
-        else:
-            v = s.value()
-            if key in KEPT_KEYS:
-                out[key] = v
-        if s.expect(",}") == "}":
-            return out
+    if s.next_char() != "}":
+        s.pos -= 1
+        while True:
+            key = s.key()
+            s.expect(":")
+            if key in ("images", "annotations"):
+                s.expect("[")
+                items: list = []
+                if s.next_char() != "]":
+                    s.pos -= 1
+                    while True:
+                        items.append(s.value())
+                        if s.expect(",]") == "]":
+                            break
+                out[key] = items
+            else:
+                v = s.value()
+                if key in KEPT_KEYS:
+                    out[key] = v
+            if s.expect(",}") == "}":
+                break
+    if s.next_char():
+        s.fail("text after the end of the JSON object", s.pos - 1)
+    return out
 
 
 def load_json(data_dir: Path, filename: str) -> dict:
@@ -173,7 +194,7 @@ def load_json(data_dir: Path, filename: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = _parse_annotations(f)
-    except json.JSONDecodeError as e:
+    except (ValueError, UnicodeDecodeError) as e:  # json's errors are ValueErrors too
         raise UserError(f"{path} is not valid JSON: {e}") from None
     for key in ("images", "annotations", "categories"):
         if key not in data:
@@ -200,6 +221,13 @@ def animal_categories(data: dict) -> list[Category]:
     return sorted(cats, key=lambda c: c.id)
 
 
+def _image_path(path_of: dict, image_id) -> str:
+    try:
+        return path_of[image_id]
+    except KeyError:
+        raise UserError(f"an annotation names image id {image_id!r}, which the file's images do not list") from None
+
+
 def samples_by_category(data: dict, category_ids: set[int]) -> dict[int, list[Sample]]:
     """Images of the given categories, grouped by category, each group sorted by path."""
     path_of = {img.id: img.file_name for img in data["images"]}
@@ -207,7 +235,7 @@ def samples_by_category(data: dict, category_ids: set[int]) -> dict[int, list[Sa
     for ann in data["annotations"]:
         cid = int(ann.category_id)
         if cid in category_ids:
-            groups[cid].append(Sample(path_of[ann.image_id], cid))
+            groups[cid].append(Sample(_image_path(path_of, ann.image_id), cid))
     return {cid: sorted(g, key=lambda s: s.path) for cid, g in groups.items()}
 
 
@@ -226,7 +254,7 @@ def check_mini_in_train(train_mini: dict, ids: set[int], train_keys: set[str]) -
     `image_key`): else the evaluation set, train.json's images that are not train_mini's, could
     hold training images without a sign of it (a repackaged copy whose paths differ)."""
     path_of = {img.id: img.file_name for img in train_mini["images"]}
-    mini = [path_of[a.image_id] for a in train_mini["annotations"] if int(a.category_id) in ids]
+    mini = [_image_path(path_of, a.image_id) for a in train_mini["annotations"] if int(a.category_id) in ids]
     missing = [p for p in mini if image_key(p) not in train_keys]
     if missing:
         raise UserError(

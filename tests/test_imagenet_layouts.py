@@ -136,6 +136,11 @@ def test_each_bad_layout_is_one_line_naming_the_file(folders, tmp_path):
     good = csv.read_text()
     csv.write_text(good.replace(f",{WNIDS[0]} ", ",n99999999 ", 1))
     one_line(lambda: find_split(kag, "val"), f"{csv} line ", "n99999999 is not an ImageNet-1K class")
+    first = good.splitlines()[1].split(",")[0]
+    csv.write_text(good.replace(good.splitlines()[1], f"{first},", 1))
+    one_line(lambda: find_split(kag, "val"), f"{csv} line 2: no image id or no wnid")
+    csv.write_bytes(good.encode() + b"\xff\xfe")
+    one_line(lambda: find_split(kag, "val"), f"{csv}: not text")
     csv.write_text(good)
     val = kag / "ILSVRC" / "Data" / "CLS-LOC" / "val"
     shutil.copy(next(val.iterdir()), val / "ILSVRC2012_val_00099999.JPEG")
@@ -150,8 +155,13 @@ def test_each_bad_layout_is_one_line_naming_the_file(folders, tmp_path):
     )
 
     dev = tmp_path / "devkit"
-    flat_val(folders, dev / "val")
+    labels = flat_val(folders, dev / "val")
     one_line(lambda: find_split(dev, "val"), "its labels are in the devkit", "--devkit PATH")
+    write_devkit(dev, labels)
+    meta = dev / "ILSVRC2012_devkit_t12" / "data" / "meta.mat"
+    meta.write_bytes(meta.read_bytes()[:100])  # cut short
+    one_line(lambda: find_split(dev, "val"), "not the devkit's meta.mat")
+    shutil.rmtree(dev / "ILSVRC2012_devkit_t12")
     one_line(lambda: find_split(dev, "val", devkit=tmp_path / "nowhere"), "--devkit ", "not found")
 
     tars = tmp_path / "tars" / "train"

@@ -148,11 +148,24 @@ def test_annotation_files_are_read_a_chunk_at_a_time_to_the_same_result(inat_dir
     whole = load_json(inat_dir, "train.json")
     monkeypatch.setattr(inat._Stream, "CHUNK", 7)  # every value cut across chunk boundaries
     assert load_json(inat_dir, "train.json") == whole
+    # numbers cut by a chunk's end (1. | 25, 2e | 3) read whole, whatever the chunk size
+    numbers = json.dumps({"images": [1.25, 2e3, -7], "annotations": [], "categories": [], "n": 12.5})
+    (tmp_path / "numbers.json").write_text(numbers)
+    for chunk in range(1, 12):
+        monkeypatch.setattr(inat._Stream, "CHUNK", chunk)
+        assert load_json(tmp_path, "numbers.json") == {
+            "images": [1.25, 2000.0, -7],
+            "annotations": [],
+            "categories": [],
+        }
+    monkeypatch.setattr(inat._Stream, "CHUNK", 7)
     text = (inat_dir / "train.json").read_text()
     for name, bad in (
         ("cut.json", text[: len(text) // 2]),
         ("bad.json", text.replace(":", ";", 1)),
         ("list.json", "[]"),
+        ("key.json", "{{}: 1}"),
+        ("after.json", text + " x"),
     ):
         (tmp_path / name).write_text(bad)
         raises_one_line(lambda: load_json(tmp_path, name), f"{tmp_path / name} is not valid JSON")

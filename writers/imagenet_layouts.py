@@ -34,7 +34,7 @@ KAGGLE_SYNSETS = "LOC_synset_mapping.txt"
 DEVKIT = "ILSVRC2012_devkit_t12"
 DEVKIT_GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 DEVKIT_META = "data/meta.mat"
-VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
+VAL_NAME = re.compile(r"^ILSVRC2012_val_\d{8}\.(?i:jpe?g)$")  # the labels name this stem exactly
 WNID_NAME = re.compile(r"^(n\d{8})_")
 UNPACK_TARS = 'for f in *.tar; do d="${f%.tar}"; mkdir -p "$d" && tar -xf "$f" -C "$d" && rm "$f"; done'
 
@@ -97,6 +97,13 @@ def find_split(data_dir: str | Path, split: str, devkit: str | Path | None = Non
     )
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not text ({e.reason} at byte {e.start:,}): a damaged copy?") from None
+
+
 def _check_wnid(wnid: str, where: str) -> str:
     if wnid not in class_by_wnid():
         raise UserError(f"{where}: {wnid} is not an ImageNet-1K class (a label file of another dataset?)")
@@ -127,7 +134,7 @@ def _grouped(labels: dict[str, str], folder: Path, names: list[str], label_file:
 def _kaggle(root: Path, folder: Path, split: str) -> SplitImages:
     synsets = root / KAGGLE_SYNSETS
     if synsets.is_file():
-        for n, line in enumerate(synsets.read_text().splitlines(), 1):
+        for n, line in enumerate(_text(synsets).splitlines(), 1):
             if line.strip():
                 _check_wnid(line.split()[0], f"{synsets} line {n}")
     if split != "val" or any(e.is_dir() for e in folder.iterdir()):
@@ -136,13 +143,14 @@ def _kaggle(root: Path, folder: Path, split: str) -> SplitImages:
     if not solution.is_file():
         raise UserError(f"{folder} is flat and {solution} is missing: Kaggle's val labels are in that file")
     labels = {}
-    with open(solution, newline="") as f:
-        for n, row in enumerate(csv.DictReader(f), 2):
-            try:
-                image, prediction = row["ImageId"], row["PredictionString"]
-            except KeyError:
-                raise UserError(f"{solution}: no ImageId,PredictionString header: not Kaggle's val solution") from None
-            labels[image] = _check_wnid(prediction.split()[0], f"{solution} line {n}")
+    rows = csv.DictReader(io.StringIO(_text(solution)))
+    if not {"ImageId", "PredictionString"} <= set(rows.fieldnames or ()):
+        raise UserError(f"{solution}: no ImageId,PredictionString header: not Kaggle's val solution")
+    for n, row in enumerate(rows, 2):
+        image, words = row["ImageId"], (row["PredictionString"] or "").split()
+        if not image or not words:
+            raise UserError(f"{solution} line {n}: no image id or no wnid in it (a cut copy of the file?)")
+        labels[image] = _check_wnid(words[0], f"{solution} line {n}")
     names = sorted(e.name for e in folder.iterdir() if e.is_file() and not e.name.startswith("."))
     by_wnid = _grouped(labels, folder, names, str(solution))
     said = f"Kaggle's layout, {folder} flat, labels from {solution.name}"
@@ -175,7 +183,7 @@ def _devkit_files(devkit: Path) -> tuple[str, bytes]:
         for p in paths:
             if not p.is_file():
                 raise UserError(f"--devkit {devkit}: {p} missing: not the ILSVRC2012 devkit (t12)?")
-        return paths[0].read_text(), paths[1].read_bytes()
+        return _text(paths[0]), paths[1].read_bytes()
     try:
         with tarfile.open(devkit) as tar:
             found = {}
@@ -188,17 +196,22 @@ def _devkit_files(devkit: Path) -> tuple[str, bytes]:
     for w in wanted:
         if w not in found:
             raise UserError(f"--devkit {devkit}: holds no {w}: not the ILSVRC2012 devkit (t12)?")
-    return found[DEVKIT_GROUND_TRUTH].decode(), found[DEVKIT_META]
+    try:
+        truth = found[DEVKIT_GROUND_TRUTH].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--devkit {devkit}: its {DEVKIT_GROUND_TRUTH} is not text ({e.reason})") from None
+    return truth, found[DEVKIT_META]
 
 
 def devkit_wnids(meta_mat: bytes, where: str) -> dict[int, str]:
     """ILSVRC2012_ID -> wnid of the 1,000 classes, from meta.mat's `synsets` (ids 1..1000)."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         synsets = loadmat(io.BytesIO(meta_mat), squeeze_me=True)["synsets"]
         pairs = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, IndexError, MatReadError) as e:
         raise UserError(f"{where}: not the devkit's meta.mat ({e})") from None
     return {i: _check_wnid(w, f"{where} ILSVRC2012_ID {i}") for i, w in pairs.items() if 1 <= i <= 1000}
 
