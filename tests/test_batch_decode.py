@@ -127,7 +127,10 @@ def test_a_batchs_images_are_handed_to_threads_dynamically(tmp_path):
         _all_images(loader)
         assert sorted(decoder.order % 16) == list(range(16))  # every box cut once
         records.append(decoder.order.tolist())
-    assert all(r[1] < r[8] for r in records), records
+    # A static split cuts image 8 before image 1 in every epoch. Handed out one at a time, image 1
+    # comes first unless its thread is preempted between taking it and cutting its box, which a
+    # loaded 2-core machine (the suite's background runs) does now and then: most epochs, not all.
+    assert sum(r[1] < r[8] for r in records) >= 3, records
 
 
 def test_crop_decoder_subclasses_give_their_box():
