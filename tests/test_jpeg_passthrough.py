@@ -16,6 +16,7 @@ from ffcv_inat.loader import make_loader
 from ffcv_inat.writers.beton import WriteOptions
 from ffcv_inat.writers.inat import write_inat_mini_a
 from ffcv_inat.writers.jpeg_passthrough import BASELINE, jpeg_header, passes_through
+from helpers.betons import stored_image_bytes
 
 
 def jpeg(size=(40, 30), mode="RGB", **save) -> bytes:
@@ -43,16 +44,6 @@ def test_only_baseline_colour_jpegs_within_max_res_pass_through():
     assert not passes_through(None, 500)
 
 
-def stored_bytes(beton) -> list[bytes]:
-    """Every sample's stored image bytes, in sample order, read from ffcv's tables."""
-    from ffcv.reader import Reader
-
-    reader = Reader(str(beton))
-    size_of = dict(zip(reader.alloc_table["ptr"].tolist(), reader.alloc_table["size"].tolist()))
-    data = np.fromfile(beton, dtype=np.uint8)
-    return [data[p : p + size_of[p]].tobytes() for p in reader.metadata["f0"]["data_ptr"].tolist()]
-
-
 @pytest.mark.timeout(180)
 def test_inat_photos_are_stored_byte_for_byte_and_load_like_re_encoded_ones(inat_dir, tmp_path):
     opts = WriteOptions(max_res=512, workers=1)
@@ -62,7 +53,7 @@ def test_inat_photos_are_stored_byte_for_byte_and_load_like_re_encoded_ones(inat
     assert m.notes["stored_as_they_came"] == m.num_images and m.notes["re_encoded"] == 0
     categories, groups, _ = split_samples(inat_dir, "val")
     originals = [(inat_dir / s.path).read_bytes() for c in categories for s in groups[c.id]]
-    assert stored_bytes(through) == originals  # the files themselves, in sample order
+    assert stored_image_bytes(through) == originals  # the files themselves, in sample order
     # the room check's estimate counts them at their own size, not at a re-encode's
     from ffcv_inat.writers.beton import _ffcv_fields, page_size_for
     from ffcv_inat.writers.beton_size import estimate_beton_bytes

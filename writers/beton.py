@@ -21,7 +21,7 @@ from ffcv_inat.beton import ClassEntry, Damaged, Integrity, Manifest, integrity_
 
 from .beton_size import estimate_beton_bytes
 from .images import BadImage, decode_rgb, find_bad_images
-from .jpeg_passthrough import StoredJPEG, file_passes_through, pass_through_field
+from .jpeg_passthrough import StoredJPEG, file_passes_through, pass_through_field, pass_through_on
 from .worker_failure import WorkerFailed, report_to, worker_failures_raise
 
 WRITE_MODES = ("jpg", "raw", "proportion")
@@ -98,16 +98,12 @@ class LabelledImages:
         return image, int(self.labels[i])
 
 
-def passes_through(opts: WriteOptions) -> bool:
-    return opts.pass_through and opts.write_mode == "jpg"
-
-
 def _ffcv_fields(opts: WriteOptions) -> dict:
     from ffcv.fields import IntField, RGBImageField
 
     options = dict(max_resolution=opts.max_res, jpeg_quality=opts.jpeg_quality, compress_probability=opts.compress_prob)
     image = (
-        pass_through_field(**options) if passes_through(opts) else RGBImageField(write_mode=opts.write_mode, **options)
+        pass_through_field(**options) if pass_through_on(opts) else RGBImageField(write_mode=opts.write_mode, **options)
     )
     return {"image": image, "label": IntField()}
 
@@ -115,7 +111,7 @@ def _ffcv_fields(opts: WriteOptions) -> dict:
 def stored_as_they_come(paths: Sequence[str], opts: WriteOptions) -> np.ndarray | None:
     """Per file, whether it is stored byte for byte (its header read: I/O, in threads); None
     when the options re-encode every image."""
-    if not passes_through(opts):
+    if not pass_through_on(opts):
         return None
     from concurrent.futures import ThreadPoolExecutor
 

@@ -16,6 +16,7 @@ from typing import Sequence
 from ffcv_inat.atomic import format_size
 
 from .images import BadImage, decode_rgb
+from .jpeg_passthrough import file_passes_through, pass_through_on
 
 SAMPLE_IMAGES = 32  # decodes ~0.1-0.5 s of images; the mean of 32 sizes is within a few % for ImageNet
 
@@ -63,10 +64,7 @@ def estimate_beton_bytes(paths: Sequence[str], opts, fields: dict, page_size: in
     Undecodable sampled files are left out of the mean (the writer skips them too)."""
     from ffcv.types import ALLOC_TABLE_TYPE, get_metadata_type
 
-    from .beton import passes_through
-    from .jpeg_passthrough import file_passes_through
-
-    through = passes_through(opts)
+    through = pass_through_on(opts)
     sizes = []
     for path in sample_paths(paths):
         try:

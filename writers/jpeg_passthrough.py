@@ -73,6 +73,11 @@ def passes_through(header: JpegHeader | None, max_res: int) -> bool:
     )
 
 
+def pass_through_on(opts) -> bool:
+    """Whether WriteOptions `opts` store qualifying JPEGs as they come (pass_through, write mode jpg)."""
+    return opts.pass_through and opts.write_mode == "jpg"
+
+
 def file_passes_through(path: str | Path, max_res: int) -> bool:
     with open(path, "rb") as f:
         head = f.read(1 << 16)  # frame headers come after the EXIF/ICC segments, all well within this

@@ -32,13 +32,14 @@ class WriteSpeed:
 
 def time_write(samples, classes, opts, out: Path) -> tuple[float, dict, int]:
     """Seconds of one write_beton of `samples`, its manifest notes and the beton's size."""
+    from ffcv_inat.beton import manifest_path
     from ffcv_inat.writers.beton import BetonContents, write_beton
 
     start = time.perf_counter()
     m = write_beton(out, samples, classes, BetonContents("bench", "train"), opts)
     seconds = time.perf_counter() - start
     size = out.stat().st_size
-    for p in (out, out.with_suffix(".json")):
+    for p in (out, manifest_path(out)):
         p.unlink()
     return seconds, m.notes, size
 

@@ -66,3 +66,13 @@ def seeded_loader(beton, workers):
     return make_loader(
         beton, batch_size=BATCH, res=32, train=True, device=torch.device("cpu"), workers=workers, seed=SEED
     )
+
+
+def stored_image_bytes(beton) -> list[bytes]:
+    """Every sample's stored image bytes, in sample order, read from ffcv's tables."""
+    from ffcv.reader import Reader
+
+    reader = Reader(str(beton))
+    size_of = dict(zip(reader.alloc_table["ptr"].tolist(), reader.alloc_table["size"].tolist()))
+    data = np.fromfile(beton, dtype=np.uint8)
+    return [data[p : p + size_of[p]].tobytes() for p in reader.metadata["f0"]["data_ptr"].tolist()]

@@ -12,16 +12,7 @@ from ffcv_inat.bench.results import read_results, read_rows
 from ffcv_inat.bench.throughput.view_cost import LoaderStart, ViewCostRow, view_cost_rows
 from ffcv_inat.beton import check_beton, label_lookup, read_labels, read_layout, sample_indices
 from ffcv_inat.classes import select_classes
-
-
-def stored(beton) -> list[bytes]:
-    """Every sample's stored image bytes, in sample order, from ffcv's tables."""
-    from ffcv.reader import Reader
-
-    reader = Reader(str(beton))
-    size_of = dict(zip(reader.alloc_table["ptr"].tolist(), reader.alloc_table["size"].tolist()))
-    data = np.fromfile(beton, dtype=np.uint8)
-    return [data[p : p + size_of[p]].tobytes() for p in reader.metadata["f0"]["data_ptr"].tolist()]
+from helpers.betons import stored_image_bytes
 
 
 def invoke(*args):
@@ -74,7 +65,8 @@ def test_a_view_and_its_copy_hold_the_same_samples_and_the_bench_compares_them(t
     want = label_lookup(v)[parent_labels[sample_indices(v)]]
     assert np.array_equal(read_labels(copy, read_layout(copy)), want)
     # ... and its pixels the same, in the same order: raw samples, so their stored bytes are the pixels.
-    assert stored(copy) == [stored(parent)[i] for i in sample_indices(v)]
+    in_parent = stored_image_bytes(parent)
+    assert stored_image_bytes(copy) == [in_parent[i] for i in sample_indices(v)]
 
     results = tmp_path / "results.csv"
     r = invoke(
