@@ -7,8 +7,10 @@ as YAML text) beside it. Plain torchvision state_dicts are accepted wherever wei
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,27 @@ FORMAT = "ffcv-train-checkpoint-v1"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically; a full disk is atomic.DiskFull with the state's size."""
+def save_checkpoint(path: str | Path, state: dict[str, Any], also: tuple[Path, ...] = ()) -> None:
+    """Write `state` to `path` atomically, and the same file to each of `also` (best.pt, kept
+    epochs): hard links of the one written file where the filesystem has them, else copies.
+    The extra files are renamed into place before `path`, so a kill at any moment leaves every
+    file whole, and `path` (what --resume reads) never ahead of them: a resumed run redoes the
+    epoch and writes them again. A full disk is atomic.DiskFull with the state's size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_outputs(path, expected_bytes=tensor_bytes(state)) as (tmp,):
+    with atomic_outputs(*also, path, expected_bytes=tensor_bytes(state)) as temps:
+        *extra_temps, tmp = temps
         torch.save({"format": FORMAT, **state}, tmp)
+        for extra in extra_temps:
+            same_file(tmp, extra)
+
+
+def same_file(src: Path, dst: Path) -> None:
+    """`dst` with `src`'s bytes: a hard link (no bytes written), or a copy where links fail."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def tensor_bytes(obj: Any) -> int:

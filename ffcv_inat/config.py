@@ -19,13 +19,14 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from . import UserError
 from .environment import PRECISIONS
 from .loader import CROPS, DECODES
+from .training.progress import PROGRESS_MODES
 
 # A recipe value that the user must supply (OmegaConf's convention), e.g. `init: ???`.
 REQUIRED = "???"
@@ -40,6 +41,9 @@ class ModelConfig:
     num_classes: int | None = None
     # ffcv-train checkpoint or torchvision ResNet-50 state_dict to start from; null = random init.
     init: str | None = None
+    # The ImageNet class set `init` was pretrained on (all, A, NA, R-100-s0, ...), for ffcv-analyze,
+    # where init is not a run dir of this toolkit (given weights, e.g. torchvision's); null = ask its run dir.
+    init_pretrained_on: str | None = None
     # "none": train everything; "backbone": only `fc` learns and BatchNorm statistics stay fixed.
     freeze: str = "none"
     blurpool: bool = False
@@ -108,6 +112,22 @@ class EvalConfig:
 
 
 @dataclass
+class LoggingConfig:
+    # Progress inside an epoch: "auto" = a per-step bar on a terminal, a line every
+    # `every_seconds` otherwise (SLURM logs, pipes); "bar", "lines" or "off" force one.
+    progress: str = "auto"
+    every_seconds: float = 30.0
+    tensorboard: bool = True  # event files in RUN_DIR/tensorboard/ (rank 0)
+
+
+@dataclass
+class CheckpointConfig:
+    # Besides checkpoints/last.pt (always) and best.pt (the best top-1, when the run evaluates):
+    # checkpoints/epoch_N.pt every `keep_every` epochs; 0 = none.
+    keep_every: int = 0
+
+
+@dataclass
 class Config:
     recipe: str = ""  # where the config came from (set by the loader)
     out: str | None = None  # run directory
@@ -116,13 +136,15 @@ class Config:
     precision: str = "bf16"  # autocast dtype on GPU; always fp32 on CPU
     channels_last: bool = True
     compile: bool = False
-    log_every: int = 50  # read the loss back from the device every N steps (progress bar)
+    log_every: int = 50  # read the loss back from the device every N steps (progress, TensorBoard)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 # Values restricted to a few choices, checked after typing.
@@ -134,6 +156,7 @@ CHOICES = {
     "data.crop": CROPS,
     "data.decode": DECODES,
     "optim.name": ("sgd",),
+    "logging.progress": PROGRESS_MODES,
 }
 
 
@@ -279,8 +302,14 @@ def apply_set(data: dict, key: str, value: Any, source: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(recipe: str, sets: list[str] = (), extra: dict[str, Any] | None = None) -> Config:
-    """Recipe + `--set` items + extra {dotted key: value} (CLI shorthands; None = not given)."""
+def load_config(
+    recipe: str,
+    sets: list[str] = (),
+    extra: dict[str, Any] | None = None,
+    typed: Mapping[str, Any] | None = None,
+) -> Config:
+    """Recipe + `--set` items + `typed` {dotted key: value} (the Python API's overrides, each
+    checked as it is applied) + extra {dotted key: value} (CLI shorthands; None = not given)."""
     source, text = find_recipe(recipe)
     try:
         data = yaml.safe_load(text)
@@ -294,6 +323,9 @@ def load_config(recipe: str, sets: list[str] = (), extra: dict[str, Any] | None 
         key, value = parse_set(item)
         apply_set(data, key, value, f"--set {item}")
         config_from_dict(data, f"--set {item}")
+    for key, value in (typed or {}).items():
+        apply_set(data, str(key), value, f"overrides[{key!r}]")
+        config_from_dict(data, f"overrides[{key!r}]")
     for key, value in (extra or {}).items():
         if value is not None:
             apply_set(data, key, value, f"--{key}")
@@ -330,6 +362,10 @@ def validate(cfg: Config) -> None:
             raise UserError(f"{src}: {key} must be at least 1, got {get_key(cfg, key)}")
     if cfg.schedule.max_steps_per_epoch is not None and cfg.schedule.max_steps_per_epoch < 1:
         raise UserError(f"{src}: schedule.max_steps_per_epoch must be at least 1 or null")
+    if cfg.checkpoint.keep_every < 0:
+        raise UserError(f"{src}: checkpoint.keep_every must be >= 0 (0 = keep no epoch checkpoints)")
+    if cfg.logging.every_seconds < 0:
+        raise UserError(f"{src}: logging.every_seconds must be >= 0")
     if cfg.data.workers < 0:
         raise UserError(f"{src}: data.workers must be >= 0 (0 = this process's share of the usable cores)")
     if cfg.data.train is None:

@@ -97,7 +97,7 @@ def main(out, workers):
 
     py = sys.executable
     click.secho("\n== 3. ffcv-train: pretrain on A -> finetune on iNat-Mini-A vs from scratch", bold=True)
-    run_step([py, "-m", "ffcv_inat.train.demo", str(out / "train"), "--workers", str(workers)])
+    run_step([py, "-m", "ffcv_inat.training.demo", str(out / "train"), "--workers", str(workers)])
     click.secho(
         "\n== 4. ffcv-bench loader: ffcv vs DALI (when installed) and torchvision ImageFolder + DataLoader", bold=True
     )

@@ -3,6 +3,9 @@
     config.yaml            the resolved config (written first)
     log.jsonl              one line per completed epoch
     checkpoints/last.pt    everything --resume needs
+    checkpoints/best.pt    the same, of the epoch with the best top-1 (when the run evaluates)
+    checkpoints/epoch_N.pt the same, after every checkpoint.keep_every-th epoch
+    tensorboard/           TensorBoard event files (logging.tensorboard)
     per_class.csv          per-class accuracy of the final evaluation
     summary.json           final metrics and provenance, written last: its presence means done
 
@@ -24,6 +27,7 @@ from . import UserError
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
 CHECKPOINT = "checkpoints/last.pt"
+BEST_CHECKPOINT = "checkpoints/best.pt"
 PER_CLASS = "per_class.csv"
 SUMMARY = "summary.json"
 # Keys without which a summary.json is not a finished run's (the trainer writes them last).
@@ -33,6 +37,11 @@ SUMMARY_REQUIRED = ("top1",)
 def checkpoint_of(run_dir: str | Path) -> Path:
     """RUN_DIR/checkpoints/last.pt: what a finetune or probe takes as `--init`."""
     return Path(run_dir) / CHECKPOINT
+
+
+def kept_checkpoint(run_dir: str | Path, epoch: int) -> Path:
+    """RUN_DIR/checkpoints/epoch_N.pt, the checkpoint kept after epoch N (1-based)."""
+    return Path(run_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
 
 
 def run_dir_of(checkpoint: str | Path) -> Path:

@@ -287,7 +287,7 @@ STUDY_PRESETS = {
         size=64,
         odd_files=True,
     ),
-    # `python -m ffcv_inat.train.demo`: only the 8 ImageNet-A classes it pretrains on, with
+    # `python -m ffcv_inat.training.demo`: only the 8 ImageNet-A classes it pretrains on, with
     # enough images per class that smoke_cpu.yaml's 3 epochs learn them.
     "train-demo": StudyData(
         imagenet_train=24,

@@ -12,8 +12,8 @@ from ffcv_inat.demo import main as demo_main
 from ffcv_inat.sweep.cli import main as sweep_main
 from ffcv_inat.sweep.synthetic_data import main as sweep_data_main
 from ffcv_inat.synthetic import main as synthetic_main
-from ffcv_inat.train.cli import main as train_main
-from ffcv_inat.train.demo import main as train_demo_main
+from ffcv_inat.training.cli import main as train_main
+from ffcv_inat.training.demo import main as train_demo_main
 from ffcv_inat.writers.cli import main as write_beton_main
 
 COMMANDS = {

@@ -19,7 +19,7 @@ def train_data(tmp_path_factory):
 
 
 def ffcv_train(*args):
-    from ffcv_inat.train.cli import main
+    from ffcv_inat.training.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 

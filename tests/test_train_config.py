@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from ffcv_inat import UserError
 from ffcv_inat.config import load_config, to_yaml, validate
-from ffcv_inat.train.cli import main
+from ffcv_inat.training.cli import main
 
 pytestmark = pytest.mark.timeout(60)
 

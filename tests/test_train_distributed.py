@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ffcv_inat.train.cli import main
+from ffcv_inat.training.cli import main
 
 
 @pytest.mark.timeout(280)  # the first user waits for the run, if it is still going

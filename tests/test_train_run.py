@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from helpers.train_data import imagenet_a_betons, inat_betons
 from ffcv_inat.config import config_from_dict
-from ffcv_inat.train.cli import main
+from ffcv_inat.training.cli import main
 
 # The smoke recipe: 32 px, batch 16, zero-init residuals; 2 epochs with the LR / 10 at epoch 2,
 # so resume also crosses an LR step; with augmentation on (the seeded RandomResizedCrop + flip),
@@ -80,8 +80,10 @@ def test_learns_and_writes_the_run_dir_contract(reference_run, data):
         "log.jsonl",
         "per_class.csv",
         "summary.json",
+        "tensorboard",
     ]
-    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.pt"]
+    # best.pt: the one evaluated epoch's checkpoint, the same file as that epoch's last.pt was.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     log = read_log(run)
     assert [h["epoch"] for h in log] == [1, 2] and all(LOG_KEYS <= set(h) for h in log)
     assert [h["lr"] for h in log] == pytest.approx([0.02, 0.002])
@@ -182,7 +184,9 @@ def test_full_disk_is_refused_up_front_or_one_line_and_resumes_bit_identical(ref
     result = CliRunner().invoke(main, train_args(data["A"], run))
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert f"Error: {ckpt}: not enough room (needs ≈ " in result.output
-    assert "two checkpoints of ≈ 1" in result.output and f"free on {disk.path}); " in result.output
+    assert (
+        "3 checkpoints of ≈ 1" in result.output
+    )  # last.pt, the new one beside it, best.pt and f"free on {disk.path}); " in result.output
     assert not ckpt.exists()
 
     result = CliRunner().invoke(main, train_args(data["A"], run, "--resume", "--no-space-check"))
@@ -265,8 +269,8 @@ def test_out_of_gpu_memory_in_a_step_is_one_line_with_what_to_change(data, tmp_p
     from ffcv_inat.config import load_config
     from ffcv_inat.distributed import setup
     from ffcv_inat.failures import OutOfMemory
-    from ffcv_inat.train.step import TrainStep
-    from ffcv_inat.train.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
+    from ffcv_inat.training.step import TrainStep
+    from ffcv_inat.training.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
 
     class StepThatRunsOutOfMemory(TrainStep):
         def __call__(self, images, labels, lr):

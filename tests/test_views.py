@@ -92,7 +92,7 @@ def test_a_view_loads_the_same_images_and_labels_as_a_standalone_beton(betons):
 def test_training_and_evaluation_take_a_view_as_a_beton(betons, tmp_path):
     from torchvision.models import resnet50
 
-    from ffcv_inat.train.cli import main as ffcv_train
+    from ffcv_inat.training.cli import main as ffcv_train
 
     checkpoint = tmp_path / "random.pt"
     torch.manual_seed(0)
@@ -168,7 +168,7 @@ def test_a_broken_view_is_one_line(betons, tmp_path, edit, fragment):
     with pytest.raises(UserError, match=fragment) as e:
         check_beton(view)
     assert "\n" not in str(e.value) and str(view) in str(e.value)
-    from ffcv_inat.train.cli import main as ffcv_train
+    from ffcv_inat.training.cli import main as ffcv_train
 
     r = invoke(ffcv_train, "--recipe", "smoke_cpu.yaml", "--train", view, "--out", tmp_path / "run")
     assert_one_line_error(r, fragment)

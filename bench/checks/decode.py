@@ -356,7 +356,7 @@ def training_losses(
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.distributed import DistInfo
     from ffcv_inat.loader import keep_alive
-    from ffcv_inat.train.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
+    from ffcv_inat.training.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
 
     losses = {}
     for decode in ("cpu", "gpu"):

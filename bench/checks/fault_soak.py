@@ -37,7 +37,7 @@ def train_command(run: Path, train: Path, val: Path, epochs: int) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
-        "ffcv_inat.train.cli",
+        "ffcv_inat.training.cli",
         "--recipe",
         "smoke_cpu.yaml",
         "--train",

@@ -194,7 +194,7 @@ run_step() {
 }
 
 BENCH=("$PY" -m ffcv_inat.bench.cli)
-TRAIN=("$PY" -m ffcv_inat.train.cli)
+TRAIN=("$PY" -m ffcv_inat.training.cli)
 SWEEP=("$PY" -m ffcv_inat.sweep.cli)
 ANALYZE=("$PY" -m ffcv_inat.analyze.cli)
 

@@ -34,7 +34,7 @@ from ffcv_inat.bench.stats import (
 
 # Runs ffcv-train's click group from this interpreter: the same environment as the bench,
 # with no dependence on where the console script was installed.
-TRAINER = "from ffcv_inat.train.cli import main; main()"
+TRAINER = "from ffcv_inat.training.cli import main; main()"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Model throughput: ResNet-50 training steps on synthetic tensors already on the device.
 
 No data loading at all, so this is the ceiling the trainer can reach at these settings. A
-step is the trainer's own (ffcv_inat.train.step.TrainStep, built by the trainer's
+step is the trainer's own (ffcv_inat.training.step.TrainStep, built by the trainer's
 build_model_and_optimizer): input conversion of a loader-shaped batch, forward under
 autocast, cross-entropy with the recipe's label smoothing, backward, SGD with the recipe's
 parameter groups (GradScaler in fp16). On a GPU each step is timed
@@ -84,9 +84,9 @@ class ModelResult:
 
 
 def prepare_step(cfg, device, num_classes: int = NUM_CLASSES):
-    """The trainer's own model, optimiser and step (ffcv_inat.train), built as it builds them."""
+    """The trainer's own model, optimiser and step (ffcv_inat.training), built as it builds them."""
     from ffcv_inat.distributed import DistInfo
-    from ffcv_inat.train.trainer import build_model_and_optimizer
+    from ffcv_inat.training.trainer import build_model_and_optimizer
 
     training = build_model_and_optimizer(cfg, num_classes, DistInfo(0, 1, 0, device))
     training.train_mode(cfg.model.freeze)  # a linear probe's backbone BatchNorm stays in eval mode

@@ -19,6 +19,6 @@ def _recording_replace(src, dst, *args, **kwargs):
 os.replace = _recording_replace
 
 if __name__ == "__main__":
-    from ffcv_inat.train.cli import main
+    from ffcv_inat.training.cli import main
 
     main()

@@ -8,7 +8,7 @@
         create_loaders            train (shuffled, augmented) and val (sequential)
         train_one_epoch           the per-step code: LR, forward, backward, step
         epoch_record              one line of log.jsonl
-        save_progress             checkpoints/last.pt and log.jsonl
+        save_progress             checkpoints (last.pt, best.pt, kept epochs) and log.jsonl
         run_summary               summary.json's contents
 
 Fast path on a GPU (as ffcv-imagenet): batches arrive on the device already normalised by the
@@ -17,9 +17,10 @@ the model is channels-last under bf16 autocast, the LR is set per iteration
 from a pure function, and nothing in the step waits for the GPU: the loss is summed on the
 device and read back only every `log_every` steps and at the end of the epoch.
 
-Run directory (written by rank 0 only): config.yaml, log.jsonl, checkpoints/last.pt,
-per_class.csv and, last of all, summary.json (its presence means the run completed).
-Evaluation lives in ../evaluation.py.
+Run directory (written by rank 0 only): config.yaml, log.jsonl, checkpoints/ (last.pt,
+best.pt, epoch_N.pt), tensorboard/, per_class.csv and, last of all, summary.json (its presence
+means the run completed). Progress inside an epoch: progress.py; TensorBoard: tensorboard_log.py;
+evaluation: ../evaluation.py.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from .. import UserError
 from ..atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
@@ -58,9 +58,11 @@ from ..evaluation import EvalResult, evaluate, write_results
 from ..failures import Diverged, OutOfMemory, out_of_memory_line
 from ..loader import AnyLoader, make_loader, resolve_decode, training_crop
 from ..model import apply_freeze, build_model, replace_head, set_train_mode
-from ..rundir import CHECKPOINT, CONFIG, LOG, read_summary
+from ..rundir import BEST_CHECKPOINT, CHECKPOINT, CONFIG, LOG, kept_checkpoint, read_summary
 from ..schedule import lr_at, res_at
+from .progress import StepProgress
 from .step import TrainStep, make_optimizer
+from .tensorboard_log import TensorBoardLog
 
 
 def train(cfg: Config, *, resume: bool = False, space_check: bool = True) -> dict:
@@ -90,7 +92,8 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
     if info.is_main and space_check:
-        check_checkpoint_room(ckpt_path, checkpoint_bytes(t.model, t.step.optimizer))
+        files = checkpoint_files(cfg, t.start_epoch, evaluates=data.val is not None, has_last=ckpt_path.is_file())
+        check_checkpoint_room(ckpt_path, checkpoint_bytes(t.model, t.step.optimizer), files)
     if t.history and info.is_main:
         write_log(run_dir, t.history)  # the log may lag or lead the checkpoint by an epoch
     train_loader, val_loader = create_loaders(cfg, info, data, t.start_epoch)
@@ -100,30 +103,35 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
 
     last_eval: EvalResult | None = None
     epochs = cfg.schedule.epochs
-    bar = tqdm(
-        range(t.start_epoch, epochs),
-        initial=t.start_epoch,
-        total=epochs,
-        desc="epochs",
-        disable=not info.is_main,
-        dynamic_ncols=True,
-    )
-    for epoch in bar:
-        res = res_at(cfg.progressive, cfg.data.res, epoch)
-        train_loader.set_resolution(res)
-        train_loader.set_epoch(epoch)  # shuffle order and crops of this epoch, also the first after --resume
-        loss, steps, lr, seconds = train_one_epoch(t, train_loader, cfg, info, epoch, steps_per_epoch, bar)
-        last_eval = None
-        if val_loader is not None and ((cfg.eval.every and (epoch + 1) % cfg.eval.every == 0) or epoch + 1 == epochs):
-            last_eval = _run_eval(t, val_loader, cfg, info, data)
-        record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res)
-        t.history.append(record)
-        bar.set_postfix(loss=f"{loss:.3f}", top1=record["top1"], res=res)
-        if info.is_main:
-            save_progress(
-                run_dir, t, cfg, epoch + 1, data.num_classes, t.wall_before + time.perf_counter() - wall_start
+    mode = cfg.logging.progress if info.is_main else "off"
+    progress = StepProgress(mode, epochs, cfg.data.batch_size, cfg.logging.every_seconds)
+    board = None
+    if cfg.logging.tensorboard and info.is_main:
+        board = TensorBoardLog(run_dir, purge_from=t.start_epoch * steps_per_epoch + 1 if resume else None)
+    try:
+        for epoch in range(t.start_epoch, epochs):
+            res = res_at(cfg.progressive, cfg.data.res, epoch)
+            train_loader.set_resolution(res)
+            train_loader.set_epoch(epoch)  # shuffle order and crops of this epoch, also the first after --resume
+            loss, steps, lr, seconds = train_one_epoch(
+                t, train_loader, cfg, info, epoch, steps_per_epoch, progress, board
             )
-    bar.close()
+            last_eval = None
+            if val_loader is not None and (
+                (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0) or epoch + 1 == epochs
+            ):
+                last_eval = _run_eval(t, val_loader, cfg, info, data)
+            record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res, data.val)
+            t.history.append(record)
+            progress.end_epoch(epoch_line(record, epochs))
+            if board is not None:  # on disk before the checkpoint: a resume purges it, never misses it
+                board.log_epoch(record, (epoch + 1) * steps_per_epoch)
+            if info.is_main:
+                wall = t.wall_before + time.perf_counter() - wall_start
+                save_progress(run_dir, t, cfg, epoch + 1, data, wall)
+    finally:
+        if board is not None:
+            board.close()
 
     final = last_eval
     if final is None and val_loader is not None:  # resumed after its last epoch, or no final-epoch eval
@@ -196,14 +204,24 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
     return run_dir
 
 
-def check_checkpoint_room(ckpt_path: Path, size: int) -> None:
-    """Refuse to start a run whose checkpoints will not fit: a new last.pt is written beside
-    the old one, so two must fit (one more where a last.pt is there already); say the estimate."""
-    count = "one more checkpoint" if ckpt_path.is_file() else "two checkpoints"
+def checkpoint_files(cfg: Config, start_epoch: int, *, evaluates: bool, has_last: bool) -> int:
+    """Checkpoint files the rest of the run may add, at most: last.pt and the new one written
+    beside it (one where last.pt exists), best.pt when the run evaluates (where it is not
+    last.pt's own file), and the epoch_N.pt still to keep."""
+    keep = cfg.checkpoint.keep_every
+    kept = sum(1 for e in range(start_epoch + 1, cfg.schedule.epochs + 1) if keep and e % keep == 0)
+    return (1 if has_last else 2) + (1 if evaluates else 0) + kept
+
+
+def check_checkpoint_room(ckpt_path: Path, size: int, files: int) -> None:
+    """Refuse to start a run whose checkpoints will not fit (`files` of `size`: checkpoint_files);
+    say the estimate."""
+    count = "one more checkpoint" if files == 1 else f"{files} checkpoints"
     require_room(
         ckpt_path,
-        size if ckpt_path.is_file() else 2 * size,
-        estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new one is written beside the last)",
+        files * size,
+        estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new last.pt is written "
+        "beside the old, best.pt and kept epochs stay)",
         override="free some space, choose another --out, or pass --no-space-check",
     )
     print(
@@ -346,9 +364,17 @@ def create_loaders(cfg: Config, info: DistInfo, data: RunData, start_epoch: int)
 
 
 def train_one_epoch(
-    t: Training, loader: AnyLoader, cfg: Config, info: DistInfo, epoch: int, steps_per_epoch: int, bar: tqdm
+    t: Training,
+    loader: AnyLoader,
+    cfg: Config,
+    info: DistInfo,
+    epoch: int,
+    steps_per_epoch: int,
+    progress: StepProgress,
+    board: TensorBoardLog | None = None,
 ) -> tuple[float, int, float, float]:
-    """(mean train loss over all processes, steps, last LR, seconds) of one epoch."""
+    """(mean train loss over all processes, steps, last LR, seconds) of one epoch. The loss is
+    read back from the device every `log_every` steps only (for the progress and TensorBoard)."""
     dev = info.device
     t.train_mode(cfg.model.freeze)
     loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
@@ -356,6 +382,8 @@ def train_one_epoch(
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
     steps, lr = 0, cfg.optim.lr
+    progress.start_epoch(epoch, steps_per_epoch)
+    logged_at, logged_time = 0, t0
     try:
         with loader.start_epoch() as batches:  # its end stops the loader's threads, also on an early exit
             for images, labels in batches:
@@ -365,8 +393,15 @@ def train_one_epoch(
                 loss = t.step(images, labels, lr)
                 loss_sum += loss.float()
                 steps += 1
+                value = None
                 if cfg.log_every and steps % cfg.log_every == 0 and info.is_main:
-                    bar.set_postfix(step=f"{steps}/{steps_per_epoch}", loss=f"{loss.item():.3f}")
+                    value = loss.item()
+                    if board is not None:
+                        now = time.perf_counter()
+                        rate = (steps - logged_at) * cfg.data.batch_size / max(now - logged_time, 1e-9)
+                        board.log_step(epoch * steps_per_epoch + steps, value, lr, rate)
+                        logged_at, logged_time = steps, now
+                progress.step(steps, lr, value)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             seconds = time.perf_counter() - t0  # the epoch's steps, not the stopping of the loader
@@ -402,8 +437,9 @@ def epoch_record(
     steps: int,
     global_batch: int,
     res: int,
+    val: Manifest | None = None,
 ) -> dict:
-    """One line of log.jsonl."""
+    """One line of log.jsonl (`val`: the evaluated beton's manifest, for per-supercategory accuracy)."""
     images = steps * global_batch
     return {
         "epoch": epoch + 1,
@@ -412,6 +448,7 @@ def epoch_record(
         "top1": result.top1 if result else None,
         "top5": result.top5 if result else None,
         "val_loss": result.loss if result else None,
+        "per_supercategory": result.per_supercategory(val) if result and val else None,
         "epoch_seconds": seconds,
         "train_images_per_second": images / seconds if seconds > 0 else None,
         "steps": steps,
@@ -420,15 +457,40 @@ def epoch_record(
     }
 
 
+def epoch_line(record: dict, epochs: int) -> str:
+    """The line that closes an epoch's progress."""
+    top1 = "" if record["top1"] is None else f", top1 {record['top1']:.4f}"
+    rate = record["train_images_per_second"]
+    return (
+        f"epoch {record['epoch']}/{epochs} done: train loss {record['train_loss']:.4f}{top1}, "
+        f"{record['epoch_seconds']:.1f} s, {0 if rate is None else rate:,.0f} img/s"
+    )
+
+
+def is_best(history: list[dict]) -> bool:
+    """Whether the last epoch's top-1 is above every earlier one (the first of equals stays best)."""
+    last = history[-1]["top1"] if history else None
+    return last is not None and all(h["top1"] is None or h["top1"] < last for h in history[:-1])
+
+
+def extra_checkpoints(run_dir: Path, history: list[dict], keep_every: int) -> tuple[Path, ...]:
+    """The files besides last.pt that the last epoch's checkpoint also goes to: best.pt, epoch_N.pt."""
+    epoch = history[-1]["epoch"]
+    out = [run_dir / BEST_CHECKPOINT] if is_best(history) else []
+    if keep_every and epoch % keep_every == 0:
+        out.append(kept_checkpoint(run_dir, epoch))
+    return tuple(out)
+
+
 def write_log(run_dir: Path, history: list[dict]) -> None:
     with atomic_outputs(run_dir / LOG) as (tmp,):
         tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
 
 
 def save_progress(
-    run_dir: Path, t: Training, cfg: Config, epochs_done: int, num_classes: int, wall_seconds: float
+    run_dir: Path, t: Training, cfg: Config, epochs_done: int, data: RunData, wall_seconds: float
 ) -> None:
-    """checkpoints/last.pt (everything --resume needs), then log.jsonl."""
+    """checkpoints/last.pt (everything --resume needs) and best.pt / epoch_N.pt where due, then log.jsonl."""
     save_checkpoint(
         run_dir / CHECKPOINT,
         {
@@ -439,10 +501,13 @@ def save_progress(
             "history": t.history,
             "rng": rng_state(),
             "config": to_yaml(cfg),
-            "num_classes": num_classes,
+            "num_classes": data.num_classes,
+            # The head's classes in label order, (id, name): what `ffcv-train export` writes beside the weights.
+            "classes": [[c.id, c.name] for c in data.train.classes],
             "head_replaced": t.head_replaced,
             "wall_seconds": wall_seconds,
         },
+        also=extra_checkpoints(run_dir, t.history, cfg.checkpoint.keep_every),
     )
     write_log(run_dir, t.history)
 
@@ -485,6 +550,7 @@ def run_summary(
         "head_replaced": t.head_replaced,
         "num_classes": data.num_classes,
         "checkpoint": str(run_dir / CHECKPOINT),
+        "best_checkpoint": str(run_dir / BEST_CHECKPOINT) if (run_dir / BEST_CHECKPOINT).is_file() else None,
         # This process's high-water mark of allocated GPU memory (None on CPU).
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
     }

@@ -16,7 +16,8 @@ from ..rundir import CONFIG
 
 
 class _TrainByDefault(click.Group):
-    """`ffcv-train --recipe ...` runs the `train` command; `ffcv-train eval ...` evaluates."""
+    """`ffcv-train --recipe ...` runs the `train` command; `ffcv-train eval ...` evaluates,
+    `ffcv-train export ...` writes the weights for use elsewhere."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in CONTEXT_SETTINGS["help_option_names"]:
@@ -26,8 +27,8 @@ class _TrainByDefault(click.Group):
 
 @click.group(cls=_TrainByDefault, context_settings=CONTEXT_SETTINGS)
 def main():
-    """Train ResNet-50 from FFCV betons (`ffcv-train --recipe R ...`, the default command) or
-    evaluate a checkpoint (`ffcv-train eval ...`)."""
+    """Train ResNet-50 from FFCV betons (`ffcv-train --recipe R ...`, the default command),
+    evaluate a checkpoint (`ffcv-train eval ...`) or export its weights (`ffcv-train export ...`)."""
 
 
 def _print_metrics(summary: dict) -> None:
@@ -132,6 +133,26 @@ def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, dev
         click.echo(json.dumps(summary, indent=1))
     else:
         _print_metrics(summary)
+
+
+@main.command("export")
+@click.argument("source", type=click.Path(exists=True))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="The state_dict file to write (e.g. model.pt)."
+)
+@click.option("--best", is_flag=True, help="From a run dir: its best.pt (best top-1) instead of last.pt.")
+@click.option(
+    "--beton",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Take the class list from this beton's manifest (for a checkpoint without one).",
+)
+@report_user_errors
+def export_cmd(source, out, best, beton):
+    """Write SOURCE's weights (a run dir or a checkpoint) as a plain torchvision ResNet-50
+    state_dict, and the classes in label order beside it (OUT's stem + .classes.csv)."""
+    from ..export import export_weights
+
+    click.echo(export_weights(source, out, best=best, beton=beton).note())
 
 
 if __name__ == "__main__":

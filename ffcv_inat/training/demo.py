@@ -3,7 +3,7 @@
 Pretrain on synthetic ImageNet-A -> finetune on synthetic iNat-Mini-A, and the scratch
 baseline on iNat-Mini-A -> evaluate both checkpoints -> per-supercategory top-1 side by side.
 
-    python -m ffcv_inat.train.demo OUT_DIR
+    python -m ffcv_inat.training.demo OUT_DIR
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main(out_dir, workers):
     root.mkdir(parents=True, exist_ok=False)
     b = _betons(root / "data", workers)
     # Each step runs as its own `ffcv-train` process, exactly as a user would run it.
-    ffcv_train = [sys.executable, "-m", "ffcv_inat.train.cli"]
+    ffcv_train = [sys.executable, "-m", "ffcv_inat.training.cli"]
 
     def run(name: str, train_beton: Path, val_beton: Path, init: Path | None = None) -> Path:
         click.echo(f"== {name}", err=True)
