@@ -275,3 +275,44 @@ def test_caption_is_drawn_on_every_figure(study, tmp_path):
         "fig6_R_animal_scaled.png",
     ):
         assert (plain / name).read_bytes() != (captioned / name).read_bytes(), name
+
+
+def test_given_weights_count_as_their_sets_point_and_are_said(study, tmp_path):
+    """The study with full ImageNet's pretraining given as weights (`ffcv-sweep plan --pretrained
+    all=FILE`): its finetune and probe are the `all` point, the table says "given" and names the
+    file, and the findings say so; weights whose set nobody declared stay "external"."""
+    import shutil
+
+    r = study / "runs"
+    weights = tmp_path / "resnet50-imagenet1k-v1.pth"
+    weights.touch()
+    for seed in (0, 1):
+        shutil.rmtree(r / f"pretrain_all-s{seed}")
+        for kind in ("finetune", "linear"):
+            d = r / f"{kind}_all-s{seed}"
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+            cfg["model"].update(init=str(weights), init_pretrained_on="all")
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+            summary = json.loads((d / "summary.json").read_text())
+            (d / "summary.json").write_text(json.dumps({**summary, "init": str(weights)}))
+    ft = describe_run(r / "finetune_all-s0")
+    assert (ft["subset"], ft["num_pretrain_classes"], ft["pretraining"], ft["init"]) == (
+        "all",
+        1000,
+        "given",
+        str(weights),
+    )
+    assert describe_run(r / "finetune_A-s0")["pretraining"] == "run"
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(analyze_main, [str(r), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    runs = "finetune_all-s0, finetune_all-s1, linear_all-s0, linear_all-s1"
+    said = f"all: given weights {weights}, not a pretraining run of this study ({runs})"
+    assert f"counted as a set's pretraining: {said}" in result.output and said in (out / "findings.md").read_text()
+    findings = pd.read_csv(out / "findings.csv")
+    assert findings.loc[0, "verdict"] == "holds"  # finding 1 (ImageNet by far) measured on the given point
+    undeclared = r / "finetune_all-s0" / "config.yaml"
+    cfg = yaml.safe_load(undeclared.read_text())
+    cfg["model"]["init_pretrained_on"] = None
+    undeclared.write_text(yaml.safe_dump(cfg))
+    assert describe_run(r / "finetune_all-s0")["pretraining"] == "external"

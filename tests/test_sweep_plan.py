@@ -293,3 +293,42 @@ def test_smoke_data_row_names_its_synthetic_preset(tmp_path):
     data = rows[0]
     assert data.kind == "data" and data.options["preset"] in STUDY_PRESETS
     assert row_command(data)[-2:] == ["--preset", data.options["preset"]]
+
+
+@pytest.mark.parametrize("layout", ["views", "copies"])
+def test_given_weights_stand_for_a_sets_pretraining(tmp_path, layout):
+    """--pretrained all=FILE: no pretraining of all, its finetune and probe start from FILE and
+    say which set it stands for; with copies, nothing writes the beton only that run read."""
+    weights = str(tmp_path / "resnet50-imagenet1k-v1.pth")
+    given = paper(tmp_path, ks=(50,), betons=layout, pretrained=(("all", weights),))
+    full = paper(tmp_path, ks=(50,), betons=layout)
+    ids = {r.run_id for r in given}
+    assert {r.run_id for r in full} - ids == (
+        {"pretrain_all-s0"} | ({"beton_imagenet_all_train", "beton_imagenet_all_val"} if layout == "copies" else set())
+    )
+    for kind in ("finetune", "linear"):
+        row = next(r for r in given if r.run_id == f"{kind}_all-s0")
+        assert row.inputs["init"] == weights and "pretrain_all-s0" not in row.depends_on
+        assert row.overrides[-1] == "model.init_pretrained_on=all" and (row.subset, row.k) == ("all", None)
+    check_plan(given)
+    r = CliRunner().invoke(sweep_main, ["plan", "--pretrained", "all=none.pth", "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 1 and r.output == "Error: --pretrained all=none.pth: checkpoint not found: none.pth\n"
+    (tmp_path / "w.pth").touch()
+    for item, msg in (
+        ("R-50-s3", "the grid pretrains no R-50-s3 (its sets: A-50-s0, A, NA-50-s0"),
+        ("all", "given twice"),
+    ):
+        r = CliRunner().invoke(
+            sweep_main,
+            [
+                "plan",
+                "--k",
+                "50",
+                "--pretrained",
+                f"{item}={tmp_path / 'w.pth'}",
+                "--pretrained",
+                f"all={tmp_path / 'w.pth'}",
+            ]
+            + ["--out", str(tmp_path / "p.csv")],
+        )
+        assert r.exit_code == 1 and msg in r.output and len(r.output.splitlines()) == 1, r.output

@@ -193,3 +193,26 @@ def test_export_gives_torchvision_the_trainers_logits(run, betons, tmp_path):
     assert again.exit_code == 1 and "exists: choose another --out" in again.output
     best = CliRunner().invoke(main, ["export", str(run_dir), "--best", "--out", str(tmp_path / "best.pt")])
     assert best.exit_code == 0 and "from " + str(run_dir / "checkpoints" / "best.pt") in best.output
+
+
+@pytest.mark.parametrize(
+    "epochs, start, every, keep, evaluates, files",
+    [
+        (2, 0, 1, 0, True, 2),  # epoch 1's last.pt and epoch 2's beside it; best.pt links one of them
+        (2, 1, 1, 0, True, 1),  # resumed before the last epoch: only the new last.pt
+        (3, 0, 1, 0, True, 3),  # epoch 1 may stay as best.pt while 2 and 3 are written
+        (3, 0, 0, 0, True, 2),  # evaluated only after the last epoch: best.pt is the last file
+        (3, 0, 1, 0, False, 2),  # no val beton: no best.pt
+        (90, 0, 0, 30, True, 2 + 2),  # epoch_030 and epoch_060 outlive last.pt; epoch_090 is it
+        (90, 60, 0, 30, True, 2),
+        (90, 90, 0, 30, True, 0),  # complete
+    ],
+)
+def test_room_for_checkpoints_counts_what_outlives_last(epochs, start, every, keep, evaluates, files):
+    from ffcv_inat.config import load_config
+    from ffcv_inat.training.trainer import checkpoint_files
+
+    cfg = load_config(
+        "smoke_cpu.yaml", typed={"schedule.epochs": epochs, "eval.every": every, "checkpoint.keep_every": keep}
+    )
+    assert checkpoint_files(cfg, start, evaluates=evaluates) == files

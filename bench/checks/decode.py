@@ -351,11 +351,11 @@ def training_losses(
     """(d): the trainer's own pieces (read_data, build_model_and_optimizer, create_loaders,
     train_one_epoch) once per decode path; build_model_and_optimizer seeds the init with `seed`,
     which also sets the order and the crops."""
-    from tqdm import tqdm
 
     from ffcv_inat.config import load_config, validate
     from ffcv_inat.distributed import DistInfo
     from ffcv_inat.loader import keep_alive
+    from ffcv_inat.training.progress import StepProgress
     from ffcv_inat.training.trainer import build_model_and_optimizer, create_loaders, read_data, train_one_epoch
 
     losses = {}
@@ -380,8 +380,8 @@ def training_losses(
         loader, _ = create_loaders(cfg, info, data, 0)
         keep_alive(loader)
         loader.set_epoch(0)
-        with tqdm(disable=True) as bar:
-            losses[decode], done, _, _ = train_one_epoch(t, loader, cfg, info, 0, min(steps, len(loader)), bar)
+        quiet = StepProgress("off", 1, batch, 0)
+        losses[decode], done, _, _ = train_one_epoch(t, loader, cfg, info, 0, min(steps, len(loader)), quiet)
     return TrainingLosses(Path(recipe).name, done, batch, res, seed, losses)
 
 

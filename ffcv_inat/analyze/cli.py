@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import UserError
-from .findings import findings_markdown, findings_table, format_findings
+from .findings import findings_markdown, findings_table, format_findings, given_weights
 from .table import (
     SPECIES_CSV_HELP,
     format_table,
@@ -73,8 +73,9 @@ def main(runs_dir, out_dir, species_csv, pretrained, caption):
     click.echo(format_table(df))
     written = [_write_csv(df, out / "results.csv")]
     findings = findings_table(df)
-    click.echo("\n" + format_findings(findings, caption) + "\n")
-    write_text_atomic(out / "findings.md", findings_markdown(findings, caption))
+    given = given_weights(df)
+    click.echo("\n" + format_findings(findings, caption, given) + "\n")
+    write_text_atomic(out / "findings.md", findings_markdown(findings, caption, given))
     written += [_write_csv(findings, out / "findings.csv"), out / "findings.md"]
     super_table = supercategory_table(df)
     if not super_table.empty:

@@ -386,10 +386,23 @@ def thresholds_line() -> str:
     )
 
 
-def format_findings(table: pd.DataFrame, caption: str = "") -> str:
-    """The findings for the terminal: one block per finding."""
+def given_weights(df: pd.DataFrame) -> list[str]:
+    """One line per class set whose point comes from given weights, not a pretraining run of the
+    study (`ffcv-sweep plan --pretrained`): the set, the file, and the runs that used it."""
+    if "pretraining" not in df:
+        return []
+    d = df[df["pretraining"] == "given"]
+    out = []
+    for (subset, k, init), g in d.groupby([d["subset"], d["k"].astype("string").fillna(""), d["init"]], sort=True):
+        name = subset_label(subset, int(k) if k else None)
+        out.append(f"{name}: given weights {init}, not a pretraining run of this study ({', '.join(sorted(g['run']))})")
+    return out
+
+
+def format_findings(table: pd.DataFrame, caption: str = "", given: list[str] = ()) -> str:
+    """The findings for the terminal: one block per finding (`given`: given_weights' lines)."""
     title = "The paper's findings on these runs" + (f" - {caption}" if caption else "")
-    lines = [title, thresholds_line(), ""]
+    lines = [title, thresholds_line(), *(f"counted as a set's pretraining: {g}" for g in given), ""]
     for _, r in table.iterrows():
         lines.append(
             f"{r['finding']:>2}. [Fig. {r['figure']}] {r['verdict'].upper()}"
@@ -407,11 +420,13 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def findings_markdown(table: pd.DataFrame, caption: str = "") -> str:
+def findings_markdown(table: pd.DataFrame, caption: str = "", given: list[str] = ()) -> str:
     """findings.md: the table with each finding's test, what was compared and the runs it needs."""
     out = ["# The paper's findings on these runs", ""]
     if caption:
         out += [f"**{caption}**", ""]
+    if given:
+        out += ["Counted as a set's pretraining:", "", *(f"- {_cell(g)}" for g in given), ""]
     out += [
         f"Thresholds ({thresholds_line()}): see docs/analysis.md. Missing runs are named as "
         "`ffcv-sweep plan` names them.",

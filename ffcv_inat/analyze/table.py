@@ -3,7 +3,9 @@
 A run's description is read from its own files, never from the plan: summary.json (metrics,
 beton paths, init), config.yaml (seed, frozen parts) and the betons' manifests (subset, k).
 A finetune or probe inherits its pretraining subset from the run dir its --init checkpoint
-lives in. So any run dir of ffcv-train can be analysed, made by the sweep or by hand.
+lives in, or, for given weights (`ffcv-sweep plan --pretrained`), from the set its config's
+model.init_pretrained_on names; the `pretraining` column says which ("run" or "given"). So any
+run dir of ffcv-train can be analysed, made by the sweep or by hand.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..beton import manifest_path
 from ..classes import subset_label
 from ..rundir import CONFIG, PER_CLASS, SUMMARY, read_summary, run_dir_of
 from ..study import FAMILIES, IMAGENET_A, family_of, num_pretrain_classes
+from ..sweep.plan import parse_subset_name
 
 BASE_COLUMNS = [
     "run",
@@ -29,6 +32,8 @@ BASE_COLUMNS = [
     "subset",
     "k",
     "num_pretrain_classes",
+    "pretraining",
+    "init",
     "seed",
     "target",
     "top1",
@@ -75,16 +80,28 @@ def _train_beton(run_dir: Path, summary: dict, config: dict) -> str | None:
     return summary.get("train_beton") or (config.get("data") or {}).get("train")
 
 
-def pretraining_of(init: str | None) -> dict:
-    """subset/k of the ImageNet pretraining behind a checkpoint in an ffcv-train run dir."""
+# How a row's pretraining came about (the `pretraining` column).
+PRETRAINING_RUN, PRETRAINING_GIVEN, PRETRAINING_EXTERNAL = "run", "given", "external"
+
+
+def pretraining_of(init: str | None, declared: str | None = None) -> dict:
+    """subset/k of the ImageNet pretraining behind a checkpoint, and how it came about: the
+    set `declared` (model.init_pretrained_on: given weights), else the train beton of the
+    ffcv-train run dir the checkpoint lives in; "external" when neither says."""
     if not init:
-        return {"subset": "", "k": None}
+        return {"subset": "", "k": None, "pretraining": ""}
+    if declared:
+        try:
+            subset, k, _ = parse_subset_name(declared)
+            return {"subset": subset, "k": k, "pretraining": PRETRAINING_GIVEN}
+        except UserError:
+            return {"subset": PRETRAINING_EXTERNAL, "k": None, "pretraining": PRETRAINING_EXTERNAL}
     run_dir = run_dir_of(init)
     summary, config = read_summary(run_dir) or {}, _read_yaml(run_dir / CONFIG)
     m = _manifest(_train_beton(run_dir, summary, config))
-    if not m:
-        return {"subset": "external", "k": None}  # e.g. a torchvision state_dict
-    return {"subset": m.get("subset") or "all", "k": m.get("k")}
+    if not m:  # e.g. a torchvision state_dict, its set not declared
+        return {"subset": PRETRAINING_EXTERNAL, "k": None, "pretraining": PRETRAINING_EXTERNAL}
+    return {"subset": m.get("subset") or "all", "k": m.get("k"), "pretraining": PRETRAINING_RUN}
 
 
 def describe_run(run_dir: str | Path) -> dict:
@@ -105,9 +122,9 @@ def describe_run(run_dir: str | Path) -> dict:
     else:
         kind = "pretrain" if on_imagenet else "scratch"
     if kind == "pretrain":
-        pre = {"subset": train_m.get("subset") or "all", "k": train_m.get("k")}
+        pre = {"subset": train_m.get("subset") or "all", "k": train_m.get("k"), "pretraining": PRETRAINING_RUN}
     else:
-        pre = pretraining_of(init)
+        pre = pretraining_of(init, (config.get("model") or {}).get("init_pretrained_on"))
     k = pre["k"]
     subset = pre["subset"]
     if on_imagenet:
@@ -125,6 +142,8 @@ def describe_run(run_dir: str | Path) -> dict:
         "subset": subset,
         "k": k,
         "num_pretrain_classes": num_pretrain_classes(subset, k),
+        "pretraining": pre["pretraining"],
+        "init": init or "",
         "seed": config.get("seed"),
         "target": target,
         "top1": summary.get("top1"),

@@ -97,10 +97,31 @@ def main():
     metavar="KEY=VALUE",
     help="ffcv-train --set for every training run, after the grid's own (e.g. data.workers=16).",
 )
+@click.option(
+    "--pretrained",
+    "given",
+    multiple=True,
+    metavar="SET=CHECKPOINT",
+    help="Existing weights for a class set's pretraining (repeatable), e.g. all=resnet50-imagenet1k-v1.pth: "
+    "that set gets no pretraining run, its finetune and probe start from the file, and ffcv-analyze counts it "
+    "as the set's point (saying so). An ffcv-train checkpoint or a torchvision state_dict; nothing is downloaded.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PLAN.csv to write.")
 @report_user_errors
 def plan(
-    grid, ks, seeds, families, epochs_scale, work_dir, imagenet_dir, inat_dir, full_subsets, beton_layout, sets, out
+    grid,
+    ks,
+    seeds,
+    families,
+    epochs_scale,
+    work_dir,
+    imagenet_dir,
+    inat_dir,
+    full_subsets,
+    beton_layout,
+    given,
+    sets,
+    out,
 ):
     """Write the grid's runs, with their dependencies, to PLAN.csv."""
     ks = parse_int_list(ks, "--k") if ks is not None else (DEFAULT_KS if grid == "paper" else SMOKE_KS)
@@ -123,6 +144,7 @@ def plan(
         extra_overrides=tuple(sets),
         full_subsets=(grid == "paper") if full_subsets is None else full_subsets,
         betons=beton_layout,
+        pretrained=tuple(given_weights(item) for item in given),
     )
     for item in sets:
         if "=" not in item:
@@ -289,6 +311,16 @@ def run(
             poll_seconds=poll_seconds,
         )
     _report_sweep(res, plan_csv)
+
+
+def given_weights(item: str) -> tuple[str, str]:
+    """--pretrained SET=CHECKPOINT -> (SET, the checkpoint's absolute path), the file checked to exist."""
+    name, sep, path = item.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise UserError(f"--pretrained {item}: expected SET=CHECKPOINT, e.g. all=resnet50.pth")
+    if not Path(path).is_file():
+        raise UserError(f"--pretrained {item}: checkpoint not found: {path}")
+    return name.strip(), str(Path(path).resolve())
 
 
 def _check_run_options(

@@ -3,7 +3,8 @@
 The paper's grid, per seed:
     betons      ImageNet all (train + val), and A, NA, A-k, NA-k, R-k as views of it (or, with
                 betons="copies", betons of their own); iNat-Mini-A train + eval
-    pretrain    ResNet-50 on each ImageNet subset (pretrain_90ep)
+    pretrain    ResNet-50 on each ImageNet subset (pretrain_90ep), except the sets given
+                existing weights (`pretrained`: e.g. torchvision's IMAGENET1K_V1 for `all`)
     finetune    each pretrained model on iNat-Mini-A (finetune_inat_60ep)
     linear      each pretrained model, linear probe on ImageNet-A (linear_imagenet_a_15ep)
     scratch     iNat-Mini-A from random init (scratch_inat_60ep), the no-pretraining baseline,
@@ -102,6 +103,19 @@ def subset_name(subset: str, k: int | None, seed: int | None) -> str:
     return subset if k is None else f"{subset}-{k}-s{seed}"
 
 
+def parse_subset_name(name: str) -> tuple[str, int | None, int | None]:
+    """(subset, k, seed) of a class set's name (subset_name's inverse): all, A, R-100-s0."""
+    subset, _, rest = name.partition("-")
+    if not rest:
+        if subset not in ("all", "A", "NA"):
+            raise UserError(f"{name!r} is not a class set's name (all, A, NA, or A-50-s0, NA-300-s1, R-100-s0)")
+        return subset, None, None
+    k, _, seed = rest.partition("-s")
+    if subset not in FAMILIES or not k.isdigit() or not seed.isdigit():
+        raise UserError(f"{name!r} is not a class set's name (all, A, NA, or A-50-s0, NA-300-s1, R-100-s0)")
+    return subset, int(k), int(seed)
+
+
 def model_name(subset: str, k: int | None, seed: int) -> str:
     """A pretrained model: its class set plus the training seed (A-s0, R-100-s0)."""
     return f"{subset}-s{seed}" if k is None else subset_name(subset, k, seed)
@@ -170,6 +184,9 @@ class GridSpec:
     extra_overrides: tuple[str, ...] = ()  # --set items for every training run (e.g. device=cuda)
     full_subsets: bool = True  # pretrain on the whole of A and NA too (the curves' end points)
     betons: str = "views"  # BETON_LAYOUTS
+    # (class set's name, checkpoint): existing weights that stand for that set's pretraining
+    # (ffcv-train's or a torchvision state_dict); the set gets no pretraining row.
+    pretrained: tuple[tuple[str, str], ...] = ()
 
 
 def pretrain_subsets(
@@ -207,6 +224,23 @@ def check_spec(spec: GridSpec) -> None:
         raise UserError(f"--epochs-scale must be positive, got {spec.epochs_scale}")
     if spec.betons not in BETON_LAYOUTS:
         raise UserError(f"--betons must be one of {', '.join(BETON_LAYOUTS)}, got {spec.betons!r}")
+    names = pretraining_set_names(spec)
+    for name, _ in spec.pretrained:
+        if name not in names:
+            raise UserError(f"--pretrained {name}=...: the grid pretrains no {name} (its sets: {', '.join(names)})")
+    given = [name for name, _ in spec.pretrained]
+    if len(set(given)) != len(given):
+        raise UserError(f"--pretrained: {', '.join(sorted({n for n in given if given.count(n) > 1}))} given twice")
+
+
+def pretraining_set_names(spec: GridSpec) -> list[str]:
+    """The names of the class sets the grid pretrains on (what --pretrained takes), in plan order."""
+    sets = [
+        subset_name(subset, k, seed if k is not None else None)
+        for seed in spec.seeds
+        for _, subset, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets)
+    ]
+    return list(dict.fromkeys(sets))
 
 
 def build_plan(spec: GridSpec) -> list[PlanRow]:
@@ -217,6 +251,7 @@ def build_plan(spec: GridSpec) -> list[PlanRow]:
     inat = {split: beton_row(INAT, split, sources) for split in ("train", "eval")}
     rows += list(imagenet.values()) + list(inat.values())
     rows += training_rows(spec, imagenet, inat)
+    rows = without_unused_betons(rows)
     check_plan(rows)
     check_training_configs(rows)
     return rows
@@ -319,25 +354,45 @@ def imagenet_beton_rows(spec: GridSpec, src: BetonSources) -> dict[tuple, PlanRo
     }
 
 
-def training_overrides(spec: GridSpec, kind: str, seed: int, has_init: bool) -> tuple[str, ...]:
-    """A training run's --set items: the schedule's scaling, the smoke settings, its seed, the user's."""
+def training_overrides(spec: GridSpec, kind: str, seed: int, has_init: bool, given_set: str = "") -> tuple[str, ...]:
+    """A training run's --set items: the schedule's scaling, the smoke settings, its seed, the
+    user's; and, for weights given in place of a pretraining run, the set they stand for."""
     out = list(schedule_overrides(RECIPES[kind], spec.epochs_scale))
     out += smoke_overrides() if spec.grid == "smoke" else []
     out.append(f"{SEED_KEY}={seed}")
     out += spec.extra_overrides
     if kind == "linear" and not has_init:
         out.append("model.init=null")  # the probe recipe expects a checkpoint
+    if given_set:
+        out.append(f"{INIT_PRETRAINED_ON_KEY}={given_set}")
     return tuple(out)
 
 
-def train_row(spec: GridSpec, kind: str, train: PlanRow, val: PlanRow, init: PlanRow | None, **meta) -> PlanRow:
+# Where a finetune or probe of given weights records the class set they stand for (ffcv-analyze reads it).
+INIT_PRETRAINED_ON_KEY = "model.init_pretrained_on"
+
+
+@dataclass(frozen=True)
+class GivenWeights:
+    """Existing weights standing for a class set's pretraining (`ffcv-sweep plan --pretrained`)."""
+
+    name: str  # the class set's name: all, A, R-100-s0
+    checkpoint: str
+
+
+def train_row(
+    spec: GridSpec, kind: str, train: PlanRow, val: PlanRow, init: PlanRow | GivenWeights | None, **meta
+) -> PlanRow:
     run_id = training_run_id(kind, meta.get("subset", ""), meta.get("k"), meta["seed"])
     inputs = {"train": train.outputs, "val": val.outputs}
     deps = [train.run_id, val.run_id]
-    if init is not None:
+    if isinstance(init, GivenWeights):
+        inputs["init"] = init.checkpoint
+    elif init is not None:
         inputs["init"] = str(checkpoint_of(init.outputs))
         deps.append(init.run_id)
-    overrides = training_overrides(spec, kind, meta["seed"], init is not None)
+    given_set = init.name if isinstance(init, GivenWeights) else ""
+    overrides = training_overrides(spec, kind, meta["seed"], init is not None, given_set)
     return PlanRow(
         run_id,
         kind,
@@ -351,23 +406,29 @@ def train_row(spec: GridSpec, kind: str, train: PlanRow, val: PlanRow, init: Pla
 
 
 def training_rows(spec: GridSpec, imagenet: dict[tuple, PlanRow], inat: dict[str, PlanRow]) -> list[PlanRow]:
-    """Per seed: pretraining on each class set, its finetune and probe; scratch; the random-init probe."""
+    """Per seed: pretraining on each class set (or the weights given for it), its finetune and
+    probe; scratch; the random-init probe."""
     a_train, a_val = imagenet[("A", None, None, "train")], imagenet[("A", None, None, "val")]
+    given = dict(spec.pretrained)
     pretrains, finetunes, linears, scratches = [], [], [], []
     for seed in spec.seeds:
         for fam, subset, k in pretrain_subsets(spec.ks, spec.families, spec.full_subsets):
             bseed = seed if k is not None else None
             meta = dict(family=fam, subset=subset, k=k, seed=seed)
-            pre = train_row(
-                spec,
-                "pretrain",
-                imagenet[(subset, k, bseed, "train")],
-                imagenet[(subset, k, bseed, "val")],
-                None,
-                target=subset_name(subset, k, bseed),
-                **meta,
-            )
-            pretrains.append(pre)
+            name = subset_name(subset, k, bseed)
+            if name in given:
+                pre = GivenWeights(name, given[name])
+            else:
+                pre = train_row(
+                    spec,
+                    "pretrain",
+                    imagenet[(subset, k, bseed, "train")],
+                    imagenet[(subset, k, bseed, "val")],
+                    None,
+                    target=name,
+                    **meta,
+                )
+                pretrains.append(pre)
             finetunes.append(train_row(spec, "finetune", inat["train"], inat["eval"], pre, target=INAT, **meta))
             linears.append(train_row(spec, "linear", a_train, a_val, pre, target=IMAGENET_A, **meta))
         scratches.append(train_row(spec, "scratch", inat["train"], inat["eval"], None, target=INAT, seed=seed))
@@ -375,6 +436,18 @@ def training_rows(spec: GridSpec, imagenet: dict[tuple, PlanRow], inat: dict[str
         linears.append(train_row(spec, "linear", a_train, a_val, None, target=IMAGENET_A, seed=seed))
     # Pretrained models appear in more than one family (all = R's end point): keep the first.
     return _unique(pretrains) + _unique(finetunes) + _unique(linears) + scratches
+
+
+def without_unused_betons(rows: Sequence[PlanRow]) -> list[PlanRow]:
+    """The rows less the betons no run reads (a set whose pretraining was given as weights):
+    a beton row stays while any row depends on it, a view's parent while the view stays."""
+    rows = list(rows)
+    while True:
+        used = {d for r in rows for d in r.depends_on}
+        kept = [r for r in rows if r.kind != "beton" or r.run_id in used]
+        if len(kept) == len(rows):
+            return kept
+        rows = kept
 
 
 def _unique(rows: Iterable[PlanRow]) -> list[PlanRow]:

@@ -92,7 +92,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
     ckpt_path = run_dir / CHECKPOINT
     t = build_model_and_optimizer(cfg, data.num_classes, info, ckpt_path if resume else None)
     if info.is_main and space_check:
-        files = checkpoint_files(cfg, t.start_epoch, evaluates=data.val is not None, has_last=ckpt_path.is_file())
+        files = checkpoint_files(cfg, t.start_epoch, evaluates=data.val is not None)
         check_checkpoint_room(ckpt_path, checkpoint_bytes(t.model, t.step.optimizer), files)
     if t.history and info.is_main:
         write_log(run_dir, t.history)  # the log may lag or lead the checkpoint by an epoch
@@ -117,9 +117,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
                 t, train_loader, cfg, info, epoch, steps_per_epoch, progress, board
             )
             last_eval = None
-            if val_loader is not None and (
-                (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0) or epoch + 1 == epochs
-            ):
+            if val_loader is not None and evaluates_after(cfg, epoch + 1):
                 last_eval = _run_eval(t, val_loader, cfg, info, data)
             record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res, data.val)
             t.history.append(record)
@@ -204,13 +202,25 @@ def prepare_run_dir(cfg: Config, resume: bool, info: DistInfo) -> Path:
     return run_dir
 
 
-def checkpoint_files(cfg: Config, start_epoch: int, *, evaluates: bool, has_last: bool) -> int:
-    """Checkpoint files the rest of the run may add, at most: last.pt and the new one written
-    beside it (one where last.pt exists), best.pt when the run evaluates (where it is not
-    last.pt's own file), and the epoch_N.pt still to keep."""
+def evaluates_after(cfg: Config, epoch: int) -> bool:
+    """Whether the run evaluates after `epoch` (1-based): every eval.every epochs, and after the last."""
+    return bool(cfg.eval.every and epoch % cfg.eval.every == 0) or epoch == cfg.schedule.epochs
+
+
+def checkpoint_files(cfg: Config, start_epoch: int, *, evaluates: bool) -> int:
+    """Checkpoint-sized files the rest of the run adds to the disk at most, at its last write
+    (the peak): the new last.pt written beside the current one; that current one, when this run
+    wrote it; a best.pt this run wrote before it (an older one is on the disk already); and the
+    epoch_N.pt this run kept before it. best.pt and epoch_N.pt are links of a last.pt, so they
+    add room only once last.pt has moved on."""
+    writes = cfg.schedule.epochs - start_epoch
+    if writes <= 0:
+        return 0
+    before_last_two = range(start_epoch + 1, cfg.schedule.epochs - 1)  # epochs whose file can outlive last.pt
     keep = cfg.checkpoint.keep_every
-    kept = sum(1 for e in range(start_epoch + 1, cfg.schedule.epochs + 1) if keep and e % keep == 0)
-    return (1 if has_last else 2) + (1 if evaluates else 0) + kept
+    kept = sum(1 for e in before_last_two if keep and e % keep == 0)
+    best = evaluates and any(evaluates_after(cfg, e) for e in before_last_two)
+    return 1 + (writes >= 2) + best + kept
 
 
 def check_checkpoint_room(ckpt_path: Path, size: int, files: int) -> None:
@@ -221,7 +231,7 @@ def check_checkpoint_room(ckpt_path: Path, size: int, files: int) -> None:
         ckpt_path,
         files * size,
         estimate=f"{count} of ≈ {format_size(size)} (model and optimiser state; a new last.pt is written "
-        "beside the old, best.pt and kept epochs stay)",
+        "beside the old; best.pt and kept epochs stay)",
         override="free some space, choose another --out, or pass --no-space-check",
     )
     print(
