@@ -359,6 +359,7 @@ def test_two_processes_on_cpu_only_rank0_writes(slurm_cluster, smoke_grid, tmp_p
     written = {p.name: p.read_text().split() for p in writes.iterdir()}
     assert set(written) == {"rank0.txt"}, written  # rank 1 moved nothing into place
     assert {Path(p).name for p in written["rank0.txt"]} == {
+        "best.pt",
         "config.yaml",
         "last.pt",
         "log.jsonl",

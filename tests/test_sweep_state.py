@@ -72,3 +72,31 @@ def test_status_command_reports_a_corrupt_summary_once_and_carries_on(smoke_plan
     assert "pending  pretrain_R-8-s0" in r.stdout
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("pretrain"))
     assert line.split()[1:] == ["0", "0", "0", "0", "2", "2"]
+
+
+def test_status_shows_a_running_runs_epoch_and_eta_and_the_grids_time_left(smoke_plan):
+    """A pretraining finished in 100 s; a finetune running (this process stands for it) after 1
+    of its 4 epochs in 30 s wall: it shows epoch 1/4, its speed and 1:30 to go; the grid counts
+    that, the other pretraining's 100 s (measured on its kind), and names the kinds not yet measured."""
+    import os
+
+    from ffcv_inat.sweep.state import write_state
+
+    plan, rows = smoke_plan
+    done = Path(rows["pretrain_all-s0"].outputs)
+    done.mkdir(parents=True)
+    (done / SUMMARY).write_text(json.dumps({"top1": 0.5, "wall_seconds": 100.0}))
+    ft = rows["finetune_R-8-s0"]
+    Path(ft.outputs).mkdir(parents=True)
+    record = {"epoch": 1, "train_images_per_second": 1234.0, "wall_seconds": 30.0}
+    (Path(ft.outputs) / "log.jsonl").write_text(json.dumps(record) + "\n")
+    write_state(ft, status="running", pid=os.getpid(), attempt=1)
+    r = CliRunner().invoke(sweep_main, ["status", str(plan)])
+    assert r.exit_code == 0, r.output
+    assert f"running  finetune_R-8-s0: epoch 1/4, 1,234 img/s, ETA 1:30 (pid {os.getpid()})" in r.output
+    trains = [row for row in rows.values() if row.kind in ("pretrain", "finetune", "linear", "scratch")]
+    assert (
+        f"grid: {len(trains) - 1} training runs left; ≈ 3:10 one at a time, from finished runs' mean wall time "
+        "(pretrain 1:40); not counted, no finetune/linear/scratch run finished yet: 1 finetune, 3 linear, 1 scratch "
+        "(ffcv-bench cost --plan)"
+    ) in r.output

@@ -24,6 +24,7 @@ def test_torchrun_two_processes_train_and_only_rank0_writes(torchrun_two_process
     written = {p.name: p.read_text().split() for p in writes.iterdir()}
     assert set(written) == {"rank0.txt"}, written  # rank 1 moved nothing into place
     assert {Path(p).name for p in written["rank0.txt"]} == {
+        "best.pt",
         "config.yaml",
         "last.pt",
         "log.jsonl",

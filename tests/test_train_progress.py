@@ -1,13 +1,10 @@
 """The trainer's progress inside an epoch (ffcv_inat/training/progress.py): its pure figures, the
-line mode's interval, and the per-step bar on a real terminal (a pty)."""
+line mode's interval, and the bar on a pty (whole runs: test_train_run.py without a terminal,
+test_train_outputs.py on one)."""
 
-import fcntl
 import io
-import os
-import pty
-import struct
-import termios
 
+from helpers.terminal import terminal
 from ffcv_inat.training.progress import StepFigures, StepProgress, eta_seconds, format_duration, progress_line
 
 
@@ -49,20 +46,14 @@ def test_line_mode_reports_at_its_interval_and_at_the_epochs_end():
 
 
 def test_bar_on_a_terminal():
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # a 160-column terminal
-    stream = os.fdopen(slave, "w")
-    try:
+    with terminal() as (stream, shown):
         p = StepProgress("auto", epochs=3, images_per_step=32, every_seconds=0, stream=stream)
         assert p.mode == "bar"
         p.start_epoch(1, 4)
         for step in range(1, 5):
             p.step(step, 0.05, loss=0.5)
         p.end_epoch("epoch 2/3 done")
-        stream.flush()
-        shown = os.read(master, 65536).decode()
-    finally:
-        stream.close()
-        os.close(master)
-    assert "\r" in shown and "epoch 2/3" in shown and "4/4" in shown  # the bar, redrawn in place
-    assert "img/s, loss 0.5000, lr 0.05, ETA run" in shown and "epoch 2/3 done" in shown
+    frames = b"".join(shown).decode().split("\r")  # the bar, redrawn in place
+    assert any(f.startswith("epoch 2/3:") and "| 4/4 [" in f for f in frames), frames
+    assert any("img/s, loss 0.5000, lr 0.05, ETA run" in f for f in frames)
+    assert "epoch 2/3 done\r\n" in b"".join(shown).decode()  # the epoch's line, after the bar (the pty adds \r)

@@ -19,8 +19,8 @@ from ffcv_inat.training.cli import main
 
 # The smoke recipe: 32 px, batch 16, zero-init residuals; 2 epochs with the LR / 10 at epoch 2,
 # so resume also crosses an LR step; with augmentation on (the seeded RandomResizedCrop + flip),
-# so resume must also replay the crops.
-SETS = ["schedule.epochs=2", "schedule.step_every=1", "data.augment=true"]
+# so resume must also replay the crops. A progress line at every step (not a terminal: lines).
+SETS = ["schedule.epochs=2", "schedule.step_every=1", "data.augment=true", "logging.every_seconds=0"]
 LOG_KEYS = {"epoch", "lr", "train_loss", "top1", "top5", "epoch_seconds", "train_images_per_second"}
 SUMMARY_KEYS = {
     "recipe",
@@ -67,8 +67,24 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_run(data, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "ref"
-    cli(*train_args(data["A"], run))
+    result = cli(*train_args(data["A"], run))
+    (run.parent / "ref_stderr.txt").write_text(result.stderr)
     return run
+
+
+@pytest.mark.timeout(60)
+def test_without_a_terminal_progress_is_a_line_per_interval(reference_run):
+    """logging.every_seconds 0: a line after every step, with img/s, loss, lr and both ETAs (the
+    smoke recipe reads the loss back every 5 steps: the lines between say the last one read)."""
+    printed = (reference_run.parent / "ref_stderr.txt").read_text()
+    steps = json.loads((reference_run / "summary.json").read_text())["steps_per_epoch"]
+    lines = [ln for ln in printed.splitlines() if " step " in ln]
+    assert [ln.split(" step ")[1].split()[0] for ln in lines] == [f"{s}/{steps}" for s in range(1, steps + 1)] * 2
+    assert all(" img/s  loss " in ln and "  lr " in ln and "ETA epoch " in ln and ", run " in ln for ln in lines)
+    assert lines[0].startswith("epoch 1/2 step 1/") and "loss ?" in lines[0]  # nothing read back yet
+    assert lines[-1].endswith("ETA epoch 0:00, run 0:00") and "loss ?" not in lines[-1]
+    assert "\r" not in printed  # no bar's carriage returns in a log file
+    assert [ln.split(" done:")[0] for ln in printed.splitlines() if " done: " in ln] == ["epoch 1/2", "epoch 2/2"]
 
 
 @pytest.mark.timeout(240)

@@ -17,12 +17,15 @@ import click
 from .. import UserError
 from ..command_line import CONTEXT_SETTINGS, check_at_least, parse_int_list, report_user_errors
 from .executors import DEFAULT_ATTEMPTS, SweepResult, betons_to_verify, run_local
-from .slurm import SlurmOptions, parse_sbatch_line, run_submitit
+from .progress import grid_estimate, run_progress
+from .resources import PerKind, parse_per_kind
+from .slurm import DEFAULT_TIMEOUT_MIN, SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import (
     BETON_LAYOUTS,
     DEFAULT_KS,
     SMOKE_FAMILIES,
     SMOKE_KS,
+    TRAIN_KINDS,
     GridSpec,
     build_plan,
     plan_storage,
@@ -172,16 +175,18 @@ def plan(
 )
 @click.option(
     "--gpus-per-run",
-    type=int,
     default=None,
-    help="GPUs per training run [default: 1]; 0 trains on CPU (--set device=cpu) and asks SLURM for "
-    "no GPU. Betons, and runs whose plan says device=cpu, never ask for one.",
+    metavar="N|KIND=N,...",
+    help="GPUs per training run [default: 1], one number or per kind (pretrain=8,finetune=1,linear=1,"
+    "scratch=1; kinds not named take 1); 0 trains on CPU (--set device=cpu) and asks SLURM for no GPU. "
+    "Betons, and runs whose plan says device=cpu, never ask for one.",
 )
 @click.option(
     "--procs-per-run",
-    type=int,
     default=None,
-    help="Training processes per run, through torchrun (DDP; gloo on CPU) [default: one per GPU].",
+    metavar="N|KIND=N,...",
+    help="Training processes per run, through torchrun (DDP; gloo on CPU), one number or per kind "
+    "[default: one per GPU].",
 )
 @click.option(
     "--attempts",
@@ -210,19 +215,23 @@ def plan(
 )
 @click.option(
     "--cpus-per-task",
-    type=int,
-    default=10,
-    show_default=True,
-    help="SLURM: CPUs per job (--cpus-per-task: loader workers, beton writers).",
+    default=None,
+    metavar="N|KIND=N,...",
+    help="SLURM: CPUs per job (--cpus-per-task: loader workers, beton writers), one number or per kind "
+    "(beton=32,pretrain=96) [default: 10].",
 )
-@click.option("--mem-gb", type=int, default=None, help="SLURM: memory per job (--mem).")
+@click.option(
+    "--mem-gb",
+    default=None,
+    metavar="N|KIND=N,...",
+    help="SLURM: memory per job (--mem), one number or per kind [default: the partition's].",
+)
 @click.option(
     "--timeout-min",
-    type=int,
-    default=72 * 60,
-    show_default=True,
-    help="SLURM: time limit of a training job in minutes (--time); near it the job requeues itself "
-    "and resumes from its last checkpoint. Betons get 12 h.",
+    default=None,
+    metavar="N|KIND=N,...",
+    help="SLURM: time limit of a job in minutes (--time), one number or per kind; near it a training "
+    "job requeues itself and resumes from its last checkpoint [default: beton=720, training 4320].",
 )
 @click.option(
     "--max-parallel",
@@ -273,8 +282,17 @@ def run(
     no_wait,
     poll_seconds,
 ):
-    """Run PLAN_CSV in dependency order, skipping runs that are already complete."""
-    _check_run_options(procs_per_run, attempts, cpus_per_task, mem_gb, timeout_min, max_parallel)
+    """Run PLAN_CSV in dependency order, skipping runs that are already complete.
+
+    The resource options take one number for every kind of run or KIND=N pairs (kinds: beton,
+    pretrain, finetune, linear, scratch), e.g. --gpus-per-run pretrain=8 --cpus-per-task beton=32."""
+    check_at_least(("--attempts", attempts, 1), ("--max-parallel", max_parallel, 1))
+    procs_per_run = parse_per_kind("--procs-per-run", procs_per_run, None, kinds=TRAIN_KINDS)
+    cpus_per_task = parse_per_kind("--cpus-per-task", cpus_per_task, 10)
+    mem_gb = parse_per_kind("--mem-gb", mem_gb, None)
+    timeout_min = parse_per_kind(
+        "--timeout-min", timeout_min, DEFAULT_TIMEOUT_MIN.default, defaults=DEFAULT_TIMEOUT_MIN.values
+    )
     gpus_per_run = _gpus_per_run(gpus_per_run, gres)
     rows = read_plan(plan_csv)
     if only:
@@ -323,30 +341,6 @@ def given_weights(item: str) -> tuple[str, str]:
     return name.strip(), str(Path(path).resolve())
 
 
-def _check_run_options(
-    procs_per_run: int | None,
-    attempts: int,
-    cpus_per_task: int,
-    mem_gb: int | None,
-    timeout_min: int,
-    max_parallel: int | None,
-) -> None:
-    """The numeric options of `run` that must be at least 1 (when given)."""
-    check_at_least(
-        *(
-            (name, value, 1)
-            for name, value in (
-                ("--procs-per-run", procs_per_run),
-                ("--attempts", attempts),
-                ("--cpus-per-task", cpus_per_task),
-                ("--mem-gb", mem_gb),
-                ("--timeout-min", timeout_min),
-                ("--max-parallel", max_parallel),
-            )
-        )
-    )
-
-
 def _report_sweep(res: SweepResult, plan_csv: str) -> None:
     """Print the sweep's counts, and the runs that did not finish as a ClickException."""
     stopped = f", {len(res.stopped)} stopped" if res.stopped else ""
@@ -364,8 +358,16 @@ def _report_sweep(res: SweepResult, plan_csv: str) -> None:
         )
 
 
-def _gpus_per_run(gpus_per_run: int | None, gres: str | None) -> int:
-    """--gpus-per-run, or the GPU count of --gres (gpu:8, gpu:a100:8), or 1."""
+def _gpus_per_run(text: str | None, gres: str | None) -> PerKind:
+    """--gpus-per-run (one number or per kind), or the GPU count of --gres (gpu:8, gpu:a100:8), or 1.
+    --gres is every training job's request, so it takes one --gpus-per-run (or none)."""
+    if text is not None and "=" in text:
+        if gres:
+            raise UserError(
+                f"--gres {gres} is every training job's GPU request: give --gpus-per-run one number with it"
+            )
+        return parse_per_kind("--gpus-per-run", text, 1, minimum=0, kinds=TRAIN_KINDS)
+    gpus_per_run = parse_per_kind("--gpus-per-run", text, None, minimum=0).default
     from_gres = None
     if gres:
         parts = gres.split(",")[0].split(":")
@@ -376,12 +378,10 @@ def _gpus_per_run(gpus_per_run: int | None, gres: str | None) -> int:
         else:
             from_gres = 1
     if gpus_per_run is None:
-        return from_gres if from_gres is not None else 1
-    if gpus_per_run < 0:
-        raise UserError(f"--gpus-per-run must be 0 (CPU) or more, got {gpus_per_run}")
+        return PerKind(from_gres if from_gres is not None else 1)
     if from_gres is not None and from_gres != gpus_per_run:
         raise UserError(f"--gres {gres} asks for {from_gres} GPUs but --gpus-per-run is {gpus_per_run}")
-    return gpus_per_run
+    return PerKind(gpus_per_run)
 
 
 def _verify_betons(rows) -> None:
@@ -402,7 +402,8 @@ def _verify_betons(rows) -> None:
 @click.option("--all", "show_all", is_flag=True, help="List every run, not only the failed and running ones.")
 @report_user_errors
 def status(plan_csv, show_all):
-    """Show done / running / queued / failed / pending per kind of run."""
+    """Show done / running / queued / failed / pending per kind of run, each running run's epoch,
+    speed and ETA, and the time the grid still needs (from its finished runs)."""
     statuses = plan_status(read_plan(plan_csv))
     counts = count_statuses(statuses)
     header = f"{'kind':<10}" + "".join(f"{s:>9}" for s in STATUSES) + f"{'total':>9}"
@@ -411,11 +412,16 @@ def status(plan_csv, show_all):
         click.echo(f"{kind:<10}" + "".join(f"{c[s]:>9}" for s in STATUSES) + f"{sum(c.values()):>9}")
     totals = {s: sum(c[s] for c in counts.values()) for s in STATUSES}
     click.echo(f"{'all':<10}" + "".join(f"{totals[s]:>9}" for s in STATUSES) + f"{len(statuses):>9}")
+    running = {
+        s.row.run_id: run_progress(s.row) for s in statuses if s.status == "running" and s.row.kind in TRAIN_KINDS
+    }
+    click.echo(grid_estimate(statuses, running).describe())
     for s in statuses:
         if show_all or s.status in ("failed", "running", "queued") or (s.status == "pending" and s.detail):
             extra = f" ({s.detail})" if s.detail else ""
             tries = f", {s.attempts} attempts" if s.status == "failed" else ""
-            click.echo(f"{s.status:<8} {s.row.run_id}{tries}{extra}")
+            where = f": {running[s.row.run_id].describe()}" if s.row.run_id in running else ""
+            click.echo(f"{s.status:<8} {s.row.run_id}{where}{tries}{extra}")
             if s.status == "failed":
                 click.echo(f"         logs: {log_dir(s.row)}/stdout.log, stderr.log")
             if s.job_logs and s.status != "done":

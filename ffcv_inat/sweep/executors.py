@@ -31,6 +31,7 @@ from .. import UserError
 from ..atomic import Terminated, interrupts_as_exceptions
 from ..failures import ERROR_RECORD_ENV, KINDS, is_permanent, read_failure
 from .plan import TRAIN_KINDS, PlanRow, topological_order
+from .resources import PerKind, as_per_kind
 from .state import ERROR_RECORD, is_complete, log_dir, read_state, work_dir_of, write_state
 
 DEFAULT_ATTEMPTS = 3  # first try + 2 retries: enough for a flaky node, not a broken config
@@ -291,11 +292,13 @@ class SweepResult:
 def run_local(
     rows: Sequence[PlanRow],
     attempts: int = DEFAULT_ATTEMPTS,
-    gpus_per_run: int = 1,
+    gpus_per_run: PerKind | int = 1,
     echo: Callable[[str], None] = click.echo,
-    procs_per_run: int | None = None,
+    procs_per_run: PerKind | int | None = None,
 ) -> SweepResult:
-    """Run the plan here, one run at a time, in dependency order."""
+    """Run the plan here, one run at a time, in dependency order; GPUs and processes per kind
+    of run (resources.PerKind, or one number for all)."""
+    gpus_per_run, procs_per_run = as_per_kind(gpus_per_run), as_per_kind(procs_per_run)
     if not rows:
         return SweepResult([], [], [], [])
     order = topological_order(rows)
@@ -319,9 +322,9 @@ def run_local(
             ok = run_row(
                 row,
                 attempts,
-                procs_of(row, gpus_per_run, procs_per_run),
+                procs_of(row, gpus_per_run.of(row.kind), procs_per_run.of(row.kind)),
                 echo=echo,
-                cpu=trains_on_cpu(row, gpus_per_run),
+                cpu=trains_on_cpu(row, gpus_per_run.of(row.kind)),
             )
             res.ran.append(row.run_id)
             if ok:

@@ -28,6 +28,7 @@ import click
 from .. import UserError
 from ..atomic import Terminated, interrupts_as_exceptions
 from .plan import TRAIN_KINDS, PlanRow, topological_order
+from .resources import PerKind, as_per_kind
 from .state import (
     SLURM_IN_FLIGHT,
     SUBMITIT_DIR,
@@ -119,22 +120,32 @@ class RowJob:
 # ------------------------------------------------------------------------------ SLURM options
 
 
+# A job's time limit unless --timeout-min says otherwise: training 72 h, betons 12 h.
+DEFAULT_TIMEOUT_MIN = PerKind(72 * 60, {"beton": 12 * 60})
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
+    """What every job asks SLURM for. The resources are per kind of run (resources.PerKind; a
+    plain number is the same for every kind)."""
+
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
     gres: str | None = None  # a training job's GPU request instead of gpu:N, e.g. gpu:a100:8
-    gpus_per_run: int = 1  # 0: training on CPU, no GPU asked for
-    procs_per_run: int | None = None  # training processes per run (torchrun); default one per GPU
-    cpus_per_task: int = 10
-    mem_gb: int | None = None
-    timeout_min: int = 72 * 60
-    beton_timeout_min: int = 12 * 60
+    gpus_per_run: PerKind | int = 1  # 0: training on CPU, no GPU asked for
+    procs_per_run: PerKind | int | None = None  # training processes per run (torchrun); default one per GPU
+    cpus_per_task: PerKind | int = 10
+    mem_gb: PerKind | int | None = None
+    timeout_min: PerKind | int = DEFAULT_TIMEOUT_MIN
     max_parallel: int | None = None  # at most this many of the sweep's jobs at once (SLURM: lanes)
     sbatch: tuple[str, ...] = ()  # extra #SBATCH lines, e.g. --exclusive, --mail-type=END
     setup: tuple[str, ...] = ()  # shell lines run in the job before the run (module load, source ...)
+
+    def __post_init__(self):
+        for name in ("gpus_per_run", "procs_per_run", "cpus_per_task", "mem_gb", "timeout_min"):
+            object.__setattr__(self, name, as_per_kind(getattr(self, name)))
 
 
 def parse_sbatch_line(line: str) -> tuple[str, str | bool]:
@@ -150,13 +161,14 @@ def parse_sbatch_line(line: str) -> tuple[str, str | bool]:
 
 def gpus_of(row: PlanRow, opts: SlurmOptions) -> int:
     """GPUs a row's job asks for: none for data, betons and CPU training."""
-    if row.kind not in TRAIN_KINDS or trains_on_cpu(row, opts.gpus_per_run):
+    gpus = opts.gpus_per_run.of(row.kind)
+    if row.kind not in TRAIN_KINDS or trains_on_cpu(row, gpus):
         return 0
-    return opts.gpus_per_run
+    return gpus
 
 
 def job_minutes(row: PlanRow, opts: SlurmOptions) -> int:
-    return opts.timeout_min if row.kind in TRAIN_KINDS else opts.beton_timeout_min
+    return opts.timeout_min.of(row.kind)
 
 
 def job_resources(row: PlanRow, opts: SlurmOptions) -> dict[str, str | bool]:
@@ -171,9 +183,9 @@ def job_resources(row: PlanRow, opts: SlurmOptions) -> dict[str, str | bool]:
     ):
         if value:
             res[key] = value
-    res["cpus-per-task"] = str(opts.cpus_per_task)
-    if opts.mem_gb:
-        res["mem"] = f"{opts.mem_gb}G"
+    res["cpus-per-task"] = str(opts.cpus_per_task.of(row.kind))
+    if opts.mem_gb.of(row.kind):
+        res["mem"] = f"{opts.mem_gb.of(row.kind)}G"
     gpus = gpus_of(row, opts)
     if gpus:
         res["gres"] = opts.gres or f"gpu:{gpus}"
@@ -282,13 +294,12 @@ def _submit(cluster: str, row: PlanRow, opts: SlurmOptions, attempts: int, depen
         if opts.setup:
             params["slurm_setup"] = list(opts.setup)
     else:
-        params["cpus_per_task"] = opts.cpus_per_task
+        params["cpus_per_task"] = opts.cpus_per_task.of(row.kind)
         if gpus_of(row, opts):
             params["gpus_per_node"] = gpus_of(row, opts)
     executor.update_parameters(**params)
-    task = RowJob(
-        row, attempts, procs_of(row, opts.gpus_per_run, opts.procs_per_run), cpu=trains_on_cpu(row, opts.gpus_per_run)
-    )
+    gpus = opts.gpus_per_run.of(row.kind)
+    task = RowJob(row, attempts, procs_of(row, gpus, opts.procs_per_run.of(row.kind)), cpu=trains_on_cpu(row, gpus))
     try:
         # submitit prints sbatch's stderr before raising: we report it once, in one line.
         with contextlib.redirect_stderr(io.StringIO()):

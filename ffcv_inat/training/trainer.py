@@ -67,7 +67,7 @@ from .tensorboard_log import TensorBoardLog
 
 def train(cfg: Config, *, resume: bool = False, space_check: bool = True) -> dict:
     """Train as `cfg` says; return the summary (also written to RUN_DIR/summary.json).
-    `space_check`: refuse to start where the run dir has no room for two checkpoints."""
+    `space_check`: refuse to start where the run dir has no room for the checkpoints it will hold."""
     validate(cfg)
     info = setup(cfg.device)
     try:
@@ -119,13 +119,13 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
             last_eval = None
             if val_loader is not None and evaluates_after(cfg, epoch + 1):
                 last_eval = _run_eval(t, val_loader, cfg, info, data)
-            record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res, data.val)
+            wall = t.wall_before + time.perf_counter() - wall_start
+            record = epoch_record(epoch, lr, loss, last_eval, seconds, steps, cfg.data.batch_size, res, data.val, wall)
             t.history.append(record)
             progress.end_epoch(epoch_line(record, epochs))
             if board is not None:  # on disk before the checkpoint: a resume purges it, never misses it
                 board.log_epoch(record, (epoch + 1) * steps_per_epoch)
             if info.is_main:
-                wall = t.wall_before + time.perf_counter() - wall_start
                 save_progress(run_dir, t, cfg, epoch + 1, data, wall)
     finally:
         if board is not None:
@@ -448,8 +448,10 @@ def epoch_record(
     global_batch: int,
     res: int,
     val: Manifest | None = None,
+    wall_seconds: float | None = None,
 ) -> dict:
-    """One line of log.jsonl (`val`: the evaluated beton's manifest, for per-supercategory accuracy)."""
+    """One line of log.jsonl (`val`: the evaluated beton's manifest, for per-supercategory accuracy;
+    `wall_seconds`: the run's wall time so far, across resumes, which ffcv-sweep status's ETA reads)."""
     images = steps * global_batch
     return {
         "epoch": epoch + 1,
@@ -464,6 +466,7 @@ def epoch_record(
         "steps": steps,
         "images": images,
         "res": res,
+        "wall_seconds": wall_seconds,
     }
 
 
