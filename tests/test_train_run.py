@@ -218,6 +218,16 @@ def test_full_disk_is_refused_up_front_or_one_line_and_resumes_bit_identical(ref
     disk.resize(600)
     cli(*train_args(data["A"], run, "--resume"))
     assert_same_run(run, reference_run)
+    # The failed attempt had flushed epoch 2's TensorBoard scalars before its checkpoint failed:
+    # the resumed writer's purge drops them, so each epoch shows once, with log.jsonl's values.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = json.loads((run / "summary.json").read_text())["steps_per_epoch"]
+    top1 = [(e.step, e.value) for e in events.Scalars("val/top1")]
+    assert [s for s, _ in top1] == [steps, 2 * steps]
+    assert [v for _, v in top1] == pytest.approx([h["top1"] for h in read_log(run)], rel=1e-6)
 
 
 @pytest.mark.timeout(180)
