@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from ffcv_inat.analyze.table import find_run_dirs
+from ffcv_inat.bench.machine import environment
+from ffcv_inat.bench.results import RESULTS_ENV, append_rows, make_row
 from ffcv_inat.rundir import SUMMARY, read_summary
 from ffcv_inat.sweep.cli import main as sweep_main
 from ffcv_inat.sweep.plan import read_plan
@@ -74,7 +76,7 @@ def test_status_command_reports_a_corrupt_summary_once_and_carries_on(smoke_plan
     assert line.split()[1:] == ["0", "0", "0", "0", "2", "2"]
 
 
-def test_status_shows_a_running_runs_epoch_and_eta_and_the_grids_time_left(smoke_plan):
+def test_status_shows_a_running_runs_epoch_and_eta_and_the_grids_time_left(smoke_plan, tmp_path, monkeypatch):
     """A pretraining finished in 100 s; a finetune running (this process stands for it) after 1
     of its 4 epochs in 30 s wall: it shows epoch 1/4, its speed and 1:30 to go; the grid counts
     that, the other pretraining's 100 s (measured on its kind), and names the kinds not yet measured."""
@@ -91,6 +93,7 @@ def test_status_shows_a_running_runs_epoch_and_eta_and_the_grids_time_left(smoke
     record = {"epoch": 1, "train_images_per_second": 1234.0, "wall_seconds": 30.0}
     (Path(ft.outputs) / "log.jsonl").write_text(json.dumps(record) + "\n")
     write_state(ft, status="running", pid=os.getpid(), attempt=1)
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "none.csv"))  # no bench results: nothing to predict from
     r = CliRunner().invoke(sweep_main, ["status", str(plan)])
     assert r.exit_code == 0, r.output
     assert f"running  finetune_R-8-s0: epoch 1/4, 1,234 img/s, ETA 1:30 (pid {os.getpid()})" in r.output
@@ -98,5 +101,31 @@ def test_status_shows_a_running_runs_epoch_and_eta_and_the_grids_time_left(smoke
     assert (
         f"grid: {len(trains) - 1} training runs left; ≈ 3:10 one at a time, from finished runs' mean wall time "
         "(pretrain 1:40); not counted, no finetune/linear/scratch run finished yet: 1 finetune, 3 linear, 1 scratch "
-        "(ffcv-bench cost --plan)"
+        f"(no prediction: no results file at {tmp_path / 'none.csv'}: run a benchmark first (or pass --results))"
     ) in r.output
+    # With a measured rate at the runs' resolution, ffcv-bench cost's prediction prices the rest:
+    # 4 epochs of the assumed 269,400 iNat-Mini-A images (finetune, scratch) or 509,904 ImageNet-A
+    # images (each probe) at 1,000 img/s, beside the 190 s measured and running.
+    results = tmp_path / "results.csv"
+    append_rows(
+        results,
+        [
+            make_row(
+                "epoch",
+                "trainer",
+                "c",
+                {"recipe": "x.yaml"},
+                env=environment(),
+                res=32,
+                batch=16,
+                images_per_second=1000.0,
+            )
+        ],
+    )
+    monkeypatch.setenv(RESULTS_ENV, str(results))
+    r = CliRunner().invoke(sweep_main, ["status", str(plan)])
+    assert r.exit_code == 0, r.output
+    grid = next(line for line in r.output.splitlines() if line.startswith("grid: "))
+    assert grid.startswith(f"grid: {len(trains) - 1} training runs left; ≈ 2:21:04 one at a time, from finished ")
+    assert "; predicted by ffcv-bench cost for kinds with none finished (finetune 17:58, linear 1:41:59, " in grid
+    assert "scratch 17:58; priced on " in grid and "not counted" not in grid

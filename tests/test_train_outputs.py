@@ -216,3 +216,18 @@ def test_room_for_checkpoints_counts_what_outlives_last(epochs, start, every, ke
         "smoke_cpu.yaml", typed={"schedule.epochs": epochs, "eval.every": every, "checkpoint.keep_every": keep}
     )
     assert checkpoint_files(cfg, start, evaluates=evaluates) == files
+
+
+@pytest.mark.timeout(60)
+def test_export_of_a_plain_state_dict_needs_the_classes(betons, tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.save(torchvision.models.resnet50(num_classes=4).state_dict(), plain)
+    r = CliRunner().invoke(main, ["export", str(plain), "--out", str(tmp_path / "m.pt")])
+    assert r.exit_code == 1 and r.output == (
+        f"Error: {plain}: holds no class list and names no train beton: pass --beton B (its classes)\n"
+    )
+    r = CliRunner().invoke(main, ["export", str(plain), "--out", str(tmp_path / "m.pt"), "--beton", str(betons[0])])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m.classes.csv").read_text().count("\n") == 5  # header + 4 classes
+    r = CliRunner().invoke(main, ["export", str(tmp_path), "--out", str(tmp_path / "n.pt")])
+    assert r.exit_code == 1 and r.output == f"Error: {tmp_path}: no checkpoints/last.pt\n"

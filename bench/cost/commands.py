@@ -51,10 +51,36 @@ from ffcv_inat.bench.options import results_option
     show_default=True,
     help="With --plan: wall time on each of these numbers of devices, comma-separated.",
 )
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="NODESxGPUS",
+    help="With --plan: also the wall time on this cluster shape, e.g. 4x8, each run holding --gpus-per-run GPUs.",
+)
+@click.option(
+    "--gpus-per-run",
+    default=None,
+    metavar="N|KIND=N,...",
+    help="With --cluster: GPUs per training run, one number or per kind as ffcv-sweep run takes them "
+    "(pretrain=8,finetune=1) [default: 1].",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Recipe overrides, e.g. schedule.epochs=60.")
 @results_option
 @report_user_errors
-def cost(recipe, plan_csv, images_per_epoch, train, images_per_second, machine, gpus, devices, sets, results):
+def cost(
+    recipe,
+    plan_csv,
+    images_per_epoch,
+    train,
+    images_per_second,
+    machine,
+    gpus,
+    devices,
+    cluster,
+    gpus_per_run,
+    sets,
+    results,
+):
     """Predicted wall time and device-hours of a whole recipe, or of every run of a plan, from
     measured throughput (H100-hours, say, from an H100's rows)."""
     from ffcv_inat.bench.cost.recipe import (
@@ -70,7 +96,9 @@ def cost(recipe, plan_csv, images_per_epoch, train, images_per_second, machine, 
     if (recipe is None) == (plan_csv is None):
         raise UserError("give exactly one of --recipe R and --plan PLAN.csv")
     if plan_csv is not None:
-        return _study_cost(plan_csv, machine, parse_int_list(devices, "--devices"), results)
+        return _study_cost(plan_csv, machine, parse_int_list(devices, "--devices"), results, cluster, gpus_per_run)
+    if cluster is not None or gpus_per_run is not None:
+        raise UserError("--cluster and --gpus-per-run go with --plan")
     facts = recipe_facts(recipe, list(sets))
     n = count_images(images_per_epoch, train)
     if gpus is not None:
@@ -84,15 +112,22 @@ def cost(recipe, plan_csv, images_per_epoch, train, images_per_second, machine, 
     click.echo(describe(facts, predict(facts, n, measured, gpus), measured.source, measured.gpu))
 
 
-def _study_cost(plan_csv: str, machine: str | None, devices: list[int], results: str) -> None:
-    from ffcv_inat.sweep.plan import read_plan
+def _study_cost(
+    plan_csv: str, machine: str | None, devices: list[int], results: str, cluster: str | None, gpus_per_run: str | None
+) -> None:
+    from ffcv_inat.sweep.plan import TRAIN_KINDS, read_plan
+    from ffcv_inat.sweep.resources import parse_per_kind
 
     from ffcv_inat.bench.results import read_results
-    from ffcv_inat.bench.cost.study import describe_study, study_costs
+    from ffcv_inat.bench.cost.study import describe_study, parse_cluster, study_costs
 
     check_at_least(*(("--devices", n, 1) for n in devices))
+    shape = parse_cluster(cluster) if cluster is not None else None
+    if gpus_per_run is not None and shape is None:
+        raise UserError("--gpus-per-run goes with --cluster NODESxGPUS (the shape its runs share)")
+    per_run = parse_per_kind("--gpus-per-run", gpus_per_run, 1, kinds=TRAIN_KINDS)
     costs, why = study_costs(read_plan(plan_csv), read_results(results), machine)
-    click.echo(describe_study(costs, why, devices))
+    click.echo(describe_study(costs, why, devices, shape, per_run))
 
 
 COMMANDS = [cost]

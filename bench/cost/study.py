@@ -11,6 +11,11 @@ A run's hours = recipe epochs x training images per epoch / images per second, w
                     resolution; else the slower of the newest model-alone and loader-alone rows
                     at that resolution; each figure says which row it came from.
 Beton and data rows are CPU jobs before training: not priced. Evaluation passes are not counted.
+
+On a cluster shape (`--gpus-per-run KIND=N --cluster NODESxGPUS`) a run of g GPUs is assumed to
+take 1/g of its one-GPU time (linear scaling, SCALING; no multi-GPU epoch is on record to
+measure it): its device-hours stay those of one GPU, and the grid's wall time is a list
+schedule of runs that each hold their g GPUs on one node until they end.
 """
 
 from __future__ import annotations
@@ -91,6 +96,70 @@ def wall_hours(hours: Mapping[str, float], depends_on: Mapping[str, Sequence[str
         finish[run] = start + hours[run]
         heapq.heappush(free, finish[run])
         pending.remove(run)
+    return max(finish.values(), default=0.0)
+
+
+SCALING = (
+    "assumed: a run on g GPUs takes 1/g of its one-GPU time (linear scaling, an upper bound on the speed-up; "
+    "not measured here)"
+)
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    nodes: int
+    gpus_per_node: int
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def describe(self) -> str:
+        return f"{self.nodes} node{'s' if self.nodes != 1 else ''} x {self.gpus_per_node} GPUs"
+
+
+def parse_cluster(text: str) -> ClusterShape:
+    """'4x8' -> 4 nodes of 8 GPUs; anything else is one line naming the option."""
+    nodes, sep, gpus = text.lower().partition("x")
+    if not sep or not nodes.strip().isdigit() or not gpus.strip().isdigit() or min(int(nodes), int(gpus)) < 1:
+        raise UserError(f"--cluster {text}: expected NODESxGPUS, e.g. 4x8 (4 nodes of 8 GPUs)")
+    return ClusterShape(int(nodes), int(gpus))
+
+
+def cluster_wall_hours(
+    hours: Mapping[str, float], gpus: Mapping[str, int], depends_on: Mapping[str, Sequence[str]], shape: ClusterShape
+) -> float:
+    """Wall time of runs with dependencies on `shape`: run r holds gpus[r] GPUs of one node for
+    hours[r] / gpus[r] (SCALING); in the given order, each run starts as soon as what it depends on
+    is done and a node has its GPUs free. Dependencies outside `hours` (betons) count as done."""
+    for run, g in gpus.items():
+        if not 1 <= g <= shape.gpus_per_node:
+            raise UserError(f"{run} asks for {g} GPUs but a node of {shape.describe()} has {shape.gpus_per_node}")
+    free = [shape.gpus_per_node] * shape.nodes
+    running: list[tuple[float, str, int]] = []  # (finish, run, node)
+    finish: dict[str, float] = {}
+    pending, now = list(hours), 0.0
+    while pending:
+        started = False
+        for run in pending:
+            if any(d in hours and (d not in finish or finish[d] > now) for d in depends_on.get(run, ())):
+                continue
+            node = next((n for n, f in enumerate(free) if f >= gpus[run]), None)
+            if node is None:
+                continue
+            free[node] -= gpus[run]
+            finish[run] = now + hours[run] / gpus[run]
+            heapq.heappush(running, (finish[run], run, node))
+            pending.remove(run)
+            started = True
+            break
+        if started:
+            continue
+        if not running:
+            raise ValueError(f"dependency cycle among {pending}")
+        done_at, run, node = heapq.heappop(running)
+        now = max(now, done_at)
+        free[node] += gpus[run]
     return max(finish.values(), default=0.0)
 
 
@@ -189,9 +258,16 @@ def study_costs(plan_rows: Sequence, df, machine: str | None) -> tuple[list[RunC
     return costs, why
 
 
-def describe_study(costs: Sequence[RunCost], why: str, devices: Sequence[int]) -> str:
-    """Each run's line, the grid's device-hours and wall time on each number of `devices`, and
-    where every figure came from (numbered sources)."""
+def describe_study(
+    costs: Sequence[RunCost],
+    why: str,
+    devices: Sequence[int],
+    cluster: ClusterShape | None = None,
+    gpus_per_run=None,
+) -> str:
+    """Each run's line, the grid's device-hours and wall time on each number of `devices` (and,
+    with `cluster`, on that shape with `gpus_per_run`: a resources.PerKind), and where every
+    figure came from (numbered sources)."""
     sources = list(dict.fromkeys(c.rate.source for c in costs))
     assumed = sorted({c.images_source for c in costs if c.images_source != "manifest"})
     lines = [f"{'run':34s} {'kind':8s} {'epochs':>6s} {'images/epoch':>12s} {'img/s':>9s} {'hours':>9s}  rate"]
@@ -207,6 +283,13 @@ def describe_study(costs: Sequence[RunCost], why: str, devices: Sequence[int]) -
         lines.append(
             f"wall time on {n} device{'s' if n != 1 else ''}: {wall_hours(hours, deps, n):,.1f} hours "
             "(each run starts once what it depends on is done)"
+        )
+    if cluster is not None:
+        gpus = {c.run_id: gpus_per_run.of(c.kind) for c in costs}
+        asked = ", ".join(f"{k} {n}" for k, n in {c.kind: gpus[c.run_id] for c in costs}.items())
+        lines.append(
+            f"wall time on {cluster.describe()} ({cluster.gpus} GPUs; GPUs per run: {asked}): "
+            f"{cluster_wall_hours(hours, gpus, deps, cluster):,.1f} hours; {SCALING}"
         )
     lines.append(f"priced on {why}:")
     lines += [f"  [{i + 1}] {s}" for i, s in enumerate(sources)]

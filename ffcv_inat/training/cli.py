@@ -53,7 +53,7 @@ def _print_metrics(summary: dict) -> None:
 @click.option(
     "--no-space-check",
     is_flag=True,
-    help="Start even where the run dir's filesystem seems to lack room for two checkpoints.",
+    help="Start even where the run dir's filesystem seems to lack room for the checkpoints the run will hold.",
 )
 @report_user_errors
 def train_cmd(recipe, train_beton, val_beton, init, out, sets, resume, no_space_check):
