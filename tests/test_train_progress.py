@@ -57,3 +57,20 @@ def test_bar_on_a_terminal():
     assert any(f.startswith("epoch 2/3:") and "| 4/4 [" in f for f in frames), frames
     assert any("img/s, loss 0.5000, lr 0.05, ETA run" in f for f in frames)
     assert "epoch 2/3 done\r\n" in b"".join(shown).decode()  # the epoch's line, after the bar (the pty adds \r)
+
+
+def test_without_the_tensorboard_package_a_run_warns_once_and_goes_on(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from ffcv_inat.training.tensorboard_log import open_board
+
+    for name in [
+        m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.", "torch.utils.tensorboard"))
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # what a missing package looks like to import
+    assert open_board(tmp_path) is None
+    err = capsys.readouterr().err
+    assert err.startswith("warning: logging.tensorboard is on but TensorBoard cannot be imported (")
+    assert err.endswith("no event files for this run (pip install tensorboard, or --set logging.tensorboard=false)\n")
+    assert err.count("\n") == 1 and not (tmp_path / "tensorboard").exists()

@@ -12,6 +12,7 @@ whatever a killed attempt wrote past it, so each epoch shows once, as in log.jso
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 # The run dir's folder of event files (`tensorboard --logdir runs/` finds every run's).
@@ -36,6 +37,21 @@ def epoch_scalars(record: dict) -> dict[str, float]:
         if acc is not None:
             out[f"val/acc_{name}"] = float(acc)
     return out
+
+
+def open_board(run_dir: Path, purge_from: int | None = None) -> "TensorBoardLog | None":
+    """The run's TensorBoardLog; None, with one warning line, where the tensorboard package is
+    missing (a declared dependency, but a cluster's or a GPU box's own environment may lack it):
+    a run should not die for its event files."""
+    try:
+        return TensorBoardLog(run_dir, purge_from)
+    except ImportError as e:
+        print(
+            f"warning: logging.tensorboard is on but TensorBoard cannot be imported ({str(e).splitlines()[0]}): "
+            "no event files for this run (pip install tensorboard, or --set logging.tensorboard=false)",
+            file=sys.stderr,
+        )
+        return None
 
 
 class TensorBoardLog:

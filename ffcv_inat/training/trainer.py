@@ -62,7 +62,7 @@ from ..rundir import BEST_CHECKPOINT, CHECKPOINT, CONFIG, LOG, kept_checkpoint, 
 from ..schedule import lr_at, res_at
 from .progress import StepProgress
 from .step import TrainStep, make_optimizer
-from .tensorboard_log import TensorBoardLog
+from .tensorboard_log import TensorBoardLog, open_board
 
 
 def train(cfg: Config, *, resume: bool = False, space_check: bool = True) -> dict:
@@ -107,7 +107,7 @@ def run_training(cfg: Config, resume: bool, info: DistInfo, space_check: bool = 
     progress = StepProgress(mode, epochs, cfg.data.batch_size, cfg.logging.every_seconds)
     board = None
     if cfg.logging.tensorboard and info.is_main:
-        board = TensorBoardLog(run_dir, purge_from=t.start_epoch * steps_per_epoch + 1 if resume else None)
+        board = open_board(run_dir, purge_from=t.start_epoch * steps_per_epoch + 1 if resume else None)
     try:
         for epoch in range(t.start_epoch, epochs):
             res = res_at(cfg.progressive, cfg.data.res, epoch)
