@@ -19,7 +19,7 @@ from ..command_line import CONTEXT_SETTINGS, check_at_least, parse_int_list, rep
 from .executors import DEFAULT_ATTEMPTS, SweepResult, betons_to_verify, run_local
 from .progress import grid_estimate, run_progress
 from .resources import PerKind, parse_per_kind
-from .slurm import DEFAULT_TIMEOUT_MIN, SlurmOptions, parse_sbatch_line, run_submitit
+from .slurm import DEFAULT_CPUS_PER_TASK, DEFAULT_TIMEOUT_MIN, SlurmOptions, parse_sbatch_line, run_submitit
 from .plan import (
     BETON_LAYOUTS,
     DEFAULT_KS,
@@ -288,7 +288,7 @@ def run(
     pretrain, finetune, linear, scratch), e.g. --gpus-per-run pretrain=8 --cpus-per-task beton=32."""
     check_at_least(("--attempts", attempts, 1), ("--max-parallel", max_parallel, 1))
     procs_per_run = parse_per_kind("--procs-per-run", procs_per_run, None, kinds=TRAIN_KINDS)
-    cpus_per_task = parse_per_kind("--cpus-per-task", cpus_per_task, 10)
+    cpus_per_task = parse_per_kind("--cpus-per-task", cpus_per_task, DEFAULT_CPUS_PER_TASK)
     mem_gb = parse_per_kind("--mem-gb", mem_gb, None)
     timeout_min = parse_per_kind(
         "--timeout-min", timeout_min, DEFAULT_TIMEOUT_MIN.default, defaults=DEFAULT_TIMEOUT_MIN.values

@@ -122,6 +122,8 @@ class RowJob:
 
 # A job's time limit unless --timeout-min says otherwise: training 72 h, betons 12 h.
 DEFAULT_TIMEOUT_MIN = PerKind(72 * 60, {"beton": 12 * 60})
+# A job's CPUs unless --cpus-per-task says otherwise (loader workers, beton writers).
+DEFAULT_CPUS_PER_TASK = 10
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class SlurmOptions:
     gres: str | None = None  # a training job's GPU request instead of gpu:N, e.g. gpu:a100:8
     gpus_per_run: PerKind | int = 1  # 0: training on CPU, no GPU asked for
     procs_per_run: PerKind | int | None = None  # training processes per run (torchrun); default one per GPU
-    cpus_per_task: PerKind | int = 10
+    cpus_per_task: PerKind | int = DEFAULT_CPUS_PER_TASK
     mem_gb: PerKind | int | None = None
     timeout_min: PerKind | int = DEFAULT_TIMEOUT_MIN
     max_parallel: int | None = None  # at most this many of the sweep's jobs at once (SLURM: lanes)
