@@ -49,15 +49,20 @@ def checkpoint_in(source: str | Path, best: bool = False) -> Path:
 def classes_of(obj, checkpoint: Path, beton: str | None) -> list[tuple[str, str]]:
     """(id, name) per label: from `beton`'s manifest when given, else from the checkpoint, else
     from the manifest of the train beton its config names."""
-    if beton is None and isinstance(obj, dict) and obj.get("classes"):
+    if beton is not None:
+        if not Path(beton).is_file():
+            raise UserError(f"--beton {beton}: file not found")
+        return [(c.id, c.name) for c in check_beton(beton).classes]
+    if isinstance(obj, dict) and obj.get("classes"):
         return [(str(i), str(n)) for i, n in obj["classes"]]
-    if beton is None and isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
-        beton = (yaml.safe_load(obj["config"]).get("data") or {}).get("train")
-    if beton is None:
+    named = None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
+        named = (yaml.safe_load(obj["config"]).get("data") or {}).get("train")
+    if named is None:
         raise UserError(f"{checkpoint}: holds no class list and names no train beton: pass --beton B (its classes)")
-    if not Path(beton).is_file():
-        raise UserError(f"{checkpoint}: its train beton {beton} is not there: pass --beton B (its classes)")
-    return [(c.id, c.name) for c in check_beton(beton).classes]
+    if not Path(named).is_file():
+        raise UserError(f"{checkpoint}: its train beton {named} is not there: pass --beton B (its classes)")
+    return [(c.id, c.name) for c in check_beton(named).classes]
 
 
 def classes_csv(classes: list[tuple[str, str]]) -> str:

@@ -231,3 +231,9 @@ def test_export_of_a_plain_state_dict_needs_the_classes(betons, tmp_path):
     assert (tmp_path / "m.classes.csv").read_text().count("\n") == 5  # header + 4 classes
     r = CliRunner().invoke(main, ["export", str(tmp_path), "--out", str(tmp_path / "n.pt")])
     assert r.exit_code == 1 and r.output == f"Error: {tmp_path}: no checkpoints/last.pt\n"
+    for args, said in (
+        ([str(tmp_path / "none.pt")], f"checkpoint not found: {tmp_path / 'none.pt'}"),
+        ([str(plain), "--beton", str(tmp_path / "none.beton")], f"--beton {tmp_path / 'none.beton'}: file not found"),
+    ):
+        r = CliRunner().invoke(main, ["export", *args, "--out", str(tmp_path / "o.pt")])
+        assert r.exit_code == 1 and r.output == f"Error: {said}\n", r.output

@@ -136,14 +136,14 @@ def eval_cmd(checkpoint, val_beton, out, batch_size, res, workers, tta_flip, dev
 
 
 @main.command("export")
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=click.Path())
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="The state_dict file to write (e.g. model.pt)."
 )
 @click.option("--best", is_flag=True, help="From a run dir: its best.pt (best top-1) instead of last.pt.")
 @click.option(
     "--beton",
-    type=click.Path(dir_okay=False, exists=True),
+    type=click.Path(dir_okay=False),
     help="Take the class list from this beton's manifest (for a checkpoint without one).",
 )
 @report_user_errors
