@@ -154,6 +154,31 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
+def abandon_queues_on_failure() -> Iterator[None]:
+    """Around code that makes multiprocessing queues (ffcv's DatasetWriter): if it fails or is
+    interrupted, the queues it made are abandoned, so that the process can still exit.
+
+    A Ctrl-C or SIGTERM that lands in `Queue.put` just after it took the queue's lock leaves the
+    lock taken for good, and a queue whose readers were stopped keeps data its feeder thread can
+    never write: either way the exit-time finalizers (close, then join the feeder) block forever
+    (seen: a write-beton interrupted at its start, hung at exit in Queue._finalize_close). The
+    data of an abandoned write is of no use, so those finalizers are cancelled; queues made
+    before the block are left as they are. (multiprocessing.util keeps its finalizers in a
+    private registry, the same since Python 3.4.)"""
+    from multiprocessing import queues, util
+
+    before = set(util._finalizer_registry)
+    try:
+        yield
+    except BaseException:
+        ours = (queues.Queue._finalize_close, queues.Queue._finalize_join)
+        for key, finalizer in list(util._finalizer_registry.items()):
+            if key not in before and getattr(finalizer, "_callback", None) in ours:
+                finalizer.cancel()
+        raise
+
+
+@contextlib.contextmanager
 def interrupts_as_exceptions() -> Iterator[list[int]]:
     """Raise on SIGINT (KeyboardInterrupt) and SIGTERM (Terminated), and remember them.
 

@@ -427,3 +427,31 @@ def test_inat_eval_stops_at_a_missing_image_unless_asked_to_skip(inat_dir, tmp_p
     assert not (tmp_path / "eval.beton").exists()
     r = run([*args, "--out", tmp_path / "eval.beton", "--on-error", "skip"])
     assert r.exit_code == 0 and "skipped 1" in r.output, r.output
+
+
+@pytest.mark.timeout(60)
+def test_an_abandoned_writers_queues_do_not_block_the_exit():
+    """A Ctrl-C that lands in multiprocessing's Queue.put just after it took the queue's lock
+    leaves the lock taken (seen: an interrupted write-beton hung at exit in Queue._finalize_close).
+    Made here by hand in a child process: inside abandon_queues_on_failure, as ffcv's writer runs
+    in write_beton, the process exits; without it, it hangs."""
+    script = (
+        "import multiprocessing, sys\n"
+        "from ffcv_inat.atomic import abandon_queues_on_failure\n"
+        "def write():\n"
+        "    q = multiprocessing.Queue(); q.put('work')  # starts its feeder thread\n"
+        "    q._notempty.acquire()  # the lock the signal left taken\n"
+        "    raise KeyboardInterrupt\n"
+        "try:\n"
+        "    if sys.argv[1] == 'guarded':\n"
+        "        with abandon_queues_on_failure():\n"
+        "            write()\n"
+        "    else:\n"
+        "        write()\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+    )
+    guarded = subprocess.run([sys.executable, "-c", script, "guarded"], timeout=30, capture_output=True)
+    assert guarded.returncode == 0, guarded.stderr.decode()
+    with pytest.raises(subprocess.TimeoutExpired):  # the hang it prevents
+        subprocess.run([sys.executable, "-c", script, "bare"], timeout=5, capture_output=True)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ffcv_inat import UserError, __version__
-from ffcv_inat.atomic import atomic_outputs, format_size, free_bytes, mount_of, require_room
+from ffcv_inat.atomic import abandon_queues_on_failure, atomic_outputs, format_size, free_bytes, mount_of, require_room
 from ffcv_inat.environment import usable_cores
 from ffcv_inat.beton import ClassEntry, Damaged, Integrity, Manifest, integrity_of, manifest_path
 
@@ -248,7 +248,7 @@ def write_files(
         page_size = page_size_for(len(kept), opts.max_res)
         writer = DatasetWriter(str(tmp_beton), fields, num_workers=opts.num_workers(), page_size=page_size)
         try:
-            with worker_failures_raise(failure_dir):
+            with abandon_queues_on_failure(), worker_failures_raise(failure_dir):
                 writer.from_indexed_dataset(data, chunksize=opts.chunksize)
         except WorkerFailed as e:
             if free_bytes(out.parent) < page_size:  # its page did not fit: atomic_outputs says so in one line
