@@ -1,19 +1,23 @@
 """The Python API: what `ffcv-train` and `ffcv-train eval` do, from a notebook or a script.
 
     import ffcv_inat
-    summary = ffcv_inat.training("finetune_inat_60ep.yaml", train="betons/inat_train.beton",
+    summary = ffcv_inat.train("finetune_inat_60ep.yaml", train="betons/inat_train.beton",
                               val="betons/inat_eval.beton", out="runs/ft", init="resnet50.pth",
                               overrides={"schedule.epochs": 6, "data.batch_size": 128})
     result = ffcv_inat.evaluate("runs/ft/checkpoints/best.pt", "betons/inat_eval.beton")
 
 Both take the same checks as the commands and raise `ffcv_inat.UserError` with the commands'
-one-line messages (an unknown key, a missing beton, a run dir in use).
+one-line messages (an unknown key, a missing beton, a run dir in use). `evaluate` is
+`ffcv_inat.evaluation.evaluate_checkpoint`, which `ffcv-train eval` calls.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping
+
+# `ffcv-train eval` as a function: the evaluator itself, with its own signature and defaults.
+from .evaluation import evaluate_checkpoint as evaluate  # noqa: F401  (the API's name)
 
 
 def train(
@@ -35,35 +39,3 @@ def train(
     shorthands = {"data.train": train, "data.val": val, "model.init": init, "out": out}
     cfg = load_config(recipe, extra={k: None if v is None else str(v) for k, v in shorthands.items()}, typed=overrides)
     return run(cfg, resume=resume, space_check=space_check)
-
-
-def evaluate(
-    checkpoint: str | Path,
-    val: str | Path,
-    *,
-    out: str | Path | None = None,
-    batch_size: int = 256,
-    res: int | None = None,
-    workers: int = 0,
-    tta_flip: bool = False,
-    device: str = "auto",
-    precision: str = "bf16",
-    decode: str = "cpu",
-) -> dict:
-    """Top-1/top-5, loss and per-supercategory accuracy of a checkpoint (ffcv-train's or a
-    torchvision state_dict) on a val beton, as `ffcv-train eval`; with `out`, per_class.csv and
-    summary.json are written there."""
-    from .evaluation import evaluate_checkpoint
-
-    return evaluate_checkpoint(
-        checkpoint,
-        val,
-        out,
-        batch_size=batch_size,
-        res=res,
-        workers=workers,
-        tta_flip=tta_flip,
-        device=device,
-        precision=precision,
-        decode=decode,
-    )

@@ -46,18 +46,23 @@ def checkpoint_in(source: str | Path, best: bool = False) -> Path:
     return source
 
 
-def classes_of(obj, checkpoint: Path, beton: str | None) -> list[tuple[str, str]]:
+def trained_config(obj) -> dict:
+    """The config an ffcv-train checkpoint was trained with, as a mapping ({} for plain weights)."""
+    if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
+        return yaml.safe_load(obj["config"]) or {}
+    return {}
+
+
+def classes_of(obj, config: dict, checkpoint: Path, beton: str | None) -> list[tuple[str, str]]:
     """(id, name) per label: from `beton`'s manifest when given, else from the checkpoint, else
-    from the manifest of the train beton its config names."""
+    from the manifest of the train beton its `config` (trained_config) names."""
     if beton is not None:
         if not Path(beton).is_file():
             raise UserError(f"--beton {beton}: file not found")
         return [(c.id, c.name) for c in check_beton(beton).classes]
     if isinstance(obj, dict) and obj.get("classes"):
         return [(str(i), str(n)) for i, n in obj["classes"]]
-    named = None
-    if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
-        named = (yaml.safe_load(obj["config"]).get("data") or {}).get("train")
+    named = (config.get("data") or {}).get("train")
     if named is None:
         raise UserError(f"{checkpoint}: holds no class list and names no train beton: pass --beton B (its classes)")
     if not Path(named).is_file():
@@ -103,15 +108,14 @@ def export_weights(source: str | Path, out: str | Path, *, best: bool = False, b
     obj = load_file(checkpoint)
     state = model_state(obj, str(checkpoint))
     num_classes = checkpoint_num_classes(state, str(checkpoint))
-    classes = classes_of(obj, checkpoint, beton)
+    config = trained_config(obj)
+    classes = classes_of(obj, config, checkpoint, beton)
     if len(classes) != num_classes:
         raise UserError(
             f"{checkpoint}: the head has {num_classes} outputs but its classes are {len(classes)}: "
             "pass --beton B with the classes the head was trained on"
         )
-    blurpool = False
-    if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("config"):
-        blurpool = bool((yaml.safe_load(obj["config"]).get("model") or {}).get("blurpool"))
+    blurpool = bool((config.get("model") or {}).get("blurpool"))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_outputs(classes_file, out) as (tmp_classes, tmp_weights):
         torch.save({k: v.detach().clone() for k, v in state.items()}, tmp_weights)

@@ -78,7 +78,7 @@ def parse_per_kind(
         if not text.lstrip("-").isdigit():
             raise UserError(f"{option} {text}: expected a whole number or KIND=VALUE,... (kinds: {', '.join(kinds)})")
         return PerKind(number(text, ""), {})
-    values = dict(base)
+    values, given = dict(base), set()
     for item in text.split(","):
         kind, sep, raw = item.strip().partition("=")
         kind = kind.strip()
@@ -88,8 +88,8 @@ def parse_per_kind(
             raise UserError(f"{option} {text}: unknown kind {kind!r} (kinds: {', '.join(kinds)})")
         if kind not in kinds:
             raise UserError(f"{option} {text}: a {kind} job takes no {option} (kinds: {', '.join(kinds)})")
-        if kind in values and kind not in base:
+        if kind in given:
             raise UserError(f"{option} {text}: {kind} given twice")
+        given.add(kind)
         values[kind] = number(raw.strip(), f"{kind}=")
-        base.pop(kind, None)
     return PerKind(default, values)
